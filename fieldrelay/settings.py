@@ -1,0 +1,92 @@
+"""Process settings from FIELDRELAY_* environment variables (and an optional .env file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "FIELDRELAY_"
+
+
+class SettingsError(Exception):
+    """Invalid configuration; the message names each variable and its bad value (secrets masked)."""
+
+
+class Settings(BaseSettings):
+    """All configuration. Build with `load_settings()` to get readable errors.
+
+    >>> s = Settings(webhook_tokens="a,b")
+    >>> [t.get_secret_value() for t in s.webhook_tokens]
+    ['a', 'b']
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None, description="Redis for the Celery broker and state; unset starts an embedded Redis."
+    )
+    data_dir: Path = Field(default=Path("var"), description="Where the embedded Redis and spools keep data.")
+    rules_dir: Path = Field(default=Path("rules/examples"), description="Directory of rule YAML files.")
+    webhook_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated tokens accepted in /webhooks/servicetrade/{token}; several allow rotation.",
+    )
+    sentry_dsn: SecretStr | None = Field(default=None, description="Sentry DSN; unset disables Sentry.")
+    sentry_environment: str = Field(default="production", description="Sentry environment tag.")
+
+    servicetrade_base_url: str = Field(default="https://api.servicetrade.com/api")
+    servicetrade_username: str = ""
+    servicetrade_password: SecretStr = SecretStr("")
+
+    synchroteam_base_url: str = Field(default="https://ws.synchroteam.com")
+    synchroteam_domain: str = ""
+    synchroteam_api_key: SecretStr = SecretStr("")
+
+    # Synergist is hosted per customer (http://<SERVER>/jsonapi/...): there is no public default host.
+    synergist_base_url: str = Field(default="")
+    synergist_user: str = ""
+    synergist_password: SecretStr = SecretStr("")
+    synergist_company: str = "1"
+
+    http_timeout: float = Field(default=10.0, gt=0, description="Seconds for each outbound API call.")
+    worker_concurrency: int = Field(default=2, ge=1, description="Celery worker processes.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"not a redis:// URL: {value!r}")
+        return value
+
+    @field_validator("webhook_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("servicetrade_base_url", "synchroteam_base_url", "synergist_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"not an http(s):// URL: {value!r}")
+        return value.rstrip("/")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with `SettingsError` naming `FIELDRELAY_<NAME>` on bad input."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ENV_PREFIX + ".".join(str(p) for p in err["loc"]).upper()
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{name}: {msg}")
+        raise SettingsError("\n".join(lines)) from None

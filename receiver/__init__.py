@@ -1,0 +1,1 @@
+"""Starlette receiver: ServiceTrade webhooks in, normalized change events out to the Celery queue."""

@@ -1,0 +1,1 @@
+"""Stateful local simulators of the ServiceTrade, Synchroteam and Synergist APIs."""

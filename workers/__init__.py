@@ -1,0 +1,1 @@
+"""Celery app, tasks, pipeline logic, API connectors and the actions rules can call."""

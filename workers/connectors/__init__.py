@@ -1,0 +1,1 @@
+"""HTTP clients for ServiceTrade, Synchroteam and Synergist, built on httpx with typed errors."""
