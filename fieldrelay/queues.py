@@ -1,0 +1,14 @@
+"""Celery task and queue names shared by the receiver (which publishes) and the workers (which consume)."""
+
+PROCESS_EVENT_TASK = "fieldrelay.process_event"
+RUN_ACTION_TASK = "fieldrelay.run_action"
+
+EVENTS_QUEUE = "events"
+# One queue per target, so a slow or rate-limited target cannot starve the others.
+ACTION_QUEUES = {
+    "servicetrade": "actions.servicetrade",
+    "synchroteam": "actions.synchroteam",
+    "synergist": "actions.synergist",
+    "http": "actions.http",
+}
+ALL_QUEUES = (EVENTS_QUEUE, *ACTION_QUEUES.values())
