@@ -1,0 +1,141 @@
+"""What an action runs with: the API clients, the call's context and the spec that names it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    import httpx
+
+    from fieldrelay.settings import Settings
+    from workers.connectors.outbound import OutboundClient
+    from workers.connectors.servicetrade import ServiceTradeClient
+    from workers.connectors.synchroteam import SynchroteamClient
+    from workers.connectors.synergist import SynergistClient
+
+Target = Literal["synchroteam", "synergist", "servicetrade", "http"]
+
+
+class LinkStore(Protocol):
+    """Maps an idempotency key to the id a create returned, so a retry updates instead."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, value: str) -> None: ...
+
+
+class MemoryLinkStore:
+    """A dict-backed ``LinkStore`` for tests and one-off runs (not shared between processes)."""
+
+    def __init__(self) -> None:
+        self.links: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        return self.links.get(key)
+
+    def set(self, key: str, value: str) -> None:
+        self.links[key] = value
+
+
+class Clients(Protocol):
+    """The API clients an action may use; implementations build them on first use."""
+
+    @property
+    def servicetrade(self) -> ServiceTradeClient: ...
+
+    @property
+    def synchroteam(self) -> SynchroteamClient: ...
+
+    @property
+    def synergist(self) -> SynergistClient: ...
+
+    @property
+    def http(self) -> OutboundClient: ...
+
+
+class SettingsClients:
+    """``Clients`` built lazily from ``Settings``; share one per worker process.
+
+    >>> clients = SettingsClients(load_settings())  # doctest: +SKIP
+    >>> clients.synchroteam.upsert_job({"myId": "st-1", "customer": {"myId": "st-9"}})  # doctest: +SKIP
+    """
+
+    def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
+        self.settings, self._transport = settings, transport
+        self._lock = threading.Lock()
+        self._built: dict[str, Any] = {}
+
+    def _once(self, name: str, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = build()
+            return self._built[name]
+
+    @property
+    def servicetrade(self) -> ServiceTradeClient:
+        from workers.connectors.servicetrade import ServiceTradeClient
+
+        s = self.settings
+        return self._once("servicetrade", lambda: ServiceTradeClient(
+            s.servicetrade_base_url, s.servicetrade_username, s.servicetrade_password,
+            transport=self._transport, timeout=s.http_timeout,
+        ))  # fmt: skip
+
+    @property
+    def synchroteam(self) -> SynchroteamClient:
+        from workers.connectors.synchroteam import SynchroteamClient
+
+        s = self.settings
+        return self._once("synchroteam", lambda: SynchroteamClient(
+            s.synchroteam_base_url, s.synchroteam_domain, s.synchroteam_api_key,
+            transport=self._transport, timeout=s.http_timeout,
+        ))  # fmt: skip
+
+    @property
+    def synergist(self) -> SynergistClient:
+        from workers.connectors.synergist import SynergistClient
+
+        s = self.settings
+        return self._once("synergist", lambda: SynergistClient(
+            s.synergist_base_url, s.synergist_user, s.synergist_password, s.synergist_company,
+            transport=self._transport, timeout=s.http_timeout,
+        ))  # fmt: skip
+
+    @property
+    def http(self) -> OutboundClient:
+        from workers.connectors.outbound import OutboundClient
+
+        return self._once("http", lambda: OutboundClient(
+            transport=self._transport, timeout=self.settings.http_timeout
+        ))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """Where an action call comes from; ``idempotency_key`` is stable across retries."""
+
+    event_id: str
+    rule: str
+    index: int
+    idempotency_key: str
+    link_store: LinkStore = field(default_factory=MemoryLinkStore, compare=False)
+
+    def link_key(self, action: str) -> str:
+        """The link-store key for this call of ``action``."""
+        return f"{action}:{self.idempotency_key}"
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """A named action: its parameter model, what it runs and which system it talks to."""
+
+    name: str
+    params: type[BaseModel]
+    run: Callable[[Clients, Any, ActionContext], dict[str, Any]]
+    target: Target
+    description: str = ""

@@ -1,0 +1,243 @@
+"""Synchroteam actions: upserts keyed on ``myId`` and the job lifecycle."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from workers.actions.context import ActionContext, ActionSpec, Clients
+
+
+class Params(BaseModel):
+    """Base for Synchroteam parameters: field names are the API's own, unknown names are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON body: only the fields the rule set, so an upsert leaves the rest alone."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class RecordRef(Params):
+    """A linked customer, site or equipment, by ``id`` or ``myId``."""
+
+    id: int | None = None
+    myId: str | None = None
+    name: str | None = None
+
+
+class NamedRef(Params):
+    """A job type, report template or activity type, by ``id`` or ``name``."""
+
+    id: int | None = None
+    name: str | None = None
+
+
+class UserRef(Params):
+    """A technician or user, by ``id`` or ``login``."""
+
+    id: int | None = None
+    login: str | None = None
+    name: str | None = None
+
+
+class Position(Params):
+    latitude: str | float
+    longitude: str | float
+
+
+class CustomFieldValue(Params):
+    id: int | None = None
+    label: str | None = None
+    value: Any = None
+
+
+class ReportItem(Params):
+    nmCategory: str
+    nmItem: str
+    value: Any = None
+    iteration: int | None = None
+
+
+class Addressed(Params):
+    """Address and contact fields shared by customers, sites and jobs."""
+
+    address: str | None = None
+    addressStreet: str | None = None
+    addressComplement: str | None = None
+    addressZIP: str | None = None
+    addressCity: str | None = None
+    addressProvince: str | None = None
+    addressCountry: str | None = None
+    position: Position | None = None
+    contactFirstName: str | None = None
+    contactLastName: str | None = None
+    contactPhone: str | None = None
+    contactMobile: str | None = None
+    contactEmail: str | None = None
+    customFieldValues: list[CustomFieldValue] | None = None
+
+
+class Keyed(Addressed):
+    id: int | None = Field(default=None, description="Synchroteam id; prefer myId")
+    myId: str | None = Field(default=None, description="Your key (e.g. the ServiceTrade id): the upsert key")
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _has_key(self) -> Keyed:
+        if self.id is None and not self.myId:
+            raise ValueError("id or myId is required (myId makes the upsert idempotent)")
+        return self
+
+
+class CustomerUpsert(Keyed):
+    """Create or update a Synchroteam customer matched on ``myId`` (or ``id``)."""
+
+    contactFax: str | None = None
+    vatNumber: str | None = None
+
+
+class SiteUpsert(Keyed):
+    """Create or update a site; ``customer`` (``id`` or ``myId``) is required on create."""
+
+    customer: RecordRef | None = None
+    contactName: str | None = None
+
+
+class EquipmentUpsert(Params):
+    """Create or update equipment; a ``customer`` or ``site`` is required on create."""
+
+    id: int | None = None
+    myId: str | None = None
+    name: str | None = None
+    customer: RecordRef | None = None
+    site: RecordRef | None = None
+    customFieldValues: list[CustomFieldValue] | None = None
+
+    @model_validator(mode="after")
+    def _has_key(self) -> EquipmentUpsert:
+        if self.id is None and not self.myId:
+            raise ValueError("id or myId is required (myId makes the upsert idempotent)")
+        return self
+
+
+class JobKey(Params):
+    """Identifies a job by ``id``, ``myId`` or ``num``."""
+
+    id: str | None = Field(default=None, description='Synchroteam job id, e.g. "265_160719144323649"')
+    myId: str | None = Field(default=None, description="Your key for the job")
+    num: int | None = Field(default=None, description="Synchroteam job number")
+
+    @model_validator(mode="after")
+    def _has_key(self) -> JobKey:
+        if self.id is None and not self.myId and self.num is None:
+            raise ValueError("one of id, myId or num is required")
+        return self
+
+    def key(self) -> dict[str, str | int]:
+        return {k: v for k, v in (("id", self.id), ("myId", self.myId), ("num", self.num)) if v is not None}
+
+
+class JobUpsert(JobKey, Addressed):
+    """Create or update a job matched on ``myId`` (or ``id``/``num``); ``customer`` required on create."""
+
+    description: str | None = None
+    priority: Literal["low", "medium", "high"] | None = None
+    customer: RecordRef | None = None
+    site: RecordRef | None = None
+    equipment: RecordRef | None = None
+    type: NamedRef | None = None
+    reportTemplate: NamedRef | None = None
+    technician: UserRef | None = None
+    otherTechnicians: list[UserRef] | None = None
+    scheduledStart: str | None = Field(default=None, description="dd/MM/yyyy HH:mm:ss")
+    scheduledEnd: str | None = Field(default=None, description="dd/MM/yyyy HH:mm:ss")
+    duration: int | None = Field(default=None, description="minutes")
+    skills: list[str] | None = None
+    report: list[ReportItem] | None = Field(default=None, description="on create only")
+    preferences: dict[str, Any] | None = None
+
+
+class ActivityUpsert(Params):
+    """Create or update an activity; without ``id`` the id stored for this call is reused."""
+
+    id: int | None = None
+    activityType: NamedRef
+    note: str | None = None
+    dateStart: str = Field(description="local time, yyyy-mm-dd hh:mm")
+    dateEnd: str = Field(description="local time, yyyy-mm-dd hh:mm")
+    user: UserRef | None = None
+    team: NamedRef | None = None
+
+
+class JobSchedule(JobKey):
+    """Schedule a job for a technician."""
+
+    scheduledStart: str = Field(description="yyyy-mm-dd hh:mm:ss")
+    scheduledEnd: str = Field(description="yyyy-mm-dd hh:mm:ss")
+    technician: UserRef | None = None
+    otherTechnicians: list[UserRef] | None = None
+
+
+class JobComplete(JobKey):
+    """Mark a job completed."""
+
+    actualStart: str = Field(description="yyyy-mm-dd hh:mm")
+    actualEnd: str = Field(description="yyyy-mm-dd hh:mm")
+
+
+def upsert(kind: str) -> Any:
+    def run(clients: Clients, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        return clients.synchroteam.send(kind, params.payload())
+
+    return run
+
+
+def upsert_activity(clients: Clients, params: ActivityUpsert, ctx: ActionContext) -> dict[str, Any]:
+    # Activities upsert only on id (no myId), so the id from the first run is kept per call.
+    link = ctx.link_key("synchroteam.activity.upsert")
+    payload = params.payload()
+    if params.id is None and (known := ctx.link_store.get(link)):
+        payload["id"] = int(known)
+    record = clients.synchroteam.send("activity", payload)
+    if record.get("id") is not None:
+        ctx.link_store.set(link, str(record["id"]))
+    return record
+
+
+def schedule(clients: Clients, params: JobSchedule, ctx: ActionContext) -> dict[str, Any]:
+    return clients.synchroteam.schedule_job(
+        params.key(),
+        params.scheduledStart,
+        params.scheduledEnd,
+        technician=params.technician.payload() if params.technician else None,
+        other_technicians=[t.payload() for t in params.otherTechnicians or []] or None,
+    )
+
+
+def complete(clients: Clients, params: JobComplete, ctx: ActionContext) -> dict[str, Any]:
+    return clients.synchroteam.complete_job(params.key(), params.actualStart, params.actualEnd)
+
+
+def lifecycle(op: str) -> Any:
+    def run(clients: Clients, params: JobKey, ctx: ActionContext) -> dict[str, Any]:
+        method = getattr(clients.synchroteam, f"{op}_job")
+        return dict(method(params.key()))
+
+    return run
+
+
+SPECS = [
+    ActionSpec("synchroteam.job.upsert", JobUpsert, upsert("job"), "synchroteam"),
+    ActionSpec("synchroteam.customer.upsert", CustomerUpsert, upsert("customer"), "synchroteam"),
+    ActionSpec("synchroteam.site.upsert", SiteUpsert, upsert("site"), "synchroteam"),
+    ActionSpec("synchroteam.equipment.upsert", EquipmentUpsert, upsert("equipment"), "synchroteam"),
+    ActionSpec("synchroteam.activity.upsert", ActivityUpsert, upsert_activity, "synchroteam"),
+    ActionSpec("synchroteam.job.schedule", JobSchedule, schedule, "synchroteam"),
+    ActionSpec("synchroteam.job.complete", JobComplete, complete, "synchroteam"),
+    *(
+        ActionSpec(f"synchroteam.job.{op}", JobKey, lifecycle(op), "synchroteam", f"{op.capitalize()} a job.")
+        for op in ("unschedule", "cancel", "validate", "confirm")
+    ),
+]

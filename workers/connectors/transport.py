@@ -1,0 +1,67 @@
+"""The one place where httpx exceptions become connector errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+
+from workers.connectors.errors import ErrorFamily, scrub
+
+log = logging.getLogger("workers.connectors")
+
+
+def open_client(
+    base_url: str,
+    *,
+    transport: httpx.BaseTransport | None,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+) -> httpx.Client:
+    """An httpx client; redirects are not followed so a 3xx cannot send credentials elsewhere."""
+    return httpx.Client(
+        base_url=base_url.rstrip("/"),
+        transport=transport,
+        timeout=timeout,
+        headers=headers,
+        follow_redirects=False,
+    )
+
+
+def send(
+    client: httpx.Client,
+    family: ErrorFamily,
+    method: str,
+    url: str,
+    *,
+    secrets: tuple[str, ...] = (),
+    **kwargs: Any,
+) -> httpx.Response:
+    """Send one request; a network failure or timeout raises the family's ``Unavailable``.
+
+    The logged and raised path never includes the query string (it may hold a password).
+    """
+    request = client.build_request(method, url, **kwargs)
+    path = request.url.path
+    try:
+        response = client.send(request)
+    except httpx.TimeoutException as exc:
+        log.warning("%s %s %s: timeout", family.api, method, path)
+        raise family.unavailable(family.api, None, path, f"timeout ({type(exc).__name__})") from None
+    except httpx.HTTPError as exc:
+        detail = scrub(f"{type(exc).__name__}: {exc}", secrets)
+        log.warning("%s %s %s: %s", family.api, method, path, detail)
+        raise family.unavailable(family.api, None, path, detail) from None
+    log.debug("%s %s %s -> %s", family.api, method, path, response.status_code)
+    return response
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The decoded JSON body, or None when it is empty or not JSON."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
