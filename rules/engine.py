@@ -1,0 +1,86 @@
+"""Evaluate a rule set against one change event: which rules match, and why the others do not."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fieldrelay.events import ChangeEvent
+from rules.conditions import check_condition, match_when
+from rules.models import Rule
+from rules.ruleset import RuleSet
+from rules.templating import LazyEntity, build_context
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """`Verdict(rule, matched=False, reason="when.changed.status.to: wanted 'completed', ...")`."""
+
+    rule: Rule
+    matched: bool
+    reason: str
+
+
+class _OnceLoader:
+    """Calls the real loader at most once and remembers its failure, which evaluate re-raises."""
+
+    def __init__(self, loader: Callable[[], dict[str, Any] | None]) -> None:
+        self.loader = loader
+        self.error: BaseException | None = None
+
+    def __call__(self) -> dict[str, Any] | None:
+        try:
+            return self.loader()
+        except Exception as exc:
+            self.error = exc
+            raise
+
+
+def judge(rule: Rule, event: ChangeEvent, entity: LazyEntity, context: Mapping[str, Any]) -> Verdict:
+    """One rule's verdict; expression errors become the reason, never an exception."""
+    if not rule.enabled:
+        return Verdict(rule, False, "disabled")
+    reason = match_when(rule.when, event, entity)
+    if reason is None and rule.if_ is not None:
+        reason = check_condition(rule.if_, {**context, "vars": rule.vars})
+    return Verdict(rule, reason is None, reason or "matched")
+
+
+def evaluate_rules(
+    rules: Iterable[Rule],
+    event: ChangeEvent,
+    entity_loader: Callable[[], dict[str, Any] | None],
+    *,
+    now: datetime | None = None,
+    env: Mapping[str, str] | None = None,
+) -> list[Verdict]:
+    """Verdicts for the given rules in order; see `evaluate`."""
+    loader = _OnceLoader(entity_loader)
+    entity = LazyEntity(loader)
+    context = build_context(event, entity, now=now, env=env)
+    verdicts = []
+    for rule in rules:
+        verdicts.append(judge(rule, event, entity, context))
+        if loader.error is not None:
+            raise loader.error
+    return verdicts
+
+
+def evaluate(
+    ruleset: RuleSet,
+    event: ChangeEvent,
+    entity_loader: Callable[[], dict[str, Any] | None],
+    *,
+    now: datetime | None = None,
+    env: Mapping[str, str] | None = None,
+) -> list[Verdict]:
+    """Verdicts for the candidate rules of `event`, in run order.
+
+    `entity_loader` is called at most once, and only when a rule reads `entity` (or must check
+    `changed.to` against the record because the event had no changeset). Its exceptions propagate,
+    so a failed fetch is retried rather than mistaken for "no match". `env` holds only the
+    allowlisted environment values rules may read.
+    """
+    return evaluate_rules(ruleset.candidates(event), event, entity_loader, now=now, env=env)

@@ -1,0 +1,238 @@
+"""Load rule files: YAML with marks, pydantic shape checks, compiled conditions and actions, every error."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from rules.actions import ActionParams, parse_action, template_names
+from rules.catalog import SOURCE_TITLES, did_you_mean, undocumented_field
+from rules.conditions import Loc, Problems, condition_names, parse_condition
+from rules.errors import RuleError, RuleLoadError, RuleWarning, describe, format_path
+from rules.marks import keys_at, locate
+from rules.models import ActionCall, Rule, RuleFileSpec, RuleSpec
+from rules.ruleset import RuleSet
+
+_RULE = TypeAdapter(RuleSpec)
+_TOP_KEYS = list(RuleFileSpec.model_fields)
+
+
+def plain(node: Any) -> Any:
+    """ruamel's commented containers and scalar subclasses -> plain dict/list/str/int/float."""
+    if isinstance(node, Mapping):
+        return {str(k) if not isinstance(k, int | float | bool) else k: plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [plain(v) for v in node]
+    for kind in (bool, str, int, float):
+        if isinstance(node, kind):
+            return kind(node)
+    return node
+
+
+def rule_digest(file: str, spec: Any, vars: Any) -> str:
+    text = json.dumps([file, spec, vars], sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def _pydantic_problems(exc: ValidationError, prefix: Loc) -> Problems:
+    out: Problems = []
+    for err in exc.errors():
+        loc: Loc = (*prefix, *err["loc"])
+        message = describe(err)
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = (*loc, str(err["ctx"]["discriminator"]).strip("'"))
+            if err["type"] == "union_tag_invalid":
+                message += did_you_mean(str(err["ctx"]["tag"]), SOURCE_TITLES)
+        elif err["type"] == "extra_forbidden":
+            choices = keys_at(RuleFileSpec, loc[:-1])
+            message = f"unknown field {loc[-1]!r}{did_you_mean(str(loc[-1]), choices)}"
+        elif err["type"] == "literal_error" and isinstance(err.get("input"), str):
+            choices = [c.strip(" '") for c in str(err["ctx"]["expected"]).replace(" or ", ",").split(",")]
+            message += did_you_mean(err["input"], choices)
+        out.append((loc, message))
+    return out
+
+
+def compile_rule(
+    spec: RuleSpec, raw: dict[str, Any], vars: dict[str, Any], file: str, line: int,
+    lines: dict[str, list[int]], action_params: ActionParams | None, prefix: Loc, problems: Problems,
+) -> Rule | None:
+    """Compile `if`, `then` and `on_failure` of a shape-checked rule; None if anything failed."""
+    before = len(problems)
+    cond = None if raw.get("if") is None else parse_condition(raw["if"], (*prefix, "if"), problems)
+    names = condition_names(cond)
+    seen: list[str] = []
+    calls: dict[str, list[ActionCall]] = {"then": [], "on_failure": []}
+    for section in ("then", "on_failure"):
+        for i, item in enumerate(raw.get(section) or []):
+            loc = (*prefix, section, i)
+            at = lines[section][i] if i < len(lines.get(section, ())) else line
+            call, refs = parse_action(item, loc, at, action_params, problems)
+            for ref in sorted(refs - set(seen)):
+                hint = did_you_mean(ref, seen)
+                problems.append((loc, f"steps.{ref} is not the id of an earlier step{hint}"))
+            if call is None:
+                continue
+            if call.id is not None:
+                if call.id in seen:
+                    problems.append(((*loc, "id"), f"step id {call.id!r} is used twice in this rule"))
+                seen.append(call.id)
+            names |= template_names(call.params)
+            calls[section].append(call)
+    if len(problems) > before:
+        return None
+    return Rule(
+        name=spec.name, file=file, line=line, description=spec.description, enabled=spec.enabled,
+        priority=spec.priority, mode=spec.mode, debounce=spec.debounce, when=spec.when, if_=cond,
+        then=calls["then"], on_failure=calls["on_failure"], vars=vars, needs_entity="entity" in names,
+        digest=rule_digest(file, raw, vars), spec=raw,
+    )
+
+
+def rule_from_json(data: Mapping[str, Any]) -> Rule:
+    """Rebuild a rule from `Rule.to_json()`; params were checked at load, so no param models here."""
+    problems: Problems = []
+    spec = _RULE.validate_python(data["spec"])
+    rule = compile_rule(spec, data["spec"], data["vars"], data["file"], data["line"], data["lines"],
+                        None, (), problems)
+    if rule is None:
+        file, line = data["file"], data["line"]
+        raise RuleLoadError([RuleError(file, line, 1, format_path(p), m) for p, m in problems])
+    return rule
+
+
+def _warnings(rule: Rule, prefix: Loc) -> list[tuple[Loc, str]]:
+    out: list[tuple[Loc, str]] = []
+    when, title = rule.when, SOURCE_TITLES[rule.when.source]
+    for field in when.changed:
+        for entity in when.entity or ():
+            if undocumented_field(when.source, entity, field):
+                out.append(((*prefix, "when", "changed", field),
+                            f"{field!r} is not a documented field of {title} {entity!r}"))
+    if when.changed and when.action is not None and "updated" not in when.action:
+        out.append(((*prefix, "when", "changed"),
+                    "only 'updated' events carry changesets; this rule never matches"))
+    for section, calls in (("then", rule.then), ("on_failure", rule.on_failure)):
+        for i, call in enumerate(calls):
+            if call.name.split(".")[0] == when.source:
+                out.append(((*prefix, section, i, call.name),
+                            f"writes to {title}, which triggers this rule (possible loop)"))
+    return out
+
+
+def _parse(path: Path, errors: list[RuleError]) -> tuple[Any, str]:
+    file, text = str(path), ""
+    try:
+        text = path.read_text(encoding="utf-8")
+        return YAML(typ="rt").load(text), text
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        errors.append(RuleError(file, line, col, "<yaml>", str(exc.problem or exc.context)))
+    except (OSError, UnicodeDecodeError) as exc:
+        errors.append(RuleError(file, 1, 1, "<file>", f"cannot read: {exc}"))
+    return None, text
+
+
+class _Loaded:
+    """One file's outcome; `names` holds where each rule's name is, for duplicate reports."""
+
+    def __init__(self, file: str, text: str) -> None:
+        self.file, self.text = file, text
+        self.rules: list[Rule] = []
+        self.names: list[tuple[int, int, str]] = []
+        self.errors: list[RuleError] = []
+        self.warnings: list[RuleWarning] = []
+
+
+def _load_file(path: Path, action_params: ActionParams | None) -> _Loaded:
+    file, problems = str(path), []  # type: tuple[str, Problems]
+    parse_errors: list[RuleError] = []
+    root, text = _parse(path, parse_errors)
+    out = _Loaded(file, text)
+    out.errors = parse_errors
+    if parse_errors:
+        return out
+    if not isinstance(root, Mapping):
+        message = "expected a mapping with 'rules' (and optionally 'vars')"
+        out.errors.append(RuleError(file, 1, 1, "<root>", message))
+        return out
+    data = plain(root)
+    for key in data:
+        if key not in _TOP_KEYS:
+            problems.append(((key,), f"unknown field {key!r}{did_you_mean(str(key), _TOP_KEYS)}"))
+    vars = data.get("vars") or {}
+    if not isinstance(vars, dict):
+        problems.append((("vars",), "expected a mapping of names to values"))
+        vars = {}
+    raw_rules = data.get("rules")
+    if not isinstance(raw_rules, list):
+        problems.append((("rules",), "field required" if raw_rules is None else "expected a list of rules"))
+        raw_rules = []
+    warnings: list[tuple[Loc, str]] = []
+    for i, raw in enumerate(raw_rules):
+        prefix = ("rules", i)
+        try:
+            spec = _RULE.validate_python(raw)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, prefix))
+            continue
+        line = locate(root, prefix)[0]
+        lines = {s: [locate(root, (*prefix, s, j))[0] for j in range(len(raw.get(s) or []))]
+                 for s in ("then", "on_failure")}
+        rule = compile_rule(spec, raw, vars, file, line, lines, action_params, prefix, problems)
+        if rule is not None:
+            out.rules.append(rule)
+            out.names.append(_at(root, (*prefix, "name")))
+            warnings.extend(_warnings(rule, prefix))
+    out.errors.extend(RuleError(file, *_at(root, loc), message) for loc, message in problems)
+    out.warnings = [RuleWarning(file, *_at(root, loc), message) for loc, message in warnings]
+    return out
+
+
+def _at(root: Any, loc: Loc) -> tuple[int, int, str]:
+    line, col, path = locate(root, loc)
+    return line, col, format_path(path)
+
+
+def load_rule_file(path: Path, action_params: ActionParams | None) -> RuleSet:
+    """Load one file; raises RuleLoadError listing every problem in it.
+
+    `action_params` maps action names to their param models; None skips the action checks.
+    """
+    return _build([Path(path)], action_params)
+
+
+def load_rules(directory: Path, action_params: ActionParams | None) -> RuleSet:
+    """Load every `*.yaml`/`*.yml` under `directory` (sorted); all or nothing."""
+    directory = Path(directory)
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    return _build(files, action_params)
+
+
+def _build(files: list[Path], action_params: Mapping[str, type[BaseModel]] | None) -> RuleSet:
+    loaded = [_load_file(path, action_params) for path in files]
+    errors = [e for one in loaded for e in one.errors]
+    first: dict[str, Rule] = {}
+    for one in loaded:
+        for rule, (line, col, path) in zip(one.rules, one.names, strict=True):
+            if rule.name in first:
+                other = first[rule.name]
+                message = f"duplicate rule name {rule.name!r}; first defined at {other.file}:{other.line}"
+                errors.append(RuleError(one.file, line, col, path, message))
+            else:
+                first.setdefault(rule.name, rule)
+    if errors:
+        raise RuleLoadError(errors)
+    digest = hashlib.blake2b(digest_size=16)
+    for one in loaded:
+        digest.update(Path(one.file).name.encode() + b"\0" + one.text.encode() + b"\0")
+    return RuleSet([r for one in loaded for r in one.rules], [w for one in loaded for w in one.warnings],
+                   digest.hexdigest())

@@ -1,0 +1,60 @@
+"""A loaded set of rules, ordered by priority, with an index from (source, entity, action) to candidates."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from fieldrelay.events import ChangeEvent
+from rules.catalog import canonical_entity
+from rules.errors import RuleWarning
+from rules.models import Rule
+
+_ANY = "*"
+
+
+class RuleSet:
+    """Rules in run order (priority high first, then file order), and a cheap candidate lookup.
+
+    >>> ruleset = RuleSet([], [], "empty")
+    >>> ruleset.candidates(event)     # doctest: +SKIP
+    []
+    """
+
+    def __init__(self, rules: list[Rule], warnings: list[RuleWarning], digest: str) -> None:
+        order = {id(rule): i for i, rule in enumerate(rules)}
+        self.rules: list[Rule] = sorted(rules, key=lambda r: (-r.priority, order[id(r)]))
+        self.warnings = warnings
+        self.digest = digest
+        self._rank = {id(rule): i for i, rule in enumerate(self.rules)}
+        self._by_name = {rule.name: rule for rule in self.rules}
+        self._index: dict[tuple[str, str, str], list[Rule]] = defaultdict(list)
+        for rule in self.rules:
+            entities = [canonical_entity(e) for e in rule.when.entity] if rule.when.entity else [_ANY]
+            actions = list(rule.when.action) if rule.when.action else [_ANY]
+            for entity in dict.fromkeys(entities):
+                for action in dict.fromkeys(actions):
+                    self._index[(rule.when.source, entity, action)].append(rule)
+
+    def __iter__(self) -> Iterator[Rule]:
+        return iter(self.rules)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def get(self, name: str) -> Rule | None:
+        return self._by_name.get(name)
+
+    def candidates(self, event: ChangeEvent) -> list[Rule]:
+        """Rules whose source, entity and action can match the event, in run order."""
+        entity = canonical_entity(event.entity.type)
+        buckets = [
+            self._index.get((event.source, e, a))
+            for e in (entity, _ANY)
+            for a in (event.action, _ANY)
+        ]
+        found = [b for b in buckets if b]
+        if len(found) == 1:
+            return list(found[0])
+        merged = {id(r): r for b in found for r in b}
+        return sorted(merged.values(), key=lambda r: self._rank[id(r)])

@@ -1,0 +1,272 @@
+"""Jinja2 in a sandbox: compile templates and expressions once, render params to plain JSON values."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from fieldrelay.events import ChangeEvent
+from rules.errors import TemplateError, TemplateSecurityError, format_path
+from rules.helpers import HELPERS
+
+if TYPE_CHECKING:
+    from rules.models import ActionCall
+
+_NATIVE = re.compile(r"^\{\{-?(.*?)-?\}\}$", re.DOTALL)
+
+
+class LazyEntity(Mapping[str, Any]):
+    """The fetched record, loaded on first use so rules that never look at it cost no API call."""
+
+    def __init__(self, loader: Callable[[], dict[str, Any] | None]) -> None:
+        self._loader = loader
+        self._loaded = False
+        self._value: dict[str, Any] | None = None
+
+    @property
+    def value(self) -> dict[str, Any] | None:
+        if not self._loaded:
+            self._value, self._loaded = self._loader(), True
+        return self._value
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def __getitem__(self, key: str) -> Any:
+        if self.value is None:
+            raise KeyError(key)
+        return self.value[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.value or {})
+
+    def __len__(self) -> int:
+        return len(self.value or {})
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """A step result that does not exist yet (dry runs); renders as `<steps.customer.myId>`."""
+
+    path: str
+
+    def __getattr__(self, name: str) -> Placeholder:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return Placeholder(f"{self.path}.{name}")
+
+    def __getitem__(self, key: Any) -> Placeholder:
+        return Placeholder(f"{self.path}[{key!r}]")
+
+    def __str__(self) -> str:
+        return f"<{self.path}>"
+
+
+class RuleEnvironment(SandboxedEnvironment):
+    """Mapping keys win over methods, so a field named `items` or `values` reads the field."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and not isinstance(obj, Placeholder):
+            if attribute in obj:
+                return obj[attribute]
+            if isinstance(obj, LazyEntity) and obj.value is None:
+                hint = f"the entity could not be loaded, so it has no field {attribute!r}"
+            else:
+                shown = ", ".join(sorted(map(str, obj))[:15]) or "none"
+                hint = f"no field {attribute!r} (fields here: {shown})"
+            return self.undefined(obj=obj, name=attribute, hint=hint)
+        return super().getattr(obj, attribute)
+
+
+ENV = RuleEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+ENV.filters.update(HELPERS)
+ENV.globals.update(HELPERS)
+
+
+def is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text or "{#" in text
+
+
+def _check_ast(tree: nodes.Node) -> frozenset[str]:
+    """Refuse sandbox escapes at load time; return the step ids the template reads."""
+    steps: set[str] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, nodes.Getattr | nodes.Getitem)
+        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(name, str) and name.startswith("_"):
+            raise TemplateSecurityError("", f"access to {name!r} is not allowed in rule templates")
+        target = node.node
+        if isinstance(target, nodes.Name) and target.name == "steps" and isinstance(name, str):
+            steps.add(name)
+    return frozenset(steps)
+
+
+def _syntax(exc: jinja2.TemplateSyntaxError) -> TemplateError:
+    return TemplateError("", f"template syntax error: {exc.message}")
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A compiled `if` expression; `left` is the left-hand side of a simple comparison, for reasons."""
+
+    source: str
+    names: frozenset[str]
+    steps: frozenset[str]
+    left: Expression | None = field(repr=False)
+    fn: Callable[..., Any] = field(repr=False)
+
+    def evaluate(self, context: Mapping[str, Any]) -> Any:
+        result = self.fn(**context)
+        if isinstance(result, jinja2.Undefined):
+            str(result)  # StrictUndefined raises here with its message
+        return result
+
+
+@lru_cache(maxsize=8192)
+def compile_expression(source: str, *, with_left: bool = True) -> Expression:
+    """Compile a Jinja2 expression (`entity.type in ['repair']`) or raise TemplateError."""
+    try:
+        tree = ENV.parse("{{ " + source + " }}")
+        fn = ENV.compile_expression(source, undefined_to_none=False)
+    except jinja2.TemplateSyntaxError as exc:
+        raise _syntax(exc) from None
+    steps = _check_ast(tree)
+    left = _left_operand(source) if with_left else None
+    names = frozenset(meta.find_undeclared_variables(tree))
+    return Expression(source, names, steps, left, fn)
+
+
+def _left_operand(source: str) -> Expression | None:
+    try:
+        tree = ast.parse(source.strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if not isinstance(tree, ast.Compare) or len(tree.ops) != 1:
+        return None
+    text = ast.get_source_segment(source.strip(), tree.left)
+    try:
+        return compile_expression(text, with_left=False) if text else None
+    except TemplateError:
+        return None
+
+
+@dataclass(frozen=True)
+class Template:
+    """A compiled parameter string; one bare `{{ expr }}` renders to the native value."""
+
+    source: str
+    names: frozenset[str]
+    steps: frozenset[str]
+    native: Expression | None = field(repr=False)
+    template: jinja2.Template | None = field(repr=False)
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        if self.native is not None:
+            return to_plain(self.native.evaluate(context))
+        assert self.template is not None
+        return self.template.render(context)
+
+
+@lru_cache(maxsize=8192)
+def compile_template(source: str) -> Template:
+    """Compile a parameter template or raise TemplateError."""
+    match = _NATIVE.match(source.strip())
+    if match:
+        try:
+            native = compile_expression(match.group(1), with_left=False)
+        except TemplateSecurityError:
+            raise
+        except TemplateError:
+            native = None
+        if native is not None:
+            return Template(source, native.names, native.steps, native, None)
+    try:
+        tree = ENV.parse(source)
+        template = ENV.from_string(tree)
+    except jinja2.TemplateSyntaxError as exc:
+        raise _syntax(exc) from None
+    steps = _check_ast(tree)
+    return Template(source, frozenset(meta.find_undeclared_variables(tree)), steps, None, template)
+
+
+def to_plain(value: Any) -> Any:
+    """Plain JSON-ready data: lazy mappings unwrapped, datetimes as ISO strings, placeholders as text."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)
+    if isinstance(value, Placeholder):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def explain_failure(exc: BaseException) -> TemplateError:
+    """Map anything a render can raise to a TemplateError (the path is added by the caller)."""
+    if isinstance(exc, TemplateError):
+        return exc
+    if isinstance(exc, jinja2.exceptions.SecurityError):
+        return TemplateSecurityError("", f"refused by the sandbox: {exc}")
+    if isinstance(exc, jinja2.UndefinedError):
+        return TemplateError("", str(exc))
+    return TemplateError("", f"{type(exc).__name__}: {exc}")
+
+
+def render_value(value: Any, context: Mapping[str, Any], loc: tuple[str | int, ...] = ()) -> Any:
+    """Render every template string in a params tree; dicts and lists are recursed."""
+    if isinstance(value, str):
+        if not is_template(value):
+            return value
+        try:
+            return compile_template(value).render(context)
+        except Exception as exc:
+            err = explain_failure(exc)
+            raise type(err)(format_path(loc), err.message) from None
+    if isinstance(value, Mapping):
+        return {k: render_value(v, context, (*loc, k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_value(v, context, (*loc, i)) for i, v in enumerate(value)]
+    return value
+
+
+def render_params(call: ActionCall, context: Mapping[str, Any]) -> Any:
+    """The call's params with every template rendered; TemplateError paths start at the action name."""
+    return render_value(call.params, context, (call.name,))
+
+
+def build_context(
+    event: ChangeEvent,
+    entity: Mapping[str, Any] | Callable[[], dict[str, Any] | None] | None,
+    steps: Mapping[str, Any] | None = None,
+    vars: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The names rules see: event, changes, entity (lazy if given a loader), steps, vars, env, now."""
+    if callable(entity):
+        entity = LazyEntity(entity)
+    event_dict = event.model_dump(mode="json")
+    event_dict["id"] = event.id
+    changes = {k: {"old": v.old, "new": v.new} for k, v in (event.changes or {}).items()}
+    return {
+        "event": event_dict,
+        "changes": changes,
+        "entity": entity,
+        "steps": dict(steps or {}),
+        "vars": dict(vars or {}),
+        "env": dict(env or {}),
+        "now": now or datetime.now(UTC),
+    }
