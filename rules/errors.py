@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rules.catalog import did_you_mean
+
 
 def format_path(loc: Iterable[str | int]) -> str:
     """`('rules', 0, 'then', 1, 'x')` -> `rules[0].then[1].x`."""
@@ -106,8 +108,14 @@ def describe(error: Mapping[str, Any]) -> str:
         return "unknown field"
     if kind == "union_tag_invalid":
         return f"{ctx['tag']!r} is not one of {ctx['expected_tags']}"
+    if kind == "too_short" and ctx.get("min_length") == 1:
+        return "must not be empty"
     if kind == "literal_error":
-        return f"{value!r} is not one of {ctx['expected']}"
+        message = f"{value!r} is not one of {ctx['expected']}"
+        if isinstance(value, str):
+            choices = [c.strip(" '") for c in str(ctx["expected"]).replace(" or ", ",").split(",")]
+            message += did_you_mean(value, choices)
+        return message
     msg: str = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):

@@ -53,9 +53,6 @@ def _pydantic_problems(exc: ValidationError, prefix: Loc) -> Problems:
         elif err["type"] == "extra_forbidden":
             choices = keys_at(RuleFileSpec, loc[:-1])
             message = f"unknown field {loc[-1]!r}{did_you_mean(str(loc[-1]), choices)}"
-        elif err["type"] == "literal_error" and isinstance(err.get("input"), str):
-            choices = [c.strip(" '") for c in str(err["ctx"]["expected"]).replace(" or ", ",").split(",")]
-            message += did_you_mean(err["input"], choices)
         out.append((loc, message))
     return out
 
@@ -135,7 +132,10 @@ def _parse(path: Path, errors: list[RuleError]) -> tuple[Any, str]:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        errors.append(RuleError(file, line, col, "<yaml>", str(exc.problem or exc.context)))
+        message = str(exc.problem or exc.context)
+        if exc.problem and exc.context and exc.context_mark is not None:
+            message += f" ({exc.context} at line {exc.context_mark.line + 1})"
+        errors.append(RuleError(file, line, col, "<yaml>", message))
     except (OSError, UnicodeDecodeError) as exc:
         errors.append(RuleError(file, 1, 1, "<file>", f"cannot read: {exc}"))
     return None, text

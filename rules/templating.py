@@ -100,7 +100,9 @@ def is_template(text: str) -> bool:
 def _check_ast(tree: nodes.Node) -> frozenset[str]:
     """Refuse sandbox escapes at load time; return the step ids the template reads."""
     steps: set[str] = set()
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+    # find_all walks outside-in; the innermost offender (`__class__` in `''.__class__.__mro__`)
+    # is the one the author wrote first, so report that one.
+    for node in reversed(list(tree.find_all((nodes.Getattr, nodes.Getitem)))):
         assert isinstance(node, nodes.Getattr | nodes.Getitem)
         name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
         if isinstance(name, str) and name.startswith("_"):

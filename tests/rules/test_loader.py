@@ -1,0 +1,307 @@
+"""Rule files: every mistake is reported with its exact message and position."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rules import RuleLoadError, load_rule_file, load_rules
+
+EXAMPLES = Path(__file__).parents[2] / "rules" / "examples"
+
+OK_THEN = "    then: [{http.request: {url: 'https://example.com'}}]\n"
+
+
+def rule(*lines: str, then: str = OK_THEN) -> str:
+    return "rules:\n  - name: a\n" + "".join(f"    {line}\n" for line in lines) + then
+
+
+MISTAKES = [
+    pytest.param(
+        "rules:\n  - name: [x\n",
+        "rules.yaml:3:1: <yaml>: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence at line 2)",
+        id="yaml-syntax",
+    ),
+    pytest.param(
+        "rules:\n  - name: a\n    name: b\n",
+        'rules.yaml:3:5: <yaml>: found duplicate key "name" with value "b" (original value: "a") '
+        "(while constructing a mapping at line 2)",
+        id="yaml-duplicate-key",
+    ),
+    pytest.param(
+        "rulez: []\nrules: []\n",
+        "rules.yaml:1:1: rulez: unknown field 'rulez'; did you mean 'rules'?",
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        "rules:\n  - when: {source: servicetrade}\n" + OK_THEN,
+        "rules.yaml:2:5: rules[0].name: field required",
+        id="missing-name",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrad}"),
+        "rules.yaml:3:12: rules[0].when.source: 'servicetrad' is not one of "
+        "'servicetrade', 'synchroteam', 'synergist'; did you mean 'servicetrade'?",
+        id="unknown-source",
+    ),
+    pytest.param(
+        rule("when: {entity: job}"),
+        "rules.yaml:3:5: rules[0].when.source: field required",
+        id="missing-source",
+    ),
+    pytest.param(
+        rule("when:", "  source: servicetrade", "  entity: jobb"),
+        "rules.yaml:5:7: rules[0].when.entity: 'jobb' is not a ServiceTrade entity type; did you mean 'job'?",
+        id="unknown-entity",
+    ),
+    pytest.param(
+        rule("when:", "  source: synchroteam", "  entity: [job, custommer]"),
+        "rules.yaml:5:21: rules[0].when.entity[1]: 'custommer' is not a Synchroteam entity type; "
+        "did you mean 'customer'?",
+        id="unknown-entity-in-list",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade, action: update}"),
+        "rules.yaml:3:34: rules[0].when.action: 'update' is not one of 'created', 'updated' or 'deleted'; "
+        "did you mean 'updated'?",
+        id="bad-action",
+    ),
+    pytest.param(
+        rule("when:", "  source: servicetrade", "  changed:", "    status: completed"),
+        "rules.yaml:6:9: rules[0].when.changed.status: expected a mapping with any of "
+        "from/to/not_from/not_to, or true for any change; got 'completed'",
+        id="bad-changed-shape",
+    ),
+    pytest.param(
+        rule("when:", "  source: servicetrade", "  changed:", "    status: {too: completed}"),
+        "rules.yaml:6:18: rules[0].when.changed.status.too: unknown field 'too'; did you mean 'to'?",
+        id="bad-changed-key",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade, entities: job}"),
+        "rules.yaml:3:34: rules[0].when.entities: unknown field 'entities'; did you mean 'entity'?",
+        id="unknown-when-key",
+    ),
+    pytest.param(
+        rule("descripton: x", "when: {source: servicetrade}"),
+        "rules.yaml:3:5: rules[0].descripton: unknown field 'descripton'; did you mean 'description'?",
+        id="unknown-rule-key",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}", then="    then:\n      - synchroteam.job.upsrt: {myId: x}\n"),
+        "rules.yaml:5:9: rules[0].then[0].synchroteam.job.upsrt: unknown action 'synchroteam.job.upsrt'; "
+        "did you mean 'synchroteam.job.upsert'?",
+        id="unknown-action",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}",
+             then="    then:\n      - synchroteam.job.upsert:\n          customer: {myId: x}\n"),
+        "rules.yaml:5:9: rules[0].then[0].synchroteam.job.upsert.myId: field required",
+        id="missing-required-param",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}", then="    then:\n      - synchroteam.customer.upsert:\n"
+             "          myId: x\n          name: y\n          adress: z\n"),
+        "rules.yaml:8:11: rules[0].then[0].synchroteam.customer.upsert.adress: unknown parameter 'adress'; "
+        "did you mean 'address'?",
+        id="unknown-param",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}", then="    then:\n      - synchroteam.job.upsert:\n"
+             "          myId: x\n          customer: {myid: '{{ entity.id }}'}\n"),
+        "rules.yaml:7:22: rules[0].then[0].synchroteam.job.upsert.customer.myid: unknown parameter 'myid'; "
+        "did you mean 'myId'?",
+        id="unknown-nested-param-beside-template",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}", then="    then:\n      - synchroteam.job.upsert:\n"
+             "          myId: x\n          customer: {myId: y}\n          duration: soon\n"),
+        "rules.yaml:8:11: rules[0].then[0].synchroteam.job.upsert.duration: input should be a valid integer, "
+        "unable to parse string as an integer, got 'soon'",
+        id="wrong-literal-type",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}", then="    then: [{http.request: {url: x, method: post}}]\n"),
+        "rules.yaml:4:36: rules[0].then[0].http.request.method: 'post' is not one of "
+        "'GET', 'POST', 'PUT', 'PATCH' or 'DELETE'; did you mean 'POST'?",
+        id="wrong-literal-choice",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}",
+             then="    then:\n      - http.request:\n          url: 'https://x/{{ event.entity.id }'\n"),
+        "rules.yaml:6:11: rules[0].then[0].http.request.url: template syntax error: unexpected '}'",
+        id="template-syntax",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}", "if:", "  - entity.type == 'repair'", "  - entity.type =="),
+        "rules.yaml:6:9: rules[0].if[1]: template syntax error: unexpected 'end of print statement'",
+        id="if-syntax",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}", "if: {either: [a, b]}"),
+        "rules.yaml:4:5: rules[0].if: expected an expression string, a list, "
+        "or a mapping with one of all/any/not",
+        id="if-shape",
+    ),
+    pytest.param(
+        rule("mode: fast", "when: {source: servicetrade}"),
+        "rules.yaml:3:5: rules[0].mode: 'fast' is not one of 'queued', 'latest' or 'parallel'; "
+        "did you mean 'latest'?",
+        id="bad-mode",
+    ),
+    pytest.param(
+        rule("debounce: -5", "when: {source: servicetrade}"),
+        "rules.yaml:3:5: rules[0].debounce: input should be greater than or equal to 0, got -5",
+        id="negative-debounce",
+    ),
+    pytest.param(
+        rule("priority: high", "when: {source: servicetrade}"),
+        "rules.yaml:3:5: rules[0].priority: input should be a valid integer, unable to parse string as an "
+        "integer, got 'high'",
+        id="bad-priority",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}", then="    then: []\n"),
+        "rules.yaml:4:5: rules[0].then: must not be empty",
+        id="empty-then",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}", then="    then:\n      - http.request: {url: a}\n"
+             "        servicetrade.job.comment: {jobId: 1, content: x}\n"),
+        "rules.yaml:6:9: rules[0].then[0].servicetrade.job.comment: one action per step; "
+        "put each action in its own list item",
+        id="two-actions-in-one-step",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}", then="    then:\n      - id: customer\n"
+             "        synchroteam.customer.upsert: {myId: a, name: b}\n"
+             "      - http.request:\n          url: '{{ steps.custmer.myId }}'\n"),
+        "rules.yaml:7:9: rules[0].then[1]: steps.custmer is not the id of an earlier step; "
+        "did you mean 'customer'?",
+        id="unknown-step-id",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}",
+             then="    then:\n      - http.request:\n          url: \"{{ ''.__class__.__mro__ }}\"\n"),
+        "rules.yaml:6:11: rules[0].then[0].http.request.url: "
+        "access to '__class__' is not allowed in rule templates",
+        id="sandbox-escape",
+    ),
+    pytest.param(
+        "- just a list\n",
+        "rules.yaml:1:1: <root>: expected a mapping with 'rules' (and optionally 'vars')",
+        id="not-a-mapping",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), MISTAKES)
+def test_each_mistake_is_reported_exactly(load_errors, text, expected):
+    assert load_errors(text) == [expected]
+
+
+def test_every_error_is_reported_sorted_by_line(load_errors):
+    text = rule("mode: fast", "debounce: -1", "when: {source: servicetrade, entity: jobb}")
+    errors = load_errors(text)
+    assert [e.split(": ")[0] for e in errors] == ["rules.yaml:3:5", "rules.yaml:4:5", "rules.yaml:5:34"]
+
+
+def test_errors_in_several_rules_are_all_reported(load_errors):
+    text = (
+        "rules:\n"
+        "  - name: a\n    when: {source: nope}\n" + OK_THEN +
+        "  - name: b\n    when: {source: servicetrade}\n    then: [{http.request: {}}]\n"
+    )
+    assert load_errors(text) == [
+        "rules.yaml:3:12: rules[0].when.source: "
+        "'nope' is not one of 'servicetrade', 'synchroteam', 'synergist'",
+        "rules.yaml:7:13: rules[1].then[0].http.request.url: field required",
+    ]
+
+
+def test_duplicate_names_across_files_fail_the_whole_load(write_rules, action_params):
+    write_rules(rule("when: {source: servicetrade}"), "a.yaml")
+    second = write_rules(rule("when: {source: synergist}"), "b.yaml")
+    with pytest.raises(RuleLoadError) as info:
+        load_rules(second.parent, action_params)
+    first = second.parent / "a.yaml"
+    assert [str(e) for e in info.value.errors] == [
+        f"{second}:2:5: rules[0].name: duplicate rule name 'a'; first defined at {first}:2"
+    ]
+
+
+def test_a_bad_file_fails_the_load_even_if_others_are_good(write_rules, action_params):
+    write_rules(rule("when: {source: servicetrade}"), "good.yaml")
+    bad = write_rules("rules: [", "bad.yml")
+    with pytest.raises(RuleLoadError) as info:
+        load_rules(bad.parent, action_params)
+    assert len(info.value.errors) == 1
+    assert info.value.errors[0].file == str(bad)
+    assert str(info.value).startswith("1 error in rule files\n")
+
+
+def test_non_yaml_files_are_ignored(write_rules, action_params):
+    write_rules("not yaml: [", "README.md")
+    path = write_rules(rule("when: {source: servicetrade}"), "ok.yaml")
+    assert [r.name for r in load_rules(path.parent, action_params)] == ["a"]
+
+
+def test_examples_load_with_the_expected_warning(action_params):
+    ruleset = load_rules(EXAMPLES, action_params)
+    assert [r.name for r in ruleset.rules] == [
+        "completed-job-to-synchroteam", "completed-job-to-synergist-activity", "canceled-job-notify",
+    ]
+    assert [w.message for w in ruleset.warnings] == [
+        "writes to ServiceTrade, which triggers this rule (possible loop)",
+    ]
+    assert ruleset.warnings[0].path == "rules[0].on_failure[0].servicetrade.job.comment"
+
+
+def test_warns_on_undocumented_changed_field(load):
+    ruleset = load(rule("when:", "  source: servicetrade", "  entity: job", "  changed: {statuss: true}"))
+    assert [str(w).split(": ", 1)[1] for w in ruleset.warnings] == [
+        "rules[0].when.changed.statuss: 'statuss' is not a documented field of ServiceTrade 'job'",
+    ]
+
+
+def test_warns_on_changed_with_created_only(load):
+    ruleset = load(rule("when: {source: servicetrade, action: created, changed: {status: true}}"))
+    assert [w.message for w in ruleset.warnings] == [
+        "only 'updated' events carry changesets; this rule never matches",
+    ]
+
+
+def test_job_item_tracked_fields_do_not_warn(load):
+    text = rule("when: {source: servicetrade, entity: job_item, changed: {source.status: {to: delivered}}}")
+    assert load(text).warnings == []
+
+
+def test_load_rule_file_and_digest_follow_content(write_rules, action_params):
+    path = write_rules(rule("when: {source: servicetrade}"))
+    first = load_rule_file(path, action_params)
+    assert load_rule_file(path, action_params).digest == first.digest
+    path.write_text(path.read_text().replace("name: a", "name: b"))
+    second = load_rule_file(path, action_params)
+    assert second.digest != first.digest
+    assert second.rules[0].digest != first.rules[0].digest
+
+
+def test_rule_keeps_its_source_position_and_settings(load):
+    ruleset = load(
+        "vars: {team: north}\nrules:\n  - name: a\n    priority: 3\n    mode: latest\n    debounce: 2.5\n"
+        "    enabled: false\n    when: {source: synergist, entity: activity}\n"
+        "    then:\n      - id: post\n        http.request: {url: '{{ vars.team }}'}\n"
+    )
+    (only,) = ruleset.rules
+    assert (only.name, only.line, only.priority, only.mode, only.debounce, only.enabled) == (
+        "a", 3, 3, "latest", 2.5, False)
+    assert only.vars == {"team": "north"}
+    assert [(c.name, c.id, c.params, c.line) for c in only.then] == [
+        ("http.request", "post", {"url": "{{ vars.team }}"}, 10)]
+
+
+def test_without_action_params_only_templates_are_checked(write_rules):
+    path = write_rules(rule("when: {source: servicetrade}", then="    then: [{anything.at.all: {x: 1}}]\n"))
+    assert load_rules(path.parent, None).rules[0].then[0].name == "anything.at.all"
