@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.actions import synchroteam
+from workers.actions import http, servicetrade, synchroteam, synergist
 from workers.actions.context import (
     ActionContext,
     ActionSpec,
@@ -33,7 +33,7 @@ def _index(*groups: list[ActionSpec]) -> dict[str, ActionSpec]:
     return dict(sorted(actions.items()))
 
 
-ACTIONS: dict[str, ActionSpec] = _index(synchroteam.SPECS)
+ACTIONS: dict[str, ActionSpec] = _index(synchroteam.SPECS, synergist.SPECS, servicetrade.SPECS, http.SPECS)
 
 
 def action_params() -> dict[str, type]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -157,11 +157,11 @@ class ServiceTradeClient:
 
     # Writes ------------------------------------------------------------------------------
     def comment_job(
-        self, job_id: int | str, text: str, visibility: list[str] | None = None
+        self, job_id: int | str, text: str, visibility: Sequence[str] | None = None
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"content": text}
         if visibility is not None:
-            body["visibility"] = visibility
+            body["visibility"] = list(visibility)
         return _dict(self._call("POST", f"/job/{job_id}/comment", json=body))
 
     def update_job(self, job_id: int | str, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,6 +170,9 @@ class ServiceTradeClient:
     def create_appointment(self, job_id: int | str, **fields: Any) -> dict[str, Any]:
         """``POST /appointment``; ``fields`` are the API's own (``windowStart``, ``techIds``...)."""
         return _dict(self._call("POST", "/appointment", json={"jobId": job_id, **fields}))
+
+    def update_appointment(self, appointment_id: int | str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        return _dict(self._call("PUT", f"/appointment/{appointment_id}", json=dict(fields)))
 
     # Webhooks ----------------------------------------------------------------------------
     def create_webhook(

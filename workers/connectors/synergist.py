@@ -271,10 +271,8 @@ class SynergistClient:
 def _error(envelope: Mapping[str, Any], response: httpx.Response) -> tuple[int | None, str]:
     """Error code and text from a JSON envelope or the XML ``<Error ErrorID=..>`` body."""
     if envelope:
-        code = envelope.get("errorcode")
-        return (int(code) if str(code).isdigit() and int(code) else None), str(
-            envelope.get("errormessage") or ""
-        )
+        code = str(envelope.get("errorcode") or "")
+        return (int(code) if code.isdigit() and int(code) else None), str(envelope.get("errormessage") or "")
     match = _XML_ERROR.search(response.text)
     if match:
         return int(match.group(1)), match.group(2).strip()

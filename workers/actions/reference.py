@@ -1,0 +1,69 @@
+"""The Markdown reference of every action, generated from the parameter models."""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from workers.actions.registry import ACTIONS, ActionSpec
+
+HIDDEN = {"custom_fields"}
+
+
+def render_reference() -> str:
+    """One section per action: what it does, then a table of its parameters."""
+    lines = [
+        "# Actions",
+        "",
+        "Generated from `workers/actions` by `render_reference()`; field names are the target API's own.",
+    ]
+    for spec in ACTIONS.values():
+        lines += ["", *_section(spec)]
+    return "\n".join(lines) + "\n"
+
+
+def _section(spec: ActionSpec) -> list[str]:
+    doc = spec.description or inspect.getdoc(spec.params) or ""
+    lines = [f"## `{spec.name}`", "", f"Target: {spec.target}. {doc.splitlines()[0] if doc else ''}".rstrip()]
+    custom = getattr(spec.params, "custom_prefix", "")
+    if custom:
+        lines.append(f"Also accepts `{custom}CustomField<N>` fields.")
+    lines += ["", "| Parameter | Type | Required | Description |", "|---|---|---|---|"]
+    for name, field in spec.params.model_fields.items():
+        if name in HIDDEN:
+            continue
+        required = "yes" if field.is_required() else "no"
+        lines.append(
+            f"| `{field.alias or name}` | {_type(field.annotation)} | {required} | {_describe(field)} |"
+        )
+    return lines
+
+
+def _describe(field: FieldInfo) -> str:
+    parts = [field.description or ""]
+    if not field.is_required() and field.default not in (None, ...) and not field.default_factory:
+        parts.append(f"default `{field.default}`")
+    return "; ".join(p for p in parts if p).replace("|", "\\|")
+
+
+def _type(annotation: Any) -> str:
+    """A short readable type: ``str``, ``int | str``, ``list[UserRef]``, ``"low" | "high"``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join(_type(a) for a in args if a is not type(None))
+    if origin is typing.Literal:
+        return " \\| ".join(f'"{a}"' for a in args)
+    if origin in (list, dict):
+        return f"{origin.__name__}[{', '.join(_type(a) for a in args)}]"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        fields = ", ".join(annotation.model_fields)
+        return f"{{{fields}}}"
+    if annotation is Any or annotation is None:
+        return "any"
+    return getattr(annotation, "__name__", str(annotation))

@@ -1,0 +1,248 @@
+"""Synergist actions; creates are idempotent through the link store, since Synergist has no upsert."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from workers.actions.context import ActionContext, ActionSpec, Clients
+
+Id = int | str
+
+
+class Params(BaseModel):
+    """Field names are Synergist's own; unknown names are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def payload(self, *leave_out: str) -> dict[str, Any]:
+        data = self.model_dump(mode="json", exclude_unset=True)
+        return {k: v for k, v in data.items() if k not in leave_out}
+
+
+class WithCustomFields(Params):
+    """Also takes ``<prefix>CustomField<N>`` fields, which are sent as they are."""
+
+    custom_prefix: ClassVar[str] = ""
+    custom_fields: dict[str, Any] = Field(
+        default_factory=dict, exclude=True, description="collected <prefix>CustomField<N> values"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_custom(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        custom = {k: v for k, v in data.items() if cls._is_custom(k)}
+        if not custom:
+            return data
+        rest = {k: v for k, v in data.items() if k not in custom}
+        return {**rest, "custom_fields": {**rest.get("custom_fields", {}), **custom}}
+
+    @model_validator(mode="after")
+    def _custom_names(self) -> WithCustomFields:
+        for name in self.custom_fields:
+            if not self._is_custom(name):
+                raise ValueError(f"{name!r} is not a {self.custom_prefix}CustomField<N> name")
+        return self
+
+    @classmethod
+    def _is_custom(cls, name: str) -> bool:
+        return re.fullmatch(rf"{cls.custom_prefix}CustomField\d+", name) is not None
+
+    def payload(self, *leave_out: str) -> dict[str, Any]:
+        return {**super().payload(*leave_out), **self.custom_fields}
+
+
+class ActivityFields(WithCustomFields):
+    custom_prefix = "activity"
+    activitySubject: str | None = None
+    activityDetails: str | None = None
+    activityStatus: str | None = None
+    activityDateDue: str | None = Field(default=None, description="YYYY-MM-DD")
+    activityCompleted: bool | str | None = None
+
+
+class ActivityCreate(ActivityFields):
+    """Create an activity (a retry of the same call updates the one already created)."""
+
+    activityActivitytypeCode: str = Field(description='e.g. "Notes"')
+    activityClientCode: str = Field(description='e.g. "1/C4126"')
+    Job: str | None = Field(default=None, description='e.g. "1/0000123"')
+    Jobphase: str | None = None
+    activityCompanyNumber: int | None = None
+
+
+class ActivityUpdate(ActivityFields):
+    """Update an activity; the current ``activityRecordVersionNumber`` is read when not given."""
+
+    activityID: int
+    activityRecordVersionNumber: int | None = None
+    activityActivitytypeCode: str | None = None
+    activityClientCode: str | None = None
+
+
+class ActivityDelete(Params):
+    """Delete an activity."""
+
+    activityID: int
+
+
+class JobFields(WithCustomFields):
+    custom_prefix = "job"
+    jobDescription: str | None = None
+    jobComments: str | None = None
+    jobDateIn: str | None = Field(default=None, description='e.g. "2017/04/01"')
+    jobDateDue: str | None = None
+    jobStatus: Literal["1", "2", "3", "4", "5"] | None = Field(
+        default=None, description="1 Quote, 2 Live, 3 In house, 4 On hold, 5 Special"
+    )
+    jobJobtypeCode: str | None = None
+    jobHandlerTeam: str | None = None
+    jobReferenceJob: str | None = None
+    jobContactInternalRef: Id | None = None
+    jobProjectCode: Id | None = None
+    jobCampaignNo: Id | None = None
+
+
+class JobCreate(JobFields):
+    """Create a job from a template (a retry updates the job already created)."""
+
+    varJobTemplate: str = Field(description='template job, e.g. "8/00800001"')
+    jobClientCode: str
+    jobNumber: str | None = Field(default=None, description="where manual numbering is allowed")
+    jobHandleruserid: Id | None = None
+    jobPrefixOnly: str | None = None
+
+
+class JobUpdate(JobFields):
+    """Update a job's fields (Synergist 12.2+)."""
+
+    jobNumber: str
+    jobClientCode: str | None = None
+    jobOrderNumber: str | None = None
+    jobHandlerUserID: Id | None = None
+    jobCurrencyCode: str | None = None
+    jobWorkflowCode: str | None = None
+    jobSalesStatusReason: str | None = Field(default=None, description='with jobStatus "2", e.g. "3-6"')
+
+
+class BookingCreate(Params):
+    """Book time in the calendar (a retry moves the booking already made)."""
+
+    calTimeSummaryInternal: Id
+    calIsoDateTimeStart: str = Field(description='e.g. "2017-07-10T14:30:00"')
+    calIsoDateTimeEnd: str
+    calDurationDecimalHours: float | str
+    calResourceId: Id
+    calAllDay: Literal["true", "false"] = Field(default="false", description="used when a retry updates")
+
+
+class BookingUpdate(Params):
+    """Move or resize a calendar booking."""
+
+    calDiaryInternal: Id
+    calIsoDateTimeStart: str
+    calIsoDateTimeEnd: str
+    calAllDay: Literal["true", "false"]
+    calResourceId: Id
+
+
+class BookingDelete(Params):
+    """Delete a calendar booking."""
+
+    diary_diaryinternal: Id
+
+
+class TimesheetCreate(Params):
+    """Create a pending timesheet entry (a retry updates the entry already created)."""
+
+    tspJobAndPhase: str = Field(description='e.g. "1/00000772.001"')
+    tspTimeDate: str = Field(description="YYYY-MM-DD")
+    tspResourceCode: str = Field(description='e.g. "1/USER"')
+    tspWorkDone: str | None = None
+    tspHoursNormal: float | None = None
+    tspHoursOtime1: float | None = None
+    tspHoursOtime2: float | None = None
+    tspChargeCode: str | None = None
+    tspTaskDescription: str | None = None
+
+
+def create_activity(clients: Clients, params: ActivityCreate, ctx: ActionContext) -> dict[str, Any]:
+    link = ctx.link_key("synergist.activity.create")
+    if known := ctx.link_store.get(link):
+        fields = params.payload("Job", "Jobphase", "activityCompanyNumber")
+        return clients.synergist.update_activity(int(known), fields)
+    record = clients.synergist.create_activity(params.payload())
+    ctx.link_store.set(link, str(record["activityID"]))
+    return record
+
+
+def update_activity(clients: Clients, params: ActivityUpdate, ctx: ActionContext) -> dict[str, Any]:
+    fields = params.payload("activityID", "activityRecordVersionNumber")
+    return clients.synergist.update_activity(
+        params.activityID, fields, version=params.activityRecordVersionNumber
+    )
+
+
+def delete_activity(clients: Clients, params: ActivityDelete, ctx: ActionContext) -> dict[str, Any]:
+    return clients.synergist.delete_activity(params.activityID)
+
+
+def create_job(clients: Clients, params: JobCreate, ctx: ActionContext) -> dict[str, Any]:
+    link = ctx.link_key("synergist.job.create")
+    if known := ctx.link_store.get(link):
+        fields = params.payload("varJobTemplate", "jobNumber", "jobPrefixOnly", "jobHandleruserid")
+        if params.jobHandleruserid is not None:  # create and update spell this field differently
+            fields["jobHandlerUserID"] = params.jobHandleruserid
+        return {"jobNumber": known, **clients.synergist.update_job(known, fields)}
+    record = clients.synergist.create_job(params.payload())
+    ctx.link_store.set(link, str(record["jobNumber"]))
+    return record
+
+
+def update_job(clients: Clients, params: JobUpdate, ctx: ActionContext) -> dict[str, Any]:
+    return clients.synergist.update_job(params.jobNumber, params.payload("jobNumber"))
+
+
+def create_booking(clients: Clients, params: BookingCreate, ctx: ActionContext) -> dict[str, Any]:
+    link = ctx.link_key("synergist.calendar.create")
+    if known := ctx.link_store.get(link):
+        fields = params.payload("calTimeSummaryInternal", "calDurationDecimalHours")
+        fields.setdefault("calAllDay", params.calAllDay)
+        return clients.synergist.update_booking(known, fields)
+    record = clients.synergist.create_booking(params.payload("calAllDay"))
+    ctx.link_store.set(link, str(record["calDiaryInternal"]))
+    return record
+
+
+def update_booking(clients: Clients, params: BookingUpdate, ctx: ActionContext) -> dict[str, Any]:
+    return clients.synergist.update_booking(params.calDiaryInternal, params.payload("calDiaryInternal"))
+
+
+def delete_booking(clients: Clients, params: BookingDelete, ctx: ActionContext) -> dict[str, Any]:
+    return clients.synergist.delete_booking(params.diary_diaryinternal)
+
+
+def create_timesheet(clients: Clients, params: TimesheetCreate, ctx: ActionContext) -> dict[str, Any]:
+    link = ctx.link_key("synergist.timesheet.create")
+    if known := ctx.link_store.get(link):
+        return clients.synergist.update_pending_timesheet(int(known), params.payload())
+    record = clients.synergist.create_pending_timesheet(params.payload())
+    ctx.link_store.set(link, str(record["tspEntryNo"]))
+    return record
+
+
+SPECS = [
+    ActionSpec("synergist.activity.create", ActivityCreate, create_activity, "synergist"),
+    ActionSpec("synergist.activity.update", ActivityUpdate, update_activity, "synergist"),
+    ActionSpec("synergist.activity.delete", ActivityDelete, delete_activity, "synergist"),
+    ActionSpec("synergist.job.create", JobCreate, create_job, "synergist"),
+    ActionSpec("synergist.job.update", JobUpdate, update_job, "synergist"),
+    ActionSpec("synergist.calendar.create", BookingCreate, create_booking, "synergist"),
+    ActionSpec("synergist.calendar.update", BookingUpdate, update_booking, "synergist"),
+    ActionSpec("synergist.calendar.delete", BookingDelete, delete_booking, "synergist"),
+    ActionSpec("synergist.timesheet.create", TimesheetCreate, create_timesheet, "synergist"),
+]
