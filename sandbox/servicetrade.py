@@ -1,0 +1,301 @@
+"""ServiceTrade API sandbox: cookie sessions, entity reads and lists, job actions and webhooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.requests import Request, cookie_parser
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sandbox.control import build_app
+from sandbox.servicetrade_control import control_routes
+from sandbox.servicetrade_http import base_url, envelope, read_json
+from sandbox.servicetrade_lists import LIST_KEYS, InvalidQuery, select
+from sandbox.servicetrade_store import Change, ServiceTradeState
+from sandbox.servicetrade_views import Renderer
+from sandbox.servicetrade_webhooks import webhook_routes
+
+__all__ = ["ServiceTradeState", "create_app"]
+
+API_VERSION = "1.2.3"
+JOB_FIELDS = {
+    "vendorId",
+    "customerId",
+    "brokerId",
+    "ownerId",
+    "salesId",
+    "termsId",
+    "contractId",
+    "primaryContactId",
+    "assignedOfficeId",
+    "type",
+    "status",
+    "visibility",
+    "customerPo",
+    "description",
+    "dueBy",
+    "budgeted",
+    "name",
+}
+JOB_STATUSES = {
+    "new",
+    "scheduled",
+    "canceled",
+    "bidding",
+    "completed",
+    "pending_invoice",
+    "sending_invoice",
+    "invoiced",
+    "closed",
+}
+APPOINTMENT_STATUSES = {
+    "scheduled",
+    "unscheduled",
+    "canceled_by_vendor",
+    "canceled_by_customer",
+    "completed",
+    "no_show",
+}
+
+
+def create_app(
+    state: ServiceTradeState | None = None, *, username: str = "sandbox", password: str = "sandbox-password"
+) -> Starlette:
+    """Build the ServiceTrade sandbox; clients use `http://HOST:PORT/api` as the base URL."""
+    st = state if state is not None else ServiceTradeState()
+
+    def auth_body(token: str, user: dict[str, Any] | None, base: str) -> dict[str, Any]:
+        view = Renderer(st, base)
+        shown = None
+        if user is not None:
+            shown = {
+                k: v
+                for k, v in view.full("user", user).items()
+                if k not in {"location", "created", "updated"}
+            }
+            shown["account"] = {"id": 567, "name": (shown.get("company") or {}).get("name", "")}
+            shown["serviceLines"] = []
+        return {"authenticated": user is not None, "eulaNeeded": False, "authToken": token, "user": shown}
+
+    def no_session(token: str) -> Response:
+        return envelope(
+            404,
+            error="No active session found for given auth token",
+            data={"authenticated": False, "eulaNeeded": True, "authToken": token, "user": None},
+        )
+
+    async def heartbeat(request: Request) -> Response:
+        return envelope(200, data={"version": API_VERSION, "serverTime": st.now()})
+
+    async def login(request: Request) -> Response:
+        try:
+            body = await read_json(request)
+        except InvalidQuery as exc:
+            return envelope(400, error=exc.message)
+        if not body.get("username") or not body.get("password"):
+            return envelope(400, error="username and password are required")
+        if body["username"] != username or body["password"] != password:
+            return envelope(
+                403,
+                error="Invalid credentials provided",
+                data={"authenticated": False, "eulaNeeded": True, "authToken": None, "user": None},
+            )
+        token = st.open_session(username)
+        response = envelope(200, data=auth_body(token, st.session_user(token), base_url(request)))
+        response.set_cookie("PHPSESSID", token, path="/", httponly=True)
+        return response
+
+    async def session_info(request: Request) -> Response:
+        token = request.cookies.get("PHPSESSID", "")
+        user = st.session_user(token)
+        return (
+            no_session(token)
+            if user is None
+            else envelope(200, data=auth_body(token, user, base_url(request)))
+        )
+
+    async def logout(request: Request) -> Response:
+        token = request.cookies.get("PHPSESSID", "")
+        if st.sessions.pop(token, None) is None:
+            return no_session(token)
+        return Response(status_code=204)
+
+    async def not_allowed(request: Request) -> Response:
+        return envelope(405, error="method not implemented")
+
+    async def entity_list(request: Request) -> Response:
+        entity_type = request.path_params["type"]
+        if entity_type not in LIST_KEYS:
+            return envelope(404, error=f"resource {entity_type} not found")
+        try:
+            rows, page, total = select(entity_type, request.query_params, st)
+        except InvalidQuery as exc:
+            return envelope(
+                400, error="missing, incomplete or invalid parameters", validation={exc.field: [exc.message]}
+            )
+        view = Renderer(st, base_url(request))
+        return envelope(
+            200,
+            data={
+                "totalPages": total,
+                "page": page,
+                LIST_KEYS[entity_type]: [view.full(entity_type, r) for r in rows],
+            },
+        )
+
+    async def entity_get(request: Request) -> Response:
+        entity_type, entity_id = request.path_params["type"], request.path_params["id"]
+        record = st.get(entity_type, entity_id) if entity_type in LIST_KEYS else None
+        if record is None:
+            return envelope(404, error=f"{entity_type} {entity_id} not found (or not accessible by the user)")
+        return envelope(200, data=Renderer(st, base_url(request)).full(entity_type, record))
+
+    def announce(request: Request, changes: list[Change]) -> BackgroundTask:
+        return BackgroundTask(st.dispatcher.send, st.notify(changes, base_url(request)))
+
+    async def job_update(request: Request) -> Response:
+        job_id = request.path_params["id"]
+        if st.get("job", job_id) is None:
+            return envelope(404, error=f"job {job_id} not found (or not accessible by the user)")
+        try:
+            body = await read_json(request)
+        except InvalidQuery as exc:
+            return envelope(400, error=exc.message)
+        if "status" in body and body["status"] not in JOB_STATUSES:
+            return envelope(
+                400,
+                error="missing, incomplete or invalid parameters",
+                validation={"status": [f"Must be one of: {', '.join(sorted(JOB_STATUSES))}"]},
+            )
+        changeset = st.update("job", job_id, {k: v for k, v in body.items() if k in JOB_FIELDS})
+        change = Change("updated", "job", job_id, st.now(), changeset)
+        record = st.get("job", job_id) or {}
+        return envelope(
+            200,
+            data=Renderer(st, base_url(request)).full("job", record),
+            background=announce(request, [change]),
+        )
+
+    async def job_comment(request: Request) -> Response:
+        job_id = request.path_params["id"]
+        if st.get("job", job_id) is None:
+            return envelope(404, error=f"job {job_id} not found (or not accessible by the user)")
+        try:
+            body = await read_json(request)
+        except InvalidQuery as exc:
+            return envelope(400, error=exc.message)
+        if not isinstance(body.get("content"), str) or not body["content"]:
+            return envelope(400, error="invalid data", validation={"content": ["Required"]})
+        author = st.session_user(request.cookies.get("PHPSESSID")) or {}
+        comment = st.create(
+            "comment",
+            {
+                "content": body["content"],
+                "visibility": list(body.get("visibility") or []),
+                "entityType": 3,
+                "entityId": job_id,
+                "authorId": author.get("id"),
+            },
+        )
+        return envelope(200, data=Renderer(st, base_url(request)).full("comment", comment))
+
+    async def appointment_create(request: Request) -> Response:
+        try:
+            body = await read_json(request)
+        except InvalidQuery as exc:
+            return envelope(400, error=exc.message)
+        job_id = body.get("jobId")
+        job = st.get("job", job_id) if isinstance(job_id, int) else None
+        status = body.get("status", "scheduled")
+        if job is None or status not in APPOINTMENT_STATUSES:
+            field = "jobId" if job is None else "status"
+            return envelope(400, error="bad data for create", validation={field: ["Missing or invalid"]})
+        now = None if status == "unscheduled" else st.now()
+        record = st.create(
+            "appointment",
+            {
+                "status": status,
+                "jobId": job["id"],
+                "locationId": job.get("locationId"),
+                "techIds": list(body.get("techIds") or []),
+                "windowStart": body.get("windowStart", now),
+                "windowEnd": body.get("windowEnd", now),
+                "released": bool(body.get("released", True)),
+            },
+        )
+        record["name"] = f"Appointment #{record['id']}"
+        change = Change("created", "appointment", record["id"], record["created"])
+        return envelope(
+            200,
+            data=Renderer(st, base_url(request)).full("appointment", record),
+            background=announce(request, [change]),
+        )
+
+    routes = [
+        Route("/api", heartbeat, methods=["GET"]),
+        Route("/api/", heartbeat, methods=["GET"]),
+        Route("/api/auth", login, methods=["POST"]),
+        Route("/api/auth", session_info, methods=["GET"]),
+        Route("/api/auth", logout, methods=["DELETE"]),
+        Route("/api/auth", not_allowed, methods=["PUT"]),
+        Route("/api/auth/{rest:path}", not_allowed, methods=["GET", "POST", "PUT", "DELETE"]),
+        *webhook_routes(st),
+        Route("/api/job", not_allowed, methods=["DELETE"]),
+        Route("/api/job/{id:int}", job_update, methods=["PUT"]),
+        Route("/api/job/{id:int}/comment", job_comment, methods=["POST"]),
+        Route("/api/appointment", appointment_create, methods=["POST"]),
+        Route("/api/{type}", entity_list, methods=["GET"]),
+        Route("/api/{type}/{id:int}", entity_get, methods=["GET"]),
+    ]
+    return build_app(
+        routes,
+        state=st,
+        reset=st.reset,
+        identify=lambda headers, query, body: identify(st, headers, body),
+        error_body=lambda status: {"messages": {"error": [f"sandbox injected HTTP {status}"]}},
+        extra_control=control_routes(st),
+        middleware=[Middleware(SessionGuard, state=st)],
+    )
+
+
+def identify(st: ServiceTradeState, headers: Headers, body: Any) -> dict[str, Any]:
+    """Who the request log says called: the session's user, or the username a login tried."""
+    token = cookie_parser(headers.get("cookie", "")).get("PHPSESSID")
+    tried = body.get("username") if isinstance(body, dict) else None
+    return {
+        "session": token is not None,
+        "session_valid": token in st.sessions,
+        "username": st.sessions.get(token or "") or tried,
+    }
+
+
+class SessionGuard:
+    """Answers 401 for any `/api/*` call without a live PHPSESSID, except the heartbeat and `/auth`."""
+
+    OPEN = ("/api", "/api/", "/api/auth")
+
+    def __init__(self, app: ASGIApp, state: ServiceTradeState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        guarded = (
+            scope["type"] == "http"
+            and path.startswith("/api/")
+            and path not in self.OPEN
+            and not path.startswith("/api/auth/")
+        )
+        if guarded:
+            token = cookie_parser(Headers(scope=scope).get("cookie", "")).get("PHPSESSID")
+            if token not in self.state.sessions:
+                response = envelope(401, error="unauthorized request: log in at /api/auth and send PHPSESSID")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
