@@ -81,38 +81,57 @@ class SettingsClients:
         from workers.connectors.servicetrade import ServiceTradeClient
 
         s = self.settings
-        return self._once("servicetrade", lambda: ServiceTradeClient(
-            s.servicetrade_base_url, s.servicetrade_username, s.servicetrade_password,
-            transport=self._transport, timeout=s.http_timeout,
-        ))  # fmt: skip
+        return self._once(
+            "servicetrade",
+            lambda: ServiceTradeClient(
+                s.servicetrade_base_url,
+                s.servicetrade_username,
+                s.servicetrade_password,
+                transport=self._transport,
+                timeout=s.http_timeout,
+            ),
+        )
 
     @property
     def synchroteam(self) -> SynchroteamClient:
         from workers.connectors.synchroteam import SynchroteamClient
 
         s = self.settings
-        return self._once("synchroteam", lambda: SynchroteamClient(
-            s.synchroteam_base_url, s.synchroteam_domain, s.synchroteam_api_key,
-            transport=self._transport, timeout=s.http_timeout,
-        ))  # fmt: skip
+        return self._once(
+            "synchroteam",
+            lambda: SynchroteamClient(
+                s.synchroteam_base_url,
+                s.synchroteam_domain,
+                s.synchroteam_api_key,
+                transport=self._transport,
+                timeout=s.http_timeout,
+            ),
+        )
 
     @property
     def synergist(self) -> SynergistClient:
         from workers.connectors.synergist import SynergistClient
 
         s = self.settings
-        return self._once("synergist", lambda: SynergistClient(
-            s.synergist_base_url, s.synergist_user, s.synergist_password, s.synergist_company,
-            transport=self._transport, timeout=s.http_timeout,
-        ))  # fmt: skip
+        return self._once(
+            "synergist",
+            lambda: SynergistClient(
+                s.synergist_base_url,
+                s.synergist_user,
+                s.synergist_password,
+                s.synergist_company,
+                transport=self._transport,
+                timeout=s.http_timeout,
+            ),
+        )
 
     @property
     def http(self) -> OutboundClient:
         from workers.connectors.outbound import OutboundClient
 
-        return self._once("http", lambda: OutboundClient(
-            transport=self._transport, timeout=self.settings.http_timeout
-        ))  # fmt: skip
+        return self._once(
+            "http", lambda: OutboundClient(transport=self._transport, timeout=self.settings.http_timeout)
+        )
 
 
 @dataclass(frozen=True)

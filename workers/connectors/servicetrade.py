@@ -25,11 +25,23 @@ from workers.connectors.transport import json_body, open_client, send
 API = "servicetrade"
 # The named array of each list response; anything else falls back to the first list in `data`.
 LIST_KEYS = {
-    "job": "jobs", "appointment": "appointments", "location": "locations", "company": "companies",
-    "contact": "contacts", "invoice": "invoices", "quote": "quotes", "deficiency": "deficiencies",
-    "asset": "assets", "user": "users", "attachment": "attachments", "servicerequest": "servicerequests",
-    "webhook": "webhooks", "history": "histories", "comment": "comments", "clock": "events",
-}  # fmt: skip
+    "job": "jobs",
+    "appointment": "appointments",
+    "location": "locations",
+    "company": "companies",
+    "contact": "contacts",
+    "invoice": "invoices",
+    "quote": "quotes",
+    "deficiency": "deficiencies",
+    "asset": "assets",
+    "user": "users",
+    "attachment": "attachments",
+    "servicerequest": "servicerequests",
+    "webhook": "webhooks",
+    "history": "histories",
+    "comment": "comments",
+    "clock": "events",
+}
 APPOINTMENT_STATUSES = "scheduled,unscheduled,canceled_by_vendor,canceled_by_customer,completed,no_show"
 
 

@@ -69,8 +69,12 @@ def test_site_and_equipment_upsert(
     apis: FakeApis, clients: SettingsClients, make_context: Callable[..., ActionContext]
 ) -> None:
     apis.responder = echo
-    run("synchroteam.site.upsert", {"myId": "l-1", "name": "Foo", "customer": {"myId": "c"}}, clients,
-        make_context())  # fmt: skip
+    run(
+        "synchroteam.site.upsert",
+        {"myId": "l-1", "name": "Foo", "customer": {"myId": "c"}},
+        clients,
+        make_context(),
+    )
     run("synchroteam.equipment.upsert", {"myId": "a-1", "site": {"myId": "l-1"}}, clients, make_context())
     assert [r.url.path for r in apis.requests] == ["/api/v3/site/send", "/api/v3/equipment/send"]
 
@@ -80,8 +84,12 @@ def test_activity_upsert_reuses_the_linked_id(
 ) -> None:
     apis.responder = lambda r: httpx.Response(200, json={"id": 5697, **json.loads(r.content)})
     store = MemoryLinkStore()
-    params = {"activityType": {"id": 596}, "dateStart": "2018-01-01 14:22", "dateEnd": "2018-01-01 14:50",
-              "user": {"login": "tech"}}  # fmt: skip
+    params = {
+        "activityType": {"id": 596},
+        "dateStart": "2018-01-01 14:22",
+        "dateEnd": "2018-01-01 14:50",
+        "user": {"login": "tech"},
+    }
     run("synchroteam.activity.upsert", params, clients, make_context(store=store))
     run("synchroteam.activity.upsert", params, clients, make_context(store=store))
     first, second = apis.bodies()

@@ -180,8 +180,13 @@ def test_job_actions_and_webhooks() -> None:
     def echo(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"data": {"id": 7, **json.loads(request.content)}})
 
-    for route in [("POST", "/job/5/comment"), ("PUT", "/job/5"), ("POST", "/appointment"),
-                  ("POST", "/webhook"), ("PUT", "/webhook/7")]:  # fmt: skip
+    for route in [
+        ("POST", "/job/5/comment"),
+        ("PUT", "/job/5"),
+        ("POST", "/appointment"),
+        ("POST", "/webhook"),
+        ("PUT", "/webhook/7"),
+    ]:
         fake.routes[route] = echo
     fake.routes[("GET", "/webhook")] = {"totalPages": 1, "page": 1, "webhooks": [{"id": 7}]}
     fake.routes[("DELETE", "/webhook/7")] = {}
@@ -230,8 +235,9 @@ def test_network_errors_are_unavailable(exc: Exception) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise exc
 
-    client = ServiceTradeClient("https://st.test/api", "joe", SecretStr(PASSWORD),
-                                transport=httpx.MockTransport(handler))  # fmt: skip
+    client = ServiceTradeClient(
+        "https://st.test/api", "joe", SecretStr(PASSWORD), transport=httpx.MockTransport(handler)
+    )
     with pytest.raises(ServiceTradeUnavailable) as info:
         client.get("/job/1")
     assert info.value.status is None and PASSWORD not in str(info.value)

@@ -81,8 +81,9 @@ def test_iter_list_pages_until_records_total() -> None:
         pages.append(params)
         page, size = int(params["page"]), int(params["pageSize"])
         rows = [{"id": i} for i in range((page - 1) * size, min(page * size, 5))]
-        return httpx.Response(200, json={"page": page, "pageSize": size, "records": len(rows),
-                                         "recordsTotal": 5, "data": rows})  # fmt: skip
+        return httpx.Response(
+            200, json={"page": page, "pageSize": size, "records": len(rows), "recordsTotal": 5, "data": rows}
+        )
 
     client = make_client(handler)
     since = datetime(2024, 3, 1, 13, 0, tzinfo=timezone(timedelta(hours=1)))
@@ -98,8 +99,9 @@ def test_iter_list_caps_page_size_and_stops_on_empty_page() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         sizes.append(request.url.params["pageSize"])
-        return httpx.Response(200, json={"page": 1, "pageSize": 100, "records": 0, "recordsTotal": 0,
-                                         "data": []})  # fmt: skip
+        return httpx.Response(
+            200, json={"page": 1, "pageSize": 100, "records": 0, "recordsTotal": 0, "data": []}
+        )
 
     assert list(make_client(handler).iter_list("customer", page_size=500)) == []
     assert sizes == ["100"]
@@ -120,12 +122,22 @@ def test_lifecycle_formats_dates_and_unwraps_the_list() -> None:
     client.complete_job({"num": 4}, datetime(2019, 11, 6, 13, 13), datetime(2019, 11, 6, 14, 28))
     for op in ("unschedule", "cancel", "validate", "confirm"):
         getattr(client, f"{op}_job")({"id": "265_1"})
-    assert bodies[0] == ("/api/v3/job/schedule", {"myId": "j1", "scheduledStart": "2018-12-12 15:00:00",
-                         "scheduledEnd": "2018-12-12 17:00:00", "technician": {"id": 1551}})  # fmt: skip
-    assert bodies[1] == ("/api/v3/job/complete", {"num": 4, "actualStart": "2019-11-06 13:13",
-                                                  "actualEnd": "2019-11-06 14:28"})  # fmt: skip
-    assert [p for p, _ in bodies[2:]] == [f"/api/v3/job/{op}" for op in ("unschedule", "cancel", "validate",
-                                                                        "confirm")]  # fmt: skip
+    assert bodies[0] == (
+        "/api/v3/job/schedule",
+        {
+            "myId": "j1",
+            "scheduledStart": "2018-12-12 15:00:00",
+            "scheduledEnd": "2018-12-12 17:00:00",
+            "technician": {"id": 1551},
+        },
+    )
+    assert bodies[1] == (
+        "/api/v3/job/complete",
+        {"num": 4, "actualStart": "2019-11-06 13:13", "actualEnd": "2019-11-06 14:28"},
+    )
+    assert [p for p, _ in bodies[2:]] == [
+        f"/api/v3/job/{op}" for op in ("unschedule", "cancel", "validate", "confirm")
+    ]
 
 
 def test_rate_limited_429_carries_reset_time() -> None:
@@ -207,8 +219,12 @@ def test_errors_pickle_and_hide_the_key() -> None:
         client.details("job", id="1")
     clone = pickle.loads(pickle.dumps(info.value))
     assert type(clone) is SynchroteamRateLimited
-    assert (clone.status, clone.path, clone.detail, clone.reset_at) == (429, "/api/v3/job/details", "slow",
-                                                                         1530199810.0)  # fmt: skip
+    assert (clone.status, clone.path, clone.detail, clone.reset_at) == (
+        429,
+        "/api/v3/job/details",
+        "slow",
+        1530199810.0,
+    )
     assert clone.rate == info.value.rate
     for text in (str(info.value), repr(info.value), repr(client)):
         assert KEY not in text

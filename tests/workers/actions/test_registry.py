@@ -1,0 +1,63 @@
+"""The registry's names and models, and the generated reference."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from workers.actions.reference import render_reference
+from workers.actions.registry import ACTIONS, action_params
+
+REQUIRED = {
+    "synchroteam.job.upsert",
+    "synchroteam.customer.upsert",
+    "synchroteam.site.upsert",
+    "synchroteam.equipment.upsert",
+    "synchroteam.activity.upsert",
+    "synchroteam.job.schedule",
+    "synchroteam.job.unschedule",
+    "synchroteam.job.cancel",
+    "synchroteam.job.validate",
+    "synchroteam.job.confirm",
+    "synchroteam.job.complete",
+    "synergist.activity.create",
+    "synergist.activity.update",
+    "synergist.activity.delete",
+    "synergist.job.create",
+    "synergist.job.update",
+    "synergist.calendar.create",
+    "synergist.calendar.update",
+    "synergist.calendar.delete",
+    "synergist.timesheet.create",
+    "servicetrade.job.comment",
+    "servicetrade.job.update",
+    "servicetrade.appointment.create",
+    "http.request",
+}
+
+
+def test_every_required_action_is_registered() -> None:
+    assert set(ACTIONS) == REQUIRED
+    for name, spec in ACTIONS.items():
+        assert spec.name == name and name.split(".")[0] == spec.target
+        assert issubclass(spec.params, BaseModel)
+    assert action_params() == {name: spec.params for name, spec in ACTIONS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_unknown_fields_are_errors_at_their_own_location(name: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        ACTIONS[name].params.model_validate({"notAField": 1})
+    assert ("notAField",) in [e["loc"] for e in info.value.errors()]
+
+
+def test_reference_lists_every_action_and_parameter() -> None:
+    text = render_reference()
+    for name in ACTIONS:
+        assert f"## `{name}`" in text
+    assert "| `myId` | str | no |" in text
+    assert "| `activityType` | {id, name} | yes |" in text
+    assert '| `priority` | "low" \\| "medium" \\| "high" | no |' in text
+    assert "| `json` | any | no | JSON body |" in text
+    assert "Also accepts `activityCustomField<N>` fields." in text
+    assert "custom_fields" not in text
