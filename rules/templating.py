@@ -73,12 +73,18 @@ class Placeholder:
 
 
 class RuleEnvironment(SandboxedEnvironment):
-    """Mapping keys win over methods, so a field named `items` or `values` reads the field."""
+    """Mapping keys win over methods, so a field named `items` or `values` reads the field.
+
+    A missing key gets an error that lists the keys that do exist.
+    """
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping) and not isinstance(obj, Placeholder):
             if attribute in obj:
                 return obj[attribute]
+            found = super().getattr(obj, attribute)
+            if not isinstance(found, jinja2.Undefined) or attribute.startswith("_"):
+                return found  # a method such as .get(), or the sandbox's refusal
             if isinstance(obj, LazyEntity) and obj.value is None:
                 hint = f"the entity could not be loaded, so it has no field {attribute!r}"
             else:

@@ -1,0 +1,191 @@
+"""`when` and `if`: each feature matches and fails to match, with the reason ops will read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from rules.engine import evaluate_rules
+from tests.rules.conftest import job_record
+
+
+@pytest.fixture
+def verdict(load, make_event):
+    """verdict(when, if_=None, record=None, env=None, **event) -> (matched, reason) for one rule."""
+
+    def run(when: str, if_: str | None = None, record=None, env=None, **event):
+        text = f"rules:\n  - name: r\n    when: {when}\n"
+        if if_ is not None:
+            text += f"    if: {if_}\n"
+        text += "    then: [{http.request: {url: 'https://example.com'}}]\n"
+        ruleset = load(text)
+        (result,) = evaluate_rules(ruleset.rules, make_event(**event), lambda: record, env=env,
+                                   now=datetime(2024, 5, 1, 12, tzinfo=UTC))
+        return result.matched, result.reason
+
+    return run
+
+
+ST = "{source: servicetrade"
+
+
+def test_source(verdict):
+    assert verdict(ST + "}") == (True, "matched")
+    assert verdict("{source: synchroteam}") == (
+        False, "when.source: wanted 'synchroteam', event had 'servicetrade'")
+
+
+def test_via(verdict):
+    assert verdict(ST + ", via: webhook}")[0] is True
+    assert verdict(ST + ", via: any}", via="poll")[0] is True
+    assert verdict(ST + ", via: webhook}", via="poll") == (
+        False, "when.via: wanted 'webhook', event had 'poll'")
+
+
+def test_entity_one_or_list(verdict):
+    assert verdict(ST + ", entity: job}")[0] is True
+    assert verdict(ST + ", entity: [invoice, job]}")[0] is True
+    assert verdict(ST + ", entity: invoice}") == (False, "when.entity: wanted 'invoice', event had 'job'")
+    assert verdict(ST + ", entity: [invoice, quote]}") == (
+        False, "when.entity: wanted one of 'invoice', 'quote', event had 'job'")
+
+
+def test_entity_spelling_variants_match_each_other(verdict):
+    assert verdict(ST + ", entity: job_item}", entity="jobitem")[0] is True
+    assert verdict(ST + ", entity: clockevent}", entity="clock_event")[0] is True
+
+
+def test_action_one_list_or_any(verdict):
+    assert verdict(ST + ", action: updated}")[0] is True
+    assert verdict(ST + ", action: [created, deleted]}", action="deleted")[0] is True
+    assert verdict(ST + "}", action="deleted")[0] is True
+    assert verdict(ST + ", action: created}") == (False, "when.action: wanted 'created', event had 'updated'")
+
+
+STATUS = {"status": ("scheduled", "completed")}
+
+
+@pytest.mark.parametrize(("changed", "matched", "reason"), [
+    ("{status: {to: completed}}", True, "matched"),
+    ("{status: {to: canceled}}", False, "when.changed.status.to: wanted 'canceled', event had 'completed'"),
+    ("{status: {to: [closed, completed]}}", True, "matched"),
+    ("{status: {from: scheduled}}", True, "matched"),
+    ("{status: {from: new}}", False, "when.changed.status.from: wanted 'new', event had 'scheduled'"),
+    ("{status: {not_from: new}}", True, "matched"),
+    ("{status: {not_from: scheduled}}", False,
+     "when.changed.status.not_from: wanted anything but 'scheduled', event had 'scheduled'"),
+    ("{status: {not_to: canceled}}", True, "matched"),
+    ("{status: {not_to: [canceled, completed]}}", False,
+     "when.changed.status.not_to: wanted anything but one of 'canceled', 'completed', event had 'completed'"),
+    ("{status: {from: scheduled, to: completed}}", True, "matched"),
+    ("{status: true}", True, "matched"),
+    ("{status: {}}", True, "matched"),
+    ("{type: true}", False, "when.changed.type: the event did not change 'type' (changed: status)"),
+])
+def test_changed_against_the_changeset(verdict, changed, matched, reason):
+    assert verdict(ST + f", changed: {changed}}}", changes=STATUS) == (matched, reason)
+
+
+def test_changed_with_an_empty_changeset(verdict):
+    assert verdict(ST + ", changed: {status: true}}", changes={}) == (
+        False, "when.changed.status: the event did not change 'status' (changed: nothing)")
+
+
+def test_changed_dotted_field_and_loose_equality(verdict):
+    changes = {"source.status": ("ordered", "delivered"), "quantity": (4, "5")}
+    assert verdict(ST + ", changed: {source.status: {to: delivered}}}", changes=changes)[0] is True
+    assert verdict(ST + ", changed: {quantity: {from: '4', to: 5}}}", changes=changes)[0] is True
+
+
+def test_no_changeset_to_falls_back_to_the_entity(verdict):
+    when = ST + ", changed: {status: {to: completed}}}"
+    assert verdict(when, record=job_record(status="completed")) == (True, "matched")
+    assert verdict(when, record=job_record(status="scheduled")) == (
+        False, "when.changed.status.to: wanted 'completed', the entity has 'scheduled'")
+    assert verdict(when, record=None) == (
+        False, "when.changed.status: the event carried no changeset and the entity could not be loaded")
+    assert verdict(ST + ", changed: {nope: {not_to: x}}}", record=job_record()) == (
+        False, "when.changed.nope: the event carried no changeset and the entity has no field 'nope'")
+
+
+def test_no_changeset_cannot_decide_from_or_any_change(verdict):
+    assert verdict(ST + ", changed: {status: {from: scheduled, to: completed}}}", record=job_record()) == (
+        False, "when.changed.status: the event carried no changeset, so 'from' cannot be checked")
+    assert verdict(ST + ", changed: {status: true}}", record=job_record()) == (
+        False, "when.changed.status: the event carried no changeset, so any change cannot be checked")
+
+
+def test_no_changeset_dotted_fallback(verdict):
+    entity = {"source": {"status": "delivered"}}
+    assert verdict(ST + ", changed: {source.status: {to: delivered}}}", record=entity)[0] is True
+
+
+ENTITY = job_record(status="scheduled", type="repair")
+
+
+@pytest.mark.parametrize(("if_", "matched", "reason"), [
+    ('"entity.type == \'repair\'"', True, "matched"),
+    ('"entity.status == \'completed\'"', False,
+     "if: entity.status == 'completed' is false; entity.status was 'scheduled'"),
+    ('"entity.type in [\'repair\', \'inspection\']"', True, "matched"),
+    ("[\"entity.type == 'repair'\", \"entity.status == 'completed'\", \"true\"]", False,
+     "if (item 2 of 3): entity.status == 'completed' is false; entity.status was 'scheduled'"),
+    ("{all: [\"entity.type == 'repair'\", \"entity.number > 5\"]}", True, "matched"),
+    ("{all: [\"entity.type == 'repair'\", \"entity.number < 5\"]}", False,
+     "if.all (item 2 of 2): entity.number < 5 is false; entity.number was 112233"),
+    ("{any: [\"entity.type == 'x'\", \"entity.type == 'repair'\"]}", True, "matched"),
+    ("{any: [\"entity.type == 'x'\", \"not entity.customer\"]}", False,
+     "if.any: none of 2 held; if.any (item 1 of 2): entity.type == 'x' is false; entity.type was 'repair'; "
+     "if.any (item 2 of 2): not entity.customer is false"),
+    ("{not: \"entity.type == 'x'\"}", True, "matched"),
+    ("{not: \"entity.type == 'repair'\"}", False, "if.not: the inner condition held"),
+    ("[{any: [\"false\", {not: \"false\"}]}, \"entity.customer.id == 39\"]", True, "matched"),
+])
+def test_if_forms(verdict, if_, matched, reason):
+    assert verdict(ST + "}", if_=if_, record=ENTITY) == (matched, reason)
+
+
+def test_if_expression_error_is_a_reason_not_an_exception(verdict):
+    matched, reason = verdict(ST + "}", if_='"entity.customer.idd == 39"', record=ENTITY)
+    assert not matched
+    assert reason == ("if: entity.customer.idd == 39: no field 'idd' "
+                      "(fields here: externalIds, id, name)")
+    matched, reason = verdict(ST + "}", if_='"1 / 0"', record=ENTITY)
+    assert (matched, reason) == (False, "if: 1 / 0: ZeroDivisionError: division by zero")
+
+
+def test_if_when_the_entity_is_missing(verdict):
+    assert verdict(ST + "}", if_='"entity.type == \'repair\'"', record=None)[1] == (
+        "if: entity.type == 'repair': the entity could not be loaded, so it has no field 'type'")
+
+
+def test_if_sees_event_changes_vars_env_and_now(load, make_event):
+    text = (
+        "vars: {team: north}\nrules:\n  - name: r\n    when: {source: servicetrade}\n    if:\n"
+        "      - \"event.entity.id == 35769 and event.action == 'updated'\"\n"
+        "      - \"event.source == 'servicetrade' and event.id | length == 24\"\n"
+        "      - \"changes.status.new == 'completed' and event.changes.status.old == 'scheduled'\"\n"
+        "      - \"vars.team == 'north'\"\n"
+        "      - \"env.REGION == 'us'\"\n"
+        "      - \"now.year == 2024 and tz(now, 'America/New_York').hour == 8\"\n"
+        "      - \"(1401833052 | fromtimestamp).year == 2014\"\n"
+        "    then: [{http.request: {url: x}}]\n"
+    )
+    ruleset = load(text)
+    event = make_event(changes=STATUS)
+    now = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    (ok,) = evaluate_rules(ruleset.rules, event, lambda: None, now=now, env={"REGION": "us"})
+    assert (ok.matched, ok.reason) == (True, "matched")
+    (bad,) = evaluate_rules(ruleset.rules, event, lambda: None, now=now, env={"REGION": "eu-secret"})
+    assert bad.reason == "if (item 5 of 7): env.REGION == 'us' is false; env.REGION was (hidden: reads env)"
+    assert "eu-secret" not in bad.reason
+    (missing,) = evaluate_rules(ruleset.rules, event, lambda: None, now=now, env={})
+    assert missing.reason == "if (item 5 of 7): env.REGION == 'us': no field 'REGION' (fields here: none)"
+
+
+def test_disabled_rules_never_match(load, make_event):
+    ruleset = load("rules:\n  - name: r\n    enabled: false\n    when: {source: servicetrade}\n"
+                   "    then: [{http.request: {url: x}}]\n")
+    (result,) = evaluate_rules(ruleset.rules, make_event(), lambda: None)
+    assert (result.matched, result.reason) == (False, "disabled")
