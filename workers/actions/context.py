@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -136,7 +137,13 @@ class SettingsClients:
 
 @dataclass(frozen=True)
 class ActionContext:
-    """Where an action call comes from; ``idempotency_key`` is stable across retries."""
+    """Where an action call comes from.
+
+    ``idempotency_key`` is stable across retries; the pipeline also keeps it stable across
+    later events for the same source entity, so a create run again becomes an update.
+    ``call_key()`` differs per event, for effects that must happen once per event (a comment,
+    an outbound request).
+    """
 
     event_id: str
     rule: str
@@ -145,8 +152,13 @@ class ActionContext:
     link_store: LinkStore = field(default_factory=MemoryLinkStore, compare=False)
 
     def link_key(self, action: str) -> str:
-        """The link-store key for this call of ``action``."""
+        """The link-store key for ``action``'s record: one per source entity and rule step."""
         return f"{action}:{self.idempotency_key}"
+
+    def call_key(self) -> str:
+        """A short key unique to this event, rule and step (and stable across retries)."""
+        raw = f"{self.event_id}:{self.rule}:{self.index}:{self.idempotency_key}"
+        return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The ``http.request`` action: call any URL, with an ``Idempotency-Key`` per rule call."""
+"""The ``http.request`` action: call any URL, with an ``Idempotency-Key`` per event and rule step."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def request(clients: Clients, params: HttpRequest, ctx: ActionContext) -> dict[s
         params.url,
         headers=params.headers,
         json=params.json_body,
-        idempotency_key=ctx.idempotency_key,
+        idempotency_key=ctx.call_key(),
     )
 
 

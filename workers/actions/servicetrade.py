@@ -64,8 +64,8 @@ class AppointmentCreate(Params):
 
 
 def comment(clients: Clients, params: JobComment, ctx: ActionContext) -> dict[str, Any]:
-    # A comment has no natural key: post it once per call and answer retries from the link.
-    link = ctx.link_key("servicetrade.job.comment")
+    # A comment has no natural key: post it once per event and answer retries from the link.
+    link = f"servicetrade.job.comment:{ctx.call_key()}"
     if known := ctx.link_store.get(link):
         return {"id": int(known) if known.isdigit() else known, "content": params.content, "repeated": True}
     result = clients.servicetrade.comment_job(params.jobId, params.content, params.visibility)

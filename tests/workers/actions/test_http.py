@@ -23,11 +23,19 @@ def test_request_sends_the_context_idempotency_key(
     params = spec.params.model_validate(
         {"url": "https://hooks.test/in", "method": "put", "headers": {"X-A": "1"}, "json": {"job": 5}}
     )
-    result = spec.run(clients, params, make_context(key="ev9:r:2"))
+    ctx = make_context(key="servicetrade:job:5:rule:0")
+    result = spec.run(clients, params, ctx)
     assert result == {"status": 200, "json": {"received": {"job": 5}}, "text": None}
     request = apis.requests[0]
-    assert request.method == "PUT" and request.headers["Idempotency-Key"] == "ev9:r:2"
+    assert request.method == "PUT" and request.headers["Idempotency-Key"] == ctx.call_key()
     assert request.headers["X-A"] == "1"
+
+
+def test_the_key_is_per_event_and_stable_across_retries() -> None:
+    first = ActionContext("ev1", "rule", 0, "servicetrade:job:5:rule:0")
+    assert first.call_key() == ActionContext("ev1", "rule", 0, "servicetrade:job:5:rule:0").call_key()
+    assert first.call_key() != ActionContext("ev2", "rule", 0, "servicetrade:job:5:rule:0").call_key()
+    assert first.call_key() != ActionContext("ev1", "rule", 1, "servicetrade:job:5:rule:1").call_key()
 
 
 def test_server_errors_are_retryable(

@@ -48,6 +48,18 @@ def test_comment_is_posted_once_per_call(
     ]
 
 
+def test_a_later_event_on_the_same_job_comments_again(
+    apis: FakeApis, clients: SettingsClients, make_context: MakeContext
+) -> None:
+    apis.responder = servicetrade_fake
+    store = MemoryLinkStore()
+    key = "servicetrade:job:34872:notify:0"
+    params = {"jobId": 34872, "content": "Status changed"}
+    for event_id in ("ev1", "ev2"):
+        run("servicetrade.job.comment", params, clients, ActionContext(event_id, "notify", 0, key, store))
+    assert len(writes(apis)) == 2
+
+
 def test_job_update(apis: FakeApis, clients: SettingsClients, make_context: MakeContext) -> None:
     apis.responder = servicetrade_fake
     result = run(
