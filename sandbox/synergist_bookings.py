@@ -1,0 +1,143 @@
+"""Synergist calendar bookings (`calendar.json`) and pending timesheets (`tspending.json`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sandbox.synergist_areas import Call, Result, key_filter, need
+from sandbox.synergist_store import BAD_INPUT, NOT_RECOGNISED, SynergistError, SynergistState
+
+APPROVAL_NAMES = {
+    "P": "Posted",
+    "A": "Approved",
+    "Q": "Queried",
+    "R": "Rejected",
+    "H": "Held",
+    "W": "Unsubmitted",
+}
+TSP_FIELDS = {
+    "tspJobAndPhase",
+    "tspTimeDate",
+    "tspResourceCode",
+    "tspWorkDone",
+    "tspHoursNormal",
+    "tspHoursOtime1",
+    "tspHoursOtime2",
+    "tspChargeCode",
+    "tspTaskDescription",
+    "tspStageCode",
+}
+
+
+def _iso(raw: Any, name: str) -> str:
+    try:
+        return datetime.fromisoformat(str(raw)).strftime("%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        raise SynergistError(BAD_INPUT, f"{name}: expected YYYY-MM-DDTHH:MM:SS, got {raw!r}") from None
+
+
+def _booking_view(st: SynergistState, record: dict[str, Any]) -> dict[str, Any]:
+    resource = next((u for u in st.users if str(u["userUserId"]) == str(record.get("calResourceId"))), {})
+    return {
+        **record,
+        "calResourceName": resource.get("userFullName", ""),
+        "calStartDate": str(record["calIsoDateTimeStart"])[:10],
+    }
+
+
+def calendar(st: SynergistState, call: Call) -> Result:
+    table = st.tables["calendar"]
+    if call.action == "calendardisplay":
+        low, high = call.param("datefrom") or "0000-00-00", call.param("dateto") or "9999-12-31"
+        rows = [r for r in table.values() if low <= str(r["calIsoDateTimeStart"])[:10] <= high]
+        return Result([_booking_view(st, r) for r in rows], paged=True)
+    if call.action == "users":
+        return Result(list(st.users), paged=True)
+    out = []
+    for item in call.items:
+        if call.action == "create":
+            need(
+                item,
+                "calTimeSummaryInternal",
+                "calIsoDateTimeStart",
+                "calIsoDateTimeEnd",
+                "calDurationDecimalHours",
+                "calResourceId",
+            )
+            values = {
+                **item,
+                "calIsoDateTimeStart": _iso(item["calIsoDateTimeStart"], "calIsoDateTimeStart"),
+                "calIsoDateTimeEnd": _iso(item["calIsoDateTimeEnd"], "calIsoDateTimeEnd"),
+                "calTimeSummaryInternal": int(item["calTimeSummaryInternal"]),
+            }
+            record = st.insert("calendar", st.next_key("calendar"), values)
+        elif call.action == "update":
+            # [INCONS] The update and delete tables say action=create; their examples say update/delete.
+            need(
+                item,
+                "calDiaryInternal",
+                "calIsoDateTimeStart",
+                "calIsoDateTimeEnd",
+                "calAllDay",
+                "calResourceId",
+            )
+            record = st.get("calendar", int(item["calDiaryInternal"]))
+            st.touch("calendar", record, {k: v for k, v in item.items() if k != "calDiaryInternal"})
+        elif call.action == "delete":
+            need(item, "diary_diaryinternal")
+            record = st.get("calendar", int(item["diary_diaryinternal"]))
+            del table[record["calDiaryInternal"]]
+        else:
+            raise SynergistError(NOT_RECOGNISED, f"invalid action {call.action}")
+        # The docs: calTimeStampModified "returns 0" on calendar writes.
+        out.append({**_booking_view(st, record), "calTimeStampModified": 0})
+    return Result(out, message="data processed successfully.")
+
+
+def _tsp_view(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "tspApprovalStatusName": APPROVAL_NAMES.get(record.get("tspApprovalStatus", "W"), "")}
+
+
+def tspending(st: SynergistState, call: Call) -> Result:
+    table = st.tables["tspending"]
+    if call.action in {"", "timesheetpendinglist"}:
+        rows = key_filter(
+            call, list(table.values()), "tsp", {"tspending": "tspEntryNo", "job": "tspJobAndPhase"}
+        )
+        if (resource := call.param("resource")) is not None:
+            wanted = {r.strip(' "').lower() for r in resource.strip("[]").split(",")}
+            rows = [r for r in rows if str(r.get("tspResourceCode", "")).lower() in wanted]
+        elif call.action == "timesheetpendinglist":
+            raise SynergistError(BAD_INPUT, "resource is mandatory")
+        low, high = call.param("datefrom") or "0000-00-00", call.param("dateto") or "9999-12-31"
+        rows = [r for r in rows if low <= str(r.get("tspTimeDate")) <= high]
+        return Result([_tsp_view(r) for r in rows], paged=True)
+    out = []
+    for item in call.items:
+        if call.action == "create":
+            need(item, "tspJobAndPhase", "tspTimeDate", "tspResourceCode")
+            st.get("jobs", str(item["tspJobAndPhase"]).split(".")[0])
+            values = {
+                "tspWorkDone": "",
+                "tspHoursNormal": 0,
+                "tspHoursOtime1": 0,
+                "tspHoursOtime2": 0,
+                "tspApprovalStatus": "W",
+                "tspDiaryInternal": 0,
+                **{k: v for k, v in item.items() if k in TSP_FIELDS},
+            }
+            record = st.insert("tspending", st.next_key("tspending"), values)
+            record["tspRecordVersionNumber"] = 0
+        elif call.action == "update":
+            need(item, "tspEntryNo")
+            record = st.get("tspending", int(item["tspEntryNo"]))
+            st.touch("tspending", record, {k: v for k, v in item.items() if k in TSP_FIELDS})
+        elif call.action == "delete":
+            need(item, "tspEntryNo")
+            record = st.get("tspending", int(item["tspEntryNo"]))
+            del table[record["tspEntryNo"]]
+        else:
+            raise SynergistError(NOT_RECOGNISED, f"invalid action {call.action}")
+        out.append(_tsp_view(record))
+    return Result(out, message="data processed successfully.")
