@@ -12,8 +12,6 @@ from pydantic.fields import FieldInfo
 
 from workers.actions.registry import ACTIONS, ActionSpec
 
-HIDDEN = {"custom_fields"}
-
 
 def render_reference() -> str:
     """One section per action: what it does, then a table of its parameters."""
@@ -29,18 +27,16 @@ def render_reference() -> str:
 
 def _section(spec: ActionSpec) -> list[str]:
     doc = spec.description or inspect.getdoc(spec.params) or ""
-    lines = [f"## `{spec.name}`", "", f"Target: {spec.target}. {doc.splitlines()[0] if doc else ''}".rstrip()]
+    summary = doc.splitlines()[0].replace("``", "`") if doc else ""
+    lines = [f"## `{spec.name}`", "", f"Target: {spec.target}. {summary}".rstrip()]
     custom = getattr(spec.params, "custom_prefix", "")
     if custom:
-        lines.append(f"Also accepts `{custom}CustomField<N>` fields.")
+        lines.append(f"Custom fields: `custom_fields: {{{custom}CustomField<N>: value}}`.")
     lines += ["", "| Parameter | Type | Required | Description |", "|---|---|---|---|"]
     for name, field in spec.params.model_fields.items():
-        if name in HIDDEN:
-            continue
         required = "yes" if field.is_required() else "no"
-        lines.append(
-            f"| `{field.alias or name}` | {_type(field.annotation)} | {required} | {_describe(field)} |"
-        )
+        described = _describe(field).replace("<prefix>", custom)
+        lines.append(f"| `{field.alias or name}` | {_type(field.annotation)} | {required} | {described} |")
     return lines
 
 

@@ -23,11 +23,15 @@ class Params(BaseModel):
 
 
 class WithCustomFields(Params):
-    """Also takes ``<prefix>CustomField<N>`` fields, which are sent as they are."""
+    """Also takes ``<prefix>CustomField<N>`` values, top level or under ``custom_fields``.
+
+    Rule files use ``custom_fields``: the rule loader checks parameter names against the
+    model's fields, and numbered custom-field names cannot be listed there.
+    """
 
     custom_prefix: ClassVar[str] = ""
     custom_fields: dict[str, Any] = Field(
-        default_factory=dict, exclude=True, description="collected <prefix>CustomField<N> values"
+        default_factory=dict, exclude=True, description="<prefix>CustomField<N> values, sent as they are"
     )
 
     @model_validator(mode="before")

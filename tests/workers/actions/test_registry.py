@@ -59,5 +59,5 @@ def test_reference_lists_every_action_and_parameter() -> None:
     assert "| `activityType` | {id, name} | yes |" in text
     assert '| `priority` | "low" \\| "medium" \\| "high" | no |' in text
     assert "| `json` | any | no | JSON body |" in text
-    assert "Also accepts `activityCustomField<N>` fields." in text
-    assert "custom_fields" not in text
+    assert "Custom fields: `custom_fields: {activityCustomField<N>: value}`." in text
+    assert "| `custom_fields` | dict[str, any] | no | jobCustomField<N> values, sent as they are |" in text

@@ -124,7 +124,8 @@ def test_job_create_twice_updates_with_the_update_spelling(
     }
     assert run("synergist.job.create", params, clients, make_context(store=store))["jobNumber"] == "8/00MJP20"
     assert run("synergist.job.create", params, clients, make_context(store=store))["jobNumber"] == "8/00MJP20"
-    run("synergist.job.update", {"jobNumber": "8/00MJP20", "jobComments": "c"}, clients, make_context())
+    update = {"jobNumber": "8/00MJP20", "jobComments": "c", "custom_fields": {"jobCustomField9": "n"}}
+    run("synergist.job.update", update, clients, make_context())
     (_, _, created), (_, _, retried), (_, _, updated) = calls(apis)
     assert created == params
     assert retried == {
@@ -135,7 +136,7 @@ def test_job_create_twice_updates_with_the_update_spelling(
         "jobHandlerUserID": "3",
         "jobNumber": "8/00MJP20",
     }
-    assert updated == {"jobComments": "c", "jobNumber": "8/00MJP20"}
+    assert updated == {"jobComments": "c", "jobCustomField9": "n", "jobNumber": "8/00MJP20"}
 
 
 def test_calendar_create_update_delete(
@@ -208,6 +209,7 @@ def test_timesheet_create_twice(apis: FakeApis, clients: SettingsClients, make_c
             {"activityActivitytypeCode": "N", "activityClientCode": "1/C", "jobCustomField1": "wrong prefix"},
         ),
         ("synergist.job.update", {"jobNumber": "1/1", "jobStatus": "9"}),
+        ("synergist.job.update", {"jobNumber": "1/1", "custom_fields": {"jobFoo": 1}}),
         ("synergist.job.create", {"jobClientCode": "8/1244"}),
         ("synergist.calendar.update", {"calDiaryInternal": 1}),
         ("synergist.timesheet.create", {"tspJobAndPhase": "1/1.001", "tspTimeDate": "2018-07-18"}),
