@@ -31,7 +31,7 @@ class ConnectorError(Exception):
 
     def __str__(self) -> str:
         status = "no response" if self.status is None else f"HTTP {self.status}"
-        return f"{self.api} {self.path}: {status}: {self.detail}".rstrip(": ")
+        return f"{self.api} {self.path}: {status}" + (f": {self.detail}" if self.detail else "")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.api!r}, {self.status!r}, {self.path!r}, {self.detail!r})"

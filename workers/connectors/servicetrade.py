@@ -128,7 +128,6 @@ class ServiceTradeClient:
     def close(self) -> None:
         self._http.close()
 
-    # Reads -------------------------------------------------------------------------------
     def get(self, uri_or_path: str, **params: Any) -> dict[str, Any]:
         """The ``data`` of ``GET`` on an entity uri (absolute or not) or an API path."""
         return _dict(self._call("GET", api_path(uri_or_path), params=params or None))
@@ -167,7 +166,6 @@ class ServiceTradeClient:
                 return
             page += 1
 
-    # Writes ------------------------------------------------------------------------------
     def comment_job(
         self, job_id: int | str, text: str, visibility: Sequence[str] | None = None
     ) -> dict[str, Any]:
@@ -186,7 +184,6 @@ class ServiceTradeClient:
     def update_appointment(self, appointment_id: int | str, fields: Mapping[str, Any]) -> dict[str, Any]:
         return _dict(self._call("PUT", f"/appointment/{appointment_id}", json=dict(fields)))
 
-    # Webhooks ----------------------------------------------------------------------------
     def create_webhook(
         self, hook_url: str, enabled: bool = True, include_changesets: bool = True
     ) -> dict[str, Any]:
@@ -209,7 +206,6 @@ class ServiceTradeClient:
     def delete_webhook(self, webhook_id: int | str) -> None:
         self._call("DELETE", f"/webhook/{webhook_id}")
 
-    # Session and transport ---------------------------------------------------------------
     def _session(self, stale: str | None = None) -> str:
         """The current token; logs in when there is none or ``stale`` was just refused."""
         with self._lock:

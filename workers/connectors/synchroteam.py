@@ -140,7 +140,6 @@ class SynchroteamClient:
     def close(self) -> None:
         self._http.close()
 
-    # Records -----------------------------------------------------------------------------
     def send(self, kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Create or update (matched on ``id``/``myId``, ``num`` for jobs); the full record back."""
         return self._dict(self._call("POST", f"/api/v3/{kind}/send", json=dict(payload)))
@@ -177,6 +176,7 @@ class SynchroteamClient:
         """Every record of ``kind/list``, page after page; ``changed_since`` is sent as UTC."""
         params = dict(filters, pageSize=max(1, min(page_size, MAX_PAGE_SIZE)))
         if changed_since is not None:
+            # [INCONS] the customer curl sample says changedFrom; every parameter table says changedSince.
             params["changedSince"] = _utc(changed_since).strftime("%Y-%m-%d %H:%M:%S")
         page = 1
         while True:
@@ -189,7 +189,6 @@ class SynchroteamClient:
                 return
             page += 1
 
-    # Job lifecycle -----------------------------------------------------------------------
     def schedule_job(
         self,
         key: Mapping[str, str | int],
@@ -236,7 +235,6 @@ class SynchroteamClient:
             return dict(result[0]) if result else {}
         return self._dict(result)
 
-    # Transport ---------------------------------------------------------------------------
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = send(self._http, FAMILY, method, path, secrets=self._secrets, **kwargs)
         rate = self.last_rate = RateInfo.from_headers(response.headers)

@@ -96,7 +96,6 @@ class SynergistClient:
     def close(self) -> None:
         self._http.close()
 
-    # Activities --------------------------------------------------------------------------
     def create_activity(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Needs ``activityActivitytypeCode`` and ``activityClientCode``; returns id and version."""
         return self.write("activities", "create", fields)
@@ -135,7 +134,6 @@ class SynergistClient:
         filters.setdefault("view", "-1700")
         return self.iter_list("activities", "activitylist", timestamp_from, **filters)
 
-    # Jobs --------------------------------------------------------------------------------
     def create_job(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """From a template: needs ``varJobTemplate`` and ``jobClientCode``."""
         return self.write("jobs", "create", fields)
@@ -150,7 +148,6 @@ class SynergistClient:
         filters.setdefault("view", "-1303")
         return self.iter_list("jobs", "jobslist", timestamp_from, **filters)
 
-    # Calendar bookings and pending timesheets --------------------------------------------
     def create_booking(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         return self.write("calendar", "create", fields)
 
@@ -168,7 +165,14 @@ class SynergistClient:
     def update_pending_timesheet(self, entry_no: int, fields: Mapping[str, Any]) -> dict[str, Any]:
         return self.write("tspending", "update", {**fields, "tspEntryNo": entry_no})
 
-    # Lookups -----------------------------------------------------------------------------
+    def password_hash(self) -> SecretStr:
+        """The server's SHA512 of the password, to pass later as ``sha512password``."""
+        rows = self.call("users", "GETSHA512").get("data") or []
+        value = rows[0].get("userPasswordSha512") if rows else None
+        if not value:
+            raise SynergistRejected(API, 200, "/jsonapi/users.json", "no userPasswordSha512 in the response")
+        return SecretStr(str(value))
+
     def clients(self, **filters: Any) -> list[dict[str, Any]]:
         return self.call("jobs", "clients", **filters).get("data") or []
 
@@ -178,7 +182,6 @@ class SynergistClient:
     def users(self) -> list[dict[str, Any]]:
         return self.call("calendar", "users").get("data") or []
 
-    # Generic -----------------------------------------------------------------------------
     def write(self, area: str, action: str, record: Mapping[str, Any]) -> dict[str, Any]:
         """One-record ``create``/``update``/``delete``; the first row of ``data`` back."""
         rows = self.call(area, action, input={"data": [dict(record)]}).get("data") or []

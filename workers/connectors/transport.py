@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -42,7 +43,11 @@ def send(
 
     The logged and raised path never includes the query string (it may hold a password).
     """
-    request = client.build_request(method, url, **kwargs)
+    try:
+        request = client.build_request(method, url, **kwargs)
+    except (httpx.InvalidURL, ValueError) as exc:  # a bad URL or a non-ASCII header value
+        path = urlsplit(url).path
+        raise family.rejected(family.api, None, path, scrub(f"invalid request: {exc}", secrets)) from None
     path = request.url.path
     try:
         response = client.send(request)

@@ -67,3 +67,10 @@ def test_network_errors_are_unavailable() -> None:
 
     with pytest.raises(OutboundUnavailable):
         OutboundClient(transport=httpx.MockTransport(handler)).request("GET", "https://hooks.test/")
+
+
+def test_a_request_httpx_cannot_build_is_rejected_not_raised_raw() -> None:
+    client = OutboundClient(transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+    with pytest.raises(OutboundRejected) as info:
+        client.request("GET", "https://hooks.test/x", headers={"X-Name": "Zoë"})
+    assert info.value.status is None and info.value.path == "/x"

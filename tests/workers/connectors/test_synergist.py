@@ -72,6 +72,13 @@ def test_create_activity_puts_everything_in_the_query_string() -> None:
     }
 
 
+def test_password_hash_is_fetched_as_a_secret() -> None:
+    digest = "e9a75bb9f8995818579bd8997235391e"
+    client = make_client(lambda r: ok({"userUserId": 54, "userPasswordSha512": digest}))
+    secret = client.password_hash()
+    assert secret.get_secret_value() == digest and digest not in repr(secret)
+
+
 def test_sha512_password_replaces_the_password() -> None:
     seen: list[httpx.URL] = []
     client = make_client(lambda r: seen.append(r.url) or ok(), sha512password=SecretStr("e9a7" * 32))
