@@ -58,6 +58,8 @@ class WebhookDispatcher:
         self.held: list[Delivery] = []
         self._rng = random.Random()
         self._lock = threading.Lock()
+        # Tests may swap in an httpx.MockTransport; by default messages go over the network.
+        self.transport: httpx.AsyncBaseTransport | None = None
 
     def reset(self) -> None:
         self.controls = DeliveryControls()
@@ -125,7 +127,7 @@ class WebhookDispatcher:
         if not deliveries:
             return
         controls = self.controls
-        async with httpx.AsyncClient(timeout=controls.timeout) as client:
+        async with httpx.AsyncClient(timeout=controls.timeout, transport=self.transport) as client:
             for url, message in self._plan(deliveries):
                 if self._should_drop():
                     self.log.append(
