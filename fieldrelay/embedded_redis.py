@@ -99,3 +99,27 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def ensure_redis(data_dir: Path, configured_url: str | None) -> tuple[str, EmbeddedRedis | None]:
+    """The configured URL, else a running embedded Redis under `data_dir`, else a new one (returned to stop).
+
+    The URL of a started server is written to `data_dir/redis/url`, so `fieldrelay receiver`
+    and `fieldrelay worker` started separately on one laptop share one embedded Redis.
+    """
+    if configured_url:
+        return configured_url, None
+    url_file = data_dir / "redis" / "url"
+    if url_file.exists():
+        url = url_file.read_text().strip()
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+        try:
+            client.ping()
+            return url, None
+        except redis.RedisError:
+            pass
+        finally:
+            client.close()
+    server = EmbeddedRedis(data_dir / "redis").start()
+    url_file.write_text(server.url)
+    return server.url, server

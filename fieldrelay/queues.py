@@ -1,5 +1,6 @@
 """Celery task and queue names shared by the receiver (which publishes) and the workers (which consume)."""
 
+INGEST_TASK = "fieldrelay.ingest"
 PROCESS_EVENT_TASK = "fieldrelay.process_event"
 RUN_ACTION_TASK = "fieldrelay.run_action"
 

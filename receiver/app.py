@@ -74,7 +74,7 @@ def create_app(settings: Settings, *, redis_client: aioredis.Redis | None = None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
             log.error("enqueue failed, answering 503: %s", type(exc).__name__)
             return json_response({"error": "queue unavailable, retry later"}, 503, {"Retry-After": "5"})
-        return json_response({"accepted": len(events), "events": [e.id for e in events]})
+        return json_response({"accepted": len(events)})
 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})

@@ -13,7 +13,7 @@ import redis
 from starlette.testclient import TestClient
 
 from fieldrelay.embedded_redis import free_port
-from fieldrelay.queues import EVENTS_QUEUE, PROCESS_EVENT_TASK
+from fieldrelay.queues import EVENTS_QUEUE, INGEST_TASK
 from fieldrelay.settings import Settings
 from receiver.app import MAX_BODY, create_app
 
@@ -54,15 +54,15 @@ def queued(r: redis.Redis) -> list[dict[str, Any]]:
     return [json.loads(m) for m in r.lrange(EVENTS_QUEUE, 0, -1)]
 
 
-def test_sample_message_becomes_one_task_per_entity(make_client, redis_client):
+def test_sample_message_becomes_one_normalized_event_per_entity(make_client, redis_client):
     resp = make_client().post("/webhooks/servicetrade/tok-new", json=SAMPLE)
     assert resp.status_code == 200
     assert resp.json()["accepted"] == 4
-    messages = queued(redis_client)
-    assert len(messages) == 4
-    assert {m["headers"]["task"] for m in messages} == {PROCESS_EVENT_TASK}
-    bodies = [json.loads(base64.b64decode(m["body"])) for m in messages]
-    events = {(b[0][0]["entity"]["type"], b[0][0]["entity"]["id"]): b[0][0] for b in bodies}
+    [message] = queued(redis_client)
+    assert message["headers"]["task"] == INGEST_TASK
+    args = json.loads(base64.b64decode(message["body"]))[0]
+    events = {(e["entity"]["type"], e["entity"]["id"]): e for e in args[0]}
+    assert len(events) == 4
     job = events[("job", 35769)]
     assert job["changes"] == {"status": {"old": "scheduled", "new": "completed"}}
     assert job["via"] == "webhook" and job["message_id"] == SAMPLE["messageId"]

@@ -1,0 +1,48 @@
+# Two commands do all the set-up: `make run` and `make test`. Only Python 3.11+ is needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast test-slow lint bench bench-receiver bench-rules compose-config rules-check clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/fieldrelay run
+
+# Everything, including the slow chaos/fault suites (marked `slow`).
+test: $(STAMP)
+	$(BIN)/pytest
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m 'not slow'
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy fieldrelay receiver workers rules sandbox
+
+rules-check: $(STAMP)
+	$(BIN)/fieldrelay rules check
+
+bench: bench-receiver bench-rules
+
+bench-receiver: $(STAMP)
+	$(BIN)/python bench/receiver_throughput.py
+
+bench-rules: $(STAMP)
+	$(BIN)/python bench/rules_matching.py
+
+compose-config:
+	docker compose config --quiet
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,140 @@
+"""The `fieldrelay` command: run the receiver, workers, beat and sandboxes, and check or test rules."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fieldrelay.settings import Settings, SettingsError, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        sys.exit(f"invalid configuration:\n{exc}")
+
+
+def _with_redis(settings: Settings) -> Settings:
+    """Resolve the Redis URL (starting the embedded server if none is set) and export it to children."""
+    from fieldrelay.embedded_redis import ensure_redis
+
+    url, server = ensure_redis(settings.data_dir, settings.redis_url)
+    if server is not None:
+        import atexit
+
+        atexit.register(server.stop)
+        print(f"embedded Redis at {url} (data in {server.data_dir})", file=sys.stderr)
+    os.environ["FIELDRELAY_REDIS_URL"] = url
+    return settings.model_copy(update={"redis_url": url})
+
+
+def cmd_receiver(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    _with_redis(_settings())
+    uvicorn.run("receiver.asgi:app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level="info", access_log=False)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _with_redis(_settings())
+    from fieldrelay.queues import ALL_QUEUES
+    from workers.celery_app import app
+
+    argv = ["worker", "--loglevel", args.loglevel, "-Q", args.queues or ",".join(ALL_QUEUES),
+            "--concurrency", str(args.concurrency or settings.worker_concurrency)]
+    app.worker_main(argv)
+    return 0
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    settings = _with_redis(_settings())
+    from workers.celery_app import app
+
+    schedule = settings.data_dir / "celerybeat-schedule"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", "--loglevel", args.loglevel, "--schedule", str(schedule)])
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from sandbox.server import serve
+
+    serve(host=args.host)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from fieldrelay.devstack import run_stack
+
+    return run_stack(receiver_port=args.port)
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from fieldrelay.rulescli import check
+
+    return check(Path(args.dir) if args.dir else _settings().rules_dir)
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    from fieldrelay.rulescli import dry_run
+
+    rules_dir = Path(args.rules) if args.rules else _settings().rules_dir
+    return dry_run(rules_dir, Path(args.event), Path(args.entity) if args.entity else None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fieldrelay", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("receiver", help="serve ServiceTrade webhooks")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="uvicorn processes")
+    p.set_defaults(func=cmd_receiver)
+
+    p = sub.add_parser("worker", help="run a Celery worker (events and every target queue)")
+    p.add_argument("--queues", help="comma-separated queues (default: all)")
+    p.add_argument("--concurrency", type=int)
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("beat", help="run the Celery beat scheduler (pollers)")
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(func=cmd_beat)
+
+    p = sub.add_parser("sandbox", help="serve the three API simulators on their documented ports")
+    p.add_argument("--host", default="127.0.0.1")
+    p.set_defaults(func=cmd_sandbox)
+
+    p = sub.add_parser("run", help="everything on one laptop: embedded Redis, sandboxes, receiver, worker, beat")
+    p.add_argument("--port", type=int, default=8000, help="receiver port")
+    p.set_defaults(func=cmd_run)
+
+    rules = sub.add_parser("rules", help="check and dry-run rule files").add_subparsers(
+        dest="rules_command", required=True
+    )
+    p = rules.add_parser("check", help="validate every rule file; errors as file:line:col: path: message")
+    p.add_argument("dir", nargs="?")
+    p.set_defaults(func=cmd_rules_check)
+    p = rules.add_parser("test", help="dry run: which rules match an event and why, with rendered actions")
+    p.add_argument("--event", required=True, help="a ServiceTrade webhook message or a normalized event (JSON)")
+    p.add_argument("--entity", help="the entity JSON the rules see as `entity` (no API call is made)")
+    p.add_argument("--rules", help="rules directory (default FIELDRELAY_RULES_DIR)")
+    p.set_defaults(func=cmd_rules_test)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Group commit: concurrent publishes share LPUSHes, and each returns only after its own write."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from fieldrelay.embedded_redis import free_port
+from receiver.publisher import EventPublisher
+
+
+def event(i: int) -> dict:
+    return {"source": "servicetrade", "via": "webhook", "action": "updated", "occurred_at": i,
+            "entity": {"type": "job", "id": i, "uri": f"x/job/{i}"}, "message_id": "m", "changes": None}
+
+
+def test_concurrent_publishes_all_land_and_in_order(redis_url, redis_client):
+    async def main() -> int:
+        client = aioredis.Redis.from_url(redis_url)
+        publisher = EventPublisher(client, max_batch=16)
+        calls = 0
+        original = client.lpush
+
+        async def counting_lpush(*args: object) -> int:
+            nonlocal calls
+            calls += 1
+            return await original(*args)
+
+        client.lpush = counting_lpush  # type: ignore[method-assign]
+        await asyncio.gather(*(publisher.publish([event(i)]) for i in range(100)))
+        await client.aclose()
+        return calls
+
+    lpushes = asyncio.run(main())
+    assert redis_client.llen("events") == 100
+    assert lpushes < 100  # coalesced
+    import base64
+
+    ids = [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0][0]["entity"]["id"]
+           for m in reversed(redis_client.lrange("events", 0, -1))]
+    assert ids == list(range(100))  # FIFO as consumed by BRPOP
+
+
+def test_a_failed_batch_fails_every_waiting_request():
+    async def main() -> list[BaseException | None]:
+        client = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+        publisher = EventPublisher(client)
+        results = await asyncio.gather(*(publisher.publish([event(i)]) for i in range(10)),
+                                       return_exceptions=True)
+        await client.aclose()
+        return results
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, redis.exceptions.ConnectionError) for r in results), results
+
+
+def test_publisher_recovers_after_a_failure(redis_url, redis_client):
+    async def main() -> None:
+        dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+        publisher = EventPublisher(dead)
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await publisher.publish([event(1)])
+        await dead.aclose()
+        publisher.client = aioredis.Redis.from_url(redis_url)
+        await publisher.publish([event(2)])
+        await publisher.client.aclose()
+
+    asyncio.run(main())
+    assert redis_client.llen("events") == 1

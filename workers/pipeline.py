@@ -1,0 +1,150 @@
+"""What the Celery tasks do, as plain functions: evaluate an event's rules, then run one action."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from fieldrelay.events import ChangeEvent
+from rules import Rule
+from rules.engine import Verdict, evaluate
+from rules.templating import build_context, render_params
+from workers.actions.context import ActionContext, Clients
+from workers.actions.registry import ACTIONS
+from workers.connectors.errors import NotFound
+from workers.rulebook import RuleBook
+from workers.state import PipelineState
+
+log = logging.getLogger("fieldrelay.pipeline")
+
+# (event_id, rule digest, action index, queue)
+EnqueueAction = Callable[[str, str, int, str], None]
+
+
+class PipelineError(Exception):
+    """A permanent failure of one action: retrying cannot help."""
+
+    def __init__(self, event_id: str, rule: str, index: int, detail: str) -> None:
+        super().__init__(event_id, rule, index, detail)
+        self.event_id, self.rule, self.index, self.detail = event_id, rule, index, detail
+
+    def __str__(self) -> str:
+        return f"rule {self.rule!r} action {self.index} for event {self.event_id}: {self.detail}"
+
+
+@dataclass
+class Runtime:
+    """What the pipeline needs from its worker process; tests build one around real Redis."""
+
+    state: PipelineState
+    clients: Clients
+    rulebook: RuleBook
+    enqueue_action: EnqueueAction
+    queue_for_target: Callable[[str], str]
+
+
+def fetch_entity(event: ChangeEvent, clients: Clients) -> dict[str, Any] | None:
+    """The entity's current state from its source system, or None when it is gone."""
+    if event.action == "deleted":
+        return None
+    if event.source != "servicetrade":
+        return None  # polled sources carry their record; their connectors come with the pollers
+    try:
+        if event.entity.uri:
+            return clients.servicetrade.get(event.entity.uri)
+        return clients.servicetrade.get_entity(event.entity.type, event.entity.id)
+    except NotFound:
+        return None
+
+
+class _Loader:
+    """Fetches at most once, and remembers a fetch failure so it is raised, not read as 'no match'."""
+
+    def __init__(self, event: ChangeEvent, clients: Clients) -> None:
+        self.event, self.clients = event, clients
+        self.loaded, self.value, self.error = False, None, None  # type: ignore[var-annotated]
+
+    def __call__(self) -> dict[str, Any] | None:
+        if not self.loaded:
+            self.loaded = True
+            try:
+                self.value = fetch_entity(self.event, self.clients)
+            except Exception as exc:
+                self.error = exc
+                raise
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def process_event(event: ChangeEvent, task_id: str, rt: Runtime) -> list[Verdict]:
+    """Claim the event, evaluate the rules, and start each matched rule's first action."""
+    eid = event.id
+    if not rt.state.claim_event(eid, task_id):
+        rt.state.trace(eid, "event.duplicate", message_id=event.message_id, task_id=task_id)
+        log.info("duplicate event skipped", extra={"event_id": eid})
+        return []
+    rt.state.save_event(eid, event.model_dump(mode="json"))
+    rt.state.trace(eid, "event.received", via=event.via, message_id=event.message_id)
+    loader = _Loader(event, rt.clients)
+    verdicts = evaluate(rt.rulebook.current(), event, loader)
+    if loader.error is not None:
+        raise loader.error  # the task retries; nothing was enqueued yet
+    for verdict in verdicts:
+        rule = verdict.rule
+        rt.state.trace(eid, "rule.matched" if verdict.matched else "rule.skipped",
+                       rule=rule.name, reason=verdict.reason)
+        if verdict.matched and rule.then:
+            rt.state.save_rule(rule.digest, rule.to_json())
+            rt.enqueue_action(eid, rule.digest, 0, rt.queue_for_target(ACTIONS[rule.then[0].name].target))
+    return verdicts
+
+
+def idempotency_key(event: ChangeEvent, rule: Rule, index: int) -> str:
+    # Keyed by the source entity, not the event: a later change to the same job updates
+    # the record this rule created for it instead of creating another (Synergist has no upsert).
+    step = rule.then[index].id or str(index)
+    return f"{event.source}:{event.entity.type}:{event.entity.id}:{rule.name}:{step}"
+
+
+def run_action(event_id: str, digest: str, index: int, rt: Runtime) -> dict[str, Any]:
+    """Run action `index` of the stored rule once (the ledger skips a done one), then chain the next."""
+    rule_json = rt.state.load_rule(digest)
+    raw_event = rt.state.load_event(event_id)
+    if rule_json is None or raw_event is None:
+        raise PipelineError(event_id, digest, index, "event or rule expired from the store")
+    rule = Rule.from_json(rule_json)
+    event = ChangeEvent.model_validate(raw_event)
+    result = rt.state.action_done(event_id, digest, index)
+    if result is None:
+        result = _execute(event, rule, digest, index, rt)
+    if index + 1 < len(rule.then):
+        target = ACTIONS[rule.then[index + 1].name].target
+        rt.enqueue_action(event_id, digest, index + 1, rt.queue_for_target(target))
+    return result
+
+
+def _execute(event: ChangeEvent, rule: Rule, digest: str, index: int, rt: Runtime) -> dict[str, Any]:
+    eid, call = event.id, rule.then[index]
+    spec = ACTIONS[call.name]
+    entity = fetch_entity(event, rt.clients) if rule.needs_entity else None
+    context = build_context(
+        event, entity, rt.state.load_steps(eid, digest), rule.vars, datetime.now(UTC)
+    )
+    try:
+        params = spec.params.model_validate(render_params(call, context))
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise PipelineError(eid, rule.name, index, f"{call.name} parameters: {detail}") from None
+    ctx = ActionContext(eid, rule.name, index, idempotency_key(event, rule, index), rt.state.link_store())
+    rt.state.trace(eid, "action.started", rule=rule.name, index=index, action=call.name,
+                   params=params.model_dump(mode="json"))
+    result = spec.run(rt.clients, params, ctx)
+    rt.state.mark_action_done(eid, digest, index, call.id, result)
+    rt.state.trace(eid, "action.succeeded", rule=rule.name, index=index, action=call.name, result=result)
+    return result

@@ -1,0 +1,125 @@
+"""Pipeline state in Redis: event claims, matched rules, step results, the action ledger, links and traces."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import redis
+
+from fieldrelay.redaction import Redactor
+
+PREFIX = "fieldrelay"
+DAY = 86400
+
+
+class PipelineState:
+    """Every key the workers keep, in one place, under the `fieldrelay:` prefix.
+
+    >>> state = PipelineState(redis.Redis.from_url(url))   # doctest: +SKIP
+    >>> state.claim_event("ab12", task_id="t-1")            # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        redactor: Redactor | None = None,
+        retention: int = 7 * DAY,
+        failure_retention: int = 30 * DAY,
+    ) -> None:
+        self.r = client
+        self.redactor = redactor or Redactor([])
+        self.retention = retention
+        self.failure_retention = failure_retention
+        # EXPIRE ... GT needs Redis 7; the embedded server is 6.2, so extend-only in Lua.
+        self._append_extend = client.register_script(
+            "redis.call('RPUSH', KEYS[1], ARGV[1]) "
+            "if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end"
+        )
+
+    def key(self, *parts: str | int) -> str:
+        return ":".join((PREFIX, *map(str, parts)))
+
+    # An event is processed by the first task that claims it; a redelivery of that same
+    # task (same task id, after a crash) may claim again, a duplicate delivery may not.
+    def claim_event(self, event_id: str, task_id: str) -> bool:
+        key = self.key("claim", event_id)
+        if self.r.set(key, task_id, nx=True, ex=self.retention):
+            return True
+        owner = self.r.get(key)
+        return owner is not None and owner.decode() == task_id
+
+    def save_event(self, event_id: str, event: dict[str, Any]) -> None:
+        self.r.set(self.key("event", event_id), orjson.dumps(event), ex=self.retention)
+
+    def load_event(self, event_id: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.key("event", event_id))
+        return None if raw is None else orjson.loads(raw)
+
+    def save_rule(self, digest: str, rule: dict[str, Any]) -> None:
+        # Action tasks run the exact rule version that matched, even if rules reload meanwhile.
+        self.r.set(self.key("rule", digest), orjson.dumps(rule), ex=self.retention)
+
+    def load_rule(self, digest: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.key("rule", digest))
+        return None if raw is None else orjson.loads(raw)
+
+    def ledger_key(self, event_id: str, digest: str, index: int) -> str:
+        return self.key("ledger", event_id, digest, index)
+
+    def action_done(self, event_id: str, digest: str, index: int) -> dict[str, Any] | None:
+        raw = self.r.get(self.ledger_key(event_id, digest, index))
+        return None if raw is None else orjson.loads(raw)
+
+    def mark_action_done(
+        self, event_id: str, digest: str, index: int, step_id: str | None, result: dict[str, Any]
+    ) -> None:
+        steps_key = self.key("steps", event_id, digest)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.ledger_key(event_id, digest, index), orjson.dumps(result), ex=self.retention)
+        pipe.hset(steps_key, str(index), orjson.dumps(result))
+        if step_id:
+            pipe.hset(steps_key, step_id, orjson.dumps(result))
+        pipe.expire(steps_key, self.retention)
+        pipe.execute()
+
+    def load_steps(self, event_id: str, digest: str) -> dict[str, Any]:
+        raw = self.r.hgetall(self.key("steps", event_id, digest))
+        return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+
+    def link_store(self) -> RedisLinkStore:
+        return RedisLinkStore(self.r, self.key("link"), self.retention * 52)
+
+    def trace(self, event_id: str, step: str, **detail: Any) -> None:
+        """Append one redacted trace entry; failures keep the trace for `failure_retention`."""
+        entry = self.redactor.scrub({"at": time.time(), "step": step, **detail})
+        key = self.key("trace", event_id)
+        ttl = self.failure_retention if step in ("action.failed", "event.failed") else self.retention
+        self._append_extend(keys=[key], args=[orjson.dumps(entry, default=str), ttl])
+
+    def load_trace(self, event_id: str) -> list[dict[str, Any]]:
+        return [orjson.loads(x) for x in self.r.lrange(self.key("trace", event_id), 0, -1)]
+
+    def dead_letter(self, entry: dict[str, Any]) -> None:
+        payload = orjson.dumps(self.redactor.scrub(entry), default=str)
+        self.r.zadd(self.key("dlq"), {payload: time.time()})
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        return [orjson.loads(x) for x in self.r.zrange(self.key("dlq"), 0, -1)]
+
+
+class RedisLinkStore:
+    """`LinkStore` in a Redis hash: target ids created for (source entity, rule, action)."""
+
+    def __init__(self, client: redis.Redis, key: str, ttl: int) -> None:
+        self.r, self.hkey, self.ttl = client, key, ttl
+
+    def get(self, key: str) -> str | None:
+        raw = self.r.hget(self.hkey, key)
+        return None if raw is None else raw.decode()
+
+    def set(self, key: str, value: str) -> None:
+        self.r.hset(self.hkey, key, value)

@@ -1,0 +1,119 @@
+"""Celery tasks: thin wrappers that handle serialization, retries and final failure around `pipeline`."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from functools import cache
+from typing import Any
+
+import redis
+import sentry_sdk
+from celery import Task, signals
+
+from fieldrelay.events import ChangeEvent
+from fieldrelay.observability import init_sentry
+from fieldrelay.queues import ACTION_QUEUES, PROCESS_EVENT_TASK, RUN_ACTION_TASK
+from fieldrelay.redaction import redactor_for
+from fieldrelay.settings import Settings
+from workers import pipeline
+from workers.actions.context import SettingsClients
+from workers.actions.registry import ACTIONS
+from workers.celery_app import app
+from workers.connectors.errors import RateLimited, Unavailable
+from workers.rulebook import RuleBook
+from workers.state import PipelineState
+
+log = logging.getLogger("fieldrelay.tasks")
+MAX_RETRIES = 8
+
+
+def settings() -> Settings:
+    configured: Settings = app.conf.fieldrelay_settings
+    return configured
+
+
+@signals.celeryd_init.connect
+@signals.worker_process_init.connect
+def _init_sentry(**_: Any) -> None:
+    init_sentry(settings(), "worker")
+
+
+@cache
+def runtime() -> pipeline.Runtime:
+    """One per worker process: clients keep their sessions (ServiceTrade PHPSESSID) across tasks."""
+    s = settings()
+    client = redis.Redis.from_url(s.redis_url or "", socket_timeout=10)
+    return pipeline.Runtime(
+        state=PipelineState(client, redactor=redactor_for(s)),
+        clients=SettingsClients(s),
+        rulebook=RuleBook(s.rules_dir, {name: spec.params for name, spec in ACTIONS.items()}),
+        enqueue_action=enqueue_action,
+        queue_for_target=ACTION_QUEUES.__getitem__,
+    )
+
+
+def enqueue_action(event_id: str, digest: str, index: int, queue: str) -> None:
+    run_action.apply_async((event_id, digest, index), queue=queue)
+
+
+def backoff(retries: int, exc: Exception) -> float:
+    """Exponential with full jitter; a rate limit waits for its documented reset instead."""
+    if isinstance(exc, RateLimited) and exc.reset_at:
+        return max(1.0, exc.reset_at - time.time()) + random.uniform(0, 1)
+    return random.uniform(0, min(300.0, 2.0 ** (retries + 1)))
+
+
+@app.task(name=PROCESS_EVENT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
+          max_retries=MAX_RETRIES)
+def process_event(self: Task, event: dict[str, Any]) -> None:
+    """Evaluate the rules for one normalized event (plain JSON, never a pickle)."""
+    parsed = ChangeEvent.model_validate(event)
+    try:
+        pipeline.process_event(parsed, self.request.id, runtime())
+    except Unavailable as exc:
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries, exc)) from None
+
+
+@app.task(name=RUN_ACTION_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
+          max_retries=MAX_RETRIES)
+def run_action(self: Task, event_id: str, rule_digest: str, index: int) -> None:
+    """Run one action of a matched rule; arguments are ids, the state lives in Redis."""
+    rt = runtime()
+    try:
+        pipeline.run_action(event_id, rule_digest, index, rt)
+    except Unavailable as exc:
+        if self.request.retries < MAX_RETRIES:
+            rt.state.trace(event_id, "action.retry", index=index, error=str(exc),
+                           attempt=self.request.retries + 1)
+            raise self.retry(exc=exc, countdown=backoff(self.request.retries, exc)) from None
+        fail_for_good(rt, event_id, rule_digest, index, exc, self.request.retries + 1)
+    except Exception as exc:
+        fail_for_good(rt, event_id, rule_digest, index, exc, self.request.retries + 1)
+
+
+def fail_for_good(
+    rt: pipeline.Runtime, event_id: str, digest: str, index: int, exc: Exception, attempts: int
+) -> None:
+    """Dead-letter the action and alert once, grouped by rule and target."""
+    rule = (rt.state.load_rule(digest) or {}).get("name", digest)
+    action = ""
+    rule_json = rt.state.load_rule(digest)
+    if rule_json is not None:
+        action = pipeline.Rule.from_json(rule_json).then[index].name
+    target = ACTIONS[action].target if action in ACTIONS else "unknown"
+    detail = {"event_id": event_id, "rule": rule, "rule_digest": digest, "index": index,
+              "action": action, "target": target, "error": f"{type(exc).__name__}: {exc}",
+              "attempts": attempts}
+    rt.state.dead_letter(detail)
+    rt.state.trace(event_id, "action.failed", **detail)
+    log.error("action failed for good: %s", rt.state.redactor.text(str(exc)),
+              extra={"event_id": event_id, "rule": rule})
+    with sentry_sdk.new_scope() as scope:
+        scope.set_tag("rule", rule)
+        scope.set_tag("event_id", event_id)
+        scope.set_tag("target", target)
+        scope.set_tag("action", action)
+        scope.fingerprint = ["fieldrelay-action-failed", rule, target]
+        sentry_sdk.capture_exception(exc)
