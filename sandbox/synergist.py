@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from urllib.parse import parse_qsl
 from typing import Any
 
 from starlette.applications import Starlette
@@ -111,8 +112,9 @@ def create_app(
     async def params_of(request: Request) -> dict[str, str]:
         params = {k.lower(): v for k, v in request.query_params.items()}
         if request.method == "POST":
-            form = await request.form()
-            params.update({k.lower(): v for k, v in form.items() if isinstance(v, str)})
+            # The docs only show GETs; a POST carries the same parameters, form-encoded.
+            body = (await request.body()).decode("utf-8", "replace")
+            params.update({k.lower(): v for k, v in parse_qsl(body, keep_blank_values=True)})
         return params
 
     async def api(request: Request) -> Response:

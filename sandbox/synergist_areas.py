@@ -164,6 +164,8 @@ def activities(st: SynergistState, call: Call) -> Result:
         return Result(list(st.activitytypes), paged=True)
     if call.action in {"clientslist", "clients"}:
         return Result(list(st.clients), paged=True)
+    if call.action not in {"create", "update", "delete"}:
+        raise SynergistError(NOT_RECOGNISED, f"invalid action {call.action}")
     out = []
     for item in call.items:
         if call.action == "create":
@@ -241,6 +243,8 @@ def jobs(st: SynergistState, call: Call) -> Result:
         return Result([job_view(st, r) for r in rows], paged=True)
     if call.action == "clients":
         return Result(list(st.clients), paged=True)
+    if call.action not in {"create", "update", "delete"}:
+        raise SynergistError(NOT_RECOGNISED, f"invalid action {call.action}")
     out = []
     for item in call.items:
         if call.action == "create":

@@ -54,6 +54,8 @@ def calendar(st: SynergistState, call: Call) -> Result:
         return Result([_booking_view(st, r) for r in rows], paged=True)
     if call.action == "users":
         return Result(list(st.users), paged=True)
+    if call.action not in {"create", "update", "delete"}:
+        raise SynergistError(NOT_RECOGNISED, f"invalid action {call.action}")
     out = []
     for item in call.items:
         if call.action == "create":
@@ -113,6 +115,8 @@ def tspending(st: SynergistState, call: Call) -> Result:
         low, high = call.param("datefrom") or "0000-00-00", call.param("dateto") or "9999-12-31"
         rows = [r for r in rows if low <= str(r.get("tspTimeDate")) <= high]
         return Result([_tsp_view(r) for r in rows], paged=True)
+    if call.action not in {"create", "update", "delete"}:
+        raise SynergistError(NOT_RECOGNISED, f"invalid action {call.action}")
     out = []
     for item in call.items:
         if call.action == "create":

@@ -63,8 +63,12 @@ def test_session_can_be_inspected_and_closed(st_client: TestClient) -> None:
 def test_sample_webhook_records_exist_with_absolute_uris(st_client: TestClient) -> None:
     job = st_client.get("/api/job/35769").json()["data"]
     assert (job["type"], job["status"], job["name"]) == ("repair", "completed", "Job 35769")
-    assert job["customer"] == {"uri": "http://testserver/api/company/39", "id": 39,
-                               "name": "Big Bang Burger Bar", "status": "active"}
+    assert job["customer"] == {
+        "uri": "http://testserver/api/company/39",
+        "id": 39,
+        "name": "Big Bang Burger Bar",
+        "status": "active",
+    }
     assert job["location"]["id"] == 33 and job["uri"] == "http://testserver/api/job/35769"
     assert isinstance(job["created"], int) and isinstance(job["updated"], int)
     assert st_client.get("/api/job/34872").status_code == 200
@@ -72,9 +76,20 @@ def test_sample_webhook_records_exist_with_absolute_uris(st_client: TestClient) 
 
 
 def test_every_documented_entity_type_reads_and_misses(st_client: TestClient) -> None:
-    ids = {"job": 35769, "appointment": 754, "location": 33, "company": 39, "contact": 501, "invoice": 9623,
-           "quote": 8801, "deficiency": 7701, "asset": 6601, "user": 6, "attachment": 453845,
-           "servicerequest": 9901}
+    ids = {
+        "job": 35769,
+        "appointment": 754,
+        "location": 33,
+        "company": 39,
+        "contact": 501,
+        "invoice": 9623,
+        "quote": 8801,
+        "deficiency": 7701,
+        "asset": 6601,
+        "user": 6,
+        "attachment": 453845,
+        "servicerequest": 9901,
+    }
     for entity_type, entity_id in ids.items():
         found = st_client.get(f"/api/{entity_type}/{entity_id}")
         assert found.status_code == 200, entity_type
@@ -141,7 +156,9 @@ def test_updated_and_created_bounds_are_inclusive(st_client: TestClient) -> None
 
 def test_put_job_updates_allowed_fields_and_bumps_updated(st_client: TestClient, clock: FakeClock) -> None:
     clock.advance(60)
-    response = st_client.put("/api/job/35770", json={"status": "completed", "number": 1, "description": "Done"})
+    response = st_client.put(
+        "/api/job/35770", json={"status": "completed", "number": 1, "description": "Done"}
+    )
     job = response.json()["data"]
     assert (job["status"], job["description"], job["updated"]) == ("completed", "Done", int(clock.now))
     assert job["number"] != 1  # not settable
@@ -151,9 +168,15 @@ def test_put_job_updates_allowed_fields_and_bumps_updated(st_client: TestClient,
 
 
 def test_job_comment_and_appointment_creation(st_client: TestClient) -> None:
-    comment = st_client.post("/api/job/35769/comment", json={"content": "Hood cleaned", "visibility": ["tech"]})
+    comment = st_client.post(
+        "/api/job/35769/comment", json={"content": "Hood cleaned", "visibility": ["tech"]}
+    )
     assert comment.status_code == 200
-    assert comment.json()["data"]["entity"] == {"id": 35769, "uri": "http://testserver/api/job/35769", "type": 3}
+    assert comment.json()["data"]["entity"] == {
+        "id": 35769,
+        "uri": "http://testserver/api/job/35769",
+        "type": 3,
+    }
     assert st_client.post("/api/job/35769/comment", json={}).status_code == 400
     assert st_client.post("/api/appointment", json={"status": "scheduled"}).status_code == 400
     created = st_client.post("/api/appointment", json={"jobId": 34872, "techIds": [6]}).json()["data"]

@@ -40,8 +40,14 @@ def add_hook(client: TestClient, **extra: Any) -> dict[str, Any]:
 
 def test_webhook_crud_follows_the_docs(st_client: TestClient) -> None:
     created = add_hook(st_client)
-    assert created == {"id": created["id"], "uri": f"http://testserver/api/webhook/{created['id']}",
-                       "hookUrl": HOOK, "enabled": True, "confirmed": False, "includeChangesets": False}
+    assert created == {
+        "id": created["id"],
+        "uri": f"http://testserver/api/webhook/{created['id']}",
+        "hookUrl": HOOK,
+        "enabled": True,
+        "confirmed": False,
+        "includeChangesets": False,
+    }
     assert st_client.get(f"/api/webhook/{created['id']}").json()["data"]["confirmed"] is True
     updated = st_client.put(f"/api/webhook/{created['id']}", json={"enabled": False}).json()["data"]
     assert updated["enabled"] is False and updated["includeChangesets"] is False
@@ -75,7 +81,9 @@ def test_changesets_only_when_asked_and_only_on_updates(st_client: TestClient, c
     assert "changeset" not in catcher.messages[1]["data"][0]
 
 
-def test_disabled_and_unconfirmed_hooks_get_nothing(st_client: TestClient, catcher: Catcher, st_app: Any) -> None:
+def test_disabled_and_unconfirmed_hooks_get_nothing(
+    st_client: TestClient, catcher: Catcher, st_app: Any
+) -> None:
     hook = add_hook(st_client, enabled=False)
     st_client.put("/api/job/35770", json={"description": "x"})
     st_client.put(f"/api/webhook/{hook['id']}", json={"enabled": True})
@@ -138,24 +146,37 @@ def test_duplicates_drops_hold_and_shuffle(st_client: TestClient, catcher: Catch
 
 def test_emit_sends_the_documented_sample_as_one_message(st_client: TestClient, catcher: Catcher) -> None:
     add_hook(st_client, includeChangesets=True)
-    sample = {"data": [
-        {"action": "created", "type": "job", "id": 34872, "timestamp": 1401833052},
-        {"action": "updated", "type": "invoice", "id": 9623, "timestamp": 1401833052},
-        {"action": "updated", "type": "job", "id": 35769, "timestamp": 1401833052,
-         "changeset": [{"field": "status", "oldValue": "scheduled", "newValue": "completed"}]},
-        {"action": "deleted", "type": "attachment", "id": 453845, "timestamp": 1401833052},
-    ]}
+    sample = {
+        "data": [
+            {"action": "created", "type": "job", "id": 34872, "timestamp": 1401833052},
+            {"action": "updated", "type": "invoice", "id": 9623, "timestamp": 1401833052},
+            {
+                "action": "updated",
+                "type": "job",
+                "id": 35769,
+                "timestamp": 1401833052,
+                "changeset": [{"field": "status", "oldValue": "scheduled", "newValue": "completed"}],
+            },
+            {"action": "deleted", "type": "attachment", "id": 453845, "timestamp": 1401833052},
+        ]
+    }
     assert st_client.post("/_sandbox/webhook/emit", json=sample).status_code == 200
     [message] = catcher.messages
     assert [i.get("changeset") for i in message["data"]] == [
-        None, [], [{"field": "status", "oldValue": "scheduled", "newValue": "completed"}], None]
+        None,
+        [],
+        [{"field": "status", "oldValue": "scheduled", "newValue": "completed"}],
+        None,
+    ]
     for item in message["data"][:3]:
         assert st_client.get(item["entity"]["uri"].replace("http://testserver", "")).status_code == 200
 
 
 def test_control_entities_change_records_and_notify(st_client: TestClient, catcher: Catcher) -> None:
     add_hook(st_client, includeChangesets=True)
-    created = st_client.post("/_sandbox/entities/job", json={"status": "new", "type": "repair", "locationId": 33})
+    created = st_client.post(
+        "/_sandbox/entities/job", json={"status": "new", "type": "repair", "locationId": 33}
+    )
     job_id = created.json()["id"]
     st_client.patch(f"/_sandbox/entities/job/{job_id}", json={"status": "scheduled"})
     st_client.delete(f"/_sandbox/entities/job/{job_id}")
