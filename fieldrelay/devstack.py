@@ -84,14 +84,13 @@ class Stack:
         return url
 
     def _spawn(self, name: str, code: str) -> subprocess.Popen[bytes]:
-        out: int | object = subprocess.DEVNULL
-        if self.config.log_dir is not None:
-            self.config.log_dir.mkdir(parents=True, exist_ok=True)
-            out = open(self.config.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        if self.config.log_dir is None:
+            proc = subprocess.Popen([sys.executable, "-c", code], env=self.config.env(), start_new_session=True)
         else:
-            out = None
-        proc = subprocess.Popen([sys.executable, "-c", code], env=self.config.env(),
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # type: ignore[arg-type]
+            self.config.log_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.config.log_dir / f"{name}.log", "ab") as out:  # the child keeps its own copy
+                proc = subprocess.Popen([sys.executable, "-c", code], env=self.config.env(), stdout=out,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
 

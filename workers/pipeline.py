@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fieldrelay.events import ChangeEvent
-from rules import Rule
+from rules import Rule, TemplateError
 from rules.engine import Verdict, evaluate
 from rules.templating import build_context, render_params
 from workers.actions.context import ActionContext, Clients
@@ -62,26 +62,6 @@ def fetch_entity(event: ChangeEvent, clients: Clients) -> dict[str, Any] | None:
         return None
 
 
-class _Loader:
-    """Fetches at most once, and remembers a fetch failure so it is raised, not read as 'no match'."""
-
-    def __init__(self, event: ChangeEvent, clients: Clients) -> None:
-        self.event, self.clients = event, clients
-        self.loaded, self.value, self.error = False, None, None  # type: ignore[var-annotated]
-
-    def __call__(self) -> dict[str, Any] | None:
-        if not self.loaded:
-            self.loaded = True
-            try:
-                self.value = fetch_entity(self.event, self.clients)
-            except Exception as exc:
-                self.error = exc
-                raise
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
 def process_event(event: ChangeEvent, task_id: str, rt: Runtime) -> list[Verdict]:
     """Claim the event, evaluate the rules, and start each matched rule's first action."""
     eid = event.id
@@ -91,10 +71,8 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime) -> list[Verdict
         return []
     rt.state.save_event(eid, event.model_dump(mode="json"))
     rt.state.trace(eid, "event.received", via=event.via, message_id=event.message_id)
-    loader = _Loader(event, rt.clients)
-    verdicts = evaluate(rt.rulebook.current(), event, loader)
-    if loader.error is not None:
-        raise loader.error  # the task retries; nothing was enqueued yet
+    # A failed entity fetch propagates out of evaluate: the task retries, nothing is enqueued yet.
+    verdicts = evaluate(rt.rulebook.current(), event, lambda: fetch_entity(event, rt.clients))
     for verdict in verdicts:
         rule = verdict.rule
         rt.state.trace(eid, "rule.matched" if verdict.matched else "rule.skipped",
@@ -132,12 +110,15 @@ def run_action(event_id: str, digest: str, index: int, rt: Runtime) -> dict[str,
 def _execute(event: ChangeEvent, rule: Rule, digest: str, index: int, rt: Runtime) -> dict[str, Any]:
     eid, call = event.id, rule.then[index]
     spec = ACTIONS[call.name]
-    entity = fetch_entity(event, rt.clients) if rule.needs_entity else None
+    # Lazy: the entity's current state is fetched only if this action's templates read it.
     context = build_context(
-        event, entity, rt.state.load_steps(eid, digest), rule.vars, datetime.now(UTC)
+        event, lambda: fetch_entity(event, rt.clients), rt.state.load_steps(eid, digest), rule.vars,
+        datetime.now(UTC),
     )
     try:
         params = spec.params.model_validate(render_params(call, context))
+    except TemplateError as exc:
+        raise PipelineError(eid, rule.name, index, str(exc)) from None
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise PipelineError(eid, rule.name, index, f"{call.name} parameters: {detail}") from None

@@ -14,7 +14,7 @@ from celery import Task, signals
 
 from fieldrelay.events import ChangeEvent
 from fieldrelay.observability import init_sentry
-from fieldrelay.queues import ACTION_QUEUES, PROCESS_EVENT_TASK, RUN_ACTION_TASK
+from fieldrelay.queues import ACTION_QUEUES, EVENTS_QUEUE, INGEST_TASK, PROCESS_EVENT_TASK, RUN_ACTION_TASK
 from fieldrelay.redaction import redactor_for
 from fieldrelay.settings import Settings
 from workers import pipeline
@@ -65,6 +65,15 @@ def backoff(retries: int, exc: Exception) -> float:
     return random.uniform(0, min(300.0, 2.0 ** (retries + 1)))
 
 
+@app.task(name=INGEST_TASK, acks_late=True, reject_on_worker_lost=True)
+def ingest(events: list[dict[str, Any]]) -> None:
+    """Split one webhook's events into one `process_event` task each (the receiver writes one message)."""
+    for event in events:
+        ChangeEvent.model_validate(event)  # a malformed event fails here, visibly, not in a child
+    for event in events:
+        process_event.apply_async((event,), queue=EVENTS_QUEUE)
+
+
 @app.task(name=PROCESS_EVENT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
           max_retries=MAX_RETRIES)
 def process_event(self: Task, event: dict[str, Any]) -> None:
@@ -97,11 +106,11 @@ def fail_for_good(
     rt: pipeline.Runtime, event_id: str, digest: str, index: int, exc: Exception, attempts: int
 ) -> None:
     """Dead-letter the action and alert once, grouped by rule and target."""
-    rule = (rt.state.load_rule(digest) or {}).get("name", digest)
-    action = ""
     rule_json = rt.state.load_rule(digest)
+    rule, action = digest, ""
     if rule_json is not None:
-        action = pipeline.Rule.from_json(rule_json).then[index].name
+        parsed = pipeline.Rule.from_json(rule_json)
+        rule, action = parsed.name, parsed.then[index].name
     target = ACTIONS[action].target if action in ACTIONS else "unknown"
     detail = {"event_id": event_id, "rule": rule, "rule_digest": digest, "index": index,
               "action": action, "target": target, "error": f"{type(exc).__name__}: {exc}",

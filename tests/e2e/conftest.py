@@ -1,0 +1,98 @@
+"""The whole pipeline as real processes: sandboxes, receiver (uvicorn), Celery worker, private Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from fieldrelay.devstack import Stack, StackConfig
+from fieldrelay.embedded_redis import free_port
+from fieldrelay.queues import ALL_QUEUES
+
+ROOT = Path(__file__).parents[2]
+
+
+class Pipeline:
+    """Handles on a running stack for tests: URLs, the sandboxes' logs, and a wait for quiet."""
+
+    def __init__(self, stack: Stack, redis_url: str) -> None:
+        self.stack = stack
+        self.config = stack.config
+        self.redis = redis.Redis.from_url(redis_url)
+
+    def url(self, port: int, path: str) -> str:
+        return self.config.base_url(port) + path
+
+    @property
+    def receiver(self) -> str:
+        return self.config.base_url(self.config.receiver_port)
+
+    def post_webhook(self, message: dict, token: str = "e2e-token") -> httpx.Response:
+        return httpx.post(f"{self.receiver}/webhooks/servicetrade/{token}", json=message, timeout=10)
+
+    def requests(self, system: str) -> list[dict]:
+        port = {"servicetrade": self.config.servicetrade_port, "synchroteam": self.config.synchroteam_port,
+                "synergist": self.config.synergist_port}[system]
+        return httpx.get(self.url(port, "/_sandbox/requests"), timeout=10).json()
+
+    def reset_sandboxes(self) -> None:
+        for port in (self.config.servicetrade_port, self.config.synchroteam_port, self.config.synergist_port):
+            httpx.post(self.url(port, "/_sandbox/reset"), timeout=10).raise_for_status()
+            httpx.delete(self.url(port, "/_sandbox/requests"), timeout=10).raise_for_status()
+
+    def busy(self) -> bool:
+        queued = sum(self.redis.llen(q) for q in ALL_QUEUES)
+        return bool(queued or self.redis.hlen("unacked"))
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def wait_idle(self, timeout: float = 60.0, quiet: float = 1.5) -> None:
+        """Until no message is queued or held unacked for `quiet` seconds."""
+        deadline = time.monotonic() + timeout
+        idle_since: float | None = None
+        while time.monotonic() < deadline:
+            if self.busy():
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= quiet:
+                return
+            time.sleep(0.05)
+        raise AssertionError("pipeline did not go idle")
+
+
+@pytest.fixture(scope="module")
+def pipeline(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    r = redis.Redis.from_url(redis_server)
+    r.flushdb()
+    r.close()
+    data = tmp_path_factory.mktemp("stack")
+    config = StackConfig(
+        data_dir=data, redis_url=redis_server, receiver_port=free_port(),
+        servicetrade_port=free_port(), synchroteam_port=free_port(), synergist_port=free_port(),
+        webhook_tokens="e2e-token", rules_dir=ROOT / "rules" / "examples", worker_concurrency=2,
+        log_dir=data / "logs",
+    )
+    stack = Stack(config)
+    try:
+        stack.start_redis()
+        stack.start_sandbox()
+        stack.start_receiver()
+        stack.start_worker()
+        yield Pipeline(stack, redis_server)
+    finally:
+        stack.stop()
+        for log in sorted((data / "logs").glob("*.log")):
+            tail = log.read_text(errors="replace")[-3000:]
+            print(f"----- {log.name} (tail) -----\n{tail}")
