@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from urllib.parse import parse_qsl
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, QueryParams
