@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from rules.models import WhenBase
 
 Loc = tuple[str | int, ...]
+_WRAPPED = re.compile(r"^\{\{-?((?:(?!\}\}).)*?)-?\}\}$", re.DOTALL)
 Problems = list[tuple[Loc, str]]
 
 
@@ -45,8 +47,10 @@ Condition = Expr | AllOf | AnyOf | Not
 def parse_condition(raw: Any, loc: Loc, problems: Problems) -> Condition | None:
     """Compile an `if` value; problems are appended as (location, message)."""
     if isinstance(raw, str):
+        wrapped = _WRAPPED.match(raw.strip())
         try:
-            return Expr(compile_expression(raw))
+            # `if: "{{ x }}"` is a common slip from templates; the braces add nothing, so drop them.
+            return Expr(compile_expression(wrapped.group(1).strip() if wrapped else raw))
         except TemplateError as exc:
             problems.append((loc, exc.message))
             return None

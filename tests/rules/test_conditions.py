@@ -189,3 +189,9 @@ def test_disabled_rules_never_match(load, make_event):
                    "    then: [{http.request: {url: x}}]\n")
     (result,) = evaluate_rules(ruleset.rules, make_event(), lambda: None)
     assert (result.matched, result.reason) == (False, "disabled")
+
+
+def test_if_tolerates_template_braces(verdict):
+    assert verdict(ST + "}", if_="\"{{ entity.type == 'repair' }}\"", record=ENTITY) == (True, "matched")
+    assert verdict(ST + "}", if_="\"{{ entity.type == 'x' }}\"", record=ENTITY) == (
+        False, "if: entity.type == 'x' is false; entity.type was 'repair'")
