@@ -11,7 +11,7 @@ from fieldrelay.events import ChangeEvent
 from rules.conditions import check_condition, match_when
 from rules.models import Rule
 from rules.ruleset import RuleSet
-from rules.templating import LazyEntity, build_context
+from rules.templating import LazyEntity, RuleContext, build_context
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def judge(rule: Rule, event: ChangeEvent, entity: LazyEntity, context: Mapping[s
         return Verdict(rule, False, "disabled")
     reason = match_when(rule.when, event, entity)
     if reason is None and rule.if_ is not None:
-        reason = check_condition(rule.if_, {**context, "vars": rule.vars})
+        reason = check_condition(rule.if_, RuleContext(context, vars=rule.vars))
     return Verdict(rule, reason is None, reason or "matched")
 
 

@@ -123,6 +123,13 @@ def _syntax(exc: jinja2.TemplateSyntaxError) -> TemplateError:
     return TemplateError("", f"template syntax error: {exc.message}")
 
 
+class RuleContext(dict[str, Any]):
+    """The names a rule sees, already merged with the environment's globals (helpers, `range`, ...).
+
+    Expressions evaluate in it without copying the globals again on every call.
+    """
+
+
 @dataclass(frozen=True)
 class Expression:
     """A compiled `if` expression; `left` is the left-hand side of a simple comparison, for reasons."""
@@ -131,10 +138,16 @@ class Expression:
     names: frozenset[str]
     steps: frozenset[str]
     left: Expression | None = field(repr=False)
-    fn: Callable[..., Any] = field(repr=False)
+    template: jinja2.Template = field(repr=False)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
-        result = self.fn(**context)
+        if isinstance(context, RuleContext):
+            ctx = self.template.new_context(context, shared=True)
+        else:
+            ctx = self.template.new_context(dict(context))
+        for _ in self.template.root_render_func(ctx):
+            pass
+        result = ctx.vars["result"]
         if isinstance(result, jinja2.Undefined):
             str(result)  # StrictUndefined raises here with its message
         return result
@@ -145,13 +158,17 @@ def compile_expression(source: str, *, with_left: bool = True) -> Expression:
     """Compile a Jinja2 expression (`entity.type in ['repair']`) or raise TemplateError."""
     try:
         tree = ENV.parse("{{ " + source + " }}")
-        fn = ENV.compile_expression(source, undefined_to_none=False)
     except jinja2.TemplateSyntaxError as exc:
         raise _syntax(exc) from None
+    output = tree.body[0] if len(tree.body) == 1 else None
+    if not isinstance(output, nodes.Output) or len(output.nodes) != 1:
+        raise TemplateError("", "expected a single expression")
     steps = _check_ast(tree)
+    assign = nodes.Assign(nodes.Name("result", "store"), output.nodes[0], lineno=1)
+    template = ENV.from_string(nodes.Template([assign], lineno=1))
     left = _left_operand(source) if with_left else None
     names = frozenset(meta.find_undeclared_variables(tree))
-    return Expression(source, names, steps, left, fn)
+    return Expression(source, names, steps, left, template)
 
 
 def _left_operand(source: str) -> Expression | None:
@@ -262,14 +279,15 @@ def build_context(
     vars: Mapping[str, Any] | None = None,
     now: datetime | None = None,
     env: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+) -> RuleContext:
     """The names rules see: event, changes, entity (lazy if given a loader), steps, vars, env, now."""
     if callable(entity):
         entity = LazyEntity(entity)
     event_dict = event.model_dump(mode="json")
     event_dict["id"] = event.id
     changes = {k: {"old": v.old, "new": v.new} for k, v in (event.changes or {}).items()}
-    return {
+    return RuleContext({
+        **ENV.globals,
         "event": event_dict,
         "changes": changes,
         "entity": entity,
@@ -277,4 +295,4 @@ def build_context(
         "vars": dict(vars or {}),
         "env": dict(env or {}),
         "now": now or datetime.now(UTC),
-    }
+    })

@@ -138,3 +138,15 @@ def test_helper_misuse_is_a_template_error(context):
     with pytest.raises(TemplateError) as info:
         render({"x": "{{ synchroteam_datetime('soon') }}"}, context())
     assert str(info.value) == "test.action.x: TypeError: expected a datetime or Unix seconds, got 'soon'"
+
+
+def test_a_hand_built_context_still_sees_the_helpers():
+    now = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert render({"h": "{{ tz(now, 'America/New_York').hour }}", "s": "{{ now | synergist_date }}!"},
+                  {"now": now}) == {"h": 8, "s": "2024-05-01!"}
+
+
+def test_expressions_must_be_one_expression():
+    with pytest.raises(TemplateError) as info:
+        compile_expression("1 }}{% for x in y %}{% endfor %}{{ x")
+    assert info.value.message == "expected a single expression"
