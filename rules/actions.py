@@ -16,7 +16,7 @@ from rules.catalog import did_you_mean
 from rules.conditions import Loc, Problems
 from rules.errors import TemplateError, describe
 from rules.models import ActionCall
-from rules.templating import compile_template, is_template
+from rules.templating import Refs, compile_template, is_template
 
 ActionParams = Mapping[str, type[BaseModel]]
 _STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -24,56 +24,56 @@ _STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def parse_action(
     raw: Any, loc: Loc, line: int, action_params: ActionParams | None, problems: Problems
-) -> tuple[ActionCall | None, set[str]]:
-    """Check one step; returns the call (None if unusable) and the step ids its templates read."""
+) -> tuple[ActionCall | None, Refs]:
+    """Check one step; returns the call (None if unusable) and what its templates read (see _check_ast)."""
     if not isinstance(raw, Mapping):
         problems.append((loc, "expected a mapping like {synchroteam.job.upsert: {...}}"))
-        return None, set()
+        return None, frozenset()
     step_id = raw.get("id")
     if "id" in raw and (not isinstance(step_id, str) or not _STEP_ID.match(step_id)):
         problems.append(((*loc, "id"), f"a step id must be a plain name like 'customer', got {step_id!r}"))
     names = [k for k in raw if k != "id"]
     if not names:
         problems.append((loc, "no action given; expected one key naming the action"))
-        return None, set()
+        return None, frozenset()
     if action_params is not None:
         unknown = [n for n in names if n not in action_params]
         for name in unknown:
             choices = [*action_params, "id"] if len(names) > 1 else list(action_params)
             problems.append(((*loc, name), f"unknown action {name!r}{did_you_mean(str(name), choices)}"))
         if unknown:
-            return None, set()
+            return None, frozenset()
     if len(names) > 1:
         problems.append(((*loc, names[1]), "one action per step; put each action in its own list item"))
-        return None, set()
+        return None, frozenset()
     name = str(names[0])
     params = raw[name] if raw[name] is not None else {}
     if not isinstance(params, Mapping):
         problems.append(((*loc, name), f"parameters must be a mapping, got {params!r}"))
-        return None, set()
+        return None, frozenset()
     before = len(problems)
-    steps = compile_strings(params, (*loc, name), problems)
+    refs = compile_strings(params, (*loc, name), problems)
     if action_params is not None:
         check_params(action_params[name], params, (*loc, name), problems)
     call = ActionCall(name, step_id if isinstance(step_id, str) else None, params, line)
-    return (call if len(problems) == before else None), steps
+    return (call if len(problems) == before else None), refs
 
 
-def compile_strings(value: Any, loc: Loc, problems: Problems) -> set[str]:
-    """Compile every template in a params tree; returns the step ids they read."""
-    steps: set[str] = set()
+def compile_strings(value: Any, loc: Loc, problems: Problems) -> Refs:
+    """Compile every template in a params tree; returns what they read (see _check_ast)."""
+    refs: Refs = frozenset()
     if isinstance(value, str) and is_template(value):
         try:
-            steps |= compile_template(value).steps
+            refs |= compile_template(value).refs
         except TemplateError as exc:
             problems.append((loc, exc.message))
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            steps |= compile_strings(item, (*loc, key), problems)
+            refs |= compile_strings(item, (*loc, key), problems)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            steps |= compile_strings(item, (*loc, i), problems)
-    return steps
+            refs |= compile_strings(item, (*loc, i), problems)
+    return refs
 
 
 def template_names(value: Any) -> set[str]:

@@ -86,6 +86,23 @@ def condition_names(cond: Condition | None) -> set[str]:
     return set().union(*(condition_names(i) for i in cond.items))
 
 
+def condition_refs(cond: Condition | None, loc: Loc = ("if",)) -> list[tuple[Loc, str, str]]:
+    """(location, root, key) for every `steps.x`/`vars.x`/`event.x` the condition reads."""
+    if cond is None:
+        return []
+    if isinstance(cond, Expr):
+        return [(loc, root, key) for root, key in sorted(cond.expression.refs)]
+    if isinstance(cond, Not):
+        return condition_refs(cond.item, (*loc, "not"))
+    if isinstance(cond, AnyOf):
+        inner: Loc = (*loc, "any")
+    elif cond.label:
+        inner = (*loc, "all")
+    else:
+        inner = loc
+    return [r for i, item in enumerate(cond.items) for r in condition_refs(item, (*inner, i))]
+
+
 def check_condition(cond: Condition, context: Mapping[str, Any], where: str = "if") -> str | None:
     """None when the condition holds, else why not, naming the failing item and values seen."""
     if isinstance(cond, Expr):

@@ -12,9 +12,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
+from fieldrelay.events import ChangeEvent
 from rules.actions import ActionParams, parse_action, template_names
 from rules.catalog import SOURCE_TITLES, did_you_mean, undocumented_field
-from rules.conditions import Loc, Problems, condition_names, parse_condition
+from rules.conditions import Loc, Problems, condition_names, condition_refs, parse_condition
 from rules.errors import RuleError, RuleLoadError, RuleWarning, describe, format_path
 from rules.marks import keys_at, locate
 from rules.models import ActionCall, Rule, RuleFileSpec, RuleSpec
@@ -57,6 +58,24 @@ def _pydantic_problems(exc: ValidationError, prefix: Loc) -> Problems:
     return out
 
 
+EVENT_KEYS = (*ChangeEvent.model_fields, "id")
+
+
+def _check_ref(root: str, key: str, vars: Mapping[str, Any], steps: list[str] | None) -> str | None:
+    """Why `root.key` can never resolve, or None; `steps` is None inside `if`, where none exist yet."""
+    if root == "vars" and key not in vars:
+        return f"vars.{key} is not defined in this file's vars{did_you_mean(key, vars)}"
+    if root == "event" and key not in EVENT_KEYS:
+        return f"event.{key} is not an event field{did_you_mean(key, EVENT_KEYS)}"
+    if root != "steps":
+        return None
+    if steps is None:
+        return "steps are only known inside then/on_failure"
+    if key not in steps:
+        return f"steps.{key} is not the id of an earlier step{did_you_mean(key, steps)}"
+    return None
+
+
 def compile_rule(
     spec: RuleSpec, raw: dict[str, Any], vars: dict[str, Any], file: str, line: int,
     lines: dict[str, list[int]], action_params: ActionParams | None, prefix: Loc, problems: Problems,
@@ -64,6 +83,11 @@ def compile_rule(
     """Compile `if`, `then` and `on_failure` of a shape-checked rule; None if anything failed."""
     before = len(problems)
     cond = None if raw.get("if") is None else parse_condition(raw["if"], (*prefix, "if"), problems)
+    if len(problems) == before:
+        for loc, root, key in condition_refs(cond, (*prefix, "if")):
+            message = _check_ref(root, key, vars, None)
+            if message:
+                problems.append((loc, message))
     names = condition_names(cond)
     seen: list[str] = []
     calls: dict[str, list[ActionCall]] = {"then": [], "on_failure": []}
@@ -72,9 +96,10 @@ def compile_rule(
             loc = (*prefix, section, i)
             at = lines[section][i] if i < len(lines.get(section, ())) else line
             call, refs = parse_action(item, loc, at, action_params, problems)
-            for ref in sorted(refs - set(seen)):
-                hint = did_you_mean(ref, seen)
-                problems.append((loc, f"steps.{ref} is not the id of an earlier step{hint}"))
+            for root, key in sorted(refs):
+                message = _check_ref(root, key, vars, seen)
+                if message:
+                    problems.append((loc, message))
             if call is None:
                 continue
             if call.id is not None:
@@ -153,7 +178,8 @@ class _Loaded:
 
 
 def _load_file(path: Path, action_params: ActionParams | None) -> _Loaded:
-    file, problems = str(path), []  # type: tuple[str, Problems]
+    file = str(path)
+    problems: Problems = []
     parse_errors: list[RuleError] = []
     root, text = _parse(path, parse_errors)
     out = _Loaded(file, text)
@@ -228,7 +254,7 @@ def _build(files: list[Path], action_params: Mapping[str, type[BaseModel]] | Non
                 message = f"duplicate rule name {rule.name!r}; first defined at {other.file}:{other.line}"
                 errors.append(RuleError(one.file, line, col, path, message))
             else:
-                first.setdefault(rule.name, rule)
+                first[rule.name] = rule
     if errors:
         raise RuleLoadError(errors)
     digest = hashlib.blake2b(digest_size=16)

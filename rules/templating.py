@@ -103,9 +103,13 @@ def is_template(text: str) -> bool:
     return "{{" in text or "{%" in text or "{#" in text
 
 
-def _check_ast(tree: nodes.Node) -> frozenset[str]:
-    """Refuse sandbox escapes at load time; return the step ids the template reads."""
-    steps: set[str] = set()
+_CHECKED_ROOTS = ("steps", "vars", "event")
+Refs = frozenset[tuple[str, str]]
+
+
+def _check_ast(tree: nodes.Node) -> Refs:
+    """Refuse sandbox escapes at load time; return the (`steps`|`vars`|`event`, key) pairs read."""
+    refs: set[tuple[str, str]] = set()
     # find_all walks outside-in; the innermost offender (`__class__` in `''.__class__.__mro__`)
     # is the one the author wrote first, so report that one.
     for node in reversed(list(tree.find_all((nodes.Getattr, nodes.Getitem)))):
@@ -114,9 +118,9 @@ def _check_ast(tree: nodes.Node) -> frozenset[str]:
         if isinstance(name, str) and name.startswith("_"):
             raise TemplateSecurityError("", f"access to {name!r} is not allowed in rule templates")
         target = node.node
-        if isinstance(target, nodes.Name) and target.name == "steps" and isinstance(name, str):
-            steps.add(name)
-    return frozenset(steps)
+        if isinstance(target, nodes.Name) and target.name in _CHECKED_ROOTS and isinstance(name, str):
+            refs.add((target.name, name))
+    return frozenset(refs)
 
 
 def _syntax(exc: jinja2.TemplateSyntaxError) -> TemplateError:
@@ -136,7 +140,7 @@ class Expression:
 
     source: str
     names: frozenset[str]
-    steps: frozenset[str]
+    refs: Refs
     left: Expression | None = field(repr=False)
     template: jinja2.Template = field(repr=False)
 
@@ -163,12 +167,12 @@ def compile_expression(source: str, *, with_left: bool = True) -> Expression:
     output = tree.body[0] if len(tree.body) == 1 else None
     if not isinstance(output, nodes.Output) or len(output.nodes) != 1:
         raise TemplateError("", "expected a single expression")
-    steps = _check_ast(tree)
+    refs = _check_ast(tree)
     assign = nodes.Assign(nodes.Name("result", "store"), output.nodes[0], lineno=1)
     template = ENV.from_string(nodes.Template([assign], lineno=1))
     left = _left_operand(source) if with_left else None
     names = frozenset(meta.find_undeclared_variables(tree))
-    return Expression(source, names, steps, left, template)
+    return Expression(source, names, refs, left, template)
 
 
 def _left_operand(source: str) -> Expression | None:
@@ -191,9 +195,14 @@ class Template:
 
     source: str
     names: frozenset[str]
-    steps: frozenset[str]
+    refs: Refs
     native: Expression | None = field(repr=False)
     template: jinja2.Template | None = field(repr=False)
+
+    @property
+    def steps(self) -> frozenset[str]:
+        """The step ids read as `steps.<id>`."""
+        return frozenset(key for root, key in self.refs if root == "steps")
 
     def render(self, context: Mapping[str, Any]) -> Any:
         if self.native is not None:
@@ -214,14 +223,14 @@ def compile_template(source: str) -> Template:
         except TemplateError:
             native = None
         if native is not None:
-            return Template(source, native.names, native.steps, native, None)
+            return Template(source, native.names, native.refs, native, None)
     try:
         tree = ENV.parse(source)
         template = ENV.from_string(tree)
     except jinja2.TemplateSyntaxError as exc:
         raise _syntax(exc) from None
-    steps = _check_ast(tree)
-    return Template(source, frozenset(meta.find_undeclared_variables(tree)), steps, None, template)
+    refs = _check_ast(tree)
+    return Template(source, frozenset(meta.find_undeclared_variables(tree)), refs, None, template)
 
 
 def to_plain(value: Any) -> Any:

@@ -305,3 +305,31 @@ def test_rule_keeps_its_source_position_and_settings(load):
 def test_without_action_params_only_templates_are_checked(write_rules):
     path = write_rules(rule("when: {source: servicetrade}", then="    then: [{anything.at.all: {x: 1}}]\n"))
     assert load_rules(path.parent, None).rules[0].then[0].name == "anything.at.all"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    pytest.param(
+        "vars: {team: north}\n" + rule("when: {source: servicetrade}",
+                                       then="    then: [{http.request: {url: '{{ vars.tem }}'}}]\n"),
+        "rules.yaml:5:12: rules[0].then[0]: vars.tem is not defined in this file's vars; did you mean 'team'?",
+        id="unknown-var",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}", "if: {any: [\"event.entity.id\", \"event.entiy.id > 3\"]}"),
+        "rules.yaml:4:35: rules[0].if.any[1]: event.entiy is not an event field; did you mean 'entity'?",
+        id="unknown-event-field",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}", "if: \"steps.customer\""),
+        "rules.yaml:4:5: rules[0].if: steps are only known inside then/on_failure",
+        id="steps-in-if",
+    ),
+    pytest.param(
+        rule("when: {source: servicetrade}", then="    then:\n      - id: a\n        http.request: {url: x}\n"
+             "      - id: a\n        http.request: {url: y}\n"),
+        "rules.yaml:7:9: rules[0].then[1].id: step id 'a' is used twice in this rule",
+        id="duplicate-step-id",
+    ),
+])
+def test_references_that_can_never_resolve(load_errors, text, expected):
+    assert load_errors(text) == [expected]
