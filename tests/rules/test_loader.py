@@ -311,7 +311,8 @@ def test_without_action_params_only_templates_are_checked(write_rules):
     pytest.param(
         "vars: {team: north}\n" + rule("when: {source: servicetrade}",
                                        then="    then: [{http.request: {url: '{{ vars.tem }}'}}]\n"),
-        "rules.yaml:5:12: rules[0].then[0]: vars.tem is not defined in this file's vars; did you mean 'team'?",
+        "rules.yaml:5:12: rules[0].then[0]: vars.tem is not defined in this file's vars; "
+        "did you mean 'team'?",
         id="unknown-var",
     ),
     pytest.param(
