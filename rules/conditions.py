@@ -130,7 +130,7 @@ def _check_expr(expr: Expression, context: Mapping[str, Any], where: str) -> str
         if expr.evaluate(context):
             return None
     except Exception as exc:
-        return f"{where}: {expr.source}: {explain_failure(exc).message}"
+        return f"{where}: {expr.source}: {explain_failure(exc, context).message}"
     detail = ""
     if expr.left is not None:
         if "env" in expr.left.names:
@@ -139,7 +139,7 @@ def _check_expr(expr: Expression, context: Mapping[str, Any], where: str) -> str
             try:
                 detail = f"; {expr.left.source} was {expr.left.evaluate(context)!r}"
             except Exception as exc:
-                detail = f"; {expr.left.source} failed: {explain_failure(exc).message}"
+                detail = f"; {expr.left.source} failed: {explain_failure(exc, context).message}"
     return f"{where}: {expr.source} is false{detail}"
 
 

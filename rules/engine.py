@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +47,12 @@ def judge(rule: Rule, event: ChangeEvent, entity: LazyEntity, context: Mapping[s
     if reason is None and rule.if_ is not None:
         reason = check_condition(rule.if_, RuleContext(context, vars=rule.vars))
     return Verdict(rule, reason is None, reason or "matched")
+
+
+def allowed_env(names: Iterable[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The allowlisted environment variables rules may read as `env.NAME`; others stay invisible."""
+    source = os.environ if environ is None else environ
+    return {name: source[name] for name in names if name in source}
 
 
 def evaluate_rules(

@@ -248,15 +248,24 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def explain_failure(exc: BaseException) -> TemplateError:
+def redact(message: str, context: Mapping[str, Any] | None) -> str:
+    """Replace every allowlisted env value in an error message: env may carry tokens."""
+    env = context.get("env") if context is not None else None
+    for value in (env or {}).values():
+        if isinstance(value, str) and len(value) >= 3:
+            message = message.replace(value, "***")
+    return message
+
+
+def explain_failure(exc: BaseException, context: Mapping[str, Any] | None = None) -> TemplateError:
     """Map anything a render can raise to a TemplateError (the path is added by the caller)."""
     if isinstance(exc, TemplateError):
         return exc
     if isinstance(exc, jinja2.exceptions.SecurityError):
-        return TemplateSecurityError("", f"refused by the sandbox: {exc}")
+        return TemplateSecurityError("", f"refused by the sandbox: {redact(str(exc), context)}")
     if isinstance(exc, jinja2.UndefinedError):
-        return TemplateError("", str(exc))
-    return TemplateError("", f"{type(exc).__name__}: {exc}")
+        return TemplateError("", redact(str(exc), context))
+    return TemplateError("", redact(f"{type(exc).__name__}: {exc}", context))
 
 
 def render_value(value: Any, context: Mapping[str, Any], loc: tuple[str | int, ...] = ()) -> Any:
@@ -267,7 +276,7 @@ def render_value(value: Any, context: Mapping[str, Any], loc: tuple[str | int, .
         try:
             return compile_template(value).render(context)
         except Exception as exc:
-            err = explain_failure(exc)
+            err = explain_failure(exc, context)
             raise type(err)(format_path(loc), err.message) from None
     if isinstance(value, Mapping):
         return {k: render_value(v, context, (*loc, k)) for k, v in value.items()}

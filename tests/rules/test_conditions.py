@@ -195,3 +195,10 @@ def test_if_tolerates_template_braces(verdict):
     assert verdict(ST + "}", if_="\"{{ entity.type == 'repair' }}\"", record=ENTITY) == (True, "matched")
     assert verdict(ST + "}", if_="\"{{ entity.type == 'x' }}\"", record=ENTITY) == (
         False, "if: entity.type == 'x' is false; entity.type was 'repair'")
+
+
+def test_env_values_are_redacted_from_if_reasons(verdict):
+    matched, reason = verdict(ST + "}", if_="\"synchroteam_datetime(env.TOKEN)\"", env={"TOKEN": "hunter22"})
+    assert (matched, reason) == (
+        False, "if: synchroteam_datetime(env.TOKEN): TypeError: "
+               "expected a datetime or Unix seconds, got '***'")

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from rules import ActionCall, TemplateError, TemplateSecurityError, build_context, render_params
+from rules.engine import allowed_env
 from rules.templating import LazyEntity, Placeholder, compile_expression, compile_template
 from tests.rules.conftest import job_record
 
@@ -150,3 +151,15 @@ def test_expressions_must_be_one_expression():
     with pytest.raises(TemplateError) as info:
         compile_expression("1 }}{% for x in y %}{% endfor %}{{ x")
     assert info.value.message == "expected a single expression"
+
+
+def test_env_values_never_appear_in_errors(context):
+    ctx = context(env={"API_TOKEN": "s3cr3t-token"})
+    with pytest.raises(TemplateError) as info:
+        render({"x": "{{ synchroteam_datetime(env.API_TOKEN) }}"}, ctx)
+    assert str(info.value) == "test.action.x: TypeError: expected a datetime or Unix seconds, got '***'"
+
+
+def test_allowed_env_reads_only_the_allowlist():
+    environ = {"REGION": "us", "API_TOKEN": "secret"}
+    assert allowed_env(["REGION", "MISSING"], environ) == {"REGION": "us"}
