@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from fieldrelay.events import ChangeEvent
 from rules.catalog import canonical_entity
+from rules.context import LazyEntity
 from rules.errors import TemplateError
-from rules.templating import Expression, LazyEntity, compile_expression, explain_failure
+from rules.templating import Expression, compile_expression, explain_failure
 
 if TYPE_CHECKING:
     from rules.models import WhenBase

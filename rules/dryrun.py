@@ -14,12 +14,13 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from fieldrelay.events import ChangeEvent
+from rules.context import Placeholder
 from rules.engine import evaluate_rules
 from rules.errors import RuleLoadError, TemplateError
 from rules.loader import load_rules, plain
 from rules.models import ActionCall, Rule
 from rules.ruleset import RuleSet
-from rules.templating import Placeholder, build_context, render_params
+from rules.templating import build_context, render_params
 
 
 def step_placeholders(rule: Rule) -> dict[str, Placeholder]:

@@ -10,9 +10,10 @@ from typing import Any
 
 from fieldrelay.events import ChangeEvent
 from rules.conditions import check_condition, match_when
+from rules.context import LazyEntity, RuleContext
 from rules.models import Rule
 from rules.ruleset import RuleSet
-from rules.templating import LazyEntity, RuleContext, build_context
+from rules.templating import build_context
 
 
 @dataclass(frozen=True)

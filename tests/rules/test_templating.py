@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime
 import pytest
 
 from rules import ActionCall, TemplateError, TemplateSecurityError, build_context, render_params
+from rules.context import LazyEntity, Placeholder
 from rules.engine import allowed_env
-from rules.templating import LazyEntity, Placeholder, compile_expression, compile_template
+from rules.templating import compile_expression, compile_template
 from tests.rules.conftest import job_record
 
 

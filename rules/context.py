@@ -1,0 +1,71 @@
+"""What rules see at run time: the lazily fetched entity, step placeholders, the shared context."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class LazyEntity(Mapping[str, Any]):
+    """The fetched record, loaded on first use so rules that never look at it cost no API call."""
+
+    def __init__(self, loader: Callable[[], dict[str, Any] | None]) -> None:
+        self._loader = loader
+        self._loaded = False
+        self._value: dict[str, Any] | None = None
+
+    @property
+    def value(self) -> dict[str, Any] | None:
+        if not self._loaded:
+            self._value, self._loaded = self._loader(), True
+        return self._value
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def __getitem__(self, key: str) -> Any:
+        if self.value is None:
+            raise KeyError(key)
+        return self.value[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.value or {})
+
+    def __len__(self) -> int:
+        return len(self.value or {})
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """A step result that does not exist yet (dry runs); renders as `<steps.customer.myId>`."""
+
+    path: str
+
+    def __getattr__(self, name: str) -> Placeholder:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return Placeholder(f"{self.path}.{name}")
+
+    def __getitem__(self, key: Any) -> Placeholder:
+        return Placeholder(f"{self.path}[{key!r}]")
+
+    def __str__(self) -> str:
+        return f"<{self.path}>"
+
+
+class RuleContext(dict[str, Any]):
+    """The names a rule sees, already merged with the environment's globals (helpers, `range`, ...).
+
+    Expressions evaluate in it without copying the globals again on every call.
+    """
+
+
+def redact(message: str, context: Mapping[str, Any] | None) -> str:
+    """Replace every allowlisted env value in an error message: env may carry tokens."""
+    env = context.get("env") if context is not None else None
+    for value in (env or {}).values():
+        if isinstance(value, str) and len(value) >= 3:
+            message = message.replace(value, "***")
+    return message
