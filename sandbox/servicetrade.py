@@ -240,6 +240,7 @@ def create_app(
     routes = [
         Route("/api", heartbeat, methods=["GET"]),
         Route("/api/", heartbeat, methods=["GET"]),
+        Route("/api/", not_allowed, methods=["POST", "PUT", "DELETE"]),
         Route("/api/auth", login, methods=["POST"]),
         Route("/api/auth", session_info, methods=["GET"]),
         Route("/api/auth", logout, methods=["DELETE"]),

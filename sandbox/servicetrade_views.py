@@ -24,6 +24,7 @@ REFERENCES: dict[str, tuple[str, str]] = {
     "primaryContactId": ("primaryContact", "contact"),
     "techIds": ("techs", "user"),
     "authorId": ("author", "user"),
+    "assignedOfficeId": ("assignedOffice", "location"),
 }
 # The "Embedded Object Reference" section of the docs lists these fields for each short form.
 EMBEDDED: dict[str, tuple[str, ...]] = {
@@ -127,7 +128,12 @@ class Renderer:
             key=lambda a: a["windowStart"],
         )
         current = open_ones[-1] if open_ones else None
+        office = self.embed("location", record.get("assignedOfficeId"))
         return {
+            "offices": [office] if office else [],
+            "terms": record.get("terms"),
+            "contract": record.get("contract"),
+            "assignedOffice": office,
             "scheduledDate": current["windowStart"] if current else None,
             "currentAppointment": (
                 {

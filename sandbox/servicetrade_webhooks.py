@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -47,11 +46,11 @@ def webhook_routes(st: ServiceTradeState) -> list[Route]:
             if not isinstance(value, bool):
                 return invalid(key, "Must be a boolean")
         hook = st.add_webhook(url, flags["enabled"], flags["includeChangesets"])
-        # The documented create response shows confirmed:false; confirmation follows right after.
-        response = envelope(
-            200, data=shown(request, dict(hook)), background=BackgroundTask(st.confirm_webhooks)
-        )
-        return response
+        # The documented create answer shows confirmed:false; confirming right after it, not in a
+        # background task, means a change made straight after creation is never missed.
+        data = shown(request, dict(hook))
+        st.confirm_webhooks()
+        return envelope(200, data=data)
 
     async def update_hook(request: Request) -> Response:
         hook = st.webhooks.get(request.path_params["id"])

@@ -17,6 +17,7 @@ from sandbox.synergist_store import (
     SynergistState,
     sha512,
 )
+from sandbox.synergist_views import activity_view, job_view
 
 CUSTOM_FIELD = re.compile(r"^(activity|job)CustomField\d+$")
 ACTIVITY_FIELDS = {
@@ -129,20 +130,6 @@ def key_filter(
     if (search := call.param("Search")) is not None:
         rows = [r for r in rows if search.lower() in " ".join(str(v) for v in r.values()).lower()]
     return rows
-
-
-def activity_view(st: SynergistState, record: dict[str, Any]) -> dict[str, Any]:
-    owner = next((u for u in st.users if u["userUserId"] == record.get("activityOwnerID")), {})
-    kind = next(
-        (t for t in st.activitytypes if t["activitytypeCode"] == record.get("activityActivitytypeCode")), {}
-    )
-    client = next((c for c in st.clients if c["clientCode"] == record.get("activityClientCode")), {})
-    return {
-        **record,
-        "activityOwnerName": owner.get("userFullName", ""),
-        "activityActivitytype": kind.get("activitytypeDescription", ""),
-        "activityClientName": client.get("clientName", ""),
-    }
 
 
 def activities(st: SynergistState, call: Call) -> Result:
@@ -285,17 +272,6 @@ def _job_values(st: SynergistState, item: dict[str, Any], allowed: set[str]) -> 
     if "jobClientCode" in values:
         st.client(values["jobClientCode"])
     return values
-
-
-def job_view(st: SynergistState, record: dict[str, Any]) -> dict[str, Any]:
-    client = next((c for c in st.clients if c["clientCode"] == record.get("jobClientCode")), {})
-    return {
-        **record,
-        "jobNumberSimple": str(record["jobNumber"]).split("/")[-1].lstrip("0"),
-        "jobStatusDescription": st.job_statuses.get(str(record.get("jobStatus")), ""),
-        "jobClientName": client.get("clientName", ""),
-        "jobCompleted": False,
-    }
 
 
 def users(st: SynergistState, call: Call) -> Result:

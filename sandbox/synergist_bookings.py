@@ -7,15 +7,8 @@ from typing import Any
 
 from sandbox.synergist_areas import Call, Result, key_filter, need
 from sandbox.synergist_store import BAD_INPUT, NOT_RECOGNISED, SynergistError, SynergistState
+from sandbox.synergist_views import booking_view, time_summary, tsp_view
 
-APPROVAL_NAMES = {
-    "P": "Posted",
-    "A": "Approved",
-    "Q": "Queried",
-    "R": "Rejected",
-    "H": "Held",
-    "W": "Unsubmitted",
-}
 TSP_FIELDS = {
     "tspJobAndPhase",
     "tspTimeDate",
@@ -37,21 +30,12 @@ def _iso(raw: Any, name: str) -> str:
         raise SynergistError(BAD_INPUT, f"{name}: expected YYYY-MM-DDTHH:MM:SS, got {raw!r}") from None
 
 
-def _booking_view(st: SynergistState, record: dict[str, Any]) -> dict[str, Any]:
-    resource = next((u for u in st.users if str(u["userUserId"]) == str(record.get("calResourceId"))), {})
-    return {
-        **record,
-        "calResourceName": resource.get("userFullName", ""),
-        "calStartDate": str(record["calIsoDateTimeStart"])[:10],
-    }
-
-
 def calendar(st: SynergistState, call: Call) -> Result:
     table = st.tables["calendar"]
     if call.action == "calendardisplay":
         low, high = call.param("datefrom") or "0000-00-00", call.param("dateto") or "9999-12-31"
         rows = [r for r in table.values() if low <= str(r["calIsoDateTimeStart"])[:10] <= high]
-        return Result([_booking_view(st, r) for r in rows], paged=True)
+        return Result([booking_view(st, r) for r in rows], paged=True)
     if call.action == "users":
         return Result(list(st.users), paged=True)
     if call.action not in {"create", "update", "delete"}:
@@ -67,6 +51,7 @@ def calendar(st: SynergistState, call: Call) -> Result:
                 "calDurationDecimalHours",
                 "calResourceId",
             )
+            time_summary(st, item["calTimeSummaryInternal"])
             values = {
                 **item,
                 "calIsoDateTimeStart": _iso(item["calIsoDateTimeStart"], "calIsoDateTimeStart"),
@@ -85,7 +70,13 @@ def calendar(st: SynergistState, call: Call) -> Result:
                 "calResourceId",
             )
             record = st.get("calendar", int(item["calDiaryInternal"]))
-            st.touch("calendar", record, {k: v for k, v in item.items() if k != "calDiaryInternal"})
+            changes = {k: v for k, v in item.items() if k != "calDiaryInternal"}
+            changes.update(
+                calIsoDateTimeStart=_iso(item["calIsoDateTimeStart"], "calIsoDateTimeStart"),
+                calIsoDateTimeEnd=_iso(item["calIsoDateTimeEnd"], "calIsoDateTimeEnd"),
+                calAllDay=str(item["calAllDay"]).lower() == "true",
+            )
+            st.touch("calendar", record, changes)
         elif call.action == "delete":
             need(item, "diary_diaryinternal")
             record = st.get("calendar", int(item["diary_diaryinternal"]))
@@ -93,12 +84,8 @@ def calendar(st: SynergistState, call: Call) -> Result:
         else:
             raise SynergistError(NOT_RECOGNISED, f"invalid action {call.action}")
         # The docs: calTimeStampModified "returns 0" on calendar writes.
-        out.append({**_booking_view(st, record), "calTimeStampModified": 0})
+        out.append({**booking_view(st, record), "calTimeStampModified": 0})
     return Result(out, message="data processed successfully.")
-
-
-def _tsp_view(record: dict[str, Any]) -> dict[str, Any]:
-    return {**record, "tspApprovalStatusName": APPROVAL_NAMES.get(record.get("tspApprovalStatus", "W"), "")}
 
 
 def tspending(st: SynergistState, call: Call) -> Result:
@@ -114,7 +101,7 @@ def tspending(st: SynergistState, call: Call) -> Result:
             raise SynergistError(BAD_INPUT, "resource is mandatory")
         low, high = call.param("datefrom") or "0000-00-00", call.param("dateto") or "9999-12-31"
         rows = [r for r in rows if low <= str(r.get("tspTimeDate")) <= high]
-        return Result([_tsp_view(r) for r in rows], paged=True)
+        return Result([tsp_view(st, r) for r in rows], paged=True)
     if call.action not in {"create", "update", "delete"}:
         raise SynergistError(NOT_RECOGNISED, f"invalid action {call.action}")
     out = []
@@ -143,5 +130,5 @@ def tspending(st: SynergistState, call: Call) -> Result:
             del table[record["tspEntryNo"]]
         else:
             raise SynergistError(NOT_RECOGNISED, f"invalid action {call.action}")
-        out.append(_tsp_view(record))
+        out.append(tsp_view(st, record))
     return Result(out, message="data processed successfully.")

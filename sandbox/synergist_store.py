@@ -69,6 +69,7 @@ class SynergistState:
         self.clients: list[dict[str, Any]] = seed.get("clients", [])
         self.activitytypes: list[dict[str, Any]] = seed.get("activitytypes", [])
         self.job_templates: list[str] = seed.get("jobTemplates", [])
+        self.time_summaries: list[dict[str, Any]] = seed.get("timeSummaries", [])
         self.job_statuses: dict[str, str] = seed.get("jobStatuses", {})
         self.tables: dict[str, dict[Any, dict[str, Any]]] = {}
         for table, (key, uuid_field, stamp, version) in TABLES.items():
