@@ -82,8 +82,12 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
-    from fieldrelay.rulescli import dry_run
+    from fieldrelay.rulescli import dry_run, test_cases
 
+    if args.cases:
+        return test_cases(Path(args.cases), Path(args.rules) if args.rules else None)
+    if not args.event:
+        sys.exit("rules test: give --event FILE (dry run) or a directory of test cases")
     rules_dir = Path(args.rules) if args.rules else _settings().rules_dir
     return dry_run(rules_dir, Path(args.event), Path(args.entity) if args.entity else None)
 
@@ -122,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = rules.add_parser("check", help="validate every rule file; errors as file:line:col: path: message")
     p.add_argument("dir", nargs="?")
     p.set_defaults(func=cmd_rules_check)
-    p = rules.add_parser("test", help="dry run: which rules match an event and why, with rendered actions")
-    p.add_argument("--event", required=True, help="a ServiceTrade webhook message or a normalized event (JSON)")
+    p = rules.add_parser("test", help="dry run an event, or run a directory of YAML test cases")
+    p.add_argument("cases", nargs="?", help="directory of test-case YAML files (rules default to its parent)")
+    p.add_argument("--event", help="a ServiceTrade webhook message or a normalized event (JSON)")
     p.add_argument("--entity", help="the entity JSON the rules see as `entity` (no API call is made)")
     p.add_argument("--rules", help="rules directory (default FIELDRELAY_RULES_DIR)")
     p.set_defaults(func=cmd_rules_test)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from fieldrelay.embedded_redis import ensure_redis
+from fieldrelay.embedded_redis import EmbeddedRedis, ensure_redis
 
 SANDBOX_USER = "sandbox"
 SANDBOX_PASSWORD = "sandbox-password"
@@ -76,7 +76,7 @@ class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._redis = None
+        self._redis: EmbeddedRedis | None = None
 
     def start_redis(self) -> str:
         url, self._redis = ensure_redis(self.config.data_dir, self.config.redis_url)
@@ -215,7 +215,9 @@ def run_stack(receiver_port: int = 8000) -> int:
 fieldrelay is running (logs in {config.log_dir}/):
   receiver      {config.base_url(receiver_port)}   (healthz, readyz, /webhooks/servicetrade/<token>)
   redis         {config.redis_url}
-  sandboxes     ServiceTrade {config.base_url(config.servicetrade_port)}/api   Synchroteam {stm}   Synergist {config.base_url(config.synergist_port)}
+  ServiceTrade  {config.base_url(config.servicetrade_port)}/api   (sandbox)
+  Synchroteam   {stm}   (sandbox)
+  Synergist     {config.base_url(config.synergist_port)}   (sandbox)
   rules         {config.rules_dir}
 
 Send ServiceTrade's documented sample webhook:

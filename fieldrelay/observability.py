@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import sentry_sdk
 from sentry_sdk.integrations.celery import CeleryIntegration
+from sentry_sdk.integrations.logging import ignore_logger
 from sentry_sdk.integrations.starlette import StarletteIntegration
 
 from fieldrelay import __version__
@@ -34,4 +35,6 @@ def init_sentry(settings: Settings, component: Literal["receiver", "worker", "be
         traces_sample_rate=0.0,
     )
     sentry_sdk.set_tag("component", component)
+    # Explicitly captured with tags by workers.tasks.fail_for_good; the log line would be a second alert.
+    ignore_logger("fieldrelay.failures")
     return True

@@ -34,7 +34,7 @@ def task_message(task_name: str, args: list[object], queue: str, *, argsrepr: st
     """One kombu/Redis envelope for a Celery protocol-2 message, serialized as JSON."""
     task_id = str(uuid.uuid4())
     body = orjson.dumps([args, {}, _EMBED])
-    headers = {
+    headers: dict[str, object] = {
         "lang": "py",
         "task": task_name,
         "id": task_id,

@@ -14,6 +14,10 @@ PREFIX = "fieldrelay"
 DAY = 86400
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class PipelineState:
     """Every key the workers keep, in one place, under the `fieldrelay:` prefix.
 
@@ -50,7 +54,7 @@ class PipelineState:
         if self.r.set(key, task_id, nx=True, ex=self.retention):
             return True
         owner = self.r.get(key)
-        return owner is not None and owner.decode() == task_id
+        return owner is not None and _text(owner) == task_id
 
     def save_event(self, event_id: str, event: dict[str, Any]) -> None:
         self.r.set(self.key("event", event_id), orjson.dumps(event), ex=self.retention)
@@ -88,7 +92,7 @@ class PipelineState:
 
     def load_steps(self, event_id: str, digest: str) -> dict[str, Any]:
         raw = self.r.hgetall(self.key("steps", event_id, digest))
-        return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+        return {_text(k): orjson.loads(v) for k, v in raw.items()}
 
     def link_store(self) -> RedisLinkStore:
         return RedisLinkStore(self.r, self.key("link"), self.retention * 52)
@@ -108,7 +112,7 @@ class PipelineState:
         self.r.zadd(self.key("dlq"), {payload: time.time()})
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        return [orjson.loads(x) for x in self.r.zrange(self.key("dlq"), 0, -1)]
+        return [orjson.loads(x) for x in self.r.zrange(self.key("dlq"), 0, -1)]  # type: ignore[arg-type]
 
 
 class RedisLinkStore:
@@ -119,7 +123,7 @@ class RedisLinkStore:
 
     def get(self, key: str) -> str | None:
         raw = self.r.hget(self.hkey, key)
-        return None if raw is None else raw.decode()
+        return None if raw is None else _text(raw)
 
     def set(self, key: str, value: str) -> None:
         self.r.hset(self.hkey, key, value)

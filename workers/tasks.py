@@ -26,6 +26,9 @@ from workers.rulebook import RuleBook
 from workers.state import PipelineState
 
 log = logging.getLogger("fieldrelay.tasks")
+# Final failures are sent to Sentry explicitly, with tags; this logger is kept out of
+# Sentry's logging integration (see fieldrelay.observability) so each failure alerts once.
+failures = logging.getLogger("fieldrelay.failures")
 MAX_RETRIES = 8
 
 
@@ -116,8 +119,8 @@ def fail_for_good(
               "action": action, "target": target, "error": f"{type(exc).__name__}: {exc}",
               "attempts": attempts}
     rt.state.dead_letter(detail)
-    rt.state.trace(event_id, "action.failed", **detail)
-    log.error("action failed for good: %s", rt.state.redactor.text(str(exc)),
+    rt.state.trace(event_id, "action.failed", **{k: v for k, v in detail.items() if k != "event_id"})
+    failures.error("action failed for good: %s", rt.state.redactor.text(str(exc)),
               extra={"event_id": event_id, "rule": rule})
     with sentry_sdk.new_scope() as scope:
         scope.set_tag("rule", rule)

@@ -100,7 +100,8 @@ def test_bad_json_is_400_with_clear_message(make_client, redis_client):
     ("mutate", "expected"),
     [
         (lambda m: m.pop("messageId"), "messageId: Field required"),
-        (lambda m: m["data"][2].update(action="archived"), "data.2.action: Input should be 'created', 'updated' or 'deleted'"),
+        (lambda m: m["data"][2].update(action="archived"),
+         "data.2.action: Input should be 'created', 'updated' or 'deleted'"),
         (lambda m: m["data"][0]["entity"].pop("uri"), "data.0.entity.uri: Field required"),
         (lambda m: m["data"][1].update(timestamp="yesterday"), "data.1.timestamp: Input should be a valid integer"),
         (lambda m: m.update(data="nope"), "data: Input should be a valid array"),

@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from workers.actions.context import ActionContext, ActionSpec, Clients
+from workers.actions.params import ActionParams
 
 
-class HttpRequest(BaseModel):
+class HttpRequest(ActionParams):
     """Send an HTTP request; the answer's status and JSON (or text) are the step's result."""
 
-    model_config = ConfigDict(extra="forbid")
 
     url: str = Field(description="http(s) URL")
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"

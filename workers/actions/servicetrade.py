@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from workers.actions.context import ActionContext, ActionSpec, Clients
+from workers.actions.params import ActionParams
 
 Visibility = Literal["public", "schedule", "tech", "billing"]
 
 
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Params(ActionParams):
+    pass
 
     def payload(self, *leave_out: str) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude_unset=True)

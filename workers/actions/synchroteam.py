@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from workers.actions.context import ActionContext, ActionSpec, Clients
+from workers.actions.params import ActionParams
 
 
-class Params(BaseModel):
+class Params(ActionParams):
     """Base for Synchroteam parameters: field names are the API's own, unknown names are errors."""
-
-    model_config = ConfigDict(extra="forbid")
 
     def payload(self) -> dict[str, Any]:
         """The JSON body: only the fields the rule set, so an upsert leaves the rest alone."""

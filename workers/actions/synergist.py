@@ -5,17 +5,16 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from workers.actions.context import ActionContext, ActionSpec, Clients
+from workers.actions.params import ActionParams
 
 Id = int | str
 
 
-class Params(BaseModel):
+class Params(ActionParams):
     """Field names are Synergist's own; unknown names are errors."""
-
-    model_config = ConfigDict(extra="forbid")
 
     def payload(self, *leave_out: str) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude_unset=True)

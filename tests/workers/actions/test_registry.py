@@ -61,3 +61,10 @@ def test_reference_lists_every_action_and_parameter() -> None:
     assert "| `json` | any | no | JSON body |" in text
     assert "Custom fields: `custom_fields: {activityCustomField<N>: value}`." in text
     assert "| `custom_fields` | dict[str, any] | no | jobCustomField<N> values, sent as they are |" in text
+
+
+def test_single_expression_templates_render_ints_that_string_fields_accept():
+    from workers.actions.registry import ACTIONS
+
+    params = ACTIONS["synchroteam.job.upsert"].params.model_validate({"myId": "st-job-1", "description": 35769})
+    assert params.description == "35769"  # type: ignore[attr-defined]

@@ -1,0 +1,76 @@
+"""An action the target rejects for good is dead-lettered and alerted to Sentry, tagged and without secrets."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+import redis
+
+from fieldrelay.devstack import SANDBOX_PASSWORD, SANDBOX_SYNCHROTEAM_KEY, Stack, StackConfig
+from fieldrelay.embedded_redis import free_port
+from tests.sentry_server import SentryCapture
+from workers.state import PipelineState
+
+pytestmark = pytest.mark.e2e
+
+# Synchroteam refuses a new job without a customer (400): a permanent failure.
+RULES = """
+rules:
+  - name: job-without-customer
+    when: {source: servicetrade, entity: job, action: updated}
+    then:
+      - synchroteam.job.upsert:
+          myId: "st-job-{{ event.entity.id }}"
+          description: "{{ event.entity.id }}"
+"""
+
+MESSAGE = {"messageId": "m-fail", "timestamp": "1700000000", "data": [
+    {"action": "updated", "timestamp": 1700000000,
+     "entity": {"type": "job", "id": 35770, "uri": "https://api.servicetrade.com/api/job/35770"}}]}
+
+
+def test_permanent_failure_is_dead_lettered_and_alerted(redis_server, tmp_path):
+    redis.Redis.from_url(redis_server).flushdb()
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "fail.yaml").write_text(RULES)
+    with SentryCapture() as sentry:
+        config = StackConfig(
+            data_dir=tmp_path, redis_url=redis_server, receiver_port=free_port(),
+            servicetrade_port=free_port(), synchroteam_port=free_port(), synergist_port=free_port(),
+            webhook_tokens="alert-token", rules_dir=rules_dir, worker_concurrency=1, log_dir=tmp_path / "logs",
+            extra_env={"FIELDRELAY_SENTRY_DSN": sentry.dsn, "FIELDRELAY_SENTRY_ENVIRONMENT": "e2e"},
+        )
+        with Stack(config) as stack:
+            stack.start_redis()
+            stack.start_sandbox()
+            stack.start_receiver()
+            stack.start_worker()
+            resp = httpx.post(f"{config.base_url(config.receiver_port)}/webhooks/servicetrade/alert-token",
+                              json=MESSAGE, timeout=10)
+            assert resp.status_code == 200
+            state = PipelineState(redis.Redis.from_url(redis_server))
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (state.dead_letters() and sentry.events()):
+                time.sleep(0.2)
+
+        [dead] = state.dead_letters()
+        assert dead["rule"] == "job-without-customer"
+        assert dead["target"] == "synchroteam"
+        assert dead["attempts"] == 1  # a 4xx is permanent: no retries burned
+        assert "400" in dead["error"]
+
+        [event] = sentry.events()
+        assert event["tags"]["rule"] == "job-without-customer"
+        assert event["tags"]["event_id"] == dead["event_id"]
+        assert event["tags"]["target"] == "synchroteam"
+        assert event["environment"] == "e2e"
+
+        everything = b"\n".join(sentry.raw).decode(errors="replace") + json.dumps(state.dead_letters())
+        for secret in (SANDBOX_SYNCHROTEAM_KEY, SANDBOX_PASSWORD, "alert-token"):
+            assert secret not in everything
+        trace = [step["step"] for step in state.load_trace(dead["event_id"])]
+        assert trace[-1] == "action.failed"

@@ -1,0 +1,10 @@
+"""The base of every action's parameter model."""
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ActionParams(BaseModel):
+    """Unknown parameters are errors. A number where the API wants text is taken as text: a
+    template that is one expression (`"{{ event.entity.id }}"`) renders to its native int."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
