@@ -99,9 +99,7 @@ class FaultMiddleware:
             await asyncio.sleep(fault.latency_ms / 1000)
         if fault.drop_connection:
             # A promised body that never arrives is what a client sees when a peer dies mid-reply.
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"64")]}
-            )
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"64")]})
             raise ConnectionDropped(scope["path"])
         if fault.status is None:
             await self.app(scope, receive, send)

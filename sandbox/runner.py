@@ -39,9 +39,7 @@ class SandboxRunner:
 
     @property
     def urls(self) -> dict[str, str]:
-        return {
-            name: f"http://{self.host}:{port}{BASE_PATHS.get(name, '')}" for name, port in self.ports.items()
-        }
+        return {name: f"http://{self.host}:{port}{BASE_PATHS.get(name, '')}" for name, port in self.ports.items()}
 
     def _run(self) -> None:
         async def serve_all() -> None:
@@ -70,7 +68,5 @@ class SandboxRunner:
     def __enter__(self) -> SandboxRunner:
         return self.start()
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()

@@ -19,9 +19,7 @@ PORTS = {"servicetrade": 8781, "synchroteam": 8782, "synergist": 8783}
 logger = logging.getLogger("sandbox")
 
 
-def build_servers(
-    host: str, ports: dict[str, int], apps: dict[str, Starlette] | None = None
-) -> list[uvicorn.Server]:
+def build_servers(host: str, ports: dict[str, int], apps: dict[str, Starlette] | None = None) -> list[uvicorn.Server]:
     """One uvicorn server per sandbox; pass `apps` to serve pre-built (e.g. pre-seeded) apps."""
     built = apps or {
         "servicetrade": servicetrade.create_app(),

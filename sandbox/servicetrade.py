@@ -74,11 +74,7 @@ def create_app(
         view = Renderer(st, base)
         shown = None
         if user is not None:
-            shown = {
-                k: v
-                for k, v in view.full("user", user).items()
-                if k not in {"location", "created", "updated"}
-            }
+            shown = {k: v for k, v in view.full("user", user).items() if k not in {"location", "created", "updated"}}
             shown["account"] = {"id": 567, "name": (shown.get("company") or {}).get("name", "")}
             shown["serviceLines"] = []
         return {"authenticated": user is not None, "eulaNeeded": False, "authToken": token, "user": shown}
@@ -114,11 +110,7 @@ def create_app(
     async def session_info(request: Request) -> Response:
         token = request.cookies.get("PHPSESSID", "")
         user = st.session_user(token)
-        return (
-            no_session(token)
-            if user is None
-            else envelope(200, data=auth_body(token, user, base_url(request)))
-        )
+        return no_session(token) if user is None else envelope(200, data=auth_body(token, user, base_url(request)))
 
     async def logout(request: Request) -> Response:
         token = request.cookies.get("PHPSESSID", "")

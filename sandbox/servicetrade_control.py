@@ -50,12 +50,8 @@ def control_routes(st: ServiceTradeState) -> list[Route]:
         """Send one message with the given items, as in the docs' sample: `{"data": [{action, type, id}]}`."""
         body: dict[str, Any] = await request.json()
         items = body.get("data", [])
-        if not items or any(
-            i.get("action") not in ACTIONS or "type" not in i or "id" not in i for i in items
-        ):
-            return JSONResponse(
-                {"error": "data must be a non-empty list of {action, type, id}"}, status_code=400
-            )
+        if not items or any(i.get("action") not in ACTIONS or "type" not in i or "id" not in i for i in items):
+            return JSONResponse({"error": "data must be a non-empty list of {action, type, id}"}, status_code=400)
         changes = [
             Change(
                 i["action"],

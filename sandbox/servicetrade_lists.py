@@ -212,16 +212,12 @@ def _filters(entity_type: str, query: QueryParams, state: ServiceTradeState) -> 
     return filters
 
 
-def select(
-    entity_type: str, query: QueryParams, state: ServiceTradeState
-) -> tuple[list[dict[str, Any]], int, int]:
+def select(entity_type: str, query: QueryParams, state: ServiceTradeState) -> tuple[list[dict[str, Any]], int, int]:
     """Return (records on the requested page, page, totalPages).
 
     The docs give `limit` defaults but no page size, so `limit` is used as the page size.
     """
-    if entity_type == "attachment" and not (
-        {"entityId", "entityType"} <= set(query) or set(BOUNDS) & set(query)
-    ):
+    if entity_type == "attachment" and not ({"entityId", "entityType"} <= set(query) or set(BOUNDS) & set(query)):
         raise InvalidQuery("entityId", "entityId and entityType are required")
     filters = _filters(entity_type, query, state)
     rows = [r for r in state.all(entity_type) if all(f(r) for f in filters)]

@@ -139,6 +139,7 @@ class Renderer:
                 {
                     **(self.embed("appointment", current["id"]) or {}),
                     "status": current["status"],
+                    "released": current.get("released", True),
                     "techs": [self.embed("user", t) for t in current.get("techIds", [])],
                 }
                 if current

@@ -29,9 +29,7 @@ def webhook_routes(st: ServiceTradeState) -> list[Route]:
 
     async def get_hook(request: Request) -> Response:
         hook = st.webhooks.get(request.path_params["id"])
-        return (
-            missing(request.path_params["id"]) if hook is None else envelope(200, data=shown(request, hook))
-        )
+        return missing(request.path_params["id"]) if hook is None else envelope(200, data=shown(request, hook))
 
     async def create_hook(request: Request) -> Response:
         try:

@@ -54,9 +54,7 @@ ERRORS = {
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(
-        {"error": ERRORS.get(status, "Error"), "message": message}, status_code=status, headers=headers
-    )
+    return JSONResponse({"error": ERRORS.get(status, "Error"), "message": message}, status_code=status, headers=headers)
 
 
 def basic_credentials(headers: Headers) -> tuple[str, str] | None:
@@ -83,9 +81,7 @@ class Gate:
         headers = Headers(scope=scope)
         accept = headers.get("accept", "*/*")
         if not any(t in accept for t in ("json", "*/*", "application/*", "text/*")):
-            await error(406, "Only application/json or text/json responses are available")(
-                scope, receive, send
-            )
+            await error(406, "Only application/json or text/json responses are available")(scope, receive, send)
             return
         if basic_credentials(headers) != (self.domain, self.api_key):
             await error(401, "Your API key is wrong")(scope, receive, send)
@@ -125,9 +121,7 @@ def create_app(
 ) -> Starlette:
     """Build the Synchroteam sandbox; clients use `http://HOST:PORT` and paths under `/api/v3`."""
     st = state if state is not None else SynchroteamState()
-    limiter = RateLimiter(
-        limit=rate_limit, window_seconds=window_seconds, daily_quota=daily_quota, clock=st.clock
-    )
+    limiter = RateLimiter(limit=rate_limit, window_seconds=window_seconds, daily_quota=daily_quota, clock=st.clock)
 
     async def body_of(request: Request) -> Any:
         raw = await request.body()
@@ -163,9 +157,7 @@ def create_app(
         rows = st.records[kind].values()
         deleted = verb == "undelete"
         if "name" in keys:  # the docs: deleting by name deletes every record with that name
-            matches = [
-                r for r in rows if r.get("name") == keys["name"] and bool(r.get("_deleted")) == deleted
-            ]
+            matches = [r for r in rows if r.get("name") == keys["name"] and bool(r.get("_deleted")) == deleted]
         else:
             found = st.find(kind, keys, deleted=deleted)
             matches = [found] if found else []

@@ -105,11 +105,7 @@ def list_page(st: SynchroteamState, kind: str, query: QueryParams) -> dict[str, 
     show = query.get("show", "active")
     if show not in {"active", "deleted", "all"}:
         raise Invalid("show must be one of active, deleted, all")
-    rows = [
-        r
-        for r in st.records[kind].values()
-        if show == "all" or bool(r.get("_deleted")) == (show == "deleted")
-    ]
+    rows = [r for r in st.records[kind].values() if show == "all" or bool(r.get("_deleted")) == (show == "deleted")]
     shown = [(r, render(st, r, simplified=True)) for r in rows]
     filters: list[Callable[[dict[str, Any], dict[str, Any]], bool]] = []
     # [INCONS] The text names the filter `changedSince` but the curl sample sends `changedFrom`.
@@ -129,18 +125,14 @@ def list_page(st: SynchroteamState, kind: str, query: QueryParams) -> dict[str, 
         start = parse_date(query.get("startDate", ""), SHORT_DATE, "startDate")
         end = parse_date(query.get("endDate", ""), SHORT_DATE, "endDate")
         filters.append(
-            lambda r, s: (
-                s["dateEnd"] >= start.strftime(SHORT_DATE) and s["dateStart"] <= end.strftime(SHORT_DATE)
-            )
+            lambda r, s: s["dateEnd"] >= start.strftime(SHORT_DATE) and s["dateStart"] <= end.strftime(SHORT_DATE)
         )
     matched = [(r, s) for r, s in shown if all(f(r, s) for f in filters)]
     sorts = SORTS.get(kind, SORTS["customer"] if kind in {"site", "equipment"} else {"id": "id"})
     field = sorts.get(query.get("sort", next(iter(sorts))).lower())
     if field is None:
         raise Invalid(f"sort must be one of {', '.join(sorts)}")
-    matched.sort(
-        key=lambda rs: _sort_key(rs[0], rs[1], field), reverse=query.get("sortOrder") == "descending"
-    )
+    matched.sort(key=lambda rs: _sort_key(rs[0], rs[1], field), reverse=query.get("sortOrder") == "descending")
     page = max(1, _int(query, "page", 1))
     size = _int(query, "pageSize", DEFAULT_PAGE_SIZE)
     if not 1 <= size <= MAX_PAGE_SIZE:

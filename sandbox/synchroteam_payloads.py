@@ -24,11 +24,7 @@ def _named(table: list[dict[str, Any]], ref: Any, what: str) -> dict[str, Any] |
     if ref is None:
         return None
     found = next(
-        (
-            t
-            for t in table
-            if isinstance(ref, dict) and (t["id"] == ref.get("id") or t["name"] == ref.get("name"))
-        ),
+        (t for t in table if isinstance(ref, dict) and (t["id"] == ref.get("id") or t["name"] == ref.get("name"))),
         None,
     )
     if found is None:
@@ -130,9 +126,7 @@ def render(st: SynchroteamState, record: dict[str, Any], *, simplified: bool = F
         for field, key in (("dateCreated", "_created"), ("dateModified", "_modified")):
             out[field] = datetime.fromtimestamp(record[key], UTC).strftime(JOB_DATE)
     if kind == "activity":
-        kind_ref = next(
-            (t for t in st.activity_types if t["id"] == (out.get("activityType") or {}).get("id")), {}
-        )
+        kind_ref = next((t for t in st.activity_types if t["id"] == (out.get("activityType") or {}).get("id")), {})
         out["activityType"] = {k: kind_ref.get(k) for k in ("id", "name", "category", "payable")}
         if out.get("user"):
             user = st.user(out["user"]) or {}

@@ -162,9 +162,7 @@ class SynchroteamState:
             for row in rows.values():
                 row["_kind"] = kind
                 if "publicLink" in FIELDS[kind]:
-                    row.setdefault(
-                        "publicLink", f"https://sandbox.synchroteam.com/{kind.title()}/Public/{row['id']}"
-                    )
+                    row.setdefault("publicLink", f"https://sandbox.synchroteam.com/{kind.title()}/Public/{row['id']}")
                 row.setdefault("_created", self.clock())
                 row.setdefault("_modified", row["_created"])
 
@@ -187,9 +185,7 @@ class SynchroteamState:
     def user(self, ref: dict[str, Any] | None) -> dict[str, Any] | None:
         if not ref:
             return None
-        found = next(
-            (u for u in self.users if u["id"] == ref.get("id") or u["login"] == ref.get("login")), None
-        )
+        found = next((u for u in self.users if u["id"] == ref.get("id") or u["login"] == ref.get("login")), None)
         if found is None:
             raise Invalid(f"user not found: {ref}")
         return found
@@ -247,9 +243,7 @@ class SynchroteamState:
         return record
 
     def update(self, record: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-        record.update(
-            {k: v for k, v in values.items() if k not in READ_ONLY and k in FIELDS[record["_kind"]]}
-        )
+        record.update({k: v for k, v in values.items() if k not in READ_ONLY and k in FIELDS[record["_kind"]]})
         self.touch(record)
         return record
 

@@ -99,9 +99,7 @@ def create_app(
         hashed = params.get("sha512password")
         if not given_user or not (secret or hashed):
             raise SynergistError(NO_CREDENTIALS, "no credentials supplied")
-        ok = given_user == user and (
-            secret == password if secret else (hashed or "").lower() == sha512(password)
-        )
+        ok = given_user == user and (secret == password if secret else (hashed or "").lower() == sha512(password))
         if not ok:
             raise SynergistError(BAD_CREDENTIALS, "invalid credentials supplied")
         if st.disabled:
@@ -139,9 +137,7 @@ def create_app(
     def identify(headers: Headers, query: QueryParams, body: Any) -> dict[str, Any]:
         given = query.get("user")
         secret, hashed = query.get("password"), query.get("sha512password")
-        valid = given == user and (
-            secret == password if secret else (hashed or "").lower() == sha512(password)
-        )
+        valid = given == user and (secret == password if secret else (hashed or "").lower() == sha512(password))
         return {
             "user": given,
             "valid": valid,

@@ -111,9 +111,7 @@ def _date(raw: Any, name: str) -> str:
     raise SynergistError(BAD_INPUT, f"{name}: expected YYYY/MM/DD or YYYY-MM-DD, got {raw!r}")
 
 
-def key_filter(
-    call: Call, rows: list[dict[str, Any]], prefix: str, keys: dict[str, str]
-) -> list[dict[str, Any]]:
+def key_filter(call: Call, rows: list[dict[str, Any]], prefix: str, keys: dict[str, str]) -> list[dict[str, Any]]:
     """Apply the documented key-field filters (`Job=`, `Client=`, `Uuid=`, `Timestampfrom=`...)."""
     stamp = f"{prefix}TimeStampModified"
     for param, fieldname in {
@@ -252,10 +250,7 @@ def jobs(st: SynergistState, call: Call) -> Result:
         else:
             raise SynergistError(NOT_RECOGNISED, f"invalid action {call.action}")
         out.append(
-            {
-                k: record[k]
-                for k in ("jobNumber", "jobUuid", "jobTimeStampModified", "jobRecommendedVersionNumber")
-            }
+            {k: record[k] for k in ("jobNumber", "jobUuid", "jobTimeStampModified", "jobRecommendedVersionNumber")}
         )
     return Result(out, message="data processed successfully.")
 

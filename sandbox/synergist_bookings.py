@@ -91,9 +91,7 @@ def calendar(st: SynergistState, call: Call) -> Result:
 def tspending(st: SynergistState, call: Call) -> Result:
     table = st.tables["tspending"]
     if call.action in {"", "timesheetpendinglist"}:
-        rows = key_filter(
-            call, list(table.values()), "tsp", {"tspending": "tspEntryNo", "job": "tspJobAndPhase"}
-        )
+        rows = key_filter(call, list(table.values()), "tsp", {"tspending": "tspEntryNo", "job": "tspJobAndPhase"})
         if (resource := call.param("resource")) is not None:
             wanted = {r.strip(' "').lower() for r in resource.strip("[]").split(",")}
             rows = [r for r in rows if str(r.get("tspResourceCode", "")).lower() in wanted]
@@ -131,4 +129,5 @@ def tspending(st: SynergistState, call: Call) -> Result:
         else:
             raise SynergistError(NOT_RECOGNISED, f"invalid action {call.action}")
         out.append(tsp_view(st, record))
-    return Result(out, message="data processed successfully.")
+    # The documented tspending create answer is a paged list envelope, unlike the other writes.
+    return Result(out, paged=call.action == "create", message="data processed successfully.")

@@ -71,9 +71,7 @@ def _simple(code: Any) -> str:
 
 
 def activity_view(st: SynergistState, record: dict[str, Any]) -> dict[str, Any]:
-    kind = next(
-        (t for t in st.activitytypes if t["activitytypeCode"] == record.get("activityActivitytypeCode")), {}
-    )
+    kind = next((t for t in st.activitytypes if t["activitytypeCode"] == record.get("activityActivitytypeCode")), {})
     client = next((c for c in st.clients if c["clientCode"] == record.get("activityClientCode")), {})
     return {
         **record,
@@ -97,9 +95,7 @@ def job_view(st: SynergistState, record: dict[str, Any]) -> dict[str, Any]:
 def time_summary(st: SynergistState, internal: Any) -> dict[str, Any]:
     found = next((t for t in st.time_summaries if str(t["calTimeSummaryInternal"]) == str(internal)), None)
     if found is None:
-        raise SynergistError(
-            NOT_FOUND, f"time summary {internal} not found (see calendar.json?action=unallocated)"
-        )
+        raise SynergistError(NOT_FOUND, f"time summary {internal} not found (see calendar.json?action=unallocated)")
     return found
 
 

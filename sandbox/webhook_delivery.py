@@ -93,9 +93,7 @@ class WebhookDispatcher:
                 if change.action == "updated" and hook["includeChangesets"]:
                     item["changeset"] = list(change.changeset)
                 items.append(item)
-            deliveries.append(
-                (hook["hookUrl"], {"messageId": message_id, "timestamp": sent_at, "data": items})
-            )
+            deliveries.append((hook["hookUrl"], {"messageId": message_id, "timestamp": sent_at, "data": items}))
         if self.controls.hold:
             with self._lock:
                 self.held.extend(deliveries)

@@ -156,9 +156,7 @@ def test_updated_and_created_bounds_are_inclusive(st_client: TestClient) -> None
 
 def test_put_job_updates_allowed_fields_and_bumps_updated(st_client: TestClient, clock: FakeClock) -> None:
     clock.advance(60)
-    response = st_client.put(
-        "/api/job/35770", json={"status": "completed", "number": 1, "description": "Done"}
-    )
+    response = st_client.put("/api/job/35770", json={"status": "completed", "number": 1, "description": "Done"})
     job = response.json()["data"]
     assert (job["status"], job["description"], job["updated"]) == ("completed", "Done", int(clock.now))
     assert job["number"] != 1  # not settable
@@ -168,9 +166,7 @@ def test_put_job_updates_allowed_fields_and_bumps_updated(st_client: TestClient,
 
 
 def test_job_comment_and_appointment_creation(st_client: TestClient) -> None:
-    comment = st_client.post(
-        "/api/job/35769/comment", json={"content": "Hood cleaned", "visibility": ["tech"]}
-    )
+    comment = st_client.post("/api/job/35769/comment", json={"content": "Hood cleaned", "visibility": ["tech"]})
     assert comment.status_code == 200
     assert comment.json()["data"]["entity"] == {
         "id": 35769,

@@ -12,9 +12,7 @@ from tests.sandbox.conftest import FakeClock, basic
 JOB = "265_160719144323649"
 
 
-@pytest.mark.parametrize(
-    "headers", [{}, basic(key="wrong"), basic(domain="other"), {"Authorization": "Basic !!"}]
-)
+@pytest.mark.parametrize("headers", [{}, basic(key="wrong"), basic(domain="other"), {"Authorization": "Basic !!"}])
 def test_bad_or_missing_credentials_get_401(sync_client: TestClient, headers: dict[str, str]) -> None:
     sync_client.headers.pop("Authorization")
     response = sync_client.get("/api/v3/job/list", headers=headers)
@@ -63,9 +61,7 @@ def test_customer_site_and_equipment_upserts(sync_client: TestClient) -> None:
         json={"myId": "st-39", "name": "Big Bang Burger Bar", "contactEmail": "bill@bbbb.example"},
     ).json()
     assert isinstance(customer["id"], int) and customer["tags"] == []
-    renamed = sync_client.post(
-        "/api/v3/customer/send", json={"myId": "st-39", "addressCity": "Raleigh"}
-    ).json()
+    renamed = sync_client.post("/api/v3/customer/send", json={"myId": "st-39", "addressCity": "Raleigh"}).json()
     assert (renamed["id"], renamed["name"], renamed["addressCity"]) == (
         customer["id"],
         "Big Bang Burger Bar",
@@ -76,13 +72,9 @@ def test_customer_site_and_equipment_upserts(sync_client: TestClient) -> None:
         "/api/v3/site/send", json={"myId": "st-33", "name": "Foo's Bar", "customer": {"myId": "st-39"}}
     ).json()
     assert site["customer"] == {"id": customer["id"], "myId": "st-39", "name": "Big Bang Burger Bar"}
-    equipment = sync_client.post(
-        "/api/v3/equipment/send", json={"name": "Hood", "site": {"id": site["id"]}}
-    ).json()
+    equipment = sync_client.post("/api/v3/equipment/send", json={"name": "Hood", "site": {"id": site["id"]}}).json()
     assert equipment["customer"]["id"] == customer["id"]
-    assert (
-        sync_client.get("/api/v3/customer/details", params={"email": "bill@bbbb.example"}).status_code == 200
-    )
+    assert sync_client.get("/api/v3/customer/details", params={"email": "bill@bbbb.example"}).status_code == 200
 
 
 def test_details_and_delete_404_when_missing(sync_client: TestClient) -> None:
@@ -92,9 +84,7 @@ def test_details_and_delete_404_when_missing(sync_client: TestClient) -> None:
 
 
 def test_delete_hides_records_until_show_deleted(sync_client: TestClient) -> None:
-    assert sync_client.delete("/api/v3/job/delete", params={"id": JOB}).json() == [
-        {"id": JOB, "deleted": True}
-    ]
+    assert sync_client.delete("/api/v3/job/delete", params={"id": JOB}).json() == [{"id": JOB, "deleted": True}]
     assert sync_client.get("/api/v3/job/details", params={"id": JOB}).status_code == 404
     assert sync_client.get("/api/v3/job/list").json()["recordsTotal"] == 0
     assert sync_client.get("/api/v3/job/list", params={"show": "deleted"}).json()["recordsTotal"] == 1
@@ -106,9 +96,7 @@ def test_delete_hides_records_until_show_deleted(sync_client: TestClient) -> Non
 def test_list_pages_across_the_whole_set(sync_client: TestClient) -> None:
     for n in range(7):
         sync_client.post("/api/v3/customer/send", json={"myId": f"c{n}", "name": f"Customer {n}"})
-    pages = [
-        sync_client.get("/api/v3/customer/list", params={"page": p, "pageSize": 4}).json() for p in (1, 2, 3)
-    ]
+    pages = [sync_client.get("/api/v3/customer/list", params={"page": p, "pageSize": 4}).json() for p in (1, 2, 3)]
     assert [(p["page"], p["pageSize"], p["records"], p["recordsTotal"]) for p in pages] == [
         (1, 4, 4, 9),
         (2, 4, 4, 9),
@@ -160,9 +148,7 @@ def test_lifecycle_actions_answer_lists(sync_client: TestClient) -> None:
         json={"myId": "life", "actualStart": "2019-11-06 13:13", "actualEnd": "2019-11-06 14:28"},
     ).json()
     assert done == [{"id": job["id"], "status": "completed"}]
-    assert (
-        sync_client.post("/api/v3/job/validate", json={"num": job["num"]}).json()[0]["status"] == "validated"
-    )
+    assert sync_client.post("/api/v3/job/validate", json={"num": job["num"]}).json()[0]["status"] == "validated"
     assert sync_client.post("/api/v3/job/cancel", json={"id": job["id"]}).json()[0]["status"] == "cancelled"
     assert sync_client.post("/api/v3/job/confirm", json={"id": job["id"]}).status_code == 400
     assert sync_client.post("/api/v3/job/cancel", json={"id": "missing"}).status_code == 404
@@ -181,9 +167,7 @@ def test_activities_upsert_by_id_and_filter(sync_client: TestClient) -> None:
     assert created["activityType"]["category"] == "unavail" and created["user"]["id"] == 1551
     changed = sync_client.post("/api/v3/activity/send", json={"id": created["id"], "note": "Holiday"}).json()
     assert changed["id"] == created["id"] and changed["dateStart"] == "2026-08-01 08:00"
-    listed = sync_client.get(
-        "/api/v3/activity/list", params={"activityType_category": "unavailability"}
-    ).json()
+    listed = sync_client.get("/api/v3/activity/list", params={"activityType_category": "unavailability"}).json()
     assert [a["id"] for a in listed["data"]] == [created["id"]]
     assert sync_client.post("/api/v3/activity/send", json={"note": "no type"}).status_code == 400
     assert sync_client.delete("/api/v3/activity/delete", params={"id": created["id"]}).json()[0]["deleted"]

@@ -38,9 +38,7 @@ def call(
         ({"user": "other", "password": "sandbox-password"}, 404002),
     ],
 )
-def test_credential_errors_are_http_404_with_codes(
-    syn_client: TestClient, params: dict[str, str], code: int
-) -> None:
+def test_credential_errors_are_http_404_with_codes(syn_client: TestClient, params: dict[str, str], code: int) -> None:
     response = syn_client.get("/jsonapi/activities.json", params={"version": "3.2", **params})
     assert response.status_code == 404
     body = response.json()
@@ -57,9 +55,7 @@ def test_sha512_login_and_casing_and_post(syn_client: TestClient) -> None:
     hashed = call(syn_client, "users", "GETSHA512").json()["data"][0]["userPasswordSha512"]
     assert hashed == hashlib.sha512(b"sandbox-password").hexdigest()
     query = {"user": "sandbox", "sha512password": hashed, "version": "3.2", "action": "version"}
-    assert (
-        syn_client.get("/jsonAPI/system.json", params=query).json()["data"][0]["variable_apiversion"] == "3.2"
-    )
+    assert syn_client.get("/jsonAPI/system.json", params=query).json()["data"][0]["variable_apiversion"] == "3.2"
     assert syn_client.post("/jsonapi/system.json", data=query).json()["success"] is True
 
 
@@ -109,9 +105,7 @@ def test_activity_create_update_with_version_and_conflict(syn_client: TestClient
 
 
 def test_activity_create_needs_the_mandatory_fields(syn_client: TestClient) -> None:
-    assert (
-        call(syn_client, "activities", "create", [{"activityActivitytypeCode": "Notes"}]).status_code == 404
-    )
+    assert call(syn_client, "activities", "create", [{"activityActivitytypeCode": "Notes"}]).status_code == 404
     assert (
         call(
             syn_client,
@@ -171,9 +165,7 @@ def test_jobs_create_update_and_details(syn_client: TestClient) -> None:
     ).json()["data"][0]
     assert set(created) == {"jobNumber", "jobUuid", "jobTimeStampModified", "jobRecommendedVersionNumber"}
     call(syn_client, "jobs", "update", [{"jobNumber": created["jobNumber"], "jobComments": "ok"}])
-    details = call(syn_client, "jobs", job=created["jobNumber"], modelstructure="jobdetails").json()["data"][
-        0
-    ]
+    details = call(syn_client, "jobs", job=created["jobNumber"], modelstructure="jobdetails").json()["data"][0]
     assert (details["jobComments"], details["jobDateIn"], details["jobStatusDescription"]) == (
         "ok",
         "2026-07-01",

@@ -81,9 +81,7 @@ def test_changesets_only_when_asked_and_only_on_updates(st_client: TestClient, c
     assert "changeset" not in catcher.messages[1]["data"][0]
 
 
-def test_disabled_and_unconfirmed_hooks_get_nothing(
-    st_client: TestClient, catcher: Catcher, st_app: Any
-) -> None:
+def test_disabled_and_unconfirmed_hooks_get_nothing(st_client: TestClient, catcher: Catcher, st_app: Any) -> None:
     hook = add_hook(st_client, enabled=False)
     st_client.put("/api/job/35770", json={"description": "x"})
     st_client.put(f"/api/webhook/{hook['id']}", json={"enabled": True})
@@ -174,9 +172,7 @@ def test_emit_sends_the_documented_sample_as_one_message(st_client: TestClient, 
 
 def test_control_entities_change_records_and_notify(st_client: TestClient, catcher: Catcher) -> None:
     add_hook(st_client, includeChangesets=True)
-    created = st_client.post(
-        "/_sandbox/entities/job", json={"status": "new", "type": "repair", "locationId": 33}
-    )
+    created = st_client.post("/_sandbox/entities/job", json={"status": "new", "type": "repair", "locationId": 33})
     job_id = created.json()["id"]
     st_client.patch(f"/_sandbox/entities/job/{job_id}", json={"status": "scheduled"})
     st_client.delete(f"/_sandbox/entities/job/{job_id}")
