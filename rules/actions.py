@@ -29,6 +29,7 @@ def parse_action(
     if not isinstance(raw, Mapping):
         problems.append((loc, "expected a mapping like {synchroteam.job.upsert: {...}}"))
         return None, frozenset()
+    before = len(problems)
     step_id = raw.get("id")
     if "id" in raw and (not isinstance(step_id, str) or not _STEP_ID.match(step_id)):
         problems.append(((*loc, "id"), f"a step id must be a plain name like 'customer', got {step_id!r}"))
@@ -51,7 +52,6 @@ def parse_action(
     if not isinstance(params, Mapping):
         problems.append(((*loc, name), f"parameters must be a mapping, got {params!r}"))
         return None, frozenset()
-    before = len(problems)
     refs = compile_strings(params, (*loc, name), problems)
     if action_params is not None:
         check_params(action_params[name], params, (*loc, name), problems)
@@ -125,7 +125,8 @@ def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
 @lru_cache(maxsize=1024)
 def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
     info = model.model_fields[name]
-    annotated: Any = typing.Annotated[info.annotation, info]
+    # The field's constraints and validators, without its alias (which only means something on a model).
+    annotated: Any = typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
     return TypeAdapter(annotated)
 
 

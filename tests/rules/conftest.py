@@ -126,6 +126,20 @@ def make_event() -> Callable[..., ChangeEvent]:
     return make
 
 
+THEN = "    then: [{http.request: {url: 'https://example.com'}}]\n"
+
+
+class CountingLoader:
+    """An entity loader that counts its calls."""
+
+    def __init__(self, record=None):
+        self.record, self.calls = record, 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.record
+
+
 def job_record(**overrides: Any) -> dict[str, Any]:
     """A ServiceTrade job as `GET /job/{id}` returns it (abridged)."""
     record: dict[str, Any] = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 from pathlib import Path
 
 import pytest
@@ -14,19 +13,9 @@ from hypothesis import strategies as st
 from fieldrelay.events import ChangeEvent, EntityRef, FieldChange
 from rules import RuleSet, TemplateError, build_context, evaluate, load_rules, render_params
 from rules.catalog import ENTITY_TYPES
-from tests.rules.conftest import job_record
+from tests.rules.conftest import THEN, CountingLoader, job_record
 
 EXAMPLES = Path(__file__).parents[2] / "rules" / "examples"
-THEN = "    then: [{http.request: {url: 'https://example.com'}}]\n"
-
-
-class CountingLoader:
-    def __init__(self, record=None):
-        self.record, self.calls = record, 0
-
-    def __call__(self):
-        self.calls += 1
-        return self.record
 
 
 def test_the_example_rule_matches_a_completed_repair_job(action_params, make_event):
@@ -93,50 +82,6 @@ def test_needs_entity_is_computed_per_rule(load):
     )
     assert {r.name: r.needs_entity for r in ruleset} == {
         "in-if": True, "in-params": True, "in-on-failure": True, "event-only": False}
-
-
-def test_rules_run_by_priority_then_file_order(write_rules, action_params, make_event):
-    write_rules("rules:\n  - name: b-low\n    when: {source: servicetrade}\n" + THEN +
-                "  - name: b-high\n    priority: 5\n    when: {source: servicetrade, entity: job}\n" + THEN,
-                "b.yaml")
-    path = write_rules("rules:\n  - name: a-low\n    when: {source: servicetrade, action: updated}\n" + THEN,
-                       "a.yaml")
-    ruleset = load_rules(path.parent, action_params)
-    assert [r.name for r in ruleset.rules] == ["b-high", "a-low", "b-low"]
-    assert [v.rule.name for v in evaluate(ruleset, make_event(), CountingLoader())] == [
-        "b-high", "a-low", "b-low"]
-
-
-def test_candidates_use_the_index_with_wildcards(load, make_event):
-    ruleset = load(
-        "rules:\n"
-        "  - name: job-updated\n    when: {source: servicetrade, entity: job, action: updated}\n" + THEN +
-        "  - name: any-job\n    when: {source: servicetrade, entity: [job, invoice]}\n" + THEN +
-        "  - name: any-updated\n    when: {source: servicetrade, action: [created, updated]}\n" + THEN +
-        "  - name: any-servicetrade\n    when: {source: servicetrade}\n" + THEN +
-        "  - name: invoice\n    when: {source: servicetrade, entity: invoice}\n" + THEN +
-        "  - name: synergist\n    when: {source: synergist}\n" + THEN
-    )
-    names = [r.name for r in ruleset.candidates(make_event())]
-    assert names == ["job-updated", "any-job", "any-updated", "any-servicetrade"]
-    assert [r.name for r in ruleset.candidates(make_event(entity="invoice", action="deleted"))] == [
-        "any-job", "any-servicetrade", "invoice"]
-    assert [r.name for r in ruleset.candidates(make_event(source="synchroteam"))] == []
-
-
-def test_rule_json_round_trip_is_cached(action_params, make_event):
-    ruleset = load_rules(EXAMPLES, action_params)
-    rule = ruleset.rules[0]
-    data = json.loads(json.dumps(rule.to_json()))
-    again = type(rule).from_json(data)
-    assert again.name == rule.name and again.digest == rule.digest and again.needs_entity
-    assert [(c.name, c.id, c.params, c.line) for c in again.then] == [
-        (c.name, c.id, c.params, c.line) for c in rule.then]
-    assert type(rule).from_json(data) is again
-    event = make_event(changes={"status": ("scheduled", "completed")})
-    context = build_context(event, job_record(), steps={"customer": {"myId": "st-company-39"}})
-    assert render_params(again.then[1], context) == {
-        "myId": "st-job-35769", "description": "Job 112233", "customer": {"myId": "st-company-39"}}
 
 
 json_values = st.recursive(
