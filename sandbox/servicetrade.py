@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request, cookie_parser
@@ -16,52 +15,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sandbox.control import build_app
 from sandbox.servicetrade_control import control_routes
 from sandbox.servicetrade_http import base_url, envelope, read_json
+from sandbox.servicetrade_jobs import job_routes
 from sandbox.servicetrade_lists import LIST_KEYS, InvalidQuery, select
-from sandbox.servicetrade_store import Change, ServiceTradeState
+from sandbox.servicetrade_store import ServiceTradeState
 from sandbox.servicetrade_views import Renderer
 from sandbox.servicetrade_webhooks import webhook_routes
 
 __all__ = ["ServiceTradeState", "create_app"]
 
 API_VERSION = "1.2.3"
-JOB_FIELDS = {
-    "vendorId",
-    "customerId",
-    "brokerId",
-    "ownerId",
-    "salesId",
-    "termsId",
-    "contractId",
-    "primaryContactId",
-    "assignedOfficeId",
-    "type",
-    "status",
-    "visibility",
-    "customerPo",
-    "description",
-    "dueBy",
-    "budgeted",
-    "name",
-}
-JOB_STATUSES = {
-    "new",
-    "scheduled",
-    "canceled",
-    "bidding",
-    "completed",
-    "pending_invoice",
-    "sending_invoice",
-    "invoiced",
-    "closed",
-}
-APPOINTMENT_STATUSES = {
-    "scheduled",
-    "unscheduled",
-    "canceled_by_vendor",
-    "canceled_by_customer",
-    "completed",
-    "no_show",
-}
 
 
 def create_app(
@@ -148,87 +110,6 @@ def create_app(
             return envelope(404, error=f"{entity_type} {entity_id} not found (or not accessible by the user)")
         return envelope(200, data=Renderer(st, base_url(request)).full(entity_type, record))
 
-    def announce(request: Request, changes: list[Change]) -> BackgroundTask:
-        return BackgroundTask(st.dispatcher.send, st.notify(changes, base_url(request)))
-
-    async def job_update(request: Request) -> Response:
-        job_id = request.path_params["id"]
-        if st.get("job", job_id) is None:
-            return envelope(404, error=f"job {job_id} not found (or not accessible by the user)")
-        try:
-            body = await read_json(request)
-        except InvalidQuery as exc:
-            return envelope(400, error=exc.message)
-        if "status" in body and body["status"] not in JOB_STATUSES:
-            return envelope(
-                400,
-                error="missing, incomplete or invalid parameters",
-                validation={"status": [f"Must be one of: {', '.join(sorted(JOB_STATUSES))}"]},
-            )
-        changeset = st.update("job", job_id, {k: v for k, v in body.items() if k in JOB_FIELDS})
-        change = Change("updated", "job", job_id, st.now(), changeset)
-        record = st.get("job", job_id) or {}
-        return envelope(
-            200,
-            data=Renderer(st, base_url(request)).full("job", record),
-            background=announce(request, [change]),
-        )
-
-    async def job_comment(request: Request) -> Response:
-        job_id = request.path_params["id"]
-        if st.get("job", job_id) is None:
-            return envelope(404, error=f"job {job_id} not found (or not accessible by the user)")
-        try:
-            body = await read_json(request)
-        except InvalidQuery as exc:
-            return envelope(400, error=exc.message)
-        if not isinstance(body.get("content"), str) or not body["content"]:
-            return envelope(400, error="invalid data", validation={"content": ["Required"]})
-        author = st.session_user(request.cookies.get("PHPSESSID")) or {}
-        comment = st.create(
-            "comment",
-            {
-                "content": body["content"],
-                "visibility": list(body.get("visibility") or []),
-                "entityType": 3,
-                "entityId": job_id,
-                "authorId": author.get("id"),
-            },
-        )
-        return envelope(200, data=Renderer(st, base_url(request)).full("comment", comment))
-
-    async def appointment_create(request: Request) -> Response:
-        try:
-            body = await read_json(request)
-        except InvalidQuery as exc:
-            return envelope(400, error=exc.message)
-        job_id = body.get("jobId")
-        job = st.get("job", job_id) if isinstance(job_id, int) else None
-        status = body.get("status", "scheduled")
-        if job is None or status not in APPOINTMENT_STATUSES:
-            field = "jobId" if job is None else "status"
-            return envelope(400, error="bad data for create", validation={field: ["Missing or invalid"]})
-        now = None if status == "unscheduled" else st.now()
-        record = st.create(
-            "appointment",
-            {
-                "status": status,
-                "jobId": job["id"],
-                "locationId": job.get("locationId"),
-                "techIds": list(body.get("techIds") or []),
-                "windowStart": body.get("windowStart", now),
-                "windowEnd": body.get("windowEnd", now),
-                "released": bool(body.get("released", True)),
-            },
-        )
-        record["name"] = f"Appointment #{record['id']}"
-        change = Change("created", "appointment", record["id"], record["created"])
-        return envelope(
-            200,
-            data=Renderer(st, base_url(request)).full("appointment", record),
-            background=announce(request, [change]),
-        )
-
     routes = [
         Route("/api", heartbeat, methods=["GET"]),
         Route("/api/", heartbeat, methods=["GET"]),
@@ -240,9 +121,7 @@ def create_app(
         Route("/api/auth/{rest:path}", not_allowed, methods=["GET", "POST", "PUT", "DELETE"]),
         *webhook_routes(st),
         Route("/api/job", not_allowed, methods=["DELETE"]),
-        Route("/api/job/{id:int}", job_update, methods=["PUT"]),
-        Route("/api/job/{id:int}/comment", job_comment, methods=["POST"]),
-        Route("/api/appointment", appointment_create, methods=["POST"]),
+        *job_routes(st),
         Route("/api/{type}", entity_list, methods=["GET"]),
         Route("/api/{type}/{id:int}", entity_get, methods=["GET"]),
     ]

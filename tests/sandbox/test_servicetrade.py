@@ -186,3 +186,11 @@ def test_reset_restores_the_seed(st_client: TestClient, st_app: Any) -> None:
     state: servicetrade.ServiceTradeState = st_app.state.sandbox
     assert state.get("job", 35770)["status"] == "scheduled"
     assert state.sessions == {}
+
+
+def test_appointment_update(st_client: TestClient, clock: FakeClock) -> None:
+    clock.advance(30)
+    moved = st_client.put("/api/appointment/754", json={"status": "completed", "techIds": [16]}).json()["data"]
+    assert (moved["status"], moved["updated"], [t["id"] for t in moved["techs"]]) == ("completed", int(clock.now), [16])
+    assert st_client.put("/api/appointment/754", json={"status": "done"}).status_code == 400
+    assert st_client.put("/api/appointment/1", json={"status": "completed"}).status_code == 404

@@ -1,0 +1,137 @@
+"""ServiceTrade writes the product makes: job updates and comments, appointment create and update."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sandbox.servicetrade_http import base_url, envelope, read_json
+from sandbox.servicetrade_lists import APPOINTMENT_STATUSES, JOB_STATUSES, InvalidQuery
+from sandbox.servicetrade_store import Change, ServiceTradeState
+from sandbox.servicetrade_views import Renderer
+
+# The job POST/PUT parameters the docs list; `locationId` is "valid on post only".
+JOB_FIELDS = {
+    "vendorId",
+    "customerId",
+    "brokerId",
+    "ownerId",
+    "salesId",
+    "termsId",
+    "contractId",
+    "primaryContactId",
+    "assignedOfficeId",
+    "type",
+    "status",
+    "visibility",
+    "customerPo",
+    "description",
+    "dueBy",
+    "budgeted",
+}
+APPOINTMENT_FIELDS = {"status", "techIds", "windowStart", "windowEnd", "released", "serviceRequestIds"}
+
+
+def job_routes(st: ServiceTradeState) -> list[Route]:
+    def announce(request: Request, change: Change) -> BackgroundTask:
+        return BackgroundTask(st.dispatcher.send, st.notify([change], base_url(request)))
+
+    def shown(request: Request, entity_type: str, entity_id: int, change: Change | None = None) -> Response:
+        record = st.get(entity_type, entity_id) or {}
+        data = Renderer(st, base_url(request)).full(entity_type, record)
+        return envelope(200, data=data, background=announce(request, change) if change else None)
+
+    def invalid(field: str, message: str) -> Response:
+        return envelope(400, error="missing, incomplete or invalid parameters", validation={field: [message]})
+
+    async def body_of(request: Request) -> dict[str, Any] | Response:
+        try:
+            return await read_json(request)
+        except InvalidQuery as exc:
+            return envelope(400, error=exc.message)
+
+    async def job_update(request: Request) -> Response:
+        job_id = request.path_params["id"]
+        if st.get("job", job_id) is None:
+            return envelope(404, error=f"job {job_id} not found (or not accessible by the user)")
+        body = await body_of(request)
+        if isinstance(body, Response):
+            return body
+        if "status" in body and body["status"] not in JOB_STATUSES:
+            return invalid("status", f"Must be one of: {', '.join(JOB_STATUSES)}")
+        changeset = st.update("job", job_id, {k: v for k, v in body.items() if k in JOB_FIELDS})
+        return shown(request, "job", job_id, Change("updated", "job", job_id, st.now(), changeset))
+
+    async def job_comment(request: Request) -> Response:
+        job_id = request.path_params["id"]
+        if st.get("job", job_id) is None:
+            return envelope(404, error=f"job {job_id} not found (or not accessible by the user)")
+        body = await body_of(request)
+        if isinstance(body, Response):
+            return body
+        if not isinstance(body.get("content"), str) or not body["content"]:
+            return invalid("content", "Required")
+        author = st.session_user(request.cookies.get("PHPSESSID")) or {}
+        comment = st.create(
+            "comment",
+            {
+                "content": body["content"],
+                "visibility": list(body.get("visibility") or []),
+                "entityType": 3,
+                "entityId": job_id,
+                "authorId": author.get("id"),
+            },
+        )
+        return shown(request, "comment", comment["id"])
+
+    async def appointment_create(request: Request) -> Response:
+        body = await body_of(request)
+        if isinstance(body, Response):
+            return body
+        job_id = body.get("jobId")
+        job = st.get("job", job_id) if isinstance(job_id, int) else None
+        if job is None:
+            return invalid("jobId", "Required, the id of an existing job")
+        status = body.get("status", "scheduled")
+        if status not in APPOINTMENT_STATUSES:
+            return invalid("status", f"Must be one of: {', '.join(APPOINTMENT_STATUSES)}")
+        # The docs: windows default to null when unscheduled and to the current time otherwise.
+        now = None if status == "unscheduled" else st.now()
+        values = {
+            "status": status,
+            "jobId": job["id"],
+            "locationId": job.get("locationId"),
+            "techIds": list(body.get("techIds") or []),
+            "windowStart": body.get("windowStart", now),
+            "windowEnd": body.get("windowEnd", now),
+            "released": bool(body.get("released", True)),
+        }
+        record = st.create("appointment", values)
+        record["name"] = f"Appointment #{record['id']}"
+        return shown(
+            request, "appointment", record["id"], Change("created", "appointment", record["id"], record["created"])
+        )
+
+    async def appointment_update(request: Request) -> Response:
+        appointment_id = request.path_params["id"]
+        if st.get("appointment", appointment_id) is None:
+            return envelope(404, error=f"appointment {appointment_id} not found")
+        body = await body_of(request)
+        if isinstance(body, Response):
+            return body
+        if "status" in body and body["status"] not in APPOINTMENT_STATUSES:
+            return invalid("status", f"Must be one of: {', '.join(APPOINTMENT_STATUSES)}")
+        changeset = st.update("appointment", appointment_id, {k: v for k, v in body.items() if k in APPOINTMENT_FIELDS})
+        change = Change("updated", "appointment", appointment_id, st.now(), changeset)
+        return shown(request, "appointment", appointment_id, change)
+
+    return [
+        Route("/api/job/{id:int}", job_update, methods=["PUT"]),
+        Route("/api/job/{id:int}/comment", job_comment, methods=["POST"]),
+        Route("/api/appointment", appointment_create, methods=["POST"]),
+        Route("/api/appointment/{id:int}", appointment_update, methods=["PUT"]),
+    ]
