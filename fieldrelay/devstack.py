@@ -204,6 +204,12 @@ def run_stack(receiver_port: int = 8000) -> int:
         log_dir=settings.data_dir / "logs",
     )
     stack = Stack(config)
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds through `finally: stack.stop()` like Ctrl-C
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
     try:
         stack.start_all()
     except BaseException:

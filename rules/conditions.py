@@ -182,14 +182,12 @@ def match_when(when: WhenBase, event: ChangeEvent, entity: LazyEntity) -> str | 
         return f"when.source: wanted {when.source!r}, event had {event.source!r}"
     if when.via != "any" and when.via != event.via:
         return f"when.via: wanted {when.via!r}, event had {event.via!r}"
-    if when.entity is not None and canonical_entity(event.entity.type) not in {
-        canonical_entity(e) for e in when.entity
-    }:
-        return f"when.entity: wanted {_wanted(_one(when.entity))}, event had {event.entity.type!r}"
+    if when.entity_keys is not None and canonical_entity(event.entity.type) not in when.entity_keys:
+        return f"when.entity: wanted {_wanted(_one(when.entity or []))}, event had {event.entity.type!r}"
     if when.action is not None and event.action not in when.action:
         return f"when.action: wanted {_wanted(_one(when.action))}, event had {event.action!r}"
     for name, transition in when.changed.items():
-        reason = _match_transition(name, transition.checks(), event, entity)
+        reason = _match_transition(name, transition.checks, event, entity)
         if reason is not None:
             return reason
     return None

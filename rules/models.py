@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from rules.catalog import check_entity
+from rules.catalog import canonical_entity, check_entity
 from rules.conditions import Condition
 
 
@@ -40,6 +40,7 @@ class Transition(Spec):
     not_from: Any = None
     not_to: Any = None
 
+    @cached_property
     def checks(self) -> list[tuple[str, Any]]:
         """The constraints actually written, in a fixed order, as (kind, wanted)."""
         order = (("from_", "from"), ("to", "to"), ("not_from", "not_from"), ("not_to", "not_to"))
@@ -55,6 +56,11 @@ class WhenBase(Spec):
     entity: list[str] | None = None
     action: Annotated[list[ActionName] | None, BeforeValidator(_as_list)] = None
     changed: dict[str, Annotated[Transition, BeforeValidator(_as_transition)]] = Field(default_factory=dict)
+
+    @cached_property
+    def entity_keys(self) -> frozenset[str] | None:
+        """`entity` in the one spelling events are matched on (see catalog.canonical_entity)."""
+        return None if self.entity is None else frozenset(canonical_entity(e) for e in self.entity)
 
 
 def _entities(source: str) -> Any:
