@@ -70,8 +70,16 @@ def build_app(
         Route(f"{CONTROL_PREFIX}/faults", clear_faults, methods=["DELETE"]),
         Route(f"{CONTROL_PREFIX}/reset", do_reset, methods=["POST"]),
     ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Unknown paths and verbs answer in the API's own error shape, not Starlette's plain text.
+        status = getattr(exc, "status_code", 500)
+        detail = getattr(exc, "detail", "error")
+        return JSONResponse(error_body(status, f"{request.method} {request.url.path}: {detail}"), status_code=status)
+
     app = Starlette(
         routes=[*control, *extra_control, *routes],
+        exception_handlers={404: http_error, 405: http_error},
         middleware=[
             Middleware(RecorderMiddleware, recorder=recorder),
             Middleware(FaultMiddleware, injector=injector, error_body=error_body),

@@ -13,8 +13,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.recorder import CONTROL_PREFIX
 
-# Each API words its errors differently, so each sandbox says how an injected status looks.
-ErrorBody = Callable[[int], Any]
+# Each API words its errors differently, so each sandbox says how a status and message look.
+ErrorBody = Callable[[int, str], Any]
 
 
 class ConnectionDropped(Exception):
@@ -104,7 +104,11 @@ class FaultMiddleware:
         if fault.status is None:
             await self.app(scope, receive, send)
             return
-        body = fault.body if fault.body is not None else self.error_body(fault.status)
+        body = (
+            fault.body
+            if fault.body is not None
+            else self.error_body(fault.status, f"sandbox injected HTTP {fault.status}")
+        )
         payload = json.dumps(body).encode()
         await send(
             {

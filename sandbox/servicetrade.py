@@ -130,7 +130,7 @@ def create_app(
         state=st,
         reset=st.reset,
         identify=lambda headers, query, body: identify(st, headers, body),
-        error_body=lambda status: {"messages": {"error": [f"sandbox injected HTTP {status}"]}},
+        error_body=lambda status, message: {"messages": {"error": [message]}},
         extra_control=control_routes(st),
         middleware=[Middleware(SessionGuard, state=st)],
     )

@@ -212,10 +212,7 @@ def create_app(
         state=st,
         reset=reset,
         identify=identify,
-        error_body=lambda status: {
-            "error": ERRORS.get(status, "Error"),
-            "message": f"sandbox injected HTTP {status}",
-        },
+        error_body=lambda status, message: {"error": ERRORS.get(status, "Error"), "message": message},
         middleware=[Middleware(Gate, domain=domain, api_key=api_key, limiter=limiter)],
     )
     app.state.limiter = limiter

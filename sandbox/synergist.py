@@ -66,21 +66,22 @@ def envelope(result: Result, call: Call) -> dict[str, Any]:
     return body
 
 
-def failure(exc: SynergistError) -> Response:
+def failure_body(code: int, message: str) -> dict[str, Any]:
     # The docs show only the XML error; this JSON form mirrors the success envelope's fields.
-    return JSONResponse(
-        {
-            "responsecode": 0,
-            "responsestatus": "ERROR",
-            "errorcode": exc.code,
-            "errormessage": exc.message,
-            "responsemessage": "",
-            "warningmessage": "",
-            "success": False,
-            "data": [],
-        },
-        status_code=404,
-    )
+    return {
+        "responsecode": 0,
+        "responsestatus": "ERROR",
+        "errorcode": code,
+        "errormessage": message,
+        "responsemessage": "",
+        "warningmessage": "",
+        "success": False,
+        "data": [],
+    }
+
+
+def failure(exc: SynergistError) -> Response:
+    return JSONResponse(failure_body(exc.code, exc.message), status_code=404)
 
 
 def create_app(
@@ -150,14 +151,7 @@ def create_app(
         state=st,
         reset=st.reset,
         identify=identify,
-        error_body=lambda status: {
-            "responsecode": 0,
-            "responsestatus": "ERROR",
-            "errorcode": 404500,
-            "errormessage": f"sandbox injected HTTP {status}",
-            "success": False,
-            "data": [],
-        },
+        error_body=lambda status, message: failure_body(NOT_RECOGNISED if status == 404 else 404500, message),
     )
 
 
