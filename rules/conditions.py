@@ -138,10 +138,16 @@ def _check_expr(expr: Expression, context: Mapping[str, Any], where: str) -> str
             detail = f"; {expr.left.source} was (hidden: reads env)"
         else:
             try:
-                detail = f"; {expr.left.source} was {expr.left.evaluate(context)!r}"
+                detail = f"; {expr.left.source} was {show(expr.left.evaluate(context))}"
             except Exception as exc:
                 detail = f"; {expr.left.source} failed: {explain_failure(exc, context).message}"
     return f"{where}: {expr.source} is false{detail}"
+
+
+def show(value: Any, *, quote: bool = True, limit: int = 120) -> str:
+    """A value for a reason line: repr'd, and cut short so one huge field cannot flood the logs."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def same(wanted: Any, seen: Any) -> bool:
@@ -183,7 +189,7 @@ def match_when(when: WhenBase, event: ChangeEvent, entity: LazyEntity) -> str | 
     if when.via != "any" and when.via != event.via:
         return f"when.via: wanted {when.via!r}, event had {event.via!r}"
     if when.entity_keys is not None and canonical_entity(event.entity.type) not in when.entity_keys:
-        return f"when.entity: wanted {_wanted(_one(when.entity or []))}, event had {event.entity.type!r}"
+        return f"when.entity: wanted {_wanted(_one(when.entity or []))}, event had {show(event.entity.type)}"
     if when.action is not None and event.action not in when.action:
         return f"when.action: wanted {_wanted(_one(when.action))}, event had {event.action!r}"
     for name, transition in when.changed.items():
@@ -210,7 +216,7 @@ def _match_transition(
         return _compare(where, checks, None, current, "the entity has")
     change = event.changes.get(name)
     if change is None:
-        seen = ", ".join(sorted(event.changes)) or "nothing"
+        seen = show(", ".join(sorted(event.changes)), quote=False) or "nothing"
         return f"{where}: the event did not change {name!r} (changed: {seen})"
     return _compare(where, checks, change.old, change.new, "event had")
 
@@ -220,7 +226,7 @@ def _compare(where: str, checks: list[tuple[str, Any]], old: Any, new: Any, had:
         seen = old if kind in ("from", "not_from") else new
         hit = same(wanted, seen)
         if kind.startswith("not_") and hit:
-            return f"{where}.{kind}: wanted anything but {_wanted(wanted)}, {had} {seen!r}"
+            return f"{where}.{kind}: wanted anything but {_wanted(wanted)}, {had} {show(seen)}"
         if not kind.startswith("not_") and not hit:
-            return f"{where}.{kind}: wanted {_wanted(wanted)}, {had} {seen!r}"
+            return f"{where}.{kind}: wanted {_wanted(wanted)}, {had} {show(seen)}"
     return None

@@ -18,7 +18,9 @@ class LazyEntity(Mapping[str, Any]):
     @property
     def value(self) -> dict[str, Any] | None:
         if not self._loaded:
-            self._value, self._loaded = self._loader(), True
+            value = self._loader()
+            # Anything but a mapping (a list, an error body) is no record to read fields from.
+            self._value, self._loaded = (dict(value) if isinstance(value, Mapping) else None), True
         return self._value
 
     @property

@@ -202,3 +202,16 @@ def test_env_values_are_redacted_from_if_reasons(verdict):
     assert (matched, reason) == (
         False, "if: synchroteam_datetime(env.TOKEN): TypeError: "
                "expected a datetime or Unix seconds, got '***'")
+
+
+def test_long_values_are_cut_short_in_reasons(verdict):
+    changes = {"status": ("a", "x" * 500)}
+    matched, reason = verdict(ST + ", changed: {status: {to: b}}}", changes=changes)
+    assert not matched
+    assert reason.startswith("when.changed.status.to: wanted 'b', event had 'xxx")
+    assert reason.endswith("…") and len(reason) < 200
+
+
+def test_a_loader_returning_a_non_mapping_counts_as_no_entity(verdict):
+    assert verdict(ST + "}", if_="\"entity.id\"", record=["not", "a", "record"]) == (
+        False, "if: entity.id: the entity could not be loaded, so it has no field 'id'")
