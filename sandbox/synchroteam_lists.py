@@ -94,6 +94,23 @@ def _match(path: str, how: str, wanted: str) -> Callable[[dict[str, Any], dict[s
     return lambda record, shown: str(_path(shown, path)) == wanted
 
 
+def _job_window(query: QueryParams) -> list[Callable[[dict[str, Any], dict[str, Any]], bool]]:
+    """`dateFrom`/`dateTo`: jobs planned, ongoing or completed on/after and on/before (actual dates first)."""
+
+    def moment(shown: dict[str, Any], actual: str, planned: str) -> datetime | None:
+        value = shown.get(actual) or shown.get(planned)
+        return parse_date(value, JOB_DATE, planned).replace(tzinfo=None) if value else None
+
+    filters: list[Callable[[dict[str, Any], dict[str, Any]], bool]] = []
+    if "dateFrom" in query:
+        low = parse_date(query["dateFrom"], FILTER_DATE, "dateFrom").replace(tzinfo=None)
+        filters.append(lambda r, s: (end := moment(s, "actualEnd", "scheduledEnd")) is not None and end >= low)
+    if "dateTo" in query:
+        high = parse_date(query["dateTo"], FILTER_DATE, "dateTo").replace(tzinfo=None)
+        filters.append(lambda r, s: (begin := moment(s, "actualStart", "scheduledStart")) is not None and begin <= high)
+    return filters
+
+
 def _int(query: QueryParams, name: str, default: int) -> int:
     try:
         return int(query.get(name, default))
@@ -127,6 +144,8 @@ def list_page(st: SynchroteamState, kind: str, query: QueryParams) -> dict[str, 
         filters.append(
             lambda r, s: s["dateEnd"] >= start.strftime(SHORT_DATE) and s["dateStart"] <= end.strftime(SHORT_DATE)
         )
+    if kind == "job":
+        filters.extend(_job_window(query))
     matched = [(r, s) for r, s in shown if all(f(r, s) for f in filters)]
     sorts = SORTS.get(kind, SORTS["customer"] if kind in {"site", "equipment"} else {"id": "id"})
     field = sorts.get(query.get("sort", next(iter(sorts))).lower())

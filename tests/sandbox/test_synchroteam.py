@@ -203,3 +203,10 @@ def test_daily_quota_answers_the_documented_429_until_utc_midnight(
 def test_non_json_accept_gets_406(sync_client: TestClient) -> None:
     assert sync_client.get("/api/v3/job/list", headers={"Accept": "application/xml"}).status_code == 406
     assert sync_client.get("/api/v3/job/list", headers={"Accept": "text/json"}).status_code == 200
+
+
+def test_job_list_date_window(sync_client: TestClient) -> None:
+    inside = {"dateFrom": "2016-07-19 00:00:00", "dateTo": "2016-07-19 23:59:59"}
+    assert sync_client.get("/api/v3/job/list", params=inside).json()["recordsTotal"] == 1
+    later = {"dateFrom": "2016-07-20 00:00:00"}
+    assert sync_client.get("/api/v3/job/list", params=later).json()["recordsTotal"] == 0
