@@ -14,8 +14,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.control import build_app
-from sandbox.synergist_areas import Call, Handler, Result, activities, clients, jobs, system, users
+from sandbox.synergist_areas import Handler, activities, clients, jobs, system, users
 from sandbox.synergist_bookings import calendar, tspending
+from sandbox.synergist_calls import Call, Result
 from sandbox.synergist_store import (
     ACCOUNT_DISABLED,
     BAD_COMPANY,

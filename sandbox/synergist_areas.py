@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from sandbox.synergist_calls import Call, Result, key_filter, need
 from sandbox.synergist_store import (
     BAD_INPUT,
-    MISSING_FIELD,
     NOT_RECOGNISED,
     VERSION_CONFLICT,
     SynergistError,
@@ -60,47 +59,6 @@ JOB_FIELDS = {
 JOB_CREATE_FIELDS = JOB_FIELDS | {"jobNumber", "jobHandleruserid", "jobPrefixOnly"}
 
 
-@dataclass
-class Call:
-    """One parsed request: lower-cased parameters, the caller and the `input` data items."""
-
-    area: str
-    action: str
-    params: dict[str, str]
-    user: dict[str, Any]
-    company: str
-    items: list[dict[str, Any]] = field(default_factory=list)
-    password: str = ""
-
-    def param(self, name: str) -> str | None:
-        return self.params.get(name.lower())
-
-
-@dataclass
-class Result:
-    data: list[dict[str, Any]]
-    paged: bool = False
-    message: str = ""
-
-
-def need(item: dict[str, Any], *names: str) -> None:
-    missing = [n for n in names if item.get(n) in (None, "")]
-    if missing:
-        raise SynergistError(MISSING_FIELD, f"mandatory field(s) missing: {', '.join(missing)}")
-
-
-def _timestamp(raw: str, name: str) -> int:
-    """`Timestampfrom`/`Timestampto` formats are not documented: Unix seconds or ISO dates are taken."""
-    if raw.isdigit():
-        return int(raw)
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
-        try:
-            return int(datetime.strptime(raw, fmt).replace(tzinfo=UTC).timestamp())
-        except ValueError:
-            continue
-    raise SynergistError(BAD_INPUT, f"{name}: not a Unix timestamp or YYYY-MM-DD date: {raw!r}")
-
-
 def _date(raw: Any, name: str) -> str:
     # The job create example writes "2017/12/06"; the docs' stated date format is YYYY-MM-DD.
     for fmt in ("%Y/%m/%d", "%Y-%m-%d"):
@@ -109,25 +67,6 @@ def _date(raw: Any, name: str) -> str:
         except ValueError:
             continue
     raise SynergistError(BAD_INPUT, f"{name}: expected YYYY/MM/DD or YYYY-MM-DD, got {raw!r}")
-
-
-def key_filter(call: Call, rows: list[dict[str, Any]], prefix: str, keys: dict[str, str]) -> list[dict[str, Any]]:
-    """Apply the documented key-field filters (`Job=`, `Client=`, `Uuid=`, `Timestampfrom=`...)."""
-    stamp = f"{prefix}TimeStampModified"
-    for param, fieldname in {
-        **keys,
-        "uuid": f"{prefix}uuid" if prefix == "activity" else f"{prefix}Uuid",
-    }.items():
-        wanted = call.param(param)
-        if wanted is not None:
-            rows = [r for r in rows if str(r.get(fieldname)) == wanted]
-    if (low := call.param("Timestampfrom")) is not None:
-        rows = [r for r in rows if r.get(stamp, 0) >= _timestamp(low, "Timestampfrom")]
-    if (high := call.param("Timestampto")) is not None:
-        rows = [r for r in rows if r.get(stamp, 0) <= _timestamp(high, "Timestampto")]
-    if (search := call.param("Search")) is not None:
-        rows = [r for r in rows if search.lower() in " ".join(str(v) for v in r.values()).lower()]
-    return rows
 
 
 def activities(st: SynergistState, call: Call) -> Result:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sandbox.synergist_areas import Call, Result, key_filter, need
+from sandbox.synergist_calls import Call, Result, key_filter, need
 from sandbox.synergist_store import BAD_INPUT, NOT_RECOGNISED, SynergistError, SynergistState
 from sandbox.synergist_views import booking_view, time_summary, tsp_view
 
