@@ -192,7 +192,8 @@ def _load_file(path: Path, action_params: ActionParams | None) -> _Loaded:
         return out
     data = plain(root)
     for key in data:
-        if key not in _TOP_KEYS:
+        # `x-...` keys are free for YAML anchors shared between rules, as in docker-compose.
+        if key not in _TOP_KEYS and not str(key).startswith("x-"):
             problems.append(((key,), f"unknown field {key!r}{did_you_mean(str(key), _TOP_KEYS)}"))
     vars = data.get("vars") or {}
     if not isinstance(vars, dict):

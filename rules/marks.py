@@ -20,7 +20,7 @@ def locate(root: Any, loc: Loc) -> tuple[int, int, Loc]:
     node, line, col, path = root, 0, 0, []
     for i, part in enumerate(loc):
         if isinstance(node, CommentedMap) and part in node:
-            line, col = node.lc.key(part)
+            line, col = _key_mark(node, part) or (line, col)
             node = node[part]
             path.append(part)
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
@@ -34,6 +34,21 @@ def locate(root: Any, loc: Loc) -> tuple[int, int, Loc]:
         else:
             continue
     return line + 1, col + 1, tuple(path)
+
+
+def _key_mark(node: CommentedMap, key: Any) -> tuple[int, int] | None:
+    """Where `key` is written; keys merged in with `<<: *anchor` are found at the anchor."""
+    try:
+        line, col = node.lc.key(key)
+        return line, col
+    except KeyError:
+        pass
+    # ruamel's merge list has held (position, map) pairs in some versions and bare maps in others.
+    for item in getattr(node, "merge", None) or ():
+        source = item[1] if isinstance(item, tuple) else item
+        if isinstance(source, CommentedMap) and key in source:
+            return _key_mark(source, key)
+    return None
 
 
 def _unwrap(annotation: Any) -> Any:

@@ -334,3 +334,21 @@ def test_without_action_params_only_templates_are_checked(write_rules):
 ])
 def test_references_that_can_never_resolve(load_errors, text, expected):
     assert load_errors(text) == [expected]
+
+
+def test_anchors_and_merge_keys_point_at_where_the_value_is_written(load_errors, load):
+    text = (
+        "x-job: &job\n  source: servicetrade\n  entity: jobb\n"
+        "rules:\n"
+        "  - name: a\n    when:\n      <<: *job\n      action: updatd\n" + OK_THEN +
+        "  - name: b\n    when: *job\n" + OK_THEN
+    )
+    assert load_errors(text) == [
+        "rules.yaml:3:3: rules[0].when.entity: 'jobb' is not a ServiceTrade entity type; did you mean 'job'?",
+        "rules.yaml:3:3: rules[1].when.entity: 'jobb' is not a ServiceTrade entity type; did you mean 'job'?",
+        "rules.yaml:8:7: rules[0].when.action: 'updatd' is not one of 'created', 'updated' or 'deleted'; "
+        "did you mean 'updated'?",
+    ]
+    ruleset = load(text.replace("jobb", "job").replace("updatd", "updated"))
+    assert [(r.name, r.when.entity, r.when.action) for r in ruleset] == [
+        ("a", ["job"], ["updated"]), ("b", ["job"], None)]
