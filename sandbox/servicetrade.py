@@ -105,7 +105,8 @@ def create_app(
 
     async def entity_get(request: Request) -> Response:
         entity_type, entity_id = request.path_params["type"], request.path_params["id"]
-        record = st.get(entity_type, entity_id) if entity_type in LIST_KEYS else None
+        readable = entity_type in LIST_KEYS or entity_type == "comment"
+        record = st.get(entity_type, entity_id) if readable else None
         if record is None:
             return envelope(404, error=f"{entity_type} {entity_id} not found (or not accessible by the user)")
         return envelope(200, data=Renderer(st, base_url(request)).full(entity_type, record))

@@ -88,6 +88,18 @@ def job_routes(st: ServiceTradeState) -> list[Route]:
         )
         return shown(request, "comment", comment["id"])
 
+    async def job_comments(request: Request) -> Response:
+        job_id = request.path_params["id"]
+        if st.get("job", job_id) is None:
+            return envelope(404, error=f"job {job_id} not found (or not accessible by the user)")
+        view = Renderer(st, base_url(request))
+        comments = [
+            view.full("comment", c)
+            for c in st.all("comment")
+            if c.get("entityType") == 3 and c.get("entityId") == job_id
+        ]
+        return envelope(200, data={"totalPages": 1, "page": 1, "comments": comments})
+
     async def appointment_create(request: Request) -> Response:
         body = await body_of(request)
         if isinstance(body, Response):
@@ -132,6 +144,7 @@ def job_routes(st: ServiceTradeState) -> list[Route]:
     return [
         Route("/api/job/{id:int}", job_update, methods=["PUT"]),
         Route("/api/job/{id:int}/comment", job_comment, methods=["POST"]),
+        Route("/api/job/{id:int}/comment", job_comments, methods=["GET"]),
         Route("/api/appointment", appointment_create, methods=["POST"]),
         Route("/api/appointment/{id:int}", appointment_update, methods=["PUT"]),
     ]

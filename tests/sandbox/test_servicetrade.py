@@ -174,6 +174,10 @@ def test_job_comment_and_appointment_creation(st_client: TestClient) -> None:
         "type": 3,
     }
     assert st_client.post("/api/job/35769/comment", json={}).status_code == 400
+    comment_id = comment.json()["data"]["id"]
+    listed = st_client.get("/api/job/35769/comment").json()["data"]["comments"]
+    assert [c["id"] for c in listed] == [comment_id] and listed[0]["author"]["name"] == "Sandbox Admin"
+    assert st_client.get(f"/api/comment/{comment_id}").json()["data"]["content"] == "Hood cleaned"
     assert st_client.post("/api/appointment", json={"status": "scheduled"}).status_code == 400
     created = st_client.post("/api/appointment", json={"jobId": 34872, "techIds": [6]}).json()["data"]
     assert created["status"] == "scheduled" and created["job"]["id"] == 34872
