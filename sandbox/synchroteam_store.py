@@ -39,84 +39,38 @@ DATE_SHAPES = {
     FILTER_DATE: "yyyy-mm-dd HH:mm:ss",
     SHORT_DATE: "yyyy-mm-dd hh:mm",
 }
-ADDRESS = (
-    "address",
-    "addressStreet",
-    "addressComplement",
-    "addressZIP",
-    "addressCity",
-    "addressProvince",
-    "addressCountry",
-    "position",
-    "customFieldValues",
+ADDRESS = tuple(
+    "address addressStreet addressComplement addressZIP addressCity addressProvince addressCountry position "
+    "customFieldValues".split()
 )
 FIELDS: dict[str, tuple[str, ...]] = {
     "customer": (
-        "id",
-        "myId",
-        "name",
+        *("id myId name").split(),
         *ADDRESS,
-        "contactLastName",
-        "contactFirstName",
-        "contactPhone",
-        "contactMobile",
-        "contactEmail",
-        "contactFax",
-        "vatNumber",
-        "publicLink",
-        "tags",
+        *(
+            "contactLastName contactFirstName contactPhone contactMobile contactEmail contactFax vatNumber "
+            "publicLink tags"
+        ).split(),
     ),
     "site": (
-        "id",
-        "myId",
-        "name",
+        *("id myId name").split(),
         *ADDRESS,
-        "contactName",
-        "contactPhone",
-        "contactMobile",
-        "contactEmail",
-        "contactFax",
-        "publicLink",
-        "customer",
-        "tags",
+        *("contactName contactPhone contactMobile contactEmail contactFax publicLink customer tags").split(),
     ),
-    "equipment": ("id", "myId", "name", "publicLink", "customer", "site", "customFieldValues", "tags"),
+    "equipment": tuple("id myId name publicLink customer site customFieldValues tags".split()),
     "job": (
-        "id",
-        "myId",
-        "num",
-        "description",
-        "priority",
-        "customer",
-        "site",
-        "equipment",
-        "type",
-        "reportTemplate",
-        "technician",
-        "otherTechnicians",
-        "createdBy",
+        *(
+            "id myId num description priority customer site equipment type reportTemplate technician "
+            "otherTechnicians createdBy"
+        ).split(),
         *ADDRESS,
-        "contactFirstName",
-        "contactLastName",
-        "contactMobile",
-        "contactPhone",
-        "contactEmail",
-        "scheduledStart",
-        "scheduledEnd",
-        "actualStart",
-        "actualEnd",
-        "duration",
-        "status",
-        "publicLink",
-        "timeEntries",
-        "parts",
-        "report",
-        "skills",
-        "tags",
-        "preferences",
-        "validateBy",
+        *(
+            "contactFirstName contactLastName contactMobile contactPhone contactEmail scheduledStart "
+            "scheduledEnd actualStart actualEnd duration status publicLink timeEntries parts report skills "
+            "tags preferences validateBy"
+        ).split(),
     ),
-    "activity": ("id", "activityType", "note", "dateStart", "dateEnd", "distance", "user", "team"),
+    "activity": tuple("id activityType note dateStart dateEnd distance user team".split()),
 }
 READ_ONLY = {"id", "publicLink", "tags", "createdBy", "dateCreated", "dateModified"}
 LIST_OMITS = {"report", "parts", "preferences", "otherTechnicians", "timeEntries"}
@@ -135,10 +89,6 @@ def parse_date(value: str, fmt: str, field: str) -> datetime:
         return datetime.strptime(value, fmt).replace(tzinfo=UTC)
     except (TypeError, ValueError):
         raise Invalid(f"{field}: expected {DATE_SHAPES[fmt]}, got {value!r}") from None
-
-
-def reformat(value: str | None, source: str, target: str, field: str) -> str | None:
-    return None if value is None else parse_date(value, source, field).strftime(target)
 
 
 class SynchroteamState:
