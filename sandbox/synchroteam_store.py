@@ -39,38 +39,45 @@ DATE_SHAPES = {
     FILTER_DATE: "yyyy-mm-dd HH:mm:ss",
     SHORT_DATE: "yyyy-mm-dd hh:mm",
 }
-ADDRESS = tuple(
+
+
+def names(text: str) -> tuple[str, ...]:
+    """Field lists written as one string, in the docs' order."""
+    return tuple(text.split())
+
+
+ADDRESS = names(
     "address addressStreet addressComplement addressZIP addressCity addressProvince addressCountry position "
-    "customFieldValues".split()
+    "customFieldValues"
 )
 FIELDS: dict[str, tuple[str, ...]] = {
     "customer": (
-        *("id myId name").split(),
+        *names("id myId name"),
         *ADDRESS,
-        *(
+        *names(
             "contactLastName contactFirstName contactPhone contactMobile contactEmail contactFax vatNumber "
             "publicLink tags"
-        ).split(),
+        ),
     ),
     "site": (
-        *("id myId name").split(),
+        *names("id myId name"),
         *ADDRESS,
-        *("contactName contactPhone contactMobile contactEmail contactFax publicLink customer tags").split(),
+        *names("contactName contactPhone contactMobile contactEmail contactFax publicLink customer tags"),
     ),
-    "equipment": tuple("id myId name publicLink customer site customFieldValues tags".split()),
+    "equipment": names("id myId name publicLink customer site customFieldValues tags"),
     "job": (
-        *(
+        *names(
             "id myId num description priority customer site equipment type reportTemplate technician "
             "otherTechnicians createdBy"
-        ).split(),
+        ),
         *ADDRESS,
-        *(
+        *names(
             "contactFirstName contactLastName contactMobile contactPhone contactEmail scheduledStart "
             "scheduledEnd actualStart actualEnd duration status publicLink timeEntries parts report skills "
             "tags preferences validateBy"
-        ).split(),
+        ),
     ),
-    "activity": tuple("id activityType note dateStart dateEnd distance user team".split()),
+    "activity": names("id activityType note dateStart dateEnd distance user team"),
 }
 READ_ONLY = {"id", "publicLink", "tags", "createdBy", "dateCreated", "dateModified"}
 LIST_OMITS = {"report", "parts", "preferences", "otherTechnicians", "timeEntries"}
