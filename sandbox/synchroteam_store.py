@@ -99,7 +99,12 @@ def parse_date(value: str, fmt: str, field: str) -> datetime:
 
 
 class SynchroteamState:
-    """Records keyed by id per type; hidden `_kind`, `_created`, `_modified`, `_deleted` keys stay inside."""
+    """Records keyed by id per type; hidden `_kind`, `_created`, `_modified`, `_deleted` keys stay inside.
+
+    >>> state = SynchroteamState()
+    >>> state.find("job", {"myId": "ref-job05014"})["num"]
+    154872
+    """
 
     def __init__(self, seed: dict[str, Any] | None = None, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock

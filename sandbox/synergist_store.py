@@ -50,7 +50,12 @@ def new_uuid() -> str:
 
 
 class SynergistState:
-    """Tables keyed by their record key; `disabled` makes every login fail with 404003."""
+    """Tables keyed by their record key; `disabled` makes every login fail with 404003.
+
+    >>> state = SynergistState()
+    >>> state.get("activities", 6712)["activityRecordVersionNumber"]
+    45
+    """
 
     def __init__(self, seed: dict[str, Any] | None = None, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock

@@ -198,3 +198,10 @@ def test_appointment_update(st_client: TestClient, clock: FakeClock) -> None:
     assert (moved["status"], moved["updated"], [t["id"] for t in moved["techs"]]) == ("completed", int(clock.now), [16])
     assert st_client.put("/api/appointment/754", json={"status": "done"}).status_code == 400
     assert st_client.put("/api/appointment/1", json={"status": "completed"}).status_code == 404
+
+
+def test_sessions_past_the_hard_limit_fall_back_to_the_soft_limit() -> None:
+    state = servicetrade.ServiceTradeState()
+    tokens = [state.open_session("sandbox") for _ in range(201)]
+    assert len(state.sessions) == 100
+    assert tokens[0] not in state.sessions and tokens[-1] in state.sessions

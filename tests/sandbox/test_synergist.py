@@ -233,3 +233,8 @@ def test_wrong_company_is_refused(syn_client: TestClient) -> None:
     response = call(syn_client, "activities", company="8")
     assert response.status_code == 404 and response.json()["success"] is False
     assert call(syn_client, "activities", company="[1,5]").json()["success"] is True
+
+
+def test_disabled_account_is_404003(syn_client: TestClient) -> None:
+    syn_client.app.state.sandbox.disabled = True  # type: ignore[attr-defined]
+    assert call(syn_client, "system", "version").json()["errorcode"] == 404003
