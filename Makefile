@@ -42,7 +42,7 @@ bench-rules: $(STAMP)
 	$(BIN)/python bench/rules_matching.py
 
 compose-config:
-	docker compose config --quiet
+	@if docker compose version >/dev/null 2>&1; then docker compose config -q; else docker-compose config -q; fi && echo 'docker-compose.yml is valid'
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -92,6 +92,13 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     return dry_run(rules_dir, Path(args.event), Path(args.entity) if args.entity else None)
 
 
+def cmd_actions_reference(args: argparse.Namespace) -> int:
+    from workers.actions.reference import render_reference
+
+    print(render_reference())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldrelay", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--entity", help="the entity JSON the rules see as `entity` (no API call is made)")
     p.add_argument("--rules", help="rules directory (default FIELDRELAY_RULES_DIR)")
     p.set_defaults(func=cmd_rules_test)
+    actions = sub.add_parser("actions", help="the actions rules can call").add_subparsers(
+        dest="actions_command", required=True
+    )
+    p = actions.add_parser("reference", help="Markdown reference of every action and its parameters")
+    p.set_defaults(func=cmd_actions_reference)
     return parser
 
 

@@ -53,6 +53,7 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.servicetrade_password,
         settings.synchroteam_api_key,
         settings.synergist_password,
+        settings.synergist_sha512password,
         settings.sentry_dsn,
         *settings.webhook_tokens,
     ]

@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     ['a', 'b']
     """
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
+    # Empty variables mean "unset": docker-compose passes ${VAR:-} through as "".
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", env_ignore_empty=True)
 
     redis_url: str | None = Field(
         default=None, description="Redis for the Celery broker and state; unset starts an embedded Redis."
@@ -50,6 +51,9 @@ class Settings(BaseSettings):
     synergist_base_url: str = Field(default="")
     synergist_user: str = ""
     synergist_password: SecretStr = SecretStr("")
+    synergist_sha512password: SecretStr | None = Field(
+        default=None, description="Sent instead of the password when set (users.json?action=GETSHA512)."
+    )
     synergist_company: str = "1"
 
     http_timeout: float = Field(default=10.0, gt=0, description="Seconds for each outbound API call.")

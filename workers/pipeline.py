@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fieldrelay.events import ChangeEvent
-from rules import Rule, TemplateError
+from rules import ActionCall, Rule, TemplateError
 from rules.engine import Verdict, evaluate
 from rules.templating import build_context, render_params
 from workers.actions.context import ActionContext, Clients
@@ -83,10 +83,10 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime) -> list[Verdict
     return verdicts
 
 
-def idempotency_key(event: ChangeEvent, rule: Rule, index: int) -> str:
+def idempotency_key(event: ChangeEvent, rule: Rule, index: int, call: ActionCall) -> str:
     # Keyed by the source entity, not the event: a later change to the same job updates
     # the record this rule created for it instead of creating another (Synergist has no upsert).
-    step = rule.then[index].id or str(index)
+    step = call.id or str(index)
     return f"{event.source}:{event.entity.type}:{event.entity.id}:{rule.name}:{step}"
 
 
@@ -107,14 +107,37 @@ def run_action(event_id: str, digest: str, index: int, rt: Runtime) -> dict[str,
     return result
 
 
-def _execute(event: ChangeEvent, rule: Rule, digest: str, index: int, rt: Runtime) -> dict[str, Any]:
-    eid, call = event.id, rule.then[index]
+def run_on_failure(event_id: str, digest: str, failed_index: int, error: str, rt: Runtime) -> None:
+    """Run the rule's `on_failure` actions once, in order; each one's own failure is traced, not retried."""
+    rule_json, raw_event = rt.state.load_rule(digest), rt.state.load_event(event_id)
+    if rule_json is None or raw_event is None:
+        return
+    rule, event = Rule.from_json(rule_json), ChangeEvent.model_validate(raw_event)
+    failure = {"index": failed_index, "action": rule.then[failed_index].name, "error": error}
+    for offset, call in enumerate(rule.on_failure):
+        index = len(rule.then) + offset  # ledger slots after the `then` steps
+        if rt.state.action_done(event_id, digest, index) is not None:
+            continue
+        try:
+            _execute(event, rule, digest, index, rt, call=call, extra={"failure": failure})
+        except Exception as exc:  # an alert about an alert would loop; the trace keeps it
+            rt.state.trace(event_id, "on_failure.failed", rule=rule.name, action=call.name,
+                           error=f"{type(exc).__name__}: {exc}")
+
+
+def _execute(
+    event: ChangeEvent, rule: Rule, digest: str, index: int, rt: Runtime,
+    *, call: ActionCall | None = None, extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    eid = event.id
+    call = call or rule.then[index]
     spec = ACTIONS[call.name]
     # Lazy: the entity's current state is fetched only if this action's templates read it.
     context = build_context(
         event, lambda: fetch_entity(event, rt.clients), rt.state.load_steps(eid, digest), rule.vars,
         datetime.now(UTC),
     )
+    context.update(extra or {})
     try:
         params = spec.params.model_validate(render_params(call, context))
     except TemplateError as exc:
@@ -122,7 +145,7 @@ def _execute(event: ChangeEvent, rule: Rule, digest: str, index: int, rt: Runtim
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise PipelineError(eid, rule.name, index, f"{call.name} parameters: {detail}") from None
-    ctx = ActionContext(eid, rule.name, index, idempotency_key(event, rule, index), rt.state.link_store())
+    ctx = ActionContext(eid, rule.name, index, idempotency_key(event, rule, index, call), rt.state.link_store())
     rt.state.trace(eid, "action.started", rule=rule.name, index=index, action=call.name,
                    params=params.model_dump(mode="json"))
     result = spec.run(rt.clients, params, ctx)

@@ -122,6 +122,8 @@ def fail_for_good(
     rt.state.trace(event_id, "action.failed", **{k: v for k, v in detail.items() if k != "event_id"})
     failures.error("action failed for good: %s", rt.state.redactor.text(str(exc)),
               extra={"event_id": event_id, "rule": rule})
+    if rule_json is not None:
+        pipeline.run_on_failure(event_id, digest, index, detail["error"], rt)
     with sentry_sdk.new_scope() as scope:
         scope.set_tag("rule", rule)
         scope.set_tag("event_id", event_id)

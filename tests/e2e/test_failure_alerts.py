@@ -25,6 +25,10 @@ rules:
       - synchroteam.job.upsert:
           myId: "st-job-{{ event.entity.id }}"
           description: "{{ event.entity.id }}"
+    on_failure:
+      - servicetrade.job.comment:
+          jobId: "{{ event.entity.id }}"
+          content: "fieldrelay: {{ failure.action }} failed: {{ failure.error }}"
 """
 
 MESSAGE = {"messageId": "m-fail", "timestamp": "1700000000", "data": [
@@ -56,6 +60,7 @@ def test_permanent_failure_is_dead_lettered_and_alerted(redis_server, tmp_path):
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not (state.dead_letters() and sentry.events()):
                 time.sleep(0.2)
+            comments = httpx.get(f"{config.base_url(config.servicetrade_port)}/_sandbox/requests", timeout=10).json()
 
         [dead] = state.dead_letters()
         assert dead["rule"] == "job-without-customer"
@@ -72,5 +77,9 @@ def test_permanent_failure_is_dead_lettered_and_alerted(redis_server, tmp_path):
         everything = b"\n".join(sentry.raw).decode(errors="replace") + json.dumps(state.dead_letters())
         for secret in (SANDBOX_SYNCHROTEAM_KEY, SANDBOX_PASSWORD, "alert-token"):
             assert secret not in everything
-        trace = [step["step"] for step in state.load_trace(dead["event_id"])]
-        assert trace[-1] == "action.failed"
+        steps = state.load_trace(dead["event_id"])
+        trace = [step["step"] for step in steps]
+        assert trace[-3:] == ["action.failed", "action.started", "action.succeeded"]  # then the on_failure comment
+
+    [comment] = [r for r in comments if r["method"] == "POST" and r["path"] == "/api/job/35770/comment"]
+    assert comment["json"]["content"].startswith("fieldrelay: synchroteam.job.upsert failed: SynchroteamRejected")

@@ -121,6 +121,7 @@ class SettingsClients:
                 s.synergist_user,
                 s.synergist_password,
                 s.synergist_company,
+                sha512password=s.synergist_sha512password,
                 transport=self._transport,
                 timeout=s.http_timeout,
             ),
