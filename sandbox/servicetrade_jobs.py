@@ -33,6 +33,7 @@ JOB_FIELDS = {
     "dueBy",
     "budgeted",
 }
+OPEN_JOB = {"new", "scheduled", "bidding"}
 APPOINTMENT_FIELDS = {"status", "techIds", "windowStart", "windowEnd", "released", "serviceRequestIds"}
 
 
@@ -63,6 +64,10 @@ def job_routes(st: ServiceTradeState) -> list[Route]:
             return body
         if "status" in body and body["status"] not in JOB_STATUSES:
             return invalid("status", f"Must be one of: {', '.join(JOB_STATUSES)}")
+        job = st.get("job", job_id) or {}
+        if "budgeted" in body and body["budgeted"] != job.get("budgeted") and job.get("status") not in OPEN_JOB:
+            # The docs: budgeted "may only be changed on an open job with no active budget".
+            return envelope(409, error="budgeted may only change on an open job")
         changeset = st.update("job", job_id, {k: v for k, v in body.items() if k in JOB_FIELDS})
         return shown(request, "job", job_id, Change("updated", "job", job_id, st.now(), changeset))
 

@@ -163,6 +163,7 @@ def test_put_job_updates_allowed_fields_and_bumps_updated(st_client: TestClient,
     assert st_client.put("/api/job/35770", json={"status": "finished"}).status_code == 400
     assert st_client.put("/api/job/1", json={"status": "closed"}).status_code == 404
     assert st_client.delete("/api/job").status_code == 405
+    assert st_client.put("/api/job/35769", json={"budgeted": True}).status_code == 409
 
 
 def test_job_comment_and_appointment_creation(st_client: TestClient) -> None:

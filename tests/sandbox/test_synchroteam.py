@@ -210,3 +210,12 @@ def test_job_list_date_window(sync_client: TestClient) -> None:
     assert sync_client.get("/api/v3/job/list", params=inside).json()["recordsTotal"] == 1
     later = {"dateFrom": "2016-07-20 00:00:00"}
     assert sync_client.get("/api/v3/job/list", params=later).json()["recordsTotal"] == 0
+
+
+def test_delete_by_name_deletes_every_match(sync_client: TestClient) -> None:
+    for my_id in ("a", "b"):
+        sync_client.post("/api/v3/customer/send", json={"myId": my_id, "name": "Twin"})
+    deleted = sync_client.delete("/api/v3/customer/delete", params={"name": "Twin"}).json()
+    assert len(deleted) == 2 and all(d["deleted"] for d in deleted)
+    undeleted = sync_client.post("/api/v3/customer/undelete", params={"myId": "a"}).json()
+    assert list(undeleted) == ["customersDeleted"]  # [INCONS] the docs' undelete key for customers
