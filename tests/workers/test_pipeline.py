@@ -1,0 +1,156 @@
+"""The pipeline's logic against a real Redis, with the HTTP APIs answered by httpx.MockTransport."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from fieldrelay.events import ChangeEvent, EntityRef, FieldChange
+from fieldrelay.queues import ACTION_QUEUES
+from fieldrelay.settings import Settings
+from workers import pipeline
+from workers.actions.context import SettingsClients
+from workers.actions.registry import action_params
+from workers.connectors.errors import Unavailable
+from workers.rulebook import RuleBook
+from workers.state import PipelineState
+
+RULES = """
+rules:
+  - name: mirror
+    when: {source: servicetrade, entity: job, action: updated, changed: {status: {to: completed}}}
+    if: "entity.type == 'repair'"
+    then:
+      - id: customer
+        synchroteam.customer.upsert: {myId: "st-company-{{ entity.customer.id }}", name: "{{ entity.customer.name }}"}
+      - synchroteam.job.upsert:
+          myId: "st-job-{{ event.entity.id }}"
+          description: "{{ entity.description }}"
+          customer: {myId: "{{ steps.customer.myId }}"}
+"""
+
+JOB = {"id": 35769, "type": "repair", "status": "completed", "description": "Fix the hood",
+       "customer": {"id": 39, "name": "Big Bang Burger Bar"}}
+
+
+class FakeAPIs:
+    """ServiceTrade and Synchroteam as seen over HTTP; records what was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.servicetrade_status = 200
+        self.gets = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/api/auth":
+            return httpx.Response(200, json={"data": {"authenticated": True, "authToken": "sess"}},
+                                  headers={"set-cookie": "PHPSESSID=sess"})
+        if path.startswith("/api/job/"):
+            self.gets += 1
+            if self.servicetrade_status != 200:
+                return httpx.Response(self.servicetrade_status, json={"messages": {"error": ["down"]}})
+            return httpx.Response(200, json={"data": JOB})
+        if path.endswith("/send"):
+            body = json.loads(request.content)
+            self.sent.append((path, body))
+            return httpx.Response(200, json={"id": 1, **body})
+        return httpx.Response(404, json={"error": "Not Found", "message": path})
+
+
+@pytest.fixture
+def apis() -> FakeAPIs:
+    return FakeAPIs()
+
+
+@pytest.fixture
+def runtime(redis_client: redis.Redis, tmp_path: Path, apis: FakeAPIs):
+    (tmp_path / "rules.yaml").write_text(RULES)
+    settings = Settings(servicetrade_base_url="http://st.test/api", synchroteam_base_url="http://stm.test",
+                        servicetrade_username="u", servicetrade_password="p",
+                        synchroteam_domain="d", synchroteam_api_key="k")
+    enqueued: list[tuple[str, str, int, str]] = []
+    rt = pipeline.Runtime(
+        state=PipelineState(redis_client),
+        clients=SettingsClients(settings, transport=httpx.MockTransport(apis)),
+        rulebook=RuleBook(tmp_path, action_params()),
+        enqueue_action=lambda *args: enqueued.append(args),
+        queue_for_target=ACTION_QUEUES.__getitem__,
+    )
+    rt.enqueued = enqueued  # type: ignore[attr-defined]
+    return rt
+
+
+def completed(job_id: int = 35769, changes: bool = True) -> ChangeEvent:
+    return ChangeEvent(source="servicetrade", via="webhook", action="updated",
+                       entity=EntityRef(type="job", id=job_id, uri=f"https://api.servicetrade.com/api/job/{job_id}"),
+                       occurred_at=1401833052,
+                       changes={"status": FieldChange(old="scheduled", new="completed")} if changes else None)
+
+
+def test_matched_rule_starts_its_first_action_on_the_target_queue(runtime):
+    event = completed()
+    verdicts = pipeline.process_event(event, "task-1", runtime)
+    assert [(v.rule.name, v.matched) for v in verdicts] == [("mirror", True)]
+    [(event_id, digest, index, queue)] = runtime.enqueued
+    assert (event_id, index, queue) == (event.id, 0, "actions.synchroteam")
+    assert runtime.state.load_rule(digest)["spec"]["name"] == "mirror"
+
+
+def test_a_duplicate_delivery_is_skipped_but_a_redelivery_of_the_claimer_proceeds(runtime):
+    event = completed()
+    pipeline.process_event(event, "task-1", runtime)
+    assert pipeline.process_event(event, "task-2", runtime) == []
+    assert len(pipeline.process_event(event, "task-1", runtime)) == 1
+    steps = [s["step"] for s in runtime.state.load_trace(event.id)]
+    assert "event.duplicate" in steps
+
+
+def test_actions_run_in_order_with_step_results_and_are_not_repeated(runtime, apis):
+    event = completed()
+    pipeline.process_event(event, "task-1", runtime)
+    _, digest, _, _ = runtime.enqueued.pop()
+    pipeline.run_action(event.id, digest, 0, runtime)
+    assert runtime.enqueued.pop()[2] == 1
+    pipeline.run_action(event.id, digest, 1, runtime)
+    assert runtime.enqueued == []  # last step
+    assert [p for p, _ in apis.sent] == ["/api/v3/customer/send", "/api/v3/job/send"]
+    assert apis.sent[1][1] == {"myId": "st-job-35769", "description": "Fix the hood",
+                               "customer": {"myId": "st-company-39"}}
+
+    pipeline.run_action(event.id, digest, 0, runtime)  # a redelivered task
+    assert len(apis.sent) == 2  # the ledger says done: not sent again
+    assert runtime.enqueued.pop()[2] == 1  # but the chain still continues
+
+
+def test_entity_fetch_failure_raises_for_retry_and_enqueues_nothing(runtime, apis):
+    apis.servicetrade_status = 503
+    with pytest.raises(Unavailable):
+        pipeline.process_event(completed(), "task-1", runtime)
+    assert runtime.enqueued == []
+    apis.servicetrade_status = 200
+    assert pipeline.process_event(completed(), "task-1", runtime)[0].matched  # the retry (same task id)
+
+
+def test_the_entity_is_not_fetched_when_no_candidate_rule_needs_it(runtime, apis):
+    event = ChangeEvent(source="servicetrade", via="webhook", action="created",
+                        entity=EntityRef(type="invoice", id=1), occurred_at=1)
+    assert pipeline.process_event(event, "t", runtime) == []
+    assert apis.gets == 0
+
+
+def test_invalid_rendered_parameters_fail_permanently_with_the_field(runtime, tmp_path):
+    (tmp_path / "rules.yaml").write_text(RULES.replace('myId: "st-job-{{ event.entity.id }}"',
+                                                       'myId: "{{ entity.customer }}"'))
+    runtime.rulebook = RuleBook(tmp_path, action_params())
+    event = completed()
+    pipeline.process_event(event, "task-1", runtime)
+    _, digest, _, _ = runtime.enqueued.pop()
+    pipeline.run_action(event.id, digest, 0, runtime)
+    with pytest.raises(pipeline.PipelineError, match="synchroteam.job.upsert parameters: myId"):
+        pipeline.run_action(event.id, digest, 1, runtime)
