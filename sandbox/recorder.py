@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,9 +32,10 @@ def redact_fields(values: Any) -> Any:
 class RequestRecorder:
     """In-memory list of recorded calls; `entries()` is what `GET /_sandbox/requests` returns."""
 
-    def __init__(self, identify: Identify | None = None) -> None:
+    def __init__(self, identify: Identify | None = None, *, keep: int = 10_000) -> None:
         self.identify = identify
-        self._entries: list[dict[str, Any]] = []
+        # A long-running `make run` must not grow without bound; tests never get near this.
+        self._entries: deque[dict[str, Any]] = deque(maxlen=keep)
         self._lock = threading.Lock()
 
     def add(self, entry: dict[str, Any]) -> None:

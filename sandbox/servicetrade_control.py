@@ -83,7 +83,7 @@ def control_routes(st: ServiceTradeState) -> list[Route]:
         return JSONResponse({"released": len(held)}, background=BackgroundTask(st.dispatcher.send, held))
 
     async def deliveries(request: Request) -> Response:
-        return JSONResponse(st.dispatcher.log)
+        return JSONResponse(list(st.dispatcher.log))
 
     async def clear_deliveries(request: Request) -> Response:
         st.dispatcher.log.clear()

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -54,7 +55,7 @@ class WebhookDispatcher:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.controls = DeliveryControls()
-        self.log: list[dict[str, Any]] = []
+        self.log: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.held: list[Delivery] = []
         self._rng = random.Random()
         self._lock = threading.Lock()
