@@ -152,5 +152,5 @@ def test_invalid_rendered_parameters_fail_permanently_with_the_field(runtime, tm
     pipeline.process_event(event, "task-1", runtime)
     _, digest, _, _ = runtime.enqueued.pop()
     pipeline.run_action(event.id, digest, 0, runtime)
-    with pytest.raises(pipeline.PipelineError, match="synchroteam.job.upsert parameters: myId"):
+    with pytest.raises(pipeline.PipelineError, match=r"synchroteam\.job\.upsert parameters: myId"):
         pipeline.run_action(event.id, digest, 1, runtime)
