@@ -115,15 +115,15 @@ def fail_for_good(
         parsed = pipeline.Rule.from_json(rule_json)
         rule, action = parsed.name, parsed.then[index].name
     target = ACTIONS[action].target if action in ACTIONS else "unknown"
+    error = f"{type(exc).__name__}: {exc}"
     detail = {"event_id": event_id, "rule": rule, "rule_digest": digest, "index": index,
-              "action": action, "target": target, "error": f"{type(exc).__name__}: {exc}",
-              "attempts": attempts}
+              "action": action, "target": target, "error": error, "attempts": attempts}
     rt.state.dead_letter(detail)
     rt.state.trace(event_id, "action.failed", **{k: v for k, v in detail.items() if k != "event_id"})
     failures.error("action failed for good: %s", rt.state.redactor.text(str(exc)),
               extra={"event_id": event_id, "rule": rule})
     if rule_json is not None:
-        pipeline.run_on_failure(event_id, digest, index, detail["error"], rt)
+        pipeline.run_on_failure(event_id, digest, index, error, rt)
     with sentry_sdk.new_scope() as scope:
         scope.set_tag("rule", rule)
         scope.set_tag("event_id", event_id)
