@@ -70,6 +70,7 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime) -> list[Verdict
         log.info("duplicate event skipped", extra={"event_id": eid})
         return []
     rt.state.save_event(eid, event.model_dump(mode="json"))
+    rt.state.mark_seen(event.source, event.entity.type, event.entity.id, event.occurred_at)
     rt.state.trace(eid, "event.received", via=event.via, message_id=event.message_id)
     # A failed entity fetch propagates out of evaluate: the task retries, nothing is enqueued yet.
     verdicts = evaluate(rt.rulebook.current(), event, lambda: fetch_entity(event, rt.clients))

@@ -39,6 +39,10 @@ class PipelineState:
         self.retention = retention
         self.failure_retention = failure_retention
         # EXPIRE ... GT needs Redis 7; the embedded server is 6.2, so extend-only in Lua.
+        self._max_field = client.register_script(
+            "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1') "
+            "if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
+        )
         self._append_extend = client.register_script(
             "redis.call('RPUSH', KEYS[1], ARGV[1]) "
             "if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end"
@@ -55,6 +59,18 @@ class PipelineState:
             return True
         owner = self.r.get(key)
         return owner is not None and _text(owner) == task_id
+
+    def mark_seen(self, source: str, entity_type: str, entity_id: str | int, occurred_at: int) -> None:
+        """Remember the newest change time seen for an entity (webhook or poll), never moving backwards.
+
+        Pollers compare a record's `updated` with this: a change a webhook already delivered
+        is not emitted again, and one newer than it is a missed webhook, caught.
+        """
+        self._max_field(keys=[self.key("seen", source, entity_type)], args=[str(entity_id), occurred_at])
+
+    def seen_at(self, source: str, entity_type: str, entity_id: str | int) -> int | None:
+        raw = self.r.hget(self.key("seen", source, entity_type), str(entity_id))
+        return None if raw is None else int(raw)
 
     def save_event(self, event_id: str, event: dict[str, Any]) -> None:
         self.r.set(self.key("event", event_id), orjson.dumps(event), ex=self.retention)

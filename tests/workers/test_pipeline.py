@@ -154,3 +154,10 @@ def test_invalid_rendered_parameters_fail_permanently_with_the_field(runtime, tm
     pipeline.run_action(event.id, digest, 0, runtime)
     with pytest.raises(pipeline.PipelineError, match=r"synchroteam\.job\.upsert parameters: myId"):
         pipeline.run_action(event.id, digest, 1, runtime)
+
+
+def test_processing_marks_the_entity_seen_and_never_moves_backwards(runtime):
+    pipeline.process_event(completed(), "task-1", runtime)
+    assert runtime.state.seen_at("servicetrade", "job", 35769) == 1401833052
+    runtime.state.mark_seen("servicetrade", "job", 35769, 1000)
+    assert runtime.state.seen_at("servicetrade", "job", 35769) == 1401833052
