@@ -11,6 +11,7 @@ from sandbox.synchroteam_store import (
     JOB_STATUSES,
     LIST_OMITS,
     SHORT_DATE,
+    UPSERT_KEYS,
     Invalid,
     SynchroteamState,
     parse_date,
@@ -100,7 +101,9 @@ def send(st: SynchroteamState, kind: str, body: Any) -> dict[str, Any]:
     """The `/send` upsert: update the record the keys match, else create; omitted fields are kept."""
     if not isinstance(body, dict):
         raise Invalid("request body must be a JSON object")
-    existing = st.find(kind, body)
+    # Only the documented upsert keys match: `find` also looks up by name/email for `details`,
+    # and a new customer that shares a name with another must not overwrite it.
+    existing = st.find(kind, {k: body.get(k) for k in UPSERT_KEYS[kind]})
     values = normalize(st, kind, body, creating=existing is None)
     return st.update(existing, values) if existing else st.create(kind, values)
 
