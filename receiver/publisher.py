@@ -14,63 +14,13 @@ and the request is answered only once every event is in Redis.
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
-import socket
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 
+from fieldrelay.celery_messages import task_message
 from fieldrelay.queues import EVENTS_QUEUE, INGEST_TASK
-
-_ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
-_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-
-
-def task_message(task_name: str, args: list[object], queue: str, *, argsrepr: str = "") -> bytes:
-    """One kombu/Redis envelope for a Celery protocol-2 message, serialized as JSON."""
-    task_id = str(uuid.uuid4())
-    body = orjson.dumps([args, {}, _EMBED])
-    headers: dict[str, object] = {
-        "lang": "py",
-        "task": task_name,
-        "id": task_id,
-        "shadow": None,
-        "eta": None,
-        "expires": None,
-        "group": None,
-        "group_index": None,
-        "retries": 0,
-        "timelimit": [None, None],
-        "root_id": task_id,
-        "parent_id": None,
-        "argsrepr": argsrepr,
-        "kwargsrepr": "{}",
-        "origin": _ORIGIN,
-        "ignore_result": None,  # as send_task: the task definition decides
-        "replaced_task_nesting": 0,
-        "stamped_headers": None,
-        "stamps": {},
-    }
-    envelope = {
-        "body": base64.b64encode(body).decode(),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": headers,
-        "properties": {
-            "correlation_id": task_id,
-            "reply_to": "",
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    }
-    return orjson.dumps(envelope)
 
 
 def ingest_message(events: Sequence[dict[str, Any]], queue: str = EVENTS_QUEUE) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +17,9 @@ from rules.engine import Verdict, evaluate
 from rules.templating import build_context, render_params
 from workers.actions.context import ActionContext, Clients
 from workers.actions.registry import ACTIONS
-from workers.connectors.errors import NotFound
+from workers.connectors.errors import NotFound, RateLimited
+from workers.connectors.synchroteam import SynchroteamQuotaExceeded
+from workers.gate import TargetGate, Wait
 from workers.rulebook import RuleBook
 from workers.state import PipelineState
 
@@ -37,6 +40,18 @@ class PipelineError(Exception):
         return f"rule {self.rule!r} action {self.index} for event {self.event_id}: {self.detail}"
 
 
+class Deferred(Exception):
+    """The target cannot take the call now (rate, 429, quota, pause): run it again later, no retry spent."""
+
+    def __init__(self, seconds: float, reason: str) -> None:
+        super().__init__(seconds, reason)
+        self.seconds, self.reason = seconds, reason
+
+
+# Rate waits this short are slept in the task; longer ones go back to the delayed queue.
+SLEEP_AT_MOST = 2.0
+
+
 @dataclass
 class Runtime:
     """What the pipeline needs from its worker process; tests build one around real Redis."""
@@ -46,6 +61,8 @@ class Runtime:
     rulebook: RuleBook
     enqueue_action: EnqueueAction
     queue_for_target: Callable[[str], str]
+    gate: TargetGate
+    alert: Callable[[str, dict[str, str]], None] = lambda message, tags: None
 
 
 def fetch_entity(event: ChangeEvent, clients: Clients) -> dict[str, Any] | None:
@@ -147,9 +164,58 @@ def _execute(
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise PipelineError(eid, rule.name, index, f"{call.name} parameters: {detail}") from None
     ctx = ActionContext(eid, rule.name, index, idempotency_key(event, rule, index, call), rt.state.link_store())
+    admit(rt, spec.target)
     rt.state.trace(eid, "action.started", rule=rule.name, index=index, action=call.name,
                    params=params.model_dump(mode="json"))
-    result = spec.run(rt.clients, params, ctx)
+    try:
+        result = spec.run(rt.clients, params, ctx)
+    except RateLimited as exc:
+        raise deferral(rt, spec.target, exc) from exc
+    finally:
+        observe(rt, spec.target)
     rt.state.mark_action_done(eid, digest, index, call.id, result)
     rt.state.trace(eid, "action.succeeded", rule=rule.name, index=index, action=call.name, result=result)
     return result
+
+
+def admit(rt: Runtime, target: str) -> None:
+    """Wait for the target's shared gate: sleep through short rate waits, defer anything longer."""
+    while (wait := rt.gate.acquire(target)) is not None:
+        if wait.reason != "rate" or wait.seconds > SLEEP_AT_MOST:
+            raise Deferred(wait.seconds, wait.reason)
+        time.sleep(wait.seconds)
+
+
+def observe(rt: Runtime, target: str) -> None:
+    if target != "synchroteam":
+        return  # the only target that documents rate-limit headers
+    rate = rt.clients.synchroteam.last_rate
+    if rate is None:
+        return
+    exhausted = rt.gate.observe(target, limit=rate.limit, remaining=rate.remaining, reset_at=rate.reset_at,
+                                quota_remaining=rate.quota_remaining, quota_reset_at=next_utc_midnight())
+    if exhausted:
+        rt.alert(f"{target} daily quota used up; its actions wait until the reset",
+                 {"target": target, "alert": "quota"})
+
+
+def deferral(rt: Runtime, target: str, exc: RateLimited) -> Deferred:
+    """A 429 blocks the whole target until its reset; an exhausted quota pauses it until midnight UTC."""
+    now = time.time()
+    if isinstance(exc, SynchroteamQuotaExceeded):
+        until = exc.reset_at or next_utc_midnight()
+        if rt.gate.quota_exhausted(target, until):
+            rt.alert(f"{target} daily quota used up; its actions wait until the reset",
+                     {"target": target, "alert": "quota"})
+        return Deferred(max(1.0, until - now), "quota")
+    until = exc.reset_at if exc.reset_at and exc.reset_at > now else now + 1.0
+    rt.gate.block_until(target, until)
+    return Deferred(until - now, "blocked")
+
+
+def next_utc_midnight(now: float | None = None) -> float:
+    now = time.time() if now is None else now
+    return (now // 86400 + 1) * 86400
+
+
+__all__ = ["Deferred", "PipelineError", "Runtime", "Wait", "process_event", "run_action"]

@@ -22,6 +22,8 @@ from workers.actions.context import SettingsClients
 from workers.actions.registry import ACTIONS
 from workers.celery_app import app
 from workers.connectors.errors import RateLimited, Unavailable
+from workers.delayed import DelayedMover, DelayedTasks
+from workers.gate import TargetGate
 from workers.rulebook import RuleBook
 from workers.state import PipelineState
 
@@ -44,17 +46,50 @@ def _init_sentry(**_: Any) -> None:
 
 
 @cache
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(settings().redis_url or "", socket_timeout=10)
+
+
+@cache
 def runtime() -> pipeline.Runtime:
     """One per worker process: clients keep their sessions (ServiceTrade PHPSESSID) across tasks."""
     s = settings()
-    client = redis.Redis.from_url(s.redis_url or "", socket_timeout=10)
+    client = redis_client()
     return pipeline.Runtime(
         state=PipelineState(client, redactor=redactor_for(s)),
         clients=SettingsClients(s),
         rulebook=RuleBook(s.rules_dir, {name: spec.params for name, spec in ACTIONS.items()}),
         enqueue_action=enqueue_action,
         queue_for_target=ACTION_QUEUES.__getitem__,
+        gate=TargetGate(client, {"synchroteam": (s.synchroteam_rate_limit, s.synchroteam_rate_window)},
+                        {"synchroteam": s.synchroteam_domain}),
+        alert=alert,
     )
+
+
+def alert(message: str, tags: dict[str, str]) -> None:
+    failures.error(message, extra=tags)
+    with sentry_sdk.new_scope() as scope:
+        for key, value in tags.items():
+            scope.set_tag(key, value)
+        sentry_sdk.capture_message(message, level="error")
+
+
+_mover: DelayedMover | None = None
+
+
+@signals.worker_ready.connect
+def _start_mover(**_: Any) -> None:
+    """Every worker moves due delayed tasks to their queues (several movers are safe)."""
+    global _mover
+    _mover = DelayedMover(DelayedTasks(redis_client()))
+    _mover.start()
+
+
+@signals.worker_shutting_down.connect
+def _stop_mover(**_: Any) -> None:
+    if _mover is not None:
+        _mover.stop()
 
 
 def enqueue_action(event_id: str, digest: str, index: int, queue: str) -> None:
@@ -95,6 +130,14 @@ def run_action(self: Task, event_id: str, rule_digest: str, index: int) -> None:
     rt = runtime()
     try:
         pipeline.run_action(event_id, rule_digest, index, rt)
+    except pipeline.Deferred as wait:
+        # Not a failure: the target asked us to wait. The delayed queue (not an ETA task held
+        # past the visibility timeout) brings it back; no retry is spent.
+        delay = wait.seconds + random.uniform(0, 0.25)
+        DelayedTasks(redis_client()).schedule(RUN_ACTION_TASK, [event_id, rule_digest, index],
+                                              self.request.delivery_info.get("routing_key") or "actions.http",
+                                              delay)
+        rt.state.trace(event_id, "action.deferred", index=index, reason=wait.reason, seconds=round(delay, 3))
     except Unavailable as exc:
         if self.request.retries < MAX_RETRIES:
             rt.state.trace(event_id, "action.retry", index=index, error=str(exc),

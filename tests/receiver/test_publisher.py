@@ -7,7 +7,7 @@ import json
 
 from celery import Celery
 
-from receiver.publisher import task_message
+from fieldrelay.celery_messages import task_message
 
 VOLATILE_HEADERS = {"id", "root_id", "origin", "argsrepr"}
 

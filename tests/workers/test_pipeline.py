@@ -17,6 +17,7 @@ from workers import pipeline
 from workers.actions.context import SettingsClients
 from workers.actions.registry import action_params
 from workers.connectors.errors import Unavailable
+from workers.gate import TargetGate
 from workers.rulebook import RuleBook
 from workers.state import PipelineState
 
@@ -45,6 +46,7 @@ class FakeAPIs:
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.servicetrade_status = 200
         self.gets = 0
+        self.synchroteam_answer: httpx.Response | None = None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -56,6 +58,8 @@ class FakeAPIs:
             if self.servicetrade_status != 200:
                 return httpx.Response(self.servicetrade_status, json={"messages": {"error": ["down"]}})
             return httpx.Response(200, json={"data": JOB})
+        if path.endswith("/send") and self.synchroteam_answer is not None:
+            return self.synchroteam_answer
         if path.endswith("/send"):
             body = json.loads(request.content)
             self.sent.append((path, body))
@@ -81,6 +85,7 @@ def runtime(redis_client: redis.Redis, tmp_path: Path, apis: FakeAPIs):
         rulebook=RuleBook(tmp_path, action_params()),
         enqueue_action=lambda *args: enqueued.append(args),
         queue_for_target=ACTION_QUEUES.__getitem__,
+        gate=TargetGate(redis_client, {"synchroteam": (120, 60.0)}),
     )
     rt.enqueued = enqueued  # type: ignore[attr-defined]
     return rt
@@ -161,3 +166,41 @@ def test_processing_marks_the_entity_seen_and_never_moves_backwards(runtime):
     assert runtime.state.seen_at("servicetrade", "job", 35769) == 1401833052
     runtime.state.mark_seen("servicetrade", "job", 35769, 1000)
     assert runtime.state.seen_at("servicetrade", "job", 35769) == 1401833052
+
+
+def first_action(runtime) -> tuple[str, str]:
+    event = completed()
+    pipeline.process_event(event, "task-1", runtime)
+    _, digest, _, _ = runtime.enqueued.pop()
+    return event.id, digest
+
+
+def test_a_429_defers_without_failing_and_blocks_the_target_until_reset(runtime, apis):
+    import time
+
+    reset = int(time.time()) + 30
+    apis.synchroteam_answer = httpx.Response(
+        429, json={"error": "Too Many Requests", "message": "You have gone above your rate limit"},
+        headers={"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)})
+    event_id, digest = first_action(runtime)
+    with pytest.raises(pipeline.Deferred) as deferred:
+        pipeline.run_action(event_id, digest, 0, runtime)
+    assert deferred.value.reason == "blocked" and 25 < deferred.value.seconds <= 31
+    wait = runtime.gate.acquire("synchroteam")
+    assert wait is not None and wait.reason == "blocked"  # every worker now waits, not just this one
+    assert runtime.state.action_done(event_id, digest, 0) is None
+
+
+def test_an_exhausted_quota_pauses_the_target_and_alerts_once(runtime, apis):
+    alerts: list[tuple[str, dict]] = []
+    runtime.alert = lambda message, tags: alerts.append((message, tags))
+    apis.synchroteam_answer = httpx.Response(
+        429, json={"error": "Too Many Requests", "message": "You have gone above your daily quota"},
+        headers={"X-Quota-Limit": "10000", "X-Quota-Remaining": "0"})
+    event_id, digest = first_action(runtime)
+    for _ in range(3):
+        with pytest.raises(pipeline.Deferred) as deferred:
+            pipeline.run_action(event_id, digest, 0, runtime)
+        assert deferred.value.reason in ("quota",)
+    assert deferred.value.seconds == pytest.approx(pipeline.next_utc_midnight() - __import__("time").time(), abs=5)
+    assert [tags for _, tags in alerts] == [{"target": "synchroteam", "alert": "quota"}]

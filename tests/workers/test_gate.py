@@ -1,0 +1,77 @@
+"""The shared gate paces a target evenly across processes and honours blocks, quotas and pauses."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+
+from workers.gate import SAFETY, TargetGate
+
+
+def take_all(gate: TargetGate, target: str, seconds: float) -> list[float]:
+    granted = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        wait = gate.acquire(target)
+        if wait is None:
+            granted.append(time.monotonic())
+        else:
+            time.sleep(min(wait.seconds, 0.05))
+    return granted
+
+
+def test_many_threads_share_one_rate(redis_url):
+    limits = {"synchroteam": (20, 1.0)}  # 20 per second
+    results: list[list[float]] = []
+
+    def worker() -> None:
+        client = redis.Redis.from_url(redis_url)
+        results.append(take_all(TargetGate(client, limits), "synchroteam", 2.0))
+        client.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    granted = sorted(x for r in results for x in r)
+    # 4 competing takers together get the one shared rate, never more.
+    assert 20 * SAFETY * 2 - 3 <= len(granted) <= 20 * 2 + 1
+    for i in range(len(granted) - 20):  # no 1-second window holds more than the limit
+        assert granted[i + 20] - granted[i] >= 1.0 - 0.02
+
+
+def test_headers_block_until_reset_and_learn_the_limit(redis_client):
+    gate = TargetGate(redis_client, {"synchroteam": (120, 60.0)})
+    assert gate.acquire("synchroteam") is None
+    gate.observe("synchroteam", limit=60, remaining=0, reset_at=time.time() + 5)
+    wait = gate.acquire("synchroteam")
+    assert wait is not None and wait.reason == "blocked" and 3.5 < wait.seconds <= 6
+    assert abs(gate._interval_ms("synchroteam") - 1000 / SAFETY) < 1  # learned 60/min
+
+
+def test_quota_pauses_until_reset_and_alerts_once(redis_client):
+    gate = TargetGate(redis_client, {"synchroteam": (120, 60.0)})
+    reset = time.time() + 100
+    assert gate.quota_exhausted("synchroteam", reset) is True
+    assert gate.quota_exhausted("synchroteam", reset) is False
+    wait = gate.acquire("synchroteam")
+    assert wait is not None and wait.reason == "quota" and 95 < wait.seconds <= 101
+
+
+def test_a_paused_target_waits_and_others_do_not(redis_client):
+    gate = TargetGate(redis_client, {})
+    redis_client.set("fieldrelay:paused:synergist", 1)
+    wait = gate.acquire("synergist")
+    assert wait is not None and wait.reason == "paused"
+    assert gate.acquire("http") is None
+
+
+def test_credentials_get_separate_budgets(redis_client):
+    limits = {"synchroteam": (1, 60.0)}
+    a = TargetGate(redis_client, limits, {"synchroteam": "domain-a"})
+    b = TargetGate(redis_client, limits, {"synchroteam": "domain-b"})
+    assert a.acquire("synchroteam") is None and b.acquire("synchroteam") is None
+    assert a.acquire("synchroteam") is not None

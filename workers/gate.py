@@ -1,0 +1,104 @@
+"""Per-target admission in Redis: one rate limiter, rate-limit blocks, quota pauses and manual pauses.
+
+Celery's `rate_limit` is per worker process (celery #5732): four workers at 120/min send
+480/min. The gate is one GCRA limiter per target credential in Redis, shared by every
+process on every host. It paces requests evenly at `SAFETY` x the documented rate,
+because Synchroteam counts fixed windows from a key's first request: a burst, or requests
+bunched by network jitter, can put one too many into a window. It also learns from each
+response: `X-RateLimit-Remaining: 0` or a 429 blocks the target until `X-RateLimit-Reset`,
+and an exhausted daily quota pauses it until the reset (UTC midnight).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+SAFETY = 0.97
+
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('EXISTS', KEYS[4]) == 1 then return {30000, 'paused'} end
+local quota = tonumber(redis.call('GET', KEYS[3]) or '0')
+if quota > now then return {quota - now, 'quota'} end
+local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
+if blocked > now then return {blocked - now, 'blocked'} end
+local interval = tonumber(ARGV[1])
+if interval <= 0 then return {0, 'ok'} end
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+if tat > now then return {tat - now, 'rate'} end
+redis.call('SET', KEYS[1], tat + interval, 'PX', interval + 60000)
+return {0, 'ok'}
+"""
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Not now: try again in `seconds`; `reason` is rate | blocked | quota | paused."""
+
+    seconds: float
+    reason: str
+
+
+class TargetGate:
+    """Ask before each call to a target; tell it what the target's headers said afterwards.
+
+    >>> gate = TargetGate(redis.Redis.from_url(url), {"synchroteam": (120, 60.0)})   # doctest: +SKIP
+    >>> gate.acquire("synchroteam") is None        # None: go ahead                   # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self, client: redis.Redis, limits: dict[str, tuple[int, float]], credentials: dict[str, str] | None = None
+    ) -> None:
+        self.r = client
+        self.limits = dict(limits)
+        self.credentials = credentials or {}
+        self._acquire = client.register_script(_ACQUIRE)
+
+    def _key(self, target: str, part: str) -> str:
+        credential = self.credentials.get(target, "")
+        return f"fieldrelay:gate:{target}:{credential}:{part}"
+
+    def _interval_ms(self, target: str) -> int:
+        learned = self.r.get(self._key(target, "limit"))
+        requests, window = self.limits.get(target, (0, 0.0))
+        if learned is not None:
+            requests = int(learned)
+        if requests <= 0 or window <= 0:
+            return 0
+        # Whole milliseconds: Lua numbers this size print in exponent form, and PX takes integers.
+        return round(window * 1000.0 / (requests * SAFETY))
+
+    def acquire(self, target: str) -> Wait | None:
+        """Take a slot now, or say how long to wait. A paused target always waits."""
+        keys = [self._key(target, "tat"), self._key(target, "blocked"), self._key(target, "quota"),
+                f"fieldrelay:paused:{target}"]
+        wait_ms, reason = self._acquire(keys=keys, args=[self._interval_ms(target)])
+        if int(wait_ms) <= 0:
+            return None
+        return Wait(int(wait_ms) / 1000.0, reason.decode() if isinstance(reason, bytes) else str(reason))
+
+    def observe(self, target: str, *, limit: int | None, remaining: int | None, reset_at: float | None,
+                quota_remaining: int | None = None, quota_reset_at: float | None = None) -> bool:
+        """Adapt to a response's headers. Returns True when this call exhausted the quota (alert once)."""
+        if limit and limit > 0 and target in self.limits:
+            self.r.set(self._key(target, "limit"), limit, ex=86400)
+        if remaining == 0 and reset_at:
+            self.block_until(target, reset_at)
+        if quota_remaining == 0 and quota_reset_at:
+            return self.quota_exhausted(target, quota_reset_at)
+        return False
+
+    def block_until(self, target: str, until: float) -> None:
+        ms = int(until * 1000)
+        self.r.set(self._key(target, "blocked"), ms, pxat=max(ms, 1) + 1000)
+
+    def quota_exhausted(self, target: str, until: float) -> bool:
+        """Pause the target until `until`; True only for the first caller of this reset period."""
+        ms = int(until * 1000)
+        self.r.set(self._key(target, "quota"), ms, pxat=ms + 1000)
+        return bool(self.r.set(self._key(target, f"quota-alert:{ms}"), 1, nx=True, pxat=ms + 86_400_000))
