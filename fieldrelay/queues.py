@@ -3,6 +3,7 @@
 INGEST_TASK = "fieldrelay.ingest"
 PROCESS_EVENT_TASK = "fieldrelay.process_event"
 RUN_ACTION_TASK = "fieldrelay.run_action"
+NEXT_RUN_TASK = "fieldrelay.next_run"
 
 EVENTS_QUEUE = "events"
 # One queue per target, so a slow or rate-limited target cannot starve the others.

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fieldrelay.events import ChangeEvent
+from fieldrelay.queues import EVENTS_QUEUE, NEXT_RUN_TASK, RUN_ACTION_TASK
 from rules import ActionCall, Rule, TemplateError
 from rules.engine import Verdict, evaluate
 from rules.templating import build_context, render_params
@@ -21,6 +22,7 @@ from workers.connectors.errors import NotFound, RateLimited
 from workers.connectors.synchroteam import SynchroteamQuotaExceeded
 from workers.gate import TargetGate, Wait
 from workers.rulebook import RuleBook
+from workers.runs import Decision, RunCoordinator
 from workers.state import PipelineState
 
 log = logging.getLogger("fieldrelay.pipeline")
@@ -62,6 +64,9 @@ class Runtime:
     enqueue_action: EnqueueAction
     queue_for_target: Callable[[str], str]
     gate: TargetGate
+    runs: RunCoordinator
+    # (task name, args, queue, delay): the restart-safe delayed queue, not an ETA task.
+    schedule: Callable[[str, list[object], str, float], None]
     alert: Callable[[str, dict[str, str]], None] = lambda message, tags: None
 
 
@@ -97,8 +102,45 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime) -> list[Verdict
                        rule=rule.name, reason=verdict.reason)
         if verdict.matched and rule.then:
             rt.state.save_rule(rule.digest, rule.to_json())
-            rt.enqueue_action(eid, rule.digest, 0, rt.queue_for_target(ACTIONS[rule.then[0].name].target))
+            decision = rt.runs.offer(rule.name, rule.mode, rule.debounce, event, rule.digest)
+            follow(decision, rule, event, rt)
     return verdicts
+
+
+def follow(decision: Decision, rule: Rule, event: ChangeEvent, rt: Runtime) -> None:
+    """Carry out a run decision: start a chain now, or come back after the debounce."""
+    run_key = rt.runs.run_key(rule.name, event.source, event.entity.type, event.entity.id)
+    if decision.kind == "start" and decision.event_id:
+        event_id, digest = decision.event_id, decision.digest or rule.digest
+        rt.state.trace(event_id, "run.started", rule=rule.name, mode=rule.mode)
+        first = Rule.from_json(rt.state.load_rule(digest) or rule.to_json()).then[0]
+        rt.enqueue_action(event_id, digest, 0, rt.queue_for_target(ACTIONS[first.name].target))
+    elif decision.kind == "schedule":
+        if rule.mode == "parallel":
+            queue = rt.queue_for_target(ACTIONS[rule.then[0].name].target)
+            rt.schedule(RUN_ACTION_TASK, [event.id, rule.digest, 0], queue, decision.delay)
+        else:
+            rt.schedule(NEXT_RUN_TASK, [run_key, rule.digest], EVENTS_QUEUE, decision.delay)
+        rt.state.trace(event.id, "run.debounced", rule=rule.name, seconds=decision.delay)
+    elif decision.kind == "wait":
+        rt.state.trace(event.id, "run.waiting", rule=rule.name, mode=rule.mode)
+
+
+def next_run(run_key: str, digest: str, finished_event_id: str, rt: Runtime) -> None:
+    """A run ended, or a debounce fell due: start the next waiting event of that rule and entity."""
+    decision = rt.runs.next_run(run_key, finished_event_id)
+    if decision.kind != "start" or not decision.event_id:
+        return
+    raw_rule, raw_event = rt.state.load_rule(decision.digest or digest), rt.state.load_event(decision.event_id)
+    if raw_rule is None or raw_event is None:
+        return
+    follow(decision, Rule.from_json(raw_rule), ChangeEvent.model_validate(raw_event), rt)
+
+
+def end_run(event: ChangeEvent, rule: Rule, digest: str, rt: Runtime) -> None:
+    if rule.mode != "parallel":
+        run_key = rt.runs.run_key(rule.name, event.source, event.entity.type, event.entity.id)
+        next_run(run_key, digest, rt.runs.member(event.id, digest), rt)
 
 
 def idempotency_key(event: ChangeEvent, rule: Rule, index: int, call: ActionCall) -> str:
@@ -122,6 +164,8 @@ def run_action(event_id: str, digest: str, index: int, rt: Runtime) -> dict[str,
     if index + 1 < len(rule.then):
         target = ACTIONS[rule.then[index + 1].name].target
         rt.enqueue_action(event_id, digest, index + 1, rt.queue_for_target(target))
+    else:
+        end_run(event, rule, digest, rt)
     return result
 
 

@@ -14,7 +14,14 @@ from celery import Task, signals
 
 from fieldrelay.events import ChangeEvent
 from fieldrelay.observability import init_sentry
-from fieldrelay.queues import ACTION_QUEUES, EVENTS_QUEUE, INGEST_TASK, PROCESS_EVENT_TASK, RUN_ACTION_TASK
+from fieldrelay.queues import (
+    ACTION_QUEUES,
+    EVENTS_QUEUE,
+    INGEST_TASK,
+    NEXT_RUN_TASK,
+    PROCESS_EVENT_TASK,
+    RUN_ACTION_TASK,
+)
 from fieldrelay.redaction import redactor_for
 from fieldrelay.settings import Settings
 from workers import pipeline
@@ -25,6 +32,7 @@ from workers.connectors.errors import RateLimited, Unavailable
 from workers.delayed import DelayedMover, DelayedTasks
 from workers.gate import TargetGate
 from workers.rulebook import RuleBook
+from workers.runs import RunCoordinator
 from workers.state import PipelineState
 
 log = logging.getLogger("fieldrelay.tasks")
@@ -63,6 +71,8 @@ def runtime() -> pipeline.Runtime:
         queue_for_target=ACTION_QUEUES.__getitem__,
         gate=TargetGate(client, {"synchroteam": (s.synchroteam_rate_limit, s.synchroteam_rate_window)},
                         {"synchroteam": s.synchroteam_domain}),
+        runs=RunCoordinator(client),
+        schedule=DelayedTasks(client).schedule,
         alert=alert,
     )
 
@@ -123,6 +133,12 @@ def process_event(self: Task, event: dict[str, Any]) -> None:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries, exc)) from None
 
 
+@app.task(name=NEXT_RUN_TASK, acks_late=True, reject_on_worker_lost=True)
+def next_run(run_key: str, rule_digest: str) -> None:
+    """A debounce fell due: start the waiting run of that rule and entity."""
+    pipeline.next_run(run_key, rule_digest, "", runtime())
+
+
 @app.task(name=RUN_ACTION_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
           max_retries=MAX_RETRIES)
 def run_action(self: Task, event_id: str, rule_digest: str, index: int) -> None:
@@ -167,6 +183,9 @@ def fail_for_good(
               extra={"event_id": event_id, "rule": rule})
     if rule_json is not None:
         pipeline.run_on_failure(event_id, digest, index, error, rt)
+        raw_event = rt.state.load_event(event_id)
+        if raw_event is not None:  # the entity's next queued run may start now
+            pipeline.end_run(ChangeEvent.model_validate(raw_event), pipeline.Rule.from_json(rule_json), digest, rt)
     with sentry_sdk.new_scope() as scope:
         scope.set_tag("rule", rule)
         scope.set_tag("event_id", event_id)

@@ -19,6 +19,7 @@ from workers.actions.registry import action_params
 from workers.connectors.errors import Unavailable
 from workers.gate import TargetGate
 from workers.rulebook import RuleBook
+from workers.runs import RunCoordinator
 from workers.state import PipelineState
 
 RULES = """
@@ -79,6 +80,7 @@ def runtime(redis_client: redis.Redis, tmp_path: Path, apis: FakeAPIs):
                         servicetrade_username="u", servicetrade_password="p",
                         synchroteam_domain="d", synchroteam_api_key="k")
     enqueued: list[tuple[str, str, int, str]] = []
+    scheduled: list[tuple[str, list, str, float]] = []
     rt = pipeline.Runtime(
         state=PipelineState(redis_client),
         clients=SettingsClients(settings, transport=httpx.MockTransport(apis)),
@@ -86,7 +88,10 @@ def runtime(redis_client: redis.Redis, tmp_path: Path, apis: FakeAPIs):
         enqueue_action=lambda *args: enqueued.append(args),
         queue_for_target=ACTION_QUEUES.__getitem__,
         gate=TargetGate(redis_client, {"synchroteam": (120, 60.0)}),
+        runs=RunCoordinator(redis_client),
+        schedule=lambda *args: scheduled.append(args),
     )
+    rt.scheduled = scheduled  # type: ignore[attr-defined]
     rt.enqueued = enqueued  # type: ignore[attr-defined]
     return rt
 
@@ -204,3 +209,32 @@ def test_an_exhausted_quota_pauses_the_target_and_alerts_once(runtime, apis):
         assert deferred.value.reason in ("quota",)
     assert deferred.value.seconds == pytest.approx(pipeline.next_utc_midnight() - __import__("time").time(), abs=5)
     assert [tags for _, tags in alerts] == [{"target": "synchroteam", "alert": "quota"}]
+
+
+def test_mode_latest_turns_a_burst_of_20_updates_into_one_run_on_the_newest(runtime, apis, tmp_path):
+    (tmp_path / "rules.yaml").write_text("""
+rules:
+  - name: latest-job
+    mode: latest
+    when: {source: servicetrade, entity: job, action: updated}
+    then:
+      - synchroteam.job.upsert:
+          myId: "st-job-{{ event.entity.id }}"
+          description: "change at {{ event.occurred_at }}"
+          customer: {myId: "st-company-39"}
+""")
+    runtime.rulebook = RuleBook(tmp_path, action_params())
+    burst = [ChangeEvent(source="servicetrade", via="webhook", action="updated",
+                         entity=EntityRef(type="job", id=35769), occurred_at=1_700_000_000 + n,
+                         changes={"description": FieldChange(old=n, new=n + 1)}) for n in range(20)]
+    for n, event in enumerate(burst):
+        pipeline.process_event(event, f"task-{n}", runtime)
+    assert runtime.enqueued == []
+    [(task, (run_key, digest), _, delay)] = runtime.scheduled
+    assert task == "fieldrelay.next_run" and delay >= 1.0
+
+    pipeline.next_run(run_key, digest, "", runtime)  # the debounce falls due
+    [(event_id, digest, index, _)] = runtime.enqueued
+    assert event_id == burst[-1].id
+    pipeline.run_action(event_id, digest, index, runtime)
+    assert [body["description"] for _, body in apis.sent] == ["change at 1700000019"]
