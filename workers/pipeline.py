@@ -91,6 +91,12 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime) -> list[Verdict
         rt.state.trace(eid, "event.duplicate", message_id=event.message_id, task_id=task_id)
         log.info("duplicate event skipped", extra={"event_id": eid})
         return []
+    newest = rt.state.seen_at(event.source, event.entity.type, event.entity.id)
+    if newest is not None and event.occurred_at < newest:
+        # Out of order: a newer change to this entity was already applied, and actions read the
+        # entity's current state anyway. Equal timestamps are two changes in one second: both run.
+        rt.state.trace(eid, "event.stale", occurred_at=event.occurred_at, newest_applied=newest)
+        return []
     rt.state.save_event(eid, event.model_dump(mode="json"))
     rt.state.mark_seen(event.source, event.entity.type, event.entity.id, event.occurred_at)
     rt.state.trace(eid, "event.received", via=event.via, message_id=event.message_id)

@@ -238,3 +238,18 @@ rules:
     assert event_id == burst[-1].id
     pipeline.run_action(event_id, digest, index, runtime)
     assert [body["description"] for _, body in apis.sent] == ["change at 1700000019"]
+
+
+def test_an_event_older_than_the_newest_applied_is_skipped_as_stale(runtime):
+    newer = completed()
+    older = ChangeEvent(source="servicetrade", via="webhook", action="updated",
+                        entity=newer.entity, occurred_at=newer.occurred_at - 60,
+                        changes={"status": FieldChange(old="new", new="scheduled")})
+    assert pipeline.process_event(newer, "t1", runtime)
+    assert pipeline.process_event(older, "t2", runtime) == []
+    [stale] = [s for s in runtime.state.load_trace(older.id) if s["step"] == "event.stale"]
+    assert stale["newest_applied"] == newer.occurred_at
+    same_second = ChangeEvent(source="servicetrade", via="webhook", action="updated", entity=newer.entity,
+                              occurred_at=newer.occurred_at, changes={"description": FieldChange(old="a", new="b")})
+    pipeline.process_event(same_second, "t3", runtime)
+    assert not [s for s in runtime.state.load_trace(same_second.id) if s["step"] == "event.stale"]
