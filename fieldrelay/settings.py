@@ -33,6 +33,9 @@ class Settings(BaseSettings):
         default=None, description="Redis for the Celery broker and state; unset starts an embedded Redis."
     )
     data_dir: Path = Field(default=Path("var"), description="Where the embedded Redis and spools keep data.")
+    spool_replay_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between attempts to replay webhooks spooled while Redis was down."
+    )
     rules_dir: Path = Field(default=Path("rules/examples"), description="Directory of rule YAML files.")
     webhook_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -16,7 +17,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fieldrelay.settings import Settings
-from receiver.publisher import EventPublisher
+from receiver.publisher import EventPublisher, ingest_message
+from receiver.spool import Spool
 from receiver.webhooks import WebhookError, normalize, parse_message, token_matches
 
 MAX_BODY = 1024 * 1024
@@ -55,6 +57,7 @@ def create_app(settings: Settings, *, redis_client: aioredis.Redis | None = None
         health_check_interval=30,
     )
     publisher = EventPublisher(client)
+    spool = Spool(settings.data_dir / "spool")
 
     async def servicetrade_webhook(request: Request) -> Response:
         if not token_matches(request.path_params["token"], tokens):
@@ -72,7 +75,8 @@ def create_app(settings: Settings, *, redis_client: aioredis.Redis | None = None
         try:
             await publisher.publish(events)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            log.error("enqueue failed, answering 503: %s", type(exc).__name__)
+            log.error("enqueue failed, spooling to disk and answering 503: %s", type(exc).__name__)
+            await asyncio.to_thread(spool.write, publisher.queue, ingest_message(events, publisher.queue))
             return json_response({"error": "queue unavailable, retry later"}, 503, {"Retry-After": "5"})
         return json_response({"accepted": len(events)})
 
@@ -88,7 +92,11 @@ def create_app(settings: Settings, *, redis_client: aioredis.Redis | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        replayer = asyncio.create_task(spool.replay_forever(client, settings.spool_replay_interval))
         yield
+        replayer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await replayer
         await client.aclose()
 
     routes = [

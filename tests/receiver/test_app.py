@@ -16,6 +16,7 @@ from fieldrelay.embedded_redis import free_port
 from fieldrelay.queues import EVENTS_QUEUE, INGEST_TASK
 from fieldrelay.settings import Settings
 from receiver.app import MAX_BODY, create_app
+from receiver.spool import Spool
 
 SAMPLE = {
     "messageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
@@ -36,11 +37,11 @@ SAMPLE = {
 
 
 @pytest.fixture
-def make_client(redis_url: str) -> Iterator[Callable[..., TestClient]]:
+def make_client(redis_url: str, tmp_path) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
     def factory(url: str = redis_url, tokens: str = "tok-new,tok-old") -> TestClient:
-        client = TestClient(create_app(Settings(redis_url=url, webhook_tokens=tokens)))
+        client = TestClient(create_app(Settings(redis_url=url, webhook_tokens=tokens, data_dir=tmp_path)))
         client.__enter__()
         clients.append(client)
         return client
@@ -140,11 +141,12 @@ def test_chunked_body_over_limit_is_413_without_content_length(make_client, redi
     assert redis_client.llen(EVENTS_QUEUE) == 0
 
 
-def test_redis_unreachable_is_503_so_servicetrade_retries(make_client):
+def test_redis_unreachable_is_503_so_servicetrade_retries(make_client, tmp_path):
     client = make_client(url=f"redis://127.0.0.1:{free_port()}/0")
     resp = client.post("/webhooks/servicetrade/tok-new", json=SAMPLE)
     assert resp.status_code == 503
     assert resp.headers["retry-after"]
+    assert Spool(tmp_path / "spool").pending() == 1  # kept on disk too, replayed when Redis is back
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
 
