@@ -71,7 +71,7 @@ def canonical_entity(name: str) -> str:
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`; did you mean 'job'?` or the empty string."""
-    choices = list(choices)
+    choices = [str(c) for c in choices]
     folded = [c for c in choices if c.casefold() == word.casefold()]
     close = folded or difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""

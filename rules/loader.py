@@ -26,9 +26,12 @@ _TOP_KEYS = list(RuleFileSpec.model_fields)
 
 
 def plain(node: Any) -> Any:
-    """ruamel's commented containers and scalar subclasses -> plain dict/list/str/int/float."""
+    """ruamel's commented containers and scalar subclasses -> plain dict/list/str/int/float.
+
+    Keys become strings, as they would in the JSON the worker stores rules in anyway.
+    """
     if isinstance(node, Mapping):
-        return {str(k) if not isinstance(k, int | float | bool) else k: plain(v) for k, v in node.items()}
+        return {str(k): plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [plain(v) for v in node]
     for kind in (bool, str, int, float):

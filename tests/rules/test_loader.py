@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import random
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
 
 from rules import RuleLoadError, load_rule_file, load_rules
 
@@ -352,3 +358,43 @@ def test_anchors_and_merge_keys_point_at_where_the_value_is_written(load_errors,
     ruleset = load(text.replace("jobb", "job").replace("updatd", "updated"))
     assert [(r.name, r.when.entity, r.when.action) for r in ruleset] == [
         ("a", ["job"], ["updated"]), ("b", ["job"], None)]
+
+
+JUNK = [None, True, 0, -1, 1.5, "", "x", "{{", "{{ x }}", "{% if %}", [], {}, [1, "a"], {"a": 1},
+        {"to": None}, "__class__", "jobb", {"{{": 1}, {1: 2}, [[]], "{{ steps.x }}", "{{ vars.nope }}"]
+
+
+def mutate(node: Any, rng: random.Random) -> Any:
+    """Drop, rename or replace keys and items at random, the mistakes a hurried edit makes."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            roll = rng.random()
+            if roll < 0.08:
+                continue
+            if roll < 0.16:
+                out[key] = rng.choice(JUNK)
+            elif roll < 0.2:
+                out[key + "x"] = value
+            else:
+                out[key] = mutate(value, rng)
+        if rng.random() < 0.05:
+            out[rng.choice(["id", "if", "not", "any", "all", 5])] = rng.choice(JUNK)
+        return out
+    if isinstance(node, list):
+        items = [mutate(x, rng) for x in node if rng.random() > 0.05]
+        return items + ([rng.choice(JUNK)] if rng.random() < 0.05 else [])
+    return rng.choice(JUNK) if rng.random() < 0.05 else node
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rng=st.randoms(use_true_random=False))
+def test_mangled_rule_files_load_or_fail_with_rule_errors_only(write_rules, action_params, rng):
+    doc = mutate(YAML(typ="safe").load((EXAMPLES / "servicetrade_to_synchroteam.yaml").read_text()), rng)
+    out = io.StringIO()
+    YAML().dump(doc, out)
+    path = write_rules(out.getvalue())
+    try:
+        load_rules(path.parent, action_params)
+    except RuleLoadError as exc:
+        assert all(e.line >= 1 and e.col >= 1 and e.message for e in exc.errors)
