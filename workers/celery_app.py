@@ -18,7 +18,7 @@ def create_celery(settings: Settings) -> Celery:
             "FIELDRELAY_REDIS_URL is unset: start the worker with `fieldrelay worker`, "
             "which starts or reuses the embedded Redis"
         )
-    app = Celery("fieldrelay", broker=settings.redis_url, include=["workers.tasks"])
+    app = Celery("fieldrelay", broker=settings.redis_url, include=["workers.tasks", "workers.polling_tasks"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -37,6 +37,9 @@ def create_celery(settings: Settings) -> Celery:
         enable_utc=True,
     )
     app.conf.fieldrelay_settings = settings
+    from receiver.polling.pollers import polling_schedule  # lazy: the pollers import the connectors
+
+    app.conf.beat_schedule = polling_schedule(settings)
     return app
 
 

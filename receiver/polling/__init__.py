@@ -1,0 +1,1 @@
+"""Polling sources: change events from ServiceTrade, Synchroteam and Synergist lists, without webhooks."""
