@@ -71,6 +71,13 @@ class SettingsClients:
         self._lock = threading.Lock()
         self._built: dict[str, Any] = {}
 
+    def close(self) -> None:
+        """Close every client built so far (their connection pools)."""
+        with self._lock:
+            built, self._built = self._built, {}
+        for client in built.values():
+            client.close()
+
     def _once(self, name: str, build: Callable[[], Any]) -> Any:
         with self._lock:
             if name not in self._built:
