@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from rules.models import WhenBase
 
 Loc = tuple[str | int, ...]
-_WRAPPED = re.compile(r"^\{\{-?((?:(?!\}\}).)*?)-?\}\}$", re.DOTALL)
 Problems = list[tuple[Loc, str]]
+_WRAPPED = re.compile(r"^\{\{-?((?:(?!\}\}).)*?)-?\}\}$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def parse_condition(raw: Any, loc: Loc, problems: Problems) -> Condition | None:
             return None
     if isinstance(raw, list):
         if not raw:
-            problems.append((loc, "an empty list of conditions"))
+            problems.append((loc, "must not be empty"))
         items = [parse_condition(item, (*loc, i), problems) for i, item in enumerate(raw)]
         return AllOf(tuple(i for i in items if i is not None), "")
     if isinstance(raw, Mapping) and len(raw) == 1:

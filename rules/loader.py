@@ -241,9 +241,12 @@ def load_rule_file(path: Path, action_params: ActionParams | None) -> RuleSet:
 
 
 def load_rules(directory: Path, action_params: ActionParams | None) -> RuleSet:
-    """Load every `*.yaml`/`*.yml` under `directory` (sorted); all or nothing."""
+    """Load every `*.yaml`/`*.yml` directly in `directory` (sorted, dotfiles skipped); all or nothing."""
     directory = Path(directory)
-    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    files = sorted(
+        p for p in directory.iterdir()
+        if p.suffix in (".yaml", ".yml") and p.is_file() and not p.name.startswith(".")
+    )
     return _build(files, action_params)
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from fieldrelay.events import ChangeEvent
 from rules.context import LazyEntity, Placeholder, RuleContext, redact
@@ -25,19 +25,19 @@ if TYPE_CHECKING:
 _NATIVE = re.compile(r"^\{\{-?(.*?)-?\}\}$", re.DOTALL)
 
 
-class RuleEnvironment(SandboxedEnvironment):
-    """Mapping keys win over methods, so a field named `items` or `values` reads the field.
+class RuleEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, immutable so one rule cannot change what the next sees (`vars.clear()`).
 
-    A missing key gets an error that lists the keys that do exist.
+    Mapping keys win over methods, so a field named `items` or `values` reads the field, and a
+    missing key gets an error that lists the keys that do exist.
     """
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, Mapping) and not isinstance(obj, Placeholder):
+        if isinstance(obj, Mapping):
             if attribute in obj:
                 return obj[attribute]
-            found = super().getattr(obj, attribute)
-            if not isinstance(found, jinja2.Undefined) or attribute.startswith("_"):
-                return found  # a method such as .get(), or the sandbox's refusal
+            if hasattr(obj, attribute):
+                return super().getattr(obj, attribute)  # a method such as .get(), or the sandbox's refusal
             if isinstance(obj, LazyEntity) and obj.value is None:
                 hint = f"the entity could not be loaded, so it has no field {attribute!r}"
             else:

@@ -164,3 +164,11 @@ def test_env_values_never_appear_in_errors(context):
 def test_allowed_env_reads_only_the_allowlist():
     environ = {"REGION": "us", "API_TOKEN": "secret"}
     assert allowed_env(["REGION", "MISSING"], environ) == {"REGION": "us"}
+
+
+def test_templates_cannot_change_shared_data(context):
+    ctx = context()
+    for template in ("{{ vars.clear() }}", "{{ entity.customer.update({'id': 1}) }}", "{{ changes.pop('status') }}"):
+        with pytest.raises(TemplateSecurityError):
+            render({"x": template}, ctx)
+    assert ctx["vars"] == {"team": "north"} and ctx["changes"]["status"]["new"] == "completed"
