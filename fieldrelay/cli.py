@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from fieldrelay import cli_ops
 from fieldrelay.settings import Settings, SettingsError, load_settings
 
 
@@ -35,15 +36,20 @@ def _with_redis(settings: Settings) -> Settings:
 def cmd_receiver(args: argparse.Namespace) -> int:
     import uvicorn
 
-    _with_redis(_settings())
+    from fieldrelay.logs import logging_config
+
+    settings = _with_redis(_settings())
     uvicorn.run("receiver.asgi:app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level="info", access_log=False)
+                workers=args.workers, log_level="info", access_log=False, log_config=logging_config(settings))
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _with_redis(_settings())
+    from fieldrelay.logs import setup_logging
     from fieldrelay.queues import ALL_QUEUES
+
+    setup_logging(settings)
     from workers.celery_app import app
 
     argv = ["worker", "--loglevel", args.loglevel, "-Q", args.queues or ",".join(ALL_QUEUES),
@@ -54,8 +60,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_beat(args: argparse.Namespace) -> int:
     settings = _with_redis(_settings())
+    from fieldrelay.logs import setup_logging
     from workers.celery_app import app
 
+    setup_logging(settings)
     schedule = settings.data_dir / "celerybeat-schedule"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app.start(["beat", "--loglevel", args.loglevel, "--schedule", str(schedule)])
@@ -144,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = actions.add_parser("reference", help="Markdown reference of every action and its parameters")
     p.set_defaults(func=cmd_actions_reference)
+    cli_ops.register(sub)  # dlq, target, webhooks
     return parser
 
 

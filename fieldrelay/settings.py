@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     http_timeout: float = Field(default=10.0, gt=0, description="Seconds for each outbound API call.")
     worker_concurrency: int = Field(default=2, ge=1, description="Celery worker processes.")
+    console_token: SecretStr | None = Field(
+        default=None, description="Token that opens the /console pages; unset disables the console."
+    )
 
     poll_sources: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -14,9 +14,10 @@ import redis.exceptions
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from fieldrelay.settings import Settings
+from receiver.console import create_console, metrics_endpoint
 from receiver.publisher import EventPublisher, ingest_message
 from receiver.spool import Spool
 from receiver.webhooks import WebhookError, normalize, parse_message, token_matches
@@ -103,5 +104,7 @@ def create_app(settings: Settings, *, redis_client: aioredis.Redis | None = None
         Route("/webhooks/servicetrade/{token}", servicetrade_webhook, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        metrics_endpoint(settings),
+        Mount("/console", app=create_console(settings)),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

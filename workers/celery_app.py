@@ -48,3 +48,4 @@ def action_queue(target: str) -> str:
 
 
 app = create_celery(load_settings())
+import workers.operations  # noqa: E402, F401  (JSON logs, beat Sentry Crons, target rates: Celery signals)

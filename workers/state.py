@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 from typing import Any
 
 import orjson
 import redis
 
+from fieldrelay.metrics import observe
 from fieldrelay.redaction import Redactor
 
 PREFIX = "fieldrelay"
@@ -119,16 +122,84 @@ class PipelineState:
         key = self.key("trace", event_id)
         ttl = self.failure_retention if step in ("action.failed", "event.failed") else self.retention
         self._append_extend(keys=[key], args=[orjson.dumps(entry, default=str), ttl])
+        observe(self, event_id, entry)  # metrics and the console's event index, from this one place
 
     def load_trace(self, event_id: str) -> list[dict[str, Any]]:
         return [orjson.loads(x) for x in self.r.lrange(self.key("trace", event_id), 0, -1)]
 
-    def dead_letter(self, entry: dict[str, Any]) -> None:
-        payload = orjson.dumps(self.redactor.scrub(entry), default=str)
-        self.r.zadd(self.key("dlq"), {payload: time.time()})
+    # Dead letters: `fieldrelay:dlq` orders ids by time, `fieldrelay:dlq:entry` holds each entry.
+    # The id is stable for (event, rule version, step): dead-lettering the same step again
+    # (a retry that failed again) replaces its entry instead of adding a second one.
+    def dead_letter(self, entry: dict[str, Any]) -> str:
+        dlq_id = dead_letter_id(entry["event_id"], entry.get("rule_digest", ""), entry.get("index", 0))
+        payload = orjson.dumps(self.redactor.scrub({"id": dlq_id, "at": time.time(), **entry}), default=str)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.key("dlq", "entry"), dlq_id, payload)
+        pipe.zadd(self.key("dlq"), {dlq_id: time.time()})
+        pipe.execute()
+        return dlq_id
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        return [orjson.loads(x) for x in self.r.zrange(self.key("dlq"), 0, -1)]  # type: ignore[arg-type]
+        """Every dead letter, oldest first, each with its `id` and the `at` it failed."""
+        ids = [_text(x) for x in self.r.zrange(self.key("dlq"), 0, -1)]  # type: ignore[arg-type]
+        if not ids:
+            return []
+        raw = self.r.hmget(self.key("dlq", "entry"), ids)
+        return [orjson.loads(x) for x in raw if x is not None]
+
+    def dead_letter_entry(self, dlq_id: str) -> dict[str, Any] | None:
+        raw = self.r.hget(self.key("dlq", "entry"), dlq_id)
+        return None if raw is None else orjson.loads(raw)
+
+    def remove_dead_letter(self, dlq_id: str) -> bool:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.zrem(self.key("dlq"), dlq_id)
+        pipe.hdel(self.key("dlq", "entry"), dlq_id)
+        removed, _ = pipe.execute()
+        return bool(removed)
+
+    def dlq_size(self) -> int:
+        return int(self.r.zcard(self.key("dlq")))
+
+    def forget_action(self, event_id: str, digest: str, index: int) -> None:
+        """Clear one step's ledger entry, so a replayed action runs again instead of being skipped."""
+        self.r.delete(self.ledger_key(event_id, digest, index))
+
+    # A paused target's actions wait (the pipeline checks `target_paused` before calling it).
+    def pause_target(self, target: str, *, until: float | None = None, reason: str = "") -> None:
+        """Pause `target` until resumed, or until the Unix time `until` (the flag expires then)."""
+        value = orjson.dumps({"at": time.time(), "until": until, "reason": reason})
+        ttl = None if until is None else max(1, int(until - time.time()))
+        self.r.set(self.key("paused", target), value, ex=ttl)
+
+    def resume_target(self, target: str) -> bool:
+        return bool(self.r.delete(self.key("paused", target)))
+
+    def target_paused(self, target: str) -> bool:
+        return bool(self.r.exists(self.key("paused", target)))
+
+    def pause_info(self, target: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.key("paused", target))
+        return None if raw is None else orjson.loads(raw)
+
+    def record_rate(self, target: str, info: Any) -> None:
+        """Keep the rate budget and quota a target last reported (a connector's `RateInfo`, or a dict)."""
+        fields = info if isinstance(info, dict) else dataclasses.asdict(info)
+        values = {k: str(v) for k, v in fields.items() if v is not None}
+        values["seen_at"] = str(time.time())
+        self.r.hset(self.key("rate", target), mapping=values)
+
+    def record_poll(self, source: str, at: float | None = None) -> None:
+        """A poller finished a pass over `source` (read as `fieldrelay_poll_lag_seconds`)."""
+        self.r.hset(self.key("poll", "last"), source, at or time.time())
+
+    def target_rate(self, target: str) -> dict[str, float]:
+        raw = self.r.hgetall(self.key("rate", target))
+        return {_text(k): float(v) for k, v in raw.items()}
+
+
+def dead_letter_id(event_id: str, digest: str, index: int | str) -> str:
+    return hashlib.blake2b(f"{event_id}:{digest}:{index}".encode(), digest_size=8).hexdigest()
 
 
 class RedisLinkStore:

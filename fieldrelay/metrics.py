@@ -1,0 +1,261 @@
+"""Prometheus metrics for the whole pipeline, counted in Redis from the trace steps and read at scrape time.
+
+Every pipeline step goes through `PipelineState.trace`, which calls `observe()` here: the one
+instrumentation point. Counts and histogram buckets live in Redis hashes (`fieldrelay:metrics:<name>`),
+so every worker process on every host adds to the same numbers, and any receiver's `GET /metrics`
+reports them all; workers need no endpoint of their own and no `PROMETHEUS_MULTIPROC_DIR`. Gauges
+(queue depth, DLQ size, rate budget) are read from Redis when scraped.
+
+`observe()` also keeps the console's index of recent events (`fieldrelay:events`, a zset of ids by
+time, and one `fieldrelay:evsum:<id>` hash per event), which the console filters on.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+import redis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from fieldrelay.queues import ACTION_QUEUES, ALL_QUEUES
+
+log = logging.getLogger("fieldrelay.metrics")
+steps_log = logging.getLogger("fieldrelay.trace")  # one JSON line per pipeline step (fieldrelay.logs)
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+PREFIX = "fieldrelay"
+MAX_INDEXED = 50_000  # recent events the console can list
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: str  # counter | histogram
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+
+
+SPECS: dict[str, Spec] = {
+    "fieldrelay_events_received_total": Spec(
+        "counter", "Change events taken in by the workers.", ("source", "via", "entity", "action")),
+    "fieldrelay_duplicates_dropped_total": Spec("counter", "Deliveries of an event already claimed."),
+    "fieldrelay_stale_events_skipped_total": Spec("counter", "Events older than the newest change applied."),
+    "fieldrelay_missed_webhooks_total": Spec(
+        "counter", "Changes first seen by a poller: the webhook for them never came.", ("source",)),
+    "fieldrelay_rule_matches_total": Spec("counter", "Rules that matched an event.", ("rule",)),
+    "fieldrelay_actions_total": Spec("counter", "Actions run to an outcome.", ("target", "action", "outcome")),
+    "fieldrelay_retries_total": Spec("counter", "Action attempts that failed and were retried."),
+    "fieldrelay_action_duration_seconds": Spec(
+        "histogram", "From an action's start to its outcome (last attempt).", ("target", "action")),
+    "fieldrelay_event_to_action_seconds": Spec(
+        "histogram", "From an event's intake by a worker to each of its actions succeeding."),
+}
+
+
+class StateLike(Protocol):
+    """What `observe` needs of `workers.state.PipelineState` (fieldrelay does not import workers)."""
+
+    r: redis.Redis
+    retention: int
+    failure_retention: int
+
+    def key(self, *parts: str | int) -> str: ...
+
+    def load_event(self, event_id: str) -> dict[str, Any] | None: ...
+
+
+def target_of(action: str) -> str:
+    """Actions are named `<target>.<object>.<verb>` (`http.request` for any HTTP endpoint)."""
+    return action.split(".", 1)[0] if action else "unknown"
+
+
+def metric_key(name: str) -> str:
+    return f"{PREFIX}:metrics:{name}"
+
+
+def _labels(name: str, values: Mapping[str, Any]) -> str:
+    return orjson.dumps([str(values.get(label, "")) for label in SPECS[name].labels]).decode()
+
+
+def _inc(pipe: Any, name: str, labels: Mapping[str, Any] | None = None, amount: int = 1) -> None:
+    pipe.hincrby(metric_key(name), _labels(name, labels or {}), amount)
+
+
+def _observe_seconds(pipe: Any, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
+    spec, field = SPECS[name], _labels(name, labels or {})
+    bucket = bisect.bisect_left(spec.buckets, value)  # le is inclusive
+    pipe.hincrby(metric_key(name), f"{field}|{bucket}", 1)
+    pipe.hincrbyfloat(metric_key(name), f"{field}|sum", max(0.0, value))
+
+
+def observe(state: StateLike, event_id: str, entry: Mapping[str, Any]) -> None:
+    """Log and count one trace entry; never raises, since metrics must not fail the step they describe."""
+    detail = {(f"{k}_" if k in _RESERVED else k): v for k, v in entry.items() if k not in ("at", "step")}
+    steps_log.info(str(entry.get("step")), extra={"event_id": event_id, **detail})
+    try:
+        _observe(state, event_id, entry)
+    except Exception as exc:  # Redis trouble here already fails the trace write next to it
+        log.warning("metrics not recorded for %s: %s", entry.get("step"), type(exc).__name__)
+
+
+def _observe(state: StateLike, event_id: str, entry: Mapping[str, Any]) -> None:
+    step, at = str(entry.get("step", "")), float(entry.get("at") or time.time())
+    summary = state.key("evsum", event_id)
+    rule, index, action = entry.get("rule", ""), entry.get("index", ""), str(entry.get("action", ""))
+    started_field = f"t:{rule}:{index}"
+    pipe = state.r.pipeline(transaction=False)
+    if step == "event.received":
+        event = state.load_event(event_id) or {}
+        entity = event.get("entity") or {}
+        labels = {"source": event.get("source", ""), "via": event.get("via", entry.get("via", "")),
+                  "entity": entity.get("type", ""), "action": event.get("action", "")}
+        _inc(pipe, "fieldrelay_events_received_total", labels)
+        if labels["via"] == "poll":
+            _inc(pipe, "fieldrelay_missed_webhooks_total", {"source": labels["source"]})
+        fields = {k: str(v) for k, v in labels.items()}
+        fields.update(at=str(at), entity_id=str(entity.get("id", "")), message_id=event.get("message_id") or "")
+        pipe.hset(summary, mapping=fields)  # type: ignore[arg-type]
+        pipe.expire(summary, state.retention)
+        index_key = state.key("events")
+        pipe.zadd(index_key, {event_id: at})
+        pipe.zremrangebyrank(index_key, 0, -MAX_INDEXED - 1)
+        pipe.zremrangebyscore(index_key, 0, at - state.failure_retention)
+    elif step == "event.duplicate":
+        _inc(pipe, "fieldrelay_duplicates_dropped_total")
+        pipe.hincrby(summary, "duplicates", 1)
+    elif "stale" in step:
+        _inc(pipe, "fieldrelay_stale_events_skipped_total")
+        pipe.hset(summary, "stale", 1)
+    elif step == "rule.matched":
+        _inc(pipe, "fieldrelay_rule_matches_total", {"rule": rule})
+        pipe.hset(summary, f"rule:{rule}", 1)
+    elif step == "action.started":
+        pipe.hset(summary, started_field, at)
+    elif step == "action.retry":
+        _inc(pipe, "fieldrelay_retries_total")
+    elif step in ("action.succeeded", "action.failed", "on_failure.failed"):
+        outcome = "succeeded" if step == "action.succeeded" else "failed"
+        target = str(entry.get("target") or target_of(action))
+        _inc(pipe, "fieldrelay_actions_total", {"target": target, "action": action, "outcome": outcome})
+        started, received = state.r.hmget(summary, [started_field, "at"])
+        if started is not None:
+            _observe_seconds(pipe, "fieldrelay_action_duration_seconds", at - float(started),
+                             {"target": target, "action": action})
+        if outcome == "succeeded" and received is not None:
+            _observe_seconds(pipe, "fieldrelay_event_to_action_seconds", at - float(received))
+        pipe.hincrby(summary, outcome, 1)
+        if outcome == "failed":
+            pipe.expire(summary, state.failure_retention)
+    else:
+        return
+    pipe.execute()
+
+
+class RedisCollector(Collector):
+    """Reads the counters `observe` keeps, and the gauges, from Redis at every scrape."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    def collect(self) -> Iterator[Metric]:
+        pipe = self.r.pipeline(transaction=False)
+        for name in SPECS:
+            pipe.hgetall(metric_key(name))
+        pipe.zcard(f"{PREFIX}:dlq")
+        for queue in ALL_QUEUES:
+            pipe.llen(queue)
+        pipe.hlen("unacked")  # kombu's Redis transport: delivered, not yet acknowledged
+        for target in ACTION_QUEUES:
+            pipe.hgetall(f"{PREFIX}:rate:{target}")
+            pipe.exists(f"{PREFIX}:paused:{target}")
+        pipe.hgetall(f"{PREFIX}:poll:last")
+        results = iter(pipe.execute())
+
+        for name, spec in SPECS.items():
+            raw = {_str(k): _str(v) for k, v in next(results).items()}
+            if spec.kind == "counter":
+                yield _counter(name, spec, raw)
+            else:
+                yield _histogram(name, spec, raw)
+
+        yield _gauge("fieldrelay_dlq_size", "Actions in the dead-letter store.", [((), next(results))])
+        depth = GaugeMetricFamily("fieldrelay_queue_depth", "Messages waiting in each Celery queue.",
+                                  labels=["queue"])
+        for queue in ALL_QUEUES:
+            depth.add_metric([queue], next(results))
+        yield depth
+        yield _gauge("fieldrelay_unacked_messages", "Messages delivered to a worker and not yet acknowledged.",
+                     [((), next(results))])
+        rate = GaugeMetricFamily("fieldrelay_target_rate_remaining",
+                                 "Requests left in the target's rate window, as it last reported.", labels=["target"])
+        quota = GaugeMetricFamily("fieldrelay_target_quota_remaining",
+                                  "Requests left in the target's daily quota, as it last reported.", labels=["target"])
+        paused = GaugeMetricFamily("fieldrelay_target_paused", "1 while the target is paused.", labels=["target"])
+        for target in ACTION_QUEUES:
+            info = {_str(k): _str(v) for k, v in next(results).items()}
+            if "remaining" in info:
+                rate.add_metric([target], float(info["remaining"]))
+            if "quota_remaining" in info:
+                quota.add_metric([target], float(info["quota_remaining"]))
+            paused.add_metric([target], float(bool(next(results))))
+        yield rate
+        yield quota
+        yield paused
+        lag = GaugeMetricFamily("fieldrelay_poll_lag_seconds", "Seconds since each source's poller last completed.",
+                                labels=["source"])
+        now = time.time()
+        for source, last in sorted(next(results).items()):
+            lag.add_metric([_str(source)], max(0.0, now - float(last)))
+        yield lag
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _gauge(name: str, help: str, samples: list[tuple[tuple[str, ...], float]]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help, labels=[])
+    for labels, value in samples:
+        family.add_metric(list(labels), float(value))
+    return family
+
+
+def _counter(name: str, spec: Spec, raw: dict[str, str]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name.removesuffix("_total"), spec.help, labels=list(spec.labels))
+    if not spec.labels and not raw:
+        family.add_metric([], 0.0)
+    for labels, value in sorted(raw.items()):
+        family.add_metric(orjson.loads(labels), float(value))
+    return family
+
+
+def _histogram(name: str, spec: Spec, raw: dict[str, str]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, spec.help, labels=list(spec.labels))
+    series: dict[str, dict[str, str]] = {}
+    for field, value in raw.items():
+        labels, _, part = field.rpartition("|")
+        series.setdefault(labels, {})[part] = value
+    for labels, parts in sorted(series.items()):
+        counts = [int(parts.get(str(i), 0)) for i in range(len(spec.buckets) + 1)]
+        cumulative, buckets = 0, []
+        for bound, count in zip([*map(str, spec.buckets), "+Inf"], counts, strict=True):
+            cumulative += count
+            buckets.append((bound, float(cumulative)))
+        family.add_metric(orjson.loads(labels), buckets, float(parts.get("sum", 0.0)))
+    return family
+
+
+def render(client: redis.Redis) -> bytes:
+    """The Prometheus text exposition of everything above."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(client))
+    return generate_latest(registry)

@@ -1,0 +1,63 @@
+"""The operations console (`/console`) and the Prometheus scrape endpoint (`/metrics`), served by the receiver.
+
+Both read Redis synchronously in Starlette's thread pool, never on the event loop that answers webhooks.
+"""
+
+from __future__ import annotations
+
+import redis
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fieldrelay.metrics import render
+from fieldrelay.redaction import redactor_for
+from fieldrelay.settings import Settings
+from receiver.console.auth import ConsoleAuth
+from receiver.console.rulesview import RulesView
+from receiver.console.views import Console
+from workers.state import PipelineState
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def sync_redis(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0", socket_timeout=5.0,
+                                socket_connect_timeout=2.0, health_check_interval=30)
+
+
+def create_console(settings: Settings, client: redis.Redis | None = None) -> Starlette:
+    redactor = redactor_for(settings)
+    token = settings.console_token.get_secret_value() if settings.console_token else ""
+    state = PipelineState(client or sync_redis(settings), redactor=redactor)
+    c = Console(state, ConsoleAuth(token), RulesView(settings.rules_dir), redactor)
+    routes = [
+        Route("/", c.guarded(c.overview), methods=["GET"], name="overview"),
+        Route("/login", c.login, methods=["GET", "POST"]),
+        Route("/logout", c.logout, methods=["POST"]),
+        Route("/events", c.guarded(c.events), methods=["GET"]),
+        Route("/events/{event_id}", c.guarded(c.event), methods=["GET"]),
+        Route("/dead-letters", c.guarded(c.dead_letters), methods=["GET"]),
+        Route("/dead-letters/{dlq_id}/{verb:str}", c.action(c.dead_letter_action), methods=["POST"]),
+        Route("/rules", c.guarded(c.rules_index), methods=["GET"]),
+        Route("/rules/test", c.action(c.rules_test), methods=["POST"]),
+        Route("/targets", c.guarded(c.targets), methods=["GET"]),
+        Route("/targets/{name}/{verb:str}", c.action(c.target_action), methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def metrics_endpoint(settings: Settings, client: redis.Redis | None = None) -> Route:
+    """`GET /metrics`: the whole deployment's counters and gauges, from Redis (see fieldrelay.metrics)."""
+    scrape_client = client or sync_redis(settings)
+
+    async def metrics(request: Request) -> Response:
+        try:
+            body = await run_in_threadpool(render, scrape_client)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            return Response(f"redis unavailable: {type(exc).__name__}\n", 503, media_type="text/plain")
+        return Response(body, media_type=CONTENT_TYPE)
+
+    return Route("/metrics", metrics, methods=["GET"])

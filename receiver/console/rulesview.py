@@ -1,0 +1,88 @@
+"""The rules as the console sees them: loaded from the rules directory, reloaded when it changes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from fieldrelay.events import ChangeEvent
+from rules import RuleSet, load_rules
+from rules.dryrun import explain
+from rules.errors import RuleLoadError
+from workers.actions.registry import action_params
+from workers.rulebook import fingerprint
+
+
+class RulesView:
+    """The last good rule set, when it loaded, and the errors of the newest attempt (if it failed).
+
+    Workers reload the same directory on their own (workers.rulebook); on one host, or with the
+    directory shared, what this shows is what they run.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.ruleset: RuleSet | None = None
+        self.loaded_at: float | None = None
+        self.checked_at: float | None = None
+        self.errors: list[str] = []
+        self._seen: Any = None
+        self._lock = threading.Lock()
+
+    def current(self) -> RulesView:
+        with self._lock:
+            try:
+                seen = fingerprint(self.directory)
+            except OSError as exc:
+                self.errors = [f"{self.directory}: {exc}"]
+                return self
+            self.checked_at = time.time()
+            if seen != self._seen:
+                self._seen = seen
+                try:
+                    self.ruleset = load_rules(self.directory, action_params())
+                except RuleLoadError as exc:
+                    self.errors = [str(e) for e in exc.errors]
+                else:
+                    self.errors, self.loaded_at = [], time.time()
+        return self
+
+    def dry_run(self, event_text: str, entity_text: str) -> str:
+        """`rules.dryrun.explain` for a webhook message or a normalized event (JSON), as text."""
+        from receiver.webhooks import WebhookError, parse_message, to_events
+
+        ruleset = self.current().ruleset
+        if ruleset is None:
+            return "no rule set is loaded (see the errors above)"
+        try:
+            data = json.loads(event_text)
+        except ValueError as exc:
+            return f"event: not JSON: {exc}"
+        entity = None
+        if entity_text.strip():
+            try:
+                entity = json.loads(entity_text)
+            except ValueError as exc:
+                return f"entity: not JSON: {exc}"
+            wrapped = isinstance(entity, dict) and set(entity) <= {"data", "messages"}
+            if wrapped and isinstance(entity.get("data"), dict):
+                entity = entity["data"]  # a raw API answer: ServiceTrade wraps records in {"data": ...}
+            if not isinstance(entity, dict):
+                return "entity: a JSON object is expected"
+        try:
+            if isinstance(data, dict) and "messageId" in data and "data" in data:
+                events = to_events(parse_message(event_text.encode()))
+            else:
+                events = [ChangeEvent.model_validate(item) for item in (data if isinstance(data, list) else [data])]
+        except WebhookError as exc:
+            return f"event: not a ServiceTrade webhook message: {exc}"
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            return f"event: not a change event: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+        head = "" if entity is not None else "(no entity given: rules that read `entity` see nothing)\n\n"
+        return head + "\n\n".join(explain(ruleset, event, entity) for event in events)

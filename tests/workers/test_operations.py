@@ -1,0 +1,175 @@
+"""Operations on a real Redis: dead letters (select, retry, drop), target pauses, the event index, webhooks."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from pydantic import SecretStr
+
+from fieldrelay.queues import RUN_ACTION_TASK
+from sandbox import servicetrade
+from sandbox.runner import SandboxRunner
+from workers import operations as ops
+from workers.connectors.servicetrade import ServiceTradeClient
+from workers.state import PipelineState
+
+EVENT = {"source": "servicetrade", "via": "webhook", "action": "updated", "occurred_at": 1700000000,
+         "entity": {"type": "job", "id": 35769, "uri": None}, "message_id": "m-1", "changes": None}
+
+
+def failed(state: PipelineState, event_id: str = "ev1", *, rule: str = "mirror", digest: str = "d1",
+           index: int = 0, target: str = "synchroteam", entity_id: int = 35769) -> str:
+    state.save_event(event_id, {**EVENT, "entity": {**EVENT["entity"], "id": entity_id}})
+    state.save_rule(digest, {"name": rule})
+    return state.dead_letter({"event_id": event_id, "rule": rule, "rule_digest": digest, "index": index,
+                              "action": f"{target}.job.upsert", "target": target, "error": "Rejected: 400",
+                              "attempts": 1})
+
+
+@pytest.fixture
+def state(redis_client):
+    return PipelineState(redis_client)
+
+
+def test_dead_letter_ids_are_stable_and_a_second_failure_replaces_the_first(state):
+    first = failed(state)
+    assert failed(state) == first
+    [entry] = state.dead_letters()
+    assert entry["id"] == first and entry["rule"] == "mirror" and entry["at"] > 0
+    assert failed(state, index=1) != first
+
+
+def test_dead_letters_are_selected_by_rule_target_entity_and_time(state):
+    a = failed(state, "ev1", rule="mirror", target="synchroteam", entity_id=1)
+    b = failed(state, "ev2", rule="notify", target="servicetrade", entity_id=2)
+
+    def ids(**criteria):
+        return [e["id"] for e in ops.list_dead_letters(state, ops.Selection(**criteria))]
+
+    assert ids() == [b, a]  # newest first
+    assert ids(rule="mirror") == [a]
+    assert ids(target="servicetrade") == [b]
+    assert ids(entity="job:2") == [b] and ids(entity="1") == [a] and ids(entity="job") == [b, a]
+    assert ids(since=state.dead_letter_entry(b)["at"]) == [b]
+    assert ids(until=0) == []
+
+
+def test_retry_clears_the_ledger_enqueues_on_the_target_queue_and_leaves_the_dlq(state, redis_client):
+    dlq_id = failed(state, digest="d9", index=2)
+    state.mark_action_done("ev1", "d9", 2, None, {"stale": True})
+    ops.retry_dead_letter(state, dlq_id)
+
+    assert state.dead_letters() == []
+    assert state.action_done("ev1", "d9", 2) is None
+    [raw] = redis_client.lrange("actions.synchroteam", 0, -1)
+    message = json.loads(raw)
+    assert message["headers"]["task"] == RUN_ACTION_TASK
+    assert json.loads(base64.b64decode(message["body"]))[0] == ["ev1", "d9", 2]
+    assert state.load_trace("ev1")[-1]["step"] == "dlq.retried"
+
+
+def test_retry_of_an_expired_event_fails_and_keeps_the_dead_letter(state, redis_client):
+    dlq_id = failed(state)
+    redis_client.delete(state.key("event", "ev1"))
+    with pytest.raises(ops.OperationError, match="expired"):
+        ops.retry_dead_letter(state, dlq_id)
+    assert [e["id"] for e in state.dead_letters()] == [dlq_id]
+
+
+def test_a_failed_enqueue_puts_the_dead_letter_back(state):
+    dlq_id = failed(state)
+
+    def broken(*args):
+        raise ConnectionError("redis went away")
+
+    with pytest.raises(ConnectionError):
+        ops.retry_dead_letter(state, dlq_id, enqueue=broken)
+    assert [e["id"] for e in state.dead_letters()] == [dlq_id]
+
+
+def test_drop_removes_and_traces(state):
+    dlq_id = failed(state)
+    ops.drop_dead_letter(state, dlq_id)
+    assert state.dead_letters() == []
+    assert state.load_trace("ev1")[-1]["step"] == "dlq.dropped"
+    with pytest.raises(ops.OperationError, match="no dead letter"):
+        ops.drop_dead_letter(state, dlq_id)
+
+
+def test_pause_resume_and_status(state):
+    assert not state.target_paused("synchroteam")
+    ops.pause_target(state, "synchroteam", "maintenance window")
+    status = ops.target_status(state, "synchroteam")
+    assert status["paused"] and status["pause"]["reason"] == "maintenance window"
+    assert not state.target_paused("synergist")
+    assert ops.resume_target(state, "synchroteam") and not state.target_paused("synchroteam")
+    with pytest.raises(ops.OperationError, match="unknown target 'synchro'"):
+        ops.pause_target(state, "synchro")
+
+
+def test_a_timed_pause_expires(state, redis_client):
+    import time
+
+    state.pause_target("http", until=time.time() + 100)
+    assert 0 < redis_client.ttl(state.key("paused", "http")) <= 100
+
+
+def test_rate_info_is_recorded_for_status(state):
+    from workers.connectors.synchroteam import RateInfo
+
+    state.record_rate("synchroteam", RateInfo(limit=120, remaining=17, reset_at=1.0, quota_remaining=900))
+    rate = ops.target_status(state, "synchroteam")["rate"]
+    assert rate["remaining"] == 17 and rate["quota_remaining"] == 900 and "quota_limit" not in rate
+
+
+def test_the_event_index_follows_trace_steps(state):
+    state.save_event("ev1", EVENT)
+    state.trace("ev1", "event.received", via="webhook")
+    state.trace("ev1", "rule.matched", rule="mirror", reason="")
+    state.trace("ev1", "action.started", rule="mirror", index=0, action="synchroteam.job.upsert")
+    state.trace("ev1", "action.failed", rule="mirror", index=0, action="synchroteam.job.upsert",
+                target="synchroteam", error="x")
+    state.save_event("ev2", {**EVENT, "source": "synergist"})
+    state.trace("ev2", "event.received", via="poll")
+
+    [one] = ops.list_events(state, ops.EventFilter(rule="mirror"))
+    assert one["id"] == "ev1" and one["outcome"] == "failed" and one["entity_id"] == "35769"
+    assert [e["id"] for e in ops.list_events(state)] == ["ev2", "ev1"]
+    assert [e["id"] for e in ops.list_events(state, ops.EventFilter(source="synergist"))] == ["ev2"]
+    assert [e["outcome"] for e in ops.list_events(state, ops.EventFilter(outcome="no match"))] == ["no match"]
+    detail = ops.event_detail(state, "ev1")
+    assert [s["step"] for s in detail["trace"]][-1] == "action.failed"
+    assert ops.event_detail(state, "nope") is None
+
+
+def test_webhook_registration_is_idempotent():
+    runner = SandboxRunner({"servicetrade": servicetrade.create_app()}).start()
+    client = ServiceTradeClient(runner.urls["servicetrade"], "sandbox", SecretStr("sandbox-password"), timeout=5)
+    try:
+        url = "https://relay.example/webhooks/servicetrade/tok"
+        hook, created = ops.register_webhook(client, url)
+        assert created and hook["includeChangesets"] and hook["enabled"]
+        ops.set_webhook_enabled(client, url, False)
+        again, created = ops.register_webhook(client, url)
+        assert not created and again["id"] == hook["id"] and again["enabled"]
+        assert [h["hookUrl"] for h in client.list_webhooks()] == [url]
+        with pytest.raises(ops.OperationError):
+            ops.set_webhook_enabled(client, "https://other", True)
+    finally:
+        client.close()
+        runner.stop()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", None), ("90s", 910.0), ("15m", 100.0), ("1h", -2600.0), ("1700000000", 1700000000.0),
+    ("2023-11-14T22:13:20Z", 1700000000.0), ("2023-11-14T22:13:20", 1700000000.0),
+])
+def test_times_are_relative_iso_or_unix(text, expected):
+    assert ops.parse_time(text, now=1000.0) == expected
+
+
+def test_a_bad_time_says_what_is_accepted():
+    with pytest.raises(ops.OperationError, match="not a time: 'yesterday'"):
+        ops.parse_time("yesterday")
