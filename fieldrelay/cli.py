@@ -107,6 +107,13 @@ def cmd_actions_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_explain(args: argparse.Namespace) -> int:
+    from fieldrelay.rulescli import explain_event, running_redis_url
+
+    settings = _settings()
+    return explain_event(running_redis_url(settings.redis_url, settings.data_dir), args.event_id)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldrelay", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--entity", help="the entity JSON the rules see as `entity` (no API call is made)")
     p.add_argument("--rules", help="rules directory (default FIELDRELAY_RULES_DIR)")
     p.set_defaults(func=cmd_rules_test)
+    p = rules.add_parser("explain", help="the stored trace of a real event: what each rule did and why")
+    p.add_argument("event_id")
+    p.set_defaults(func=cmd_rules_explain)
     actions = sub.add_parser("actions", help="the actions rules can call").add_subparsers(
         dest="actions_command", required=True
     )

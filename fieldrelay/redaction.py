@@ -49,6 +49,10 @@ class Redactor:
 
 
 def settings_secrets(settings: Settings) -> list[str]:
+    import os
+
+    # Values rules may read through env/!secret are treated as secrets wherever they surface.
+    rule_values = [os.environ[name] for name in settings.rules_env if os.environ.get(name)]
     values: list[SecretStr | None] = [
         settings.servicetrade_password,
         settings.synchroteam_api_key,
@@ -57,7 +61,7 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.sentry_dsn,
         *settings.webhook_tokens,
     ]
-    return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+    return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()] + rule_values
 
 
 def redactor_for(settings: Settings) -> Redactor:

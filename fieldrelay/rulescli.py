@@ -83,3 +83,51 @@ def test_cases(cases_dir: Path, rules_dir: Path | None) -> int:
     report = run_cases(cases_dir, rules_directory=rules_dir, action_params=action_params())
     print(report)
     return 0 if report.passed else 1
+
+
+def running_redis_url(settings_redis_url: str | None, data_dir: Path) -> str | None:
+    """The configured Redis, or the embedded one a running `fieldrelay run` wrote down; never starts one."""
+    if settings_redis_url:
+        return settings_redis_url
+    url_file = data_dir / "redis" / "url"
+    return url_file.read_text().strip() if url_file.exists() else None
+
+
+def format_trace(event_id: str, event: dict[str, Any] | None, steps: list[dict[str, Any]]) -> str:
+    from datetime import UTC, datetime
+
+    lines = []
+    if event is not None:
+        entity = event["entity"]
+        lines.append(f"event {event_id}: {event['source']} {entity['type']} {entity['id']} {event['action']} "
+                     f"via {event['via']} at {event['occurred_at']}" +
+                     (f" (message {event['message_id']})" if event.get("message_id") else ""))
+        if event.get("changes"):
+            changes = ", ".join(f"{k}: {v['old']!r} -> {v['new']!r}" for k, v in event["changes"].items())
+            lines.append(f"  changes: {changes}")
+    else:
+        lines.append(f"event {event_id}")
+    for step in steps:
+        at = datetime.fromtimestamp(step.pop("at"), UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        name = step.pop("step")
+        detail = "  ".join(f"{k}={json.dumps(v, default=str)}" for k, v in step.items())
+        lines.append(f"  {at}  {name:<17} {detail}")
+    return "\n".join(lines)
+
+
+def explain_event(redis_url: str | None, event_id: str) -> int:
+    """Print the stored trace of a real event: received, rules matched or not and why, actions and results."""
+    import redis
+
+    from workers.state import PipelineState
+
+    if not redis_url:
+        print("no Redis: set FIELDRELAY_REDIS_URL (or start `fieldrelay run`)", file=sys.stderr)
+        return 1
+    state = PipelineState(redis.Redis.from_url(redis_url))
+    steps = state.load_trace(event_id)
+    if not steps:
+        print(f"no trace for event {event_id} (unknown, or older than the retention)", file=sys.stderr)
+        return 1
+    print(format_trace(event_id, state.load_event(event_id), steps))
+    return 0

@@ -87,9 +87,13 @@ def create_app(settings: Settings, *, redis_client: aioredis.Redis | None = None
     async def readyz(request: Request) -> Response:
         try:
             await client.ping()
+            rules = await client.get("fieldrelay:rules:status")
         except (redis.exceptions.RedisError, OSError) as exc:
             return json_response({"status": "unavailable", "redis": type(exc).__name__}, 503)
-        return json_response({"status": "ready", "redis": "ok"})
+        # A broken rules reload shows here but keeps 200: the receiver itself is fine, and the
+        # workers keep running the last good set; taking receivers out of rotation would lose webhooks.
+        return json_response({"status": "ready", "redis": "ok", "rules": orjson.loads(rules) if rules else None,
+                              "spooled": spool.pending() if spool.directory.exists() else 0})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,6 +68,7 @@ class Runtime:
     # (task name, args, queue, delay): the restart-safe delayed queue, not an ETA task.
     schedule: Callable[[str, list[object], str, float], None]
     alert: Callable[[str, dict[str, str]], None] = lambda message, tags: None
+    env: dict[str, str] = field(default_factory=dict)  # the allowlisted variables rules may read
 
 
 def fetch_entity(event: ChangeEvent, clients: Clients) -> dict[str, Any] | None:
@@ -101,7 +102,7 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime) -> list[Verdict
     rt.state.mark_seen(event.source, event.entity.type, event.entity.id, event.occurred_at)
     rt.state.trace(eid, "event.received", via=event.via, message_id=event.message_id)
     # A failed entity fetch propagates out of evaluate: the task retries, nothing is enqueued yet.
-    verdicts = evaluate(rt.rulebook.current(), event, lambda: fetch_entity(event, rt.clients))
+    verdicts = evaluate(rt.rulebook.current(), event, lambda: fetch_entity(event, rt.clients), env=rt.env)
     for verdict in verdicts:
         rule = verdict.rule
         rt.state.trace(eid, "rule.matched" if verdict.matched else "rule.skipped",
@@ -203,7 +204,7 @@ def _execute(
     # Lazy: the entity's current state is fetched only if this action's templates read it.
     context = build_context(
         event, lambda: fetch_entity(event, rt.clients), rt.state.load_steps(eid, digest), rule.vars,
-        datetime.now(UTC),
+        datetime.now(UTC), rt.env,
     )
     context.update(extra or {})
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -30,11 +30,17 @@ class RuleBook:
     """
 
     def __init__(
-        self, directory: Path, action_params: Mapping[str, type[BaseModel]], *, check_every: float = 1.0
+        self,
+        directory: Path,
+        action_params: Mapping[str, type[BaseModel]],
+        *,
+        check_every: float = 1.0,
+        on_reload: Callable[[RuleBook], None] | None = None,
     ) -> None:
         self.directory = directory
         self.action_params = action_params
         self.check_every = check_every
+        self.on_reload = on_reload
         self.last_error: RuleLoadError | None = None
         self.loaded_at = 0.0
         self._lock = threading.Lock()
@@ -60,7 +66,19 @@ class RuleBook:
         except RuleLoadError as exc:
             self.last_error = exc
             log.error("rules reload failed, keeping the last good set:\n%s", exc)
-            return
-        self.last_error = None
-        self.loaded_at = time.time()
-        log.info("rules reloaded: %d rules", len(self._rules.rules))
+        else:
+            self.last_error = None
+            self.loaded_at = time.time()
+            log.info("rules reloaded: %d rules", len(self._rules.rules))
+        if self.on_reload is not None:
+            self.on_reload(self)
+
+    def status(self) -> dict[str, object]:
+        """What `/readyz` and operators see: the set in force and the last reload's errors."""
+        return {
+            "ok": self.last_error is None,
+            "rules": len(self._rules.rules),
+            "digest": self._rules.digest,
+            "loaded_at": self.loaded_at,
+            "errors": [str(e) for e in self.last_error.errors] if self.last_error else [],
+        }

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
 from functools import cache
 from typing import Any
 
+import orjson
 import redis
 import sentry_sdk
 from celery import Task, signals
@@ -24,6 +26,7 @@ from fieldrelay.queues import (
 )
 from fieldrelay.redaction import redactor_for
 from fieldrelay.settings import Settings
+from rules.engine import allowed_env
 from workers import pipeline
 from workers.actions.context import SettingsClients
 from workers.actions.registry import ACTIONS
@@ -63,10 +66,13 @@ def runtime() -> pipeline.Runtime:
     """One per worker process: clients keep their sessions (ServiceTrade PHPSESSID) across tasks."""
     s = settings()
     client = redis_client()
+    rulebook = RuleBook(s.rules_dir, {name: spec.params for name, spec in ACTIONS.items()},
+                        on_reload=publish_rules_status)
+    publish_rules_status(rulebook)
     return pipeline.Runtime(
         state=PipelineState(client, redactor=redactor_for(s)),
         clients=SettingsClients(s),
-        rulebook=RuleBook(s.rules_dir, {name: spec.params for name, spec in ACTIONS.items()}),
+        rulebook=rulebook,
         enqueue_action=enqueue_action,
         queue_for_target=ACTION_QUEUES.__getitem__,
         gate=TargetGate(client, {"synchroteam": (s.synchroteam_rate_limit, s.synchroteam_rate_window)},
@@ -74,7 +80,23 @@ def runtime() -> pipeline.Runtime:
         runs=RunCoordinator(client),
         schedule=DelayedTasks(client).schedule,
         alert=alert,
+        env=allowed_env(s.rules_env),
     )
+
+
+RULES_STATUS_KEY = "fieldrelay:rules:status"
+
+
+def publish_rules_status(book: RuleBook) -> None:
+    """Share the rule set's health with `/readyz` and operators; a broken reload alerts once per error set."""
+    status = book.status()
+    client = redis_client()
+    client.set(RULES_STATUS_KEY, orjson.dumps(status))
+    if not status["ok"]:
+        errors = "\n".join(status["errors"])  # type: ignore[arg-type]
+        digest = hashlib.blake2b(errors.encode(), digest_size=8).hexdigest()
+        if client.set(f"{RULES_STATUS_KEY}:alerted:{digest}", 1, nx=True, ex=86400):
+            alert(f"rules reload failed; the last good set stays in force:\n{errors}", {"alert": "rules"})
 
 
 def alert(message: str, tags: dict[str, str]) -> None:
