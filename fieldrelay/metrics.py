@@ -153,6 +153,8 @@ def _observe(state: StateLike, event_id: str, entry: Mapping[str, Any]) -> None:
         if outcome == "succeeded" and received is not None:
             _observe_seconds(pipe, "fieldrelay_event_to_action_seconds", at - float(received))
         pipe.hincrby(summary, outcome, 1)
+        if step != "on_failure.failed":  # the step's latest outcome: a retried dead letter can recover
+            pipe.hset(summary, f"s:{rule}:{index}", outcome)
         if outcome == "failed":
             pipe.expire(summary, state.failure_retention)
     else:

@@ -221,9 +221,11 @@ class EventFilter:
 
 
 def event_outcome(summary: dict[str, str]) -> str:
-    if int(summary.get("failed", 0)):
+    """Failed while any action's latest outcome is a failure (a retry that succeeds clears it)."""
+    latest = [v for k, v in summary.items() if k.startswith("s:")]
+    if "failed" in latest:
         return "failed"
-    if int(summary.get("succeeded", 0)):
+    if "succeeded" in latest:
         return "succeeded"
     if any(k.startswith("rule:") for k in summary):
         return "matched"

@@ -173,3 +173,13 @@ def test_times_are_relative_iso_or_unix(text, expected):
 def test_a_bad_time_says_what_is_accepted():
     with pytest.raises(ops.OperationError, match="not a time: 'yesterday'"):
         ops.parse_time("yesterday")
+
+
+def test_a_retried_step_that_succeeds_clears_the_failed_outcome(state):
+    state.save_event("ev1", EVENT)
+    state.trace("ev1", "event.received", via="webhook")
+    state.trace("ev1", "rule.matched", rule="mirror", reason="")
+    state.trace("ev1", "action.failed", rule="mirror", index=0, action="synchroteam.job.upsert", error="x")
+    assert ops.list_events(state)[0]["outcome"] == "failed"
+    state.trace("ev1", "action.succeeded", rule="mirror", index=0, action="synchroteam.job.upsert", result={})
+    assert ops.list_events(state)[0]["outcome"] == "succeeded"
