@@ -20,6 +20,7 @@ from workers.actions.context import ActionContext, Clients
 from workers.actions.registry import ACTIONS
 from workers.connectors.errors import NotFound, RateLimited
 from workers.connectors.synchroteam import SynchroteamQuotaExceeded
+from workers.echo import EchoGuard
 from workers.gate import TargetGate, Wait
 from workers.rulebook import RuleBook
 from workers.runs import Decision, RunCoordinator
@@ -65,6 +66,7 @@ class Runtime:
     queue_for_target: Callable[[str], str]
     gate: TargetGate
     runs: RunCoordinator
+    echoes: EchoGuard
     # (task name, args, queue, delay): the restart-safe delayed queue, not an ETA task.
     schedule: Callable[[str, list[object], str, float], None]
     alert: Callable[[str, dict[str, str]], None] = lambda message, tags: None
@@ -100,6 +102,9 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime) -> list[Verdict
         return []
     rt.state.save_event(eid, event.model_dump(mode="json"))
     rt.state.mark_seen(event.source, event.entity.type, event.entity.id, event.occurred_at)
+    if rt.echoes.is_echo(event):
+        rt.state.trace(eid, "event.own_write", detail="the change our own action made; rules not run (loop guard)")
+        return []
     rt.state.trace(eid, "event.received", via=event.via, message_id=event.message_id)
     # A failed entity fetch propagates out of evaluate: the task retries, nothing is enqueued yet.
     verdicts = evaluate(rt.rulebook.current(), event, lambda: fetch_entity(event, rt.clients), env=rt.env)
@@ -224,6 +229,7 @@ def _execute(
         raise deferral(rt, spec.target, exc) from exc
     finally:
         observe(rt, spec.target)
+    rt.echoes.remember(call.name, params, result)
     rt.state.mark_action_done(eid, digest, index, call.id, result)
     rt.state.trace(eid, "action.succeeded", rule=rule.name, index=index, action=call.name, result=result)
     return result

@@ -33,6 +33,7 @@ from workers.actions.registry import ACTIONS
 from workers.celery_app import app
 from workers.connectors.errors import RateLimited, Unavailable
 from workers.delayed import DelayedMover, DelayedTasks
+from workers.echo import EchoGuard
 from workers.gate import TargetGate
 from workers.rulebook import RuleBook
 from workers.runs import RunCoordinator
@@ -78,6 +79,7 @@ def runtime() -> pipeline.Runtime:
         gate=TargetGate(client, {"synchroteam": (s.synchroteam_rate_limit, s.synchroteam_rate_window)},
                         {"synchroteam": s.synchroteam_domain}),
         runs=RunCoordinator(client),
+        echoes=EchoGuard(client),
         schedule=DelayedTasks(client).schedule,
         alert=alert,
         env=allowed_env(s.rules_env),

@@ -17,6 +17,7 @@ from workers import pipeline
 from workers.actions.context import SettingsClients
 from workers.actions.registry import action_params
 from workers.connectors.errors import Unavailable
+from workers.echo import EchoGuard
 from workers.gate import TargetGate
 from workers.rulebook import RuleBook
 from workers.runs import RunCoordinator
@@ -54,6 +55,8 @@ class FakeAPIs:
         if path == "/api/auth":
             return httpx.Response(200, json={"data": {"authenticated": True, "authToken": "sess"}},
                                   headers={"set-cookie": "PHPSESSID=sess"})
+        if path.startswith("/api/job/") and request.method == "PUT":
+            return httpx.Response(200, json={"data": {"id": int(path.rsplit("/", 1)[1]), **json.loads(request.content)}})
         if path.startswith("/api/job/"):
             self.gets += 1
             if self.servicetrade_status != 200:
@@ -89,6 +92,7 @@ def runtime(redis_client: redis.Redis, tmp_path: Path, apis: FakeAPIs):
         queue_for_target=ACTION_QUEUES.__getitem__,
         gate=TargetGate(redis_client, {"synchroteam": (120, 60.0)}),
         runs=RunCoordinator(redis_client),
+        echoes=EchoGuard(redis_client),
         schedule=lambda *args: scheduled.append(args),
     )
     rt.scheduled = scheduled  # type: ignore[attr-defined]
@@ -253,3 +257,29 @@ def test_an_event_older_than_the_newest_applied_is_skipped_as_stale(runtime):
                               occurred_at=newer.occurred_at, changes={"description": FieldChange(old="a", new="b")})
     pipeline.process_event(same_second, "t3", runtime)
     assert not [s for s in runtime.state.load_trace(same_second.id) if s["step"] == "event.stale"]
+
+
+def test_a_rule_writing_back_to_its_source_does_not_trigger_itself(runtime, apis, tmp_path):
+    import time
+
+    (tmp_path / "rules.yaml").write_text("""
+rules:
+  - name: stamp-po
+    mode: parallel
+    when: {source: servicetrade, entity: job, action: updated}
+    then:
+      - servicetrade.job.update: {jobId: "{{ event.entity.id }}", customerPo: "FR-{{ event.entity.id }}"}
+""")
+    runtime.rulebook = RuleBook(tmp_path, action_params())
+    now = int(time.time())
+    human = ChangeEvent(source="servicetrade", via="webhook", action="updated", entity=EntityRef(type="job", id=5),
+                        occurred_at=now, changes={"status": FieldChange(old="new", new="scheduled")})
+    pipeline.process_event(human, "t1", runtime)
+    event_id, digest, index, _ = runtime.enqueued.pop()
+    pipeline.run_action(event_id, digest, index, runtime)
+
+    echo = ChangeEvent(source="servicetrade", via="webhook", action="updated", entity=EntityRef(type="job", id=5),
+                       occurred_at=now + 1, changes={"customerPo": FieldChange(old=None, new="FR-5")})
+    assert pipeline.process_event(echo, "t2", runtime) == []
+    assert runtime.enqueued == []
+    assert "event.own_write" in [s["step"] for s in runtime.state.load_trace(echo.id)]
