@@ -56,7 +56,8 @@ class FakeAPIs:
             return httpx.Response(200, json={"data": {"authenticated": True, "authToken": "sess"}},
                                   headers={"set-cookie": "PHPSESSID=sess"})
         if path.startswith("/api/job/") and request.method == "PUT":
-            return httpx.Response(200, json={"data": {"id": int(path.rsplit("/", 1)[1]), **json.loads(request.content)}})
+            job_id = int(path.rsplit("/", 1)[1])
+            return httpx.Response(200, json={"data": {"id": job_id, **json.loads(request.content)}})
         if path.startswith("/api/job/"):
             self.gets += 1
             if self.servicetrade_status != 200:
