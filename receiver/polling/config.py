@@ -42,7 +42,7 @@ IGNORED_FIELDS = {
                   "jobRecommendedVersionNumber"),
 }
 KNOWN_KEYS = {"enabled", "interval", "overlap", "start", "lease", "webhook_grace", "ignore_fields",
-              "page_size", "show_deleted", "days_back", "days_ahead", "full_scan_every", "filters"}
+              "page_size", "show_deleted", "days_back", "days_ahead", "full_scan_every", "filters", "reserve"}
 
 
 class PollConfigError(Exception):

@@ -57,6 +57,7 @@ class Poller:
         self.spec, self.source, self.store, self.enqueue = spec, source, store, enqueue
         self.requests, self.seen_at = requests, seen_at
         self.metrics = PollMetrics(store.r)
+        self._reconciling = source.reconcile and seen_at is not None
 
     def run(self) -> RunReport:
         report = RunReport(self.spec.name)
@@ -95,7 +96,7 @@ class Poller:
         every = int(spec.options.get("full_scan_every", 0))
         full = src.full_only or cursor.untrusted_filter or bool(every and cursor.runs and cursor.runs % every == 0)
         since = max(0, cursor.position - spec.overlap)
-        horizon = now - spec.webhook_grace if src.reconcile and self.seen_at else now
+        horizon = now - spec.webhook_grace if self._reconciling else now
         report.full_scan, report.since = full, since
         listed: dict[str, Record] = {}
         complete = True
@@ -133,7 +134,8 @@ class Poller:
 
     def _before_watch(self, record: Record, cursor: Cursor) -> bool:
         if record.modified_at is not None:
-            return record.modified_at < cursor.since
+            # The overlap applies here too: a change just before the start may carry a skewed time.
+            return record.modified_at < cursor.since - self.spec.overlap
         # No modification time (a full scan of Synchroteam activities): the first run is the baseline,
         # unless FIELDRELAY_POLL_START asked for history.
         return cursor.runs == 0 and self.spec.start is None
@@ -169,7 +171,7 @@ class Poller:
         snapshots: dict[str, Snapshot] = {}
         newest: int | None = None
         for rid, record in sorted(listed.items(), key=lambda kv: (kv[1].modified_at or 0, kv[0])):
-            if record.modified_at is not None and record.modified_at > horizon:
+            if self._reconciling and record.modified_at is not None and record.modified_at > horizon:
                 report.deferred += 1  # its webhook may still be on the way
                 continue
             if record.modified_at is not None:
@@ -188,7 +190,7 @@ class Poller:
                 continue  # unchanged since before the first run's start: a baseline, not news
             elif snap is None:
                 # Never seen: "created", unless it provably existed before this poller started watching.
-                existed = record.created_at is not None and record.created_at < cursor.since
+                existed = record.created_at is not None and record.created_at < cursor.since - spec.overlap
                 action, changes = ("updated", None) if existed else ("created", changeset(None, data))
             elif snap.digest == version and not snap.deleted:
                 if snap.absent != (rid in absent):
@@ -200,7 +202,7 @@ class Poller:
             if occurred is None:
                 occurred = self.store.observed_at(spec.name, rid, version, now)
             snapshot = Snapshot(version, data, occurred, record.id, record.deleted, rid in absent)
-            if self.source.reconcile and self.seen_at is not None and action != "deleted":
+            if self._reconciling and self.seen_at is not None and action != "deleted":
                 seen = self.seen_at(spec.system, spec.entity, record.id)
                 if seen is not None and record.modified_at is not None and record.modified_at <= seen:
                     report.reconciled += 1  # a webhook delivered this change (or a newer one)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import calendar
+import math
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -82,7 +83,7 @@ class SynchroteamSource:
     def __init__(self, client: SynchroteamClient, spec: PollerSpec) -> None:
         self.client, self.entity, self.options = client, spec.entity, spec.options
         self.full_only = spec.entity == "activity"
-        self.reserve = int(spec.options.get("reserve", 10))
+        self.reserve = float(spec.options.get("reserve", 0.1))  # share of each rate window left to the actions
 
     def clock(self) -> int:
         return int(time.time())
@@ -116,9 +117,11 @@ class SynchroteamSource:
             return None
 
     def wait_until(self) -> float | None:
-        """Leave `reserve` requests of the window to the actions: wait for the reset when below it."""
+        """Leave a `reserve` share of the rate window to the actions: below it, wait for the reset."""
         rate = self.client.last_rate
-        if rate and rate.remaining is not None and rate.remaining < self.reserve and rate.reset_at:
+        if not rate or rate.remaining is None or rate.limit is None or not rate.reset_at:
+            return None
+        if rate.remaining < math.ceil(rate.limit * self.reserve):
             return rate.reset_at if rate.reset_at > time.time() else None
         return None
 

@@ -73,6 +73,10 @@ def sandboxes(module_sandboxes: Sandboxes) -> Sandboxes:
 
 
 def sandbox_settings(sandboxes: Sandboxes, redis_url: str, **overrides: Any) -> Settings:
+    return load_settings(**sandbox_values(sandboxes, redis_url, **overrides))
+
+
+def sandbox_values(sandboxes: Sandboxes, redis_url: str, **overrides: Any) -> dict[str, Any]:
     urls = sandboxes.runner.urls
     values: dict[str, Any] = dict(
         redis_url=redis_url,
@@ -83,7 +87,7 @@ def sandbox_settings(sandboxes: Sandboxes, redis_url: str, **overrides: Any) -> 
         poll_overlap=30, poll_webhook_grace=0,
     )
     values.update(overrides)
-    return load_settings(**values)
+    return values
 
 
 @dataclass
