@@ -83,6 +83,7 @@ def runtime() -> pipeline.Runtime:
         schedule=DelayedTasks(client).schedule,
         alert=alert,
         env=allowed_env(s.rules_env),
+        quota_period=s.synchroteam_quota_period,
     )
 
 
