@@ -114,6 +114,44 @@ def cmd_rules_explain(args: argparse.Namespace) -> int:
     return explain_event(running_redis_url(settings.redis_url, settings.data_dir), args.event_id)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    import redis
+
+    from fieldrelay.rulescli import running_redis_url
+    from rules import RuleLoadError, load_rules
+    from workers.actions.registry import action_params
+    from workers.operations import EventFilter, OperationError, parse_time
+    from workers.replay import ReplayError, replay, select
+    from workers.state import PipelineState
+
+    settings = _settings()
+    url = running_redis_url(settings.redis_url, settings.data_dir)
+    if not url:
+        sys.exit("no Redis: set FIELDRELAY_REDIS_URL (or start `fieldrelay run`)")
+    state = PipelineState(redis.Redis.from_url(url))
+    try:
+        selection = None
+        if args.entity or args.source or args.since or args.until:
+            selection = EventFilter(source=args.source, entity=args.entity,
+                                    since=parse_time(args.since), until=parse_time(args.until))
+        ids = select(state, args.event_ids, selection, args.limit)
+        rules = load_rules(settings.rules_dir, action_params()) if args.dry_run else None
+    except (ReplayError, OperationError) as exc:
+        sys.exit(str(exc))
+    except RuleLoadError as exc:
+        sys.exit("\n".join(str(e) for e in exc.errors))
+    report = replay(state, ids, dry_run_rules=rules, force=args.force)
+    for text in report.dry_runs:
+        print(text + "\n")
+    for event_id in report.missing:
+        print(f"not stored (expired or unknown): {event_id}", file=sys.stderr)
+    if not args.dry_run:
+        print(f"{len(report.replayed)} event(s) enqueued for the current rules"
+              + ("; their done actions will run again (--force)" if args.force else
+                 "; actions already done for the same rule version are skipped"))
+    return 1 if report.missing and not (report.replayed or report.dry_runs) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldrelay", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -157,6 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = rules.add_parser("explain", help="the stored trace of a real event: what each rule did and why")
     p.add_argument("event_id")
     p.set_defaults(func=cmd_rules_explain)
+    p = sub.add_parser("replay", help="re-run stored events through the current rules")
+    p.add_argument("event_ids", nargs="*", metavar="EVENT_ID")
+    p.add_argument("--entity", help="TYPE:ID, TYPE or ID")
+    p.add_argument("--source", choices=["servicetrade", "synchroteam", "synergist"])
+    p.add_argument("--since", help="15m, 2h, 7d, an ISO time or Unix seconds")
+    p.add_argument("--until")
+    p.add_argument("--limit", type=int, default=1000, help="at most this many selected events")
+    p.add_argument("--dry-run", action="store_true", help="print what the current rules would do; change nothing")
+    p.add_argument("--force", action="store_true", help="run actions again even if done for this rule version")
+    p.set_defaults(func=cmd_replay)
+
     actions = sub.add_parser("actions", help="the actions rules can call").add_subparsers(
         dest="actions_command", required=True
     )

@@ -88,22 +88,27 @@ def fetch_entity(event: ChangeEvent, clients: Clients) -> dict[str, Any] | None:
         return None
 
 
-def process_event(event: ChangeEvent, task_id: str, rt: Runtime) -> list[Verdict]:
-    """Claim the event, evaluate the rules, and start each matched rule's first action."""
+def process_event(event: ChangeEvent, task_id: str, rt: Runtime, *, replay: bool = False) -> list[Verdict]:
+    """Claim the event, evaluate the rules, and start each matched rule's first action.
+
+    A `replay` (an operator's `fieldrelay replay`) skips the duplicate and stale checks.
+    """
     eid = event.id
-    if not rt.state.claim_event(eid, task_id):
+    if replay:
+        rt.state.trace(eid, "event.replayed", task_id=task_id)
+    elif not rt.state.claim_event(eid, task_id):
         rt.state.trace(eid, "event.duplicate", message_id=event.message_id, task_id=task_id)
         log.info("duplicate event skipped", extra={"event_id": eid})
         return []
     newest = rt.state.seen_at(event.source, event.entity.type, event.entity.id)
-    if newest is not None and event.occurred_at < newest:
+    if not replay and newest is not None and event.occurred_at < newest:
         # Out of order: a newer change to this entity was already applied, and actions read the
         # entity's current state anyway. Equal timestamps are two changes in one second: both run.
         rt.state.trace(eid, "event.stale", occurred_at=event.occurred_at, newest_applied=newest)
         return []
     rt.state.save_event(eid, event.model_dump(mode="json"))
     rt.state.mark_seen(event.source, event.entity.type, event.entity.id, event.occurred_at)
-    if rt.echoes.is_echo(event):
+    if not replay and rt.echoes.is_echo(event):
         rt.state.trace(eid, "event.own_write", detail="the change our own action made; rules not run (loop guard)")
         return []
     rt.state.trace(eid, "event.received", via=event.via, message_id=event.message_id)

@@ -149,11 +149,11 @@ def ingest(events: list[dict[str, Any]]) -> None:
 
 @app.task(name=PROCESS_EVENT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
           max_retries=MAX_RETRIES)
-def process_event(self: Task, event: dict[str, Any]) -> None:
+def process_event(self: Task, event: dict[str, Any], replay: bool = False) -> None:
     """Evaluate the rules for one normalized event (plain JSON, never a pickle)."""
     parsed = ChangeEvent.model_validate(event)
     try:
-        pipeline.process_event(parsed, self.request.id, runtime())
+        pipeline.process_event(parsed, self.request.id, runtime(), replay=replay)
     except Unavailable as exc:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries, exc)) from None
 

@@ -284,3 +284,13 @@ rules:
     assert pipeline.process_event(echo, "t2", runtime) == []
     assert runtime.enqueued == []
     assert "event.own_write" in [s["step"] for s in runtime.state.load_trace(echo.id)]
+
+
+def test_a_replay_passes_the_duplicate_and_stale_checks(runtime):
+    event = completed()
+    pipeline.process_event(event, "task-1", runtime)
+    runtime.enqueued.clear()
+    runtime.state.mark_seen("servicetrade", "job", 35769, event.occurred_at + 100)  # a newer change since
+    assert pipeline.process_event(event, "task-2", runtime) == []
+    assert pipeline.process_event(event, "replay-1", runtime, replay=True)[0].matched
+    assert "event.replayed" in [s["step"] for s in runtime.state.load_trace(event.id)]
