@@ -176,7 +176,7 @@ def jobs(st: SynergistState, call: Call) -> Result:
             if item["varJobTemplate"] not in st.job_templates:
                 raise SynergistError(BAD_INPUT, f"unknown job template {item['varJobTemplate']}")
             st.client(item["jobClientCode"])
-            number = item.get("jobNumber") or f"{call.company}/{len(table) + 1:08d}"
+            number = item.get("jobNumber") or _next_job_number(table, call.company)
             if number in table:
                 raise SynergistError(BAD_INPUT, f"job number {number} already exists")
             values = _job_values(st, item, JOB_CREATE_FIELDS)
@@ -192,6 +192,13 @@ def jobs(st: SynergistState, call: Call) -> Result:
             {k: record[k] for k in ("jobNumber", "jobUuid", "jobTimeStampModified", "jobRecommendedVersionNumber")}
         )
     return Result(out, message="data processed successfully.")
+
+
+def _next_job_number(table: dict[Any, dict[str, Any]], company: str) -> str:
+    """One above the highest number in use: counting records would reuse a number (e.g. the seeded 510)."""
+    prefix = f"{company}/"
+    used = [int(n[len(prefix) :]) for n in table if str(n).startswith(prefix) and str(n)[len(prefix) :].isdigit()]
+    return f"{prefix}{max(used, default=0) + 1:08d}"
 
 
 def _job_values(st: SynergistState, item: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
