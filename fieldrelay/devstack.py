@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -38,6 +39,9 @@ class StackConfig:
     worker_concurrency: int = 2
     log_dir: Path | None = None  # None: children write to this console
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Keyword arguments for the Synchroteam sandbox's create_app (rate_limit, window_seconds,
+    # daily_quota, quota_period); empty keeps its documented defaults.
+    synchroteam_options: dict[str, Any] = field(default_factory=dict)
 
     def base_url(self, port: int) -> str:
         return f"http://{self.host}:{port}"
@@ -98,7 +102,8 @@ class Stack:
         c = self.config
         self._spawn("sandbox", "from sandbox.server import serve; "
                     f"serve(host={c.host!r}, servicetrade_port={c.servicetrade_port}, "
-                    f"synchroteam_port={c.synchroteam_port}, synergist_port={c.synergist_port})")
+                    f"synchroteam_port={c.synchroteam_port}, synergist_port={c.synergist_port}, "
+                    f"synchroteam_options={c.synchroteam_options!r})")
         self.wait_http("sandbox", c.base_url(c.servicetrade_port) + "/api/")
         self.wait_http("sandbox", c.base_url(c.synchroteam_port) + "/_sandbox/requests")
 

@@ -31,18 +31,28 @@ class Verdict:
 class RateLimiter:
     """Fixed windows of `window_seconds` starting at a key's first request, plus a per-UTC-day quota.
 
+    `quota_period` is the quota "day" in seconds, counted from the epoch (UTC midnights by
+    default); fault tests compress it together with fieldrelay's FIELDRELAY_SYNCHROTEAM_QUOTA_PERIOD.
+
     >>> limiter = RateLimiter(limit=2, window_seconds=60, daily_quota=100, clock=lambda: 1000.0)
     >>> [limiter.check("k").allowed for _ in range(3)]
     [True, True, False]
     """
 
     def __init__(
-        self, *, limit: int, window_seconds: float, daily_quota: int, clock: Callable[[], float] = time.time
+        self,
+        *,
+        limit: int,
+        window_seconds: float,
+        daily_quota: int,
+        clock: Callable[[], float] = time.time,
+        quota_period: float = DAY,
     ) -> None:
         self.limit = limit
         self.window_seconds = window_seconds
         self.daily_quota = daily_quota
         self.clock = clock
+        self.quota_period = quota_period
         self._usage: dict[str, Usage] = {}
         self._lock = threading.Lock()
 
@@ -53,7 +63,7 @@ class RateLimiter:
     def check(self, key: str) -> Verdict:
         """Count one request for `key` unless it is over budget; rejected requests are not counted."""
         now = self.clock()
-        day = int(now // DAY)
+        day = int(now // self.quota_period)
         with self._lock:
             usage = self._usage.get(key)
             if usage is None or now >= usage.window_start + self.window_seconds:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -19,11 +20,21 @@ PORTS = {"servicetrade": 8781, "synchroteam": 8782, "synergist": 8783}
 logger = logging.getLogger("sandbox")
 
 
-def build_servers(host: str, ports: dict[str, int], apps: dict[str, Starlette] | None = None) -> list[uvicorn.Server]:
-    """One uvicorn server per sandbox; pass `apps` to serve pre-built (e.g. pre-seeded) apps."""
+def build_servers(
+    host: str,
+    ports: dict[str, int],
+    apps: dict[str, Starlette] | None = None,
+    *,
+    synchroteam_options: dict[str, Any] | None = None,
+) -> list[uvicorn.Server]:
+    """One uvicorn server per sandbox; pass `apps` to serve pre-built (e.g. pre-seeded) apps.
+
+    `synchroteam_options` are keyword arguments for `synchroteam.create_app` (rate_limit,
+    window_seconds, daily_quota, quota_period): the fault tests start it with other limits.
+    """
     built = apps or {
         "servicetrade": servicetrade.create_app(),
-        "synchroteam": synchroteam.create_app(),
+        "synchroteam": synchroteam.create_app(**(synchroteam_options or {})),
         "synergist": synergist.create_app(),
     }
     return [
@@ -38,11 +49,13 @@ async def serve_async(
     servicetrade_port: int = PORTS["servicetrade"],
     synchroteam_port: int = PORTS["synchroteam"],
     synergist_port: int = PORTS["synergist"],
+    synchroteam_options: dict[str, Any] | None = None,
 ) -> None:
     ports = {"servicetrade": servicetrade_port, "synchroteam": synchroteam_port, "synergist": synergist_port}
     for name, port in ports.items():
         logger.warning("%s sandbox on http://%s:%d", name, host, port)
-    await asyncio.gather(*(server.serve() for server in build_servers(host, ports)))
+    servers = build_servers(host, ports, synchroteam_options=synchroteam_options)
+    await asyncio.gather(*(server.serve() for server in servers))
 
 
 def serve(
@@ -50,6 +63,8 @@ def serve(
     servicetrade_port: int = PORTS["servicetrade"],
     synchroteam_port: int = PORTS["synchroteam"],
     synergist_port: int = PORTS["synergist"],
+    *,
+    synchroteam_options: dict[str, Any] | None = None,
 ) -> None:
     """Serve all three sandboxes until interrupted."""
     asyncio.run(
@@ -58,6 +73,7 @@ def serve(
             servicetrade_port=servicetrade_port,
             synchroteam_port=synchroteam_port,
             synergist_port=synergist_port,
+            synchroteam_options=synchroteam_options,
         )
     )
 

@@ -118,10 +118,15 @@ def create_app(
     rate_limit: int = 120,
     window_seconds: float = 60.0,
     daily_quota: int = 10000,
+    quota_period: float = 86400.0,
 ) -> Starlette:
-    """Build the Synchroteam sandbox; clients use `http://HOST:PORT` and paths under `/api/v3`."""
+    """Build the Synchroteam sandbox; clients use `http://HOST:PORT` and paths under `/api/v3`.
+
+    `quota_period` (seconds from the epoch; UTC days by default) lets tests compress the quota day.
+    """
     st = state if state is not None else SynchroteamState()
-    limiter = RateLimiter(limit=rate_limit, window_seconds=window_seconds, daily_quota=daily_quota, clock=st.clock)
+    limiter = RateLimiter(limit=rate_limit, window_seconds=window_seconds, daily_quota=daily_quota, clock=st.clock,
+                          quota_period=quota_period)
 
     async def body_of(request: Request) -> Any:
         raw = await request.body()
