@@ -34,6 +34,7 @@ from workers import pipeline
 from workers.actions.context import SettingsClients
 from workers.actions.registry import ACTIONS, action_params
 from workers.connectors.outbound import OutboundUnavailable
+from workers.echo import EchoGuard
 from workers.gate import TargetGate
 from workers.rulebook import RuleBook
 from workers.runs import RunCoordinator
@@ -103,6 +104,7 @@ class World:
             queue_for_target=ACTION_QUEUES.__getitem__,
             gate=TargetGate(self.redis, {}),  # no pacing: these tests stay far below the sandbox's limit
             runs=RunCoordinator(self.redis),
+            echoes=EchoGuard(self.redis),
             schedule=lambda *args: pytest.fail(f"nothing should be delayed here: {args}"),
         )
 
