@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import logging.config
-import sys
 import time
 import traceback
 from typing import Any
@@ -76,7 +75,7 @@ def logging_config(settings: Settings | None = None, level: str = "INFO") -> dic
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": formatter},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": sys.stderr}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {
             # uvicorn's own handlers print plain text; route them through the root instead.

@@ -4,7 +4,8 @@ Every pipeline step goes through `PipelineState.trace`, which calls `observe()` 
 instrumentation point. Counts and histogram buckets live in Redis hashes (`fieldrelay:metrics:<name>`),
 so every worker process on every host adds to the same numbers, and any receiver's `GET /metrics`
 reports them all; workers need no endpoint of their own and no `PROMETHEUS_MULTIPROC_DIR`. Gauges
-(queue depth, DLQ size, rate budget) are read from Redis when scraped.
+(queue depth, DLQ size, rate budget) are read from Redis when scraped. The pollers keep their own
+counts in the same layout (receiver.polling.metrics); `GET /metrics` serves both.
 
 `observe()` also keeps the console's index of recent events (`fieldrelay:events`, a zset of ids by
 time, and one `fieldrelay:evsum:<id>` hash per event), which the console filters on.
@@ -49,8 +50,6 @@ SPECS: dict[str, Spec] = {
         "counter", "Change events taken in by the workers.", ("source", "via", "entity", "action")),
     "fieldrelay_duplicates_dropped_total": Spec("counter", "Deliveries of an event already claimed."),
     "fieldrelay_stale_events_skipped_total": Spec("counter", "Events older than the newest change applied."),
-    "fieldrelay_missed_webhooks_total": Spec(
-        "counter", "Changes first seen by a poller: the webhook for them never came.", ("source",)),
     "fieldrelay_rule_matches_total": Spec("counter", "Rules that matched an event.", ("rule",)),
     "fieldrelay_actions_total": Spec("counter", "Actions run to an outcome.", ("target", "action", "outcome")),
     "fieldrelay_retries_total": Spec("counter", "Action attempts that failed and were retried."),
@@ -119,8 +118,6 @@ def _observe(state: StateLike, event_id: str, entry: Mapping[str, Any]) -> None:
         labels = {"source": event.get("source", ""), "via": event.get("via", entry.get("via", "")),
                   "entity": entity.get("type", ""), "action": event.get("action", "")}
         _inc(pipe, "fieldrelay_events_received_total", labels)
-        if labels["via"] == "poll":
-            _inc(pipe, "fieldrelay_missed_webhooks_total", {"source": labels["source"]})
         fields = {k: str(v) for k, v in labels.items()}
         fields.update(at=str(at), entity_id=str(entity.get("id", "")), message_id=event.get("message_id") or "")
         pipe.hset(summary, mapping=fields)  # type: ignore[arg-type]
@@ -179,7 +176,6 @@ class RedisCollector(Collector):
         for target in ACTION_QUEUES:
             pipe.hgetall(f"{PREFIX}:rate:{target}")
             pipe.exists(f"{PREFIX}:paused:{target}")
-        pipe.hgetall(f"{PREFIX}:poll:last")
         results = iter(pipe.execute())
 
         for name, spec in SPECS.items():
@@ -212,12 +208,6 @@ class RedisCollector(Collector):
         yield rate
         yield quota
         yield paused
-        lag = GaugeMetricFamily("fieldrelay_poll_lag_seconds", "Seconds since each source's poller last completed.",
-                                labels=["source"])
-        now = time.time()
-        for source, last in sorted(next(results).items()):
-            lag.add_metric([_str(source)], max(0.0, now - float(last)))
-        yield lag
 
 
 def _str(value: bytes | str) -> str:
@@ -256,8 +246,9 @@ def _histogram(name: str, spec: Spec, raw: dict[str, str]) -> HistogramMetricFam
     return family
 
 
-def render(client: redis.Redis) -> bytes:
-    """The Prometheus text exposition of everything above."""
+def render(client: redis.Redis, *more: Collector) -> bytes:
+    """The Prometheus text exposition of everything above, and of `more` collectors (the pollers')."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RedisCollector(client))
+    for collector in (RedisCollector(client), *more):
+        registry.register(collector)
     return generate_latest(registry)

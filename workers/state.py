@@ -189,10 +189,6 @@ class PipelineState:
         values["seen_at"] = str(time.time())
         self.r.hset(self.key("rate", target), mapping=values)
 
-    def record_poll(self, source: str, at: float | None = None) -> None:
-        """A poller finished a pass over `source` (read as `fieldrelay_poll_lag_seconds`)."""
-        self.r.hset(self.key("poll", "last"), source, at or time.time())
-
     def target_rate(self, target: str) -> dict[str, float]:
         raw = self.r.hgetall(self.key("rate", target))
         return {_text(k): float(v) for k, v in raw.items()}

@@ -18,6 +18,7 @@ from fieldrelay.settings import Settings
 from receiver.console.auth import ConsoleAuth
 from receiver.console.rulesview import RulesView
 from receiver.console.views import Console
+from receiver.polling.metrics import PollCollector
 from workers.state import PipelineState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -55,7 +56,7 @@ def metrics_endpoint(settings: Settings, client: redis.Redis | None = None) -> R
 
     async def metrics(request: Request) -> Response:
         try:
-            body = await run_in_threadpool(render, scrape_client)
+            body = await run_in_threadpool(render, scrape_client, PollCollector(scrape_client))
         except (redis.exceptions.RedisError, OSError) as exc:
             return Response(f"redis unavailable: {type(exc).__name__}\n", 503, media_type="text/plain")
         return Response(body, media_type=CONTENT_TYPE)
