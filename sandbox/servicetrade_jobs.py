@@ -142,6 +142,9 @@ def job_routes(st: ServiceTradeState) -> list[Route]:
             return body
         if "status" in body and body["status"] not in APPOINTMENT_STATUSES:
             return invalid("status", f"Must be one of: {', '.join(APPOINTMENT_STATUSES)}")
+        if body.get("status") == "unscheduled":
+            # The docs: a PUT cannot set `unscheduled` (only a new appointment starts that way).
+            return invalid("status", "Cannot be set to unscheduled")
         changeset = st.update("appointment", appointment_id, {k: v for k, v in body.items() if k in APPOINTMENT_FIELDS})
         change = Change("updated", "appointment", appointment_id, st.now(), changeset)
         return shown(request, "appointment", appointment_id, change)

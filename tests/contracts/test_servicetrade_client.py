@@ -254,3 +254,14 @@ def test_errors_never_carry_the_session_token(sandbox: Served, client: ServiceTr
         client.get_entity("job", 35769)
     assert token not in f"{caught.value} {caught.value!r}"
     assert PASSWORD not in f"{caught.value} {caught.value!r}"
+
+
+def test_an_appointment_cannot_be_put_back_to_unscheduled(sandbox: Served, client: ServiceTradeClient):
+    created = client.create_appointment(35770, windowStart=1_800_000_000, windowEnd=1_800_003_600)
+    with pytest.raises(ServiceTradeRejected) as caught:
+        client.update_appointment(created["id"], {"status": "unscheduled"})
+    assert (caught.value.status, caught.value.detail) == (
+        400,
+        "missing, incomplete or invalid parameters; status: Cannot be set to unscheduled",
+    )
+    assert sandbox.state.get("appointment", created["id"])["status"] == "scheduled"

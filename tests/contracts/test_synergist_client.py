@@ -320,3 +320,15 @@ def test_bad_credentials_and_a_disabled_account_fail_auth(sandbox: Served, clien
     for exc in (bad.value, disabled.value):
         assert wrong not in f"{exc} {exc!r}"
         assert PASSWORD not in f"{exc} {exc!r}"
+
+
+def test_an_error_text_that_echoes_the_url_is_masked(sandbox: Served, client: SynergistClient):
+    echoed = f"invalid request /jsonapi/activities.json?user=sandbox&password={PASSWORD}&version=3.2"
+    body = {"success": False, "errorcode": 404500, "errormessage": echoed, "data": []}
+    sandbox.fault(status=404, count=1, body=body)
+    with pytest.raises(SynergistRejected) as caught:
+        client.activity(6712)
+    assert (
+        caught.value.detail == "404500: invalid request /jsonapi/activities.json?user=sandbox&password=***&version=3.2"
+    )
+    assert PASSWORD not in f"{caught.value} {caught.value!r}"

@@ -259,6 +259,8 @@ class SynergistClient:
         if response.is_success and envelope.get("success") is not False and "data" in envelope:
             return envelope
         code, message = _error(envelope, response)
+        # Error pages may echo the request URL, whose query string holds the password.
+        message = scrub(message, self._secrets())
         detail = f"{code}: {message}" if code else message
         if code in AUTH_CODES or status == 401:
             raise SynergistAuthFailed(API, status, path, detail)
