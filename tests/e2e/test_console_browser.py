@@ -90,7 +90,8 @@ def test_a_person_follows_an_event_and_retries_its_dead_letter(browser, redis_se
         # Synchroteam refuses the customer (a permanent 4xx): the action goes to the dead-letter store.
         httpx.post(f"{synchroteam}/_sandbox/faults", json={"status": 400, "path_prefix": "/api/v3/customer/send"},
                    timeout=5).raise_for_status()
-        assert httpx.post(f"{receiver}/webhooks/servicetrade/browser-token", json=MESSAGE, timeout=10).status_code == 200
+        sent = httpx.post(f"{receiver}/webhooks/servicetrade/browser-token", json=MESSAGE, timeout=10)
+        assert sent.status_code == 200
         wait_for(lambda: state.dead_letters(), "the dead letter")
 
         page = browser.new_page()
