@@ -33,7 +33,7 @@ class RunReport:
     """What one run did; kept in Redis (`fieldrelay:poll:run:<poller>`) and logged."""
 
     poller: str
-    status: str = "ok"  # ok | partial (429) | locked | backoff
+    status: str = "ok"  # ok | partial (429: resumes after the reset) | locked | backoff | lease_lost
     events: int = 0
     listed: int = 0
     deferred: int = 0  # younger than the webhook grace: left for the next run
@@ -71,7 +71,7 @@ class Poller:
             return report
         before = self.requests()
         try:
-            self._run(report)
+            self._run(report, lease)
         finally:
             lease.release()
             report.requests = self.requests() - before
@@ -81,7 +81,7 @@ class Poller:
             log.info("poll %s: %s", self.spec.name, report)
         return report
 
-    def _run(self, report: RunReport) -> None:
+    def _run(self, report: RunReport, lease: Lease) -> None:
         spec, src = self.spec, self.source
         wait = src.wait_until()
         if wait is not None:
@@ -113,6 +113,10 @@ class Poller:
             self.metrics.add("fieldrelay_poll_rate_limited_total", source=spec.system)
             report.status = "partial"
         report.listed = len(listed)
+        if not lease.extend():
+            # The listing outlived the lease and another run may hold the lock now: leave the rest to it.
+            report.status = "lease_lost"
+            return
         if not full and any(r.modified_at is not None and r.modified_at < since for r in listed.values()):
             # The server ignored the modification filter: trust only full scans from now on.
             log.warning("poll %s: %s filter ignored by the server; full scans from now on", spec.name, since)

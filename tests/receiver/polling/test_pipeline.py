@@ -1,0 +1,105 @@
+"""Real processes: a webhook the ServiceTrade sandbox drops is caught by a `fieldrelay.poll` task on a
+Celery worker, reaches `process_event` like a webhook would, and is counted; the delivered one is not repeated."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import redis
+from celery import Celery
+from pydantic import SecretStr
+
+from fieldrelay.devstack import Stack, StackConfig
+from fieldrelay.embedded_redis import free_port
+from fieldrelay.queues import EVENTS_QUEUE
+from receiver.polling.metrics import PollMetrics
+from receiver.polling.pollers import POLL_TASK
+from workers.connectors.servicetrade import ServiceTradeClient
+from workers.state import PipelineState
+
+ROOT = Path(__file__).parents[3]
+TOKEN = "poll-token"
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    client = redis.Redis.from_url(redis_server)
+    client.flushdb()
+    client.close()
+    data = tmp_path_factory.mktemp("poll-stack")
+    config = StackConfig(
+        data_dir=data, redis_url=redis_server, receiver_port=free_port(), servicetrade_port=free_port(),
+        synchroteam_port=free_port(), synergist_port=free_port(), webhook_tokens=TOKEN,
+        rules_dir=ROOT / "rules" / "examples", worker_concurrency=1, log_dir=data / "logs",
+        extra_env={"FIELDRELAY_POLL_SOURCES": "servicetrade.job", "FIELDRELAY_POLL_WEBHOOK_GRACE": "0",
+                   "FIELDRELAY_POLL_OVERLAP": "30"},
+    )
+    stack = Stack(config)
+    try:
+        stack.start_redis()
+        stack.start_sandbox()
+        stack.start_receiver()
+        stack.start_worker()
+        yield stack
+    finally:
+        stack.stop()
+        for log in sorted((data / "logs").glob("*.log")):
+            print(f"----- {log.name} (tail) -----\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def wait_for(predicate: Callable[[], object], what: str, timeout: float = 30.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.e2e
+def test_dropped_webhook_is_caught_by_the_poll_task(stack: Stack, redis_client: redis.Redis):
+    c = stack.config
+    st_control = c.base_url(c.servicetrade_port) + "/_sandbox"
+    st = ServiceTradeClient(c.base_url(c.servicetrade_port) + "/api", "sandbox", SecretStr("sandbox-password"))
+    st.create_webhook(f"{c.base_url(c.receiver_port)}/webhooks/servicetrade/{TOKEN}")
+    report_key = "fieldrelay:poll:run:servicetrade.job"
+
+    def poll() -> dict:
+        before = redis_client.get(report_key)
+        with Celery("poll-test", broker=c.redis_url) as sender:
+            sender.send_task(POLL_TASK, args=("servicetrade.job",), queue=EVENTS_QUEUE)
+        wait_for(lambda: redis_client.get(report_key) not in (None, before), "a poll report")
+        return orjson.loads(redis_client.get(report_key) or b"{}")
+
+    assert poll()["status"] == "ok"  # the first run sets the cursor at the server's now
+    httpx.put(f"{st_control}/webhook/controls", json={"drop_next": 1}, timeout=10).raise_for_status()
+    httpx.patch(f"{st_control}/entities/job/35770", json={"status": "completed"}, timeout=10).raise_for_status()
+    wait_for(lambda: httpx.get(f"{st_control}/webhook/deliveries", timeout=10).json(), "the dropped delivery")
+    httpx.patch(f"{st_control}/entities/job/35771", json={"status": "completed"}, timeout=10).raise_for_status()
+    state = PipelineState(redis_client)
+    wait_for(lambda: state.seen_at("servicetrade", "job", 35771), "the webhook for job 35771 to be processed")
+
+    report = poll()
+    assert (report["events"], report["missed_webhooks"], report["reconciled"]) == (1, 1, 1)
+    assert PollMetrics(redis_client).value("fieldrelay_missed_webhooks_caught_total", entity="job") == 1
+
+    def polled_event() -> dict | None:
+        for key in redis_client.scan_iter("fieldrelay:event:*"):
+            event = orjson.loads(redis_client.get(key) or b"{}")
+            if event.get("via") == "poll":
+                return event
+        return None
+
+    event = wait_for(polled_event, "process_event to take in the polled event")
+    assert isinstance(event, dict)
+    assert event["entity"]["id"] == 35770 and event["action"] == "updated"
+    assert event["occurred_at"] == st.get_entity("job", 35770)["updated"]
+    assert state.seen_at("servicetrade", "job", 35770) == event["occurred_at"]  # the worker marked it seen
+    assert poll()["events"] == 0  # and the next run repeats nothing
+    st.close()
