@@ -74,21 +74,6 @@ class Settings(BaseSettings):
 
     http_timeout: float = Field(default=10.0, gt=0, description="Seconds for each outbound API call.")
     worker_concurrency: int = Field(default=2, ge=1, description="Celery worker processes.")
-
-    poll_sources: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Comma-separated systems or pollers to run (servicetrade, synchroteam.job...); "
-        "`none` disables polling; unset polls every system whose credentials are set.",
-    )
-    poll_interval: float = Field(default=60.0, gt=0, description="Seconds between two runs of each poller.")
-    poll_overlap: int = Field(default=120, ge=0, description="Seconds of the previous window read again.")
-    poll_start: str = Field(default="now", description="Where a poller's first run starts: now, all, a date.")
-    poll_lease: int = Field(default=300, gt=0, description="Seconds a poll run holds its lock at most.")
-    poll_webhook_grace: int = Field(
-        default=60, ge=0, description="ServiceTrade changes younger than this are left to their webhook."
-    )
-    poll_config: Path | None = Field(default=None, description="Optional YAML file tuning each poller.")
-
     console_token: SecretStr | None = Field(
         default=None, description="Token that opens the /console pages; unset disables the console."
     )
@@ -136,41 +121,12 @@ class Settings(BaseSettings):
         parse_poll_start(value)  # raises ValueError naming the bad value
         return value
 
-    @field_validator("poll_sources", mode="before")
-    @classmethod
-    def _split_sources(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [t.strip() for t in value.split(",") if t.strip()]
-        return value
-
-    @field_validator("poll_start")
-    @classmethod
-    def _poll_start(cls, value: str) -> str:
-        parse_poll_start(value)  # raises ValueError naming the bad value
-        return value
-
     @field_validator("servicetrade_base_url", "synchroteam_base_url", "synergist_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value and urlsplit(value).scheme not in ("http", "https"):
             raise ValueError(f"not an http(s):// URL: {value!r}")
         return value.rstrip("/")
-
-
-def parse_poll_start(value: str | int | None) -> int | None:
-    """`now` (None), `all` (0), Unix seconds, or an ISO date/datetime taken as UTC."""
-    if value is None or str(value).strip().lower() in ("", "now"):
-        return None
-    text = str(value).strip()
-    if text.lower() in ("all", "epoch"):
-        return 0
-    if text.isdigit():
-        return int(text)
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"not 'now', 'all', Unix seconds or an ISO date: {text!r}") from None
-    return calendar.timegm(parsed.utctimetuple())
 
 
 def parse_poll_start(value: str | int | None) -> int | None:
