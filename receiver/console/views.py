@@ -192,8 +192,10 @@ class Console:
     def rules_page(self, request: Request, result: str | None = None, event_text: str = "",
                    entity_text: str = "") -> Response:
         view = self.rules.current()
+        raw = self.state.r.get(self.state.key("rules", "status"))  # what the workers published on reload
+        workers = json.loads(raw) if raw else None
         return self.page(request, "rules.html", view=view, rules=view.ruleset.rules if view.ruleset else [],
-                         result=result, event_text=event_text, entity_text=entity_text)
+                         workers=workers, result=result, event_text=event_text, entity_text=entity_text)
 
     def rules_index(self, request: Request) -> Response:
         return self.rules_page(request)

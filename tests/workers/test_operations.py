@@ -183,3 +183,68 @@ def test_a_retried_step_that_succeeds_clears_the_failed_outcome(state):
     assert ops.list_events(state)[0]["outcome"] == "failed"
     state.trace("ev1", "action.succeeded", rule="mirror", index=0, action="synchroteam.job.upsert", result={})
     assert ops.list_events(state)[0]["outcome"] == "succeeded"
+
+
+@pytest.fixture
+def cli(redis_url, monkeypatch, tmp_path, capsys):
+    """`fieldrelay ...` in-process against the test Redis; returns (exit code, stdout)."""
+    from fieldrelay.cli import main
+
+    monkeypatch.setenv("FIELDRELAY_REDIS_URL", redis_url)
+    monkeypatch.setenv("FIELDRELAY_DATA_DIR", str(tmp_path))
+
+    def run(*argv: str) -> tuple[int, str]:
+        code = main(list(argv))
+        return code, capsys.readouterr().out
+
+    return run
+
+
+def test_cli_dead_letters(cli, state):
+    dlq_id = failed(state)
+    failed(state, "ev2", rule="notify", target="servicetrade")
+    code, out = cli("dlq", "list", "--rule", "mirror")
+    assert code == 0 and dlq_id in out and "Rejected: 400" in out and "notify" not in out
+    code, out = cli("dlq", "show", dlq_id)
+    assert json.loads(out)["event"]["entity"]["id"] == 35769
+    code, out = cli("dlq", "retry", "--all", "--target", "synchroteam")
+    assert code == 0 and out.startswith(f"{dlq_id}: re-enqueued on actions.synchroteam")
+    code, out = cli("dlq", "drop", "--all", "--since", "1h")
+    assert code == 0 and "dropped" in out and state.dead_letters() == []
+    code, out = cli("dlq", "retry", dlq_id)
+    assert code == 1
+
+
+def test_cli_targets(cli, state):
+    assert cli("target", "pause", "synchroteam", "--reason", "vendor maintenance")[0] == 0
+    state.record_rate("synchroteam", {"limit": 120, "remaining": 17, "quota_remaining": 900})
+    code, out = cli("target", "status")
+    assert "synchroteam   PAUSED   queued=0  rate left=17/120  quota left=900" in out
+    assert "synergist     running  queued=0  rate: not reported yet" in out
+    assert cli("target", "resume", "synchroteam")[1] == "synchroteam: resumed\n"
+    with pytest.raises(SystemExit, match="unknown target 'nope'"):
+        cli("target", "pause", "nope")
+
+
+def test_cli_webhooks(cli, monkeypatch):
+    with SandboxRunner({"servicetrade": servicetrade.create_app()}) as runner:
+        monkeypatch.setenv("FIELDRELAY_SERVICETRADE_BASE_URL", runner.urls["servicetrade"])
+        monkeypatch.setenv("FIELDRELAY_SERVICETRADE_USERNAME", "sandbox")
+        monkeypatch.setenv("FIELDRELAY_SERVICETRADE_PASSWORD", "sandbox-password")
+        url = "https://relay.example/webhooks/servicetrade/tok"
+        assert cli("webhooks", "register", "--url", url)[1].startswith("registered: webhook")
+        assert cli("webhooks", "disable", url)[1].startswith("webhook ")
+        assert cli("webhooks", "register", "--url", url)[1].startswith("already registered")
+        code, out = cli("webhooks", "list")
+        assert out.count(url) == 1 and "enabled" in out and "changesets=on" in out
+
+
+def test_rates_are_recorded_from_the_synchroteam_client(state):
+    from workers.connectors.synchroteam import RateInfo
+
+    class Clients:
+        class synchroteam:  # noqa: N801 - stands in for the client attribute
+            last_rate = RateInfo(limit=120, remaining=3)
+
+    ops.record_rates(state, Clients())
+    assert state.target_rate("synchroteam")["remaining"] == 3

@@ -141,3 +141,15 @@ def test_metrics_endpoint(client, state):
     body = client.get("/metrics").text
     assert 'fieldrelay_actions_total{action="synchroteam.job.upsert",outcome="failed",target="synchroteam"} 1.0' in body
     assert "fieldrelay_dlq_size 1.0" in body
+
+
+def test_rules_page_shows_what_the_workers_run(signed_in, redis_client):
+    import json as _json
+
+    redis_client.set("fieldrelay:rules:status", _json.dumps(
+        {"ok": False, "rules": 3, "digest": "0" * 16, "loaded_at": 1700000000.0,
+         "errors": ["rules/x.yaml:2:3: rules[0].when.entity: 'jobb' is not a ServiceTrade entity type"]}))
+    page = signed_in.get("/console/rules").text
+    assert "Workers run 3 rule(s), loaded 2023-11-14 22:13:20Z" in page
+    assert "a different set from the files this receiver reads" in page
+    assert "&#39;jobb&#39; is not a ServiceTrade entity type" in page
