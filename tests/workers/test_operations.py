@@ -218,7 +218,7 @@ def test_cli_dead_letters(cli, state):
 def test_cli_targets(cli, state):
     assert cli("target", "pause", "synchroteam", "--reason", "vendor maintenance")[0] == 0
     state.record_rate("synchroteam", {"limit": 120, "remaining": 17, "quota_remaining": 900})
-    code, out = cli("target", "status")
+    out = cli("target", "status")[1]
     assert "synchroteam   PAUSED   queued=0  rate left=17/120  quota left=900" in out
     assert "synergist     running  queued=0  rate: not reported yet" in out
     assert cli("target", "resume", "synchroteam")[1] == "synchroteam: resumed\n"
@@ -235,7 +235,7 @@ def test_cli_webhooks(cli, monkeypatch):
         assert cli("webhooks", "register", "--url", url)[1].startswith("registered: webhook")
         assert cli("webhooks", "disable", url)[1].startswith("webhook ")
         assert cli("webhooks", "register", "--url", url)[1].startswith("already registered")
-        code, out = cli("webhooks", "list")
+        out = cli("webhooks", "list")[1]
         assert out.count(url) == 1 and "enabled" in out and "changesets=on" in out
 
 
@@ -243,7 +243,7 @@ def test_rates_are_recorded_from_the_synchroteam_client(state):
     from workers.connectors.synchroteam import RateInfo
 
     class Clients:
-        class synchroteam:  # noqa: N801 - stands in for the client attribute
+        class synchroteam:  # stands in for the client property
             last_rate = RateInfo(limit=120, remaining=3)
 
     ops.record_rates(state, Clients())
