@@ -17,7 +17,7 @@ from rules.catalog import ENTITY_TYPES
 
 MATCHING = 10
 EVENTS = 2000
-SIZES = (10, 100, 1000, 10000)
+SIZES = tuple(int(n) for n in sys.argv[1:]) or (10, 100, 1000, 10000)
 
 MATCH_RULE = """\
   - name: match-{i}

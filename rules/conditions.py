@@ -1,20 +1,15 @@
-"""Conditions: the `when` trigger filter and the `if` expression tree, each explaining a non-match."""
+"""Conditions: the `if` expression tree, compiled at load, explaining a non-match (`when` is trigger.py)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fieldrelay.events import ChangeEvent
-from rules.catalog import canonical_entity
-from rules.context import LazyEntity
 from rules.errors import TemplateError
 from rules.templating import Expression, compile_expression, explain_failure
-
-if TYPE_CHECKING:
-    from rules.models import WhenBase
+from rules.trigger import show
 
 Loc = tuple[str | int, ...]
 Problems = list[tuple[Loc, str]]
@@ -104,24 +99,49 @@ def condition_refs(cond: Condition | None, loc: Loc = ("if",)) -> list[tuple[Loc
     return [r for i, item in enumerate(cond.items) for r in condition_refs(item, (*inner, i))]
 
 
+def holds(cond: Condition, context: Mapping[str, Any]) -> bool:
+    """Whether the condition holds; an expression that raises does not. No reason is written."""
+    if type(cond) is Expr:
+        try:
+            return bool(cond.expression.evaluate(context))
+        except Exception:
+            return False
+    if type(cond) is AllOf:
+        return all(holds(item, context) for item in cond.items)
+    if type(cond) is AnyOf:
+        return any(holds(item, context) for item in cond.items)
+    assert isinstance(cond, Not)
+    return not holds(cond.item, context)
+
+
 def check_condition(cond: Condition, context: Mapping[str, Any], where: str = "if") -> str | None:
-    """None when the condition holds, else why not, naming the failing item and values seen."""
+    """None when the condition holds, else why not, naming the failing item and values seen.
+
+    Conditions are pure (the entity is fetched once per event), so a miss is simply evaluated
+    again, this time writing the reason: matching rules never pay for the explanation.
+    """
+    if holds(cond, context):
+        return None
+    return _explain(cond, context, where)
+
+
+def _explain(cond: Condition, context: Mapping[str, Any], where: str) -> str | None:
     if isinstance(cond, Expr):
         return _check_expr(cond.expression, context, where)
     if isinstance(cond, AllOf):
         label = f"{where}.all" if cond.label else where
         for i, item in enumerate(cond.items, 1):
-            reason = check_condition(item, context, f"{label} (item {i} of {len(cond.items)})")
+            reason = _explain(item, context, f"{label} (item {i} of {len(cond.items)})")
             if reason is not None:
                 return reason
         return None
     if isinstance(cond, AnyOf):
-        reasons = [check_condition(item, context, f"{where}.any (item {i} of {len(cond.items)})")
+        reasons = [_explain(item, context, f"{where}.any (item {i} of {len(cond.items)})")
                    for i, item in enumerate(cond.items, 1)]
         if any(r is None for r in reasons):
             return None
         return f"{where}.any: none of {len(reasons)} held; " + "; ".join(r for r in reasons if r)
-    if check_condition(cond.item, context, f"{where}.not") is None:
+    if _explain(cond.item, context, f"{where}.not") is None:
         return f"{where}.not: the inner condition held"
     return None
 
@@ -142,91 +162,3 @@ def _check_expr(expr: Expression, context: Mapping[str, Any], where: str) -> str
             except Exception as exc:
                 detail = f"; {expr.left.source} failed: {explain_failure(exc, context).message}"
     return f"{where}: {expr.source} is false{detail}"
-
-
-def show(value: Any, *, quote: bool = True, limit: int = 120) -> str:
-    """A value for a reason line: repr'd, and cut short so one huge field cannot flood the logs."""
-    text = repr(value) if quote else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def same(wanted: Any, seen: Any) -> bool:
-    """YAML `to: 5` should match a changeset that carries "5"."""
-    if isinstance(wanted, list):
-        return any(same(w, seen) for w in wanted)
-    if wanted == seen:
-        return True
-    scalar = (str, int, float)
-    return isinstance(wanted, scalar) and isinstance(seen, scalar) and str(wanted) == str(seen)
-
-
-def _wanted(value: Any) -> str:
-    if isinstance(value, list):
-        return "one of " + ", ".join(repr(v) for v in value)
-    return repr(value)
-
-
-def _one(values: list[Any]) -> Any:
-    return values[0] if len(values) == 1 else values
-
-
-def field_value(record: Mapping[str, Any], field: str) -> tuple[bool, Any]:
-    """Dotted lookup (`source.status`); (found, value)."""
-    if field in record:
-        return True, record[field]
-    value: Any = record
-    for part in field.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return False, None
-        value = value[part]
-    return True, value
-
-
-def match_when(when: WhenBase, event: ChangeEvent, entity: LazyEntity) -> str | None:
-    """None when the trigger matches the event, else the first failing clause and what was seen."""
-    if when.source != event.source:
-        return f"when.source: wanted {when.source!r}, event had {event.source!r}"
-    if when.via != "any" and when.via != event.via:
-        return f"when.via: wanted {when.via!r}, event had {event.via!r}"
-    if when.entity_keys is not None and canonical_entity(event.entity.type) not in when.entity_keys:
-        return f"when.entity: wanted {_wanted(_one(when.entity or []))}, event had {show(event.entity.type)}"
-    if when.action is not None and event.action not in when.action:
-        return f"when.action: wanted {_wanted(_one(when.action))}, event had {event.action!r}"
-    for name, transition in when.changed.items():
-        reason = _match_transition(name, transition.checks, event, entity)
-        if reason is not None:
-            return reason
-    return None
-
-
-def _match_transition(
-    name: str, checks: list[tuple[str, Any]], event: ChangeEvent, entity: LazyEntity
-) -> str | None:
-    where = f"when.changed.{name}"
-    if event.changes is None:
-        for kind, _ in checks or [("any", None)]:
-            if kind not in ("to", "not_to"):
-                what = "any change" if kind == "any" else repr(kind)
-                return f"{where}: the event carried no changeset, so {what} cannot be checked"
-        if entity.value is None:
-            return f"{where}: the event carried no changeset and the entity could not be loaded"
-        found, current = field_value(entity.value, name)
-        if not found:
-            return f"{where}: the event carried no changeset and the entity has no field {name!r}"
-        return _compare(where, checks, None, current, "the entity has")
-    change = event.changes.get(name)
-    if change is None:
-        seen = show(", ".join(sorted(event.changes)), quote=False) or "nothing"
-        return f"{where}: the event did not change {name!r} (changed: {seen})"
-    return _compare(where, checks, change.old, change.new, "event had")
-
-
-def _compare(where: str, checks: list[tuple[str, Any]], old: Any, new: Any, had: str) -> str | None:
-    for kind, wanted in checks:
-        seen = old if kind in ("from", "not_from") else new
-        hit = same(wanted, seen)
-        if kind.startswith("not_") and hit:
-            return f"{where}.{kind}: wanted anything but {_wanted(wanted)}, {had} {show(seen)}"
-        if not kind.startswith("not_") and not hit:
-            return f"{where}.{kind}: wanted {_wanted(wanted)}, {had} {show(seen)}"
-    return None

@@ -14,14 +14,25 @@ class LazyEntity(Mapping[str, Any]):
         self._loader = loader
         self._loaded = False
         self._value: dict[str, Any] | None = None
+        self._error: BaseException | None = None
 
     @property
     def value(self) -> dict[str, Any] | None:
         if not self._loaded:
-            value = self._loader()
+            if self._error is not None:
+                raise self._error  # a failed fetch is not repeated within one event
+            try:
+                value = self._loader()
+            except Exception as exc:
+                self._error = exc
+                raise
             # Anything but a mapping (a list, an error body) is no record to read fields from.
             self._value, self._loaded = (dict(value) if isinstance(value, Mapping) else None), True
         return self._value
+
+    def __contains__(self, key: object) -> bool:
+        value = self.value
+        return value is not None and key in value
 
     @property
     def loaded(self) -> bool:

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from fieldrelay.events import ChangeEvent
-from rules.conditions import check_condition, match_when
+from rules.conditions import check_condition
 from rules.context import LazyEntity, RuleContext
 from rules.models import Rule
 from rules.ruleset import RuleSet
 from rules.templating import build_context
+from rules.trigger import EventView
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """`Verdict(rule, matched=False, reason="when.changed.status.to: wanted 'completed', ...")`."""
 
     rule: Rule
@@ -40,13 +39,17 @@ class _OnceLoader:
             raise
 
 
-def judge(rule: Rule, event: ChangeEvent, entity: LazyEntity, context: Mapping[str, Any]) -> Verdict:
-    """One rule's verdict; expression errors become the reason, never an exception."""
+def judge(rule: Rule, view: EventView, context: RuleContext) -> Verdict:
+    """One rule's verdict; expression errors become the reason, never an exception.
+
+    `context` is the event's shared context; its `vars` is switched to the rule's own.
+    """
     if not rule.enabled:
         return Verdict(rule, False, "disabled")
-    reason = match_when(rule.when, event, entity)
+    reason = rule.trigger.match(view)
     if reason is None and rule.if_ is not None:
-        reason = check_condition(rule.if_, RuleContext(context, vars=rule.vars))
+        context["vars"] = rule.vars
+        reason = check_condition(rule.if_, context)
     return Verdict(rule, reason is None, reason or "matched")
 
 
@@ -68,9 +71,10 @@ def evaluate_rules(
     loader = _OnceLoader(entity_loader)
     entity = LazyEntity(loader)
     context = build_context(event, entity, now=now, env=env)
+    view = EventView(event, entity)
     verdicts = []
     for rule in rules:
-        verdicts.append(judge(rule, event, entity, context))
+        verdicts.append(judge(rule, view, context))
         if loader.error is not None:
             raise loader.error
     return verdicts

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from rules.catalog import canonical_entity, check_entity
 from rules.conditions import Condition
+from rules.trigger import Trigger
 
 
 class Spec(BaseModel):
@@ -136,6 +137,10 @@ class Rule:
     needs_entity: bool
     digest: str
     spec: dict[str, Any] = field(repr=False)
+    trigger: Trigger = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.trigger = Trigger(self.when)
 
     _cache: ClassVar[dict[str, Rule]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()

@@ -18,6 +18,7 @@ from fieldrelay.events import ChangeEvent
 from rules.context import LazyEntity, Placeholder, RuleContext, redact
 from rules.errors import TemplateError, TemplateSecurityError, format_path
 from rules.helpers import HELPERS
+from rules.pyexpr import FastFunction, compile_fast
 
 if TYPE_CHECKING:
     from rules.models import ActionCall
@@ -33,6 +34,15 @@ class RuleEnvironment(ImmutableSandboxedEnvironment):
     """
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        # Plain dicts and loaded entities first: most attribute reads in rules are record fields.
+        kind = type(obj)
+        if kind is dict:
+            if attribute in obj:
+                return obj[attribute]
+        elif kind is LazyEntity:
+            record = obj.value
+            if record is not None and attribute in record:
+                return record[attribute]
         if isinstance(obj, Mapping):
             if attribute in obj:
                 return obj[attribute]
@@ -89,8 +99,17 @@ class Expression:
     refs: Refs
     left: Expression | None = field(repr=False)
     template: jinja2.Template = field(repr=False)
+    fast: FastFunction | None = field(default=None, repr=False, compare=False)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
+        if self.fast is not None and isinstance(context, RuleContext):
+            try:
+                result = self.fast(context)
+            except Exception:  # Jinja's own run below raises the error ops should read
+                pass
+            else:
+                if not isinstance(result, jinja2.Undefined):
+                    return result
         if isinstance(context, RuleContext):
             ctx = self.template.new_context(context, shared=True)
         else:
@@ -118,7 +137,7 @@ def compile_expression(source: str, *, with_left: bool = True) -> Expression:
     template = ENV.from_string(nodes.Template([assign], lineno=1))
     left = _left_operand(source) if with_left else None
     names = frozenset(meta.find_undeclared_variables(tree))
-    return Expression(source, names, refs, left, template)
+    return Expression(source, names, refs, left, template, compile_fast(output.nodes[0], ENV))
 
 
 def _left_operand(source: str) -> Expression | None:
