@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,10 +17,10 @@ from rules.engine import Verdict, evaluate
 from rules.templating import build_context, render_params
 from workers.actions.context import ActionContext, Clients
 from workers.actions.registry import ACTIONS
+from workers.admission import Deferred, admit, deferral, next_utc_midnight, observe
 from workers.connectors.errors import NotFound, RateLimited
-from workers.connectors.synchroteam import SynchroteamQuotaExceeded
 from workers.echo import EchoGuard
-from workers.gate import TargetGate, Wait
+from workers.gate import TargetGate
 from workers.rulebook import RuleBook
 from workers.runs import Decision, RunCoordinator
 from workers.state import PipelineState
@@ -41,18 +40,6 @@ class PipelineError(Exception):
 
     def __str__(self) -> str:
         return f"rule {self.rule!r} action {self.index} for event {self.event_id}: {self.detail}"
-
-
-class Deferred(Exception):
-    """The target cannot take the call now (rate, 429, quota, pause): run it again later, no retry spent."""
-
-    def __init__(self, seconds: float, reason: str) -> None:
-        super().__init__(seconds, reason)
-        self.seconds, self.reason = seconds, reason
-
-
-# Rate waits this short are slept in the task; longer ones go back to the delayed queue.
-SLEEP_AT_MOST = 2.0
 
 
 @dataclass
@@ -78,12 +65,19 @@ def fetch_entity(event: ChangeEvent, clients: Clients) -> dict[str, Any] | None:
     """The entity's current state from its source system, or None when it is gone."""
     if event.action == "deleted":
         return None
-    if event.source != "servicetrade":
-        return None  # polled sources carry their record; their connectors come with the pollers
+    ref = event.entity
     try:
-        if event.entity.uri:
-            return clients.servicetrade.get(event.entity.uri)
-        return clients.servicetrade.get_entity(event.entity.type, event.entity.id)
+        if event.source == "servicetrade":
+            if ref.uri:
+                return clients.servicetrade.get(ref.uri)
+            return clients.servicetrade.get_entity(ref.type, ref.id)
+        if event.source == "synchroteam":
+            return clients.synchroteam.details(ref.type, id=ref.id)
+        if ref.type == "activity":
+            return clients.synergist.activity(int(ref.id))
+        if ref.type == "job":
+            return clients.synergist.job(str(ref.id))
+        return None  # Synergist calendar and timesheet records have no documented read by id
     except NotFound:
         return None
 
@@ -226,62 +220,19 @@ def _execute(
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise PipelineError(eid, rule.name, index, f"{call.name} parameters: {detail}") from None
     ctx = ActionContext(eid, rule.name, index, idempotency_key(event, rule, index, call), rt.state.link_store())
-    admit(rt, spec.target)
+    admit(rt.gate, spec.target)
     rt.state.trace(eid, "action.started", rule=rule.name, index=index, action=call.name,
                    params=params.model_dump(mode="json"))
     try:
         result = spec.run(rt.clients, params, ctx)
     except RateLimited as exc:
-        raise deferral(rt, spec.target, exc) from exc
+        raise deferral(rt.gate, spec.target, exc, rt.quota_period, rt.alert) from exc
     finally:
-        observe(rt, spec.target)
+        observe(rt.gate, spec.target, rt.clients, rt.quota_period, rt.alert)
     rt.echoes.remember(call.name, params, result)
     rt.state.mark_action_done(eid, digest, index, call.id, result)
     rt.state.trace(eid, "action.succeeded", rule=rule.name, index=index, action=call.name, result=result)
     return result
 
 
-def admit(rt: Runtime, target: str) -> None:
-    """Wait for the target's shared gate: sleep through short rate waits, defer anything longer."""
-    while (wait := rt.gate.acquire(target)) is not None:
-        if wait.reason != "rate" or wait.seconds > SLEEP_AT_MOST:
-            raise Deferred(wait.seconds, wait.reason)
-        time.sleep(wait.seconds)
-
-
-def observe(rt: Runtime, target: str) -> None:
-    if target != "synchroteam":
-        return  # the only target that documents rate-limit headers
-    rate = rt.clients.synchroteam.last_rate
-    if rate is None:
-        return
-    exhausted = rt.gate.observe(target, limit=rate.limit, remaining=rate.remaining, reset_at=rate.reset_at,
-                                quota_remaining=rate.quota_remaining,
-                                quota_reset_at=next_utc_midnight(period=rt.quota_period))
-    if exhausted:
-        rt.alert(f"{target} daily quota used up; its actions wait until the reset",
-                 {"target": target, "alert": "quota"})
-
-
-def deferral(rt: Runtime, target: str, exc: RateLimited) -> Deferred:
-    """A 429 blocks the whole target until its reset; an exhausted quota pauses it until midnight UTC."""
-    now = time.time()
-    if isinstance(exc, SynchroteamQuotaExceeded):
-        until = next_utc_midnight(period=rt.quota_period) if rt.quota_period != 86400.0 else (
-            exc.reset_at or next_utc_midnight())
-        if rt.gate.quota_exhausted(target, until):
-            rt.alert(f"{target} daily quota used up; its actions wait until the reset",
-                     {"target": target, "alert": "quota"})
-        return Deferred(max(1.0, until - now), "quota")
-    until = exc.reset_at if exc.reset_at and exc.reset_at > now else now + 1.0
-    rt.gate.block_until(target, until)
-    return Deferred(until - now, "blocked")
-
-
-def next_utc_midnight(now: float | None = None, period: float = 86400.0) -> float:
-    """The next quota reset: UTC midnight, or the next multiple of a compressed `period` since the epoch."""
-    now = time.time() if now is None else now
-    return (now // period + 1) * period
-
-
-__all__ = ["Deferred", "PipelineError", "Runtime", "Wait", "process_event", "run_action"]
+__all__ = ["Deferred", "PipelineError", "Runtime", "next_utc_midnight", "process_event", "run_action"]

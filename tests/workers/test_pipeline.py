@@ -294,3 +294,29 @@ def test_a_replay_passes_the_duplicate_and_stale_checks(runtime):
     assert pipeline.process_event(event, "task-2", runtime) == []
     assert pipeline.process_event(event, "replay-1", runtime, replay=True)[0].matched
     assert "event.replayed" in [s["step"] for s in runtime.state.load_trace(event.id)]
+
+
+def test_entities_of_polled_systems_are_fetched_from_their_own_api():
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.url.path}?{request.url.query.decode()}")
+        if request.url.path == "/api/v3/job/details":
+            return httpx.Response(200, json={"id": "265_1", "status": "completed"})
+        if request.url.path == "/jsonapi/activities.json":
+            return httpx.Response(200, json={"success": True, "errorcode": 0, "data": [
+                {"activityID": 6712, "activitySubject": "Visit"}]})
+        return httpx.Response(404, json={"error": "Not Found", "message": "no"})
+
+    settings = Settings(synchroteam_base_url="http://stm.test", synchroteam_domain="d", synchroteam_api_key="k",
+                        synergist_base_url="http://syn.test", synergist_user="u", synergist_password="p")
+    clients = SettingsClients(settings, transport=httpx.MockTransport(handler))
+    job = ChangeEvent(source="synchroteam", via="poll", action="updated", entity=EntityRef(type="job", id="265_1"),
+                      occurred_at=1)
+    assert pipeline.fetch_entity(job, clients) == {"id": "265_1", "status": "completed"}
+    activity = ChangeEvent(source="synergist", via="poll", action="created",
+                           entity=EntityRef(type="activity", id=6712), occurred_at=1)
+    assert pipeline.fetch_entity(activity, clients)["activitySubject"] == "Visit"
+    gone = job.model_copy(update={"entity": EntityRef(type="customer", id=9)})
+    assert pipeline.fetch_entity(gone, clients) is None  # 404: the record is gone
+    assert seen[0] == "/api/v3/job/details?id=265_1"
