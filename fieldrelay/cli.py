@@ -97,7 +97,8 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     if not args.event:
         sys.exit("rules test: give --event FILE (dry run) or a directory of test cases")
     rules_dir = Path(args.rules) if args.rules else _settings().rules_dir
-    return dry_run(rules_dir, Path(args.event), Path(args.entity) if args.entity else None)
+    return dry_run(rules_dir, Path(args.event), Path(args.entity) if args.entity else None,
+                   against_sandbox=args.against_sandbox)
 
 
 def cmd_actions_reference(args: argparse.Namespace) -> int:
@@ -191,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--event", help="a ServiceTrade webhook message or a normalized event (JSON)")
     p.add_argument("--entity", help="the entity JSON the rules see as `entity` (no API call is made)")
     p.add_argument("--rules", help="rules directory (default FIELDRELAY_RULES_DIR)")
+    p.add_argument("--against-sandbox", action="store_true",
+                   help="also run the matched rules' actions against in-process sandboxes and print each result")
     p.set_defaults(func=cmd_rules_test)
     p = rules.add_parser("explain", help="the stored trace of a real event: what each rule did and why")
     p.add_argument("event_id")

@@ -1,22 +1,45 @@
-"""`fieldrelay rules check|test`: the rule tooling ops run locally and in their own CI; no side effects."""
+"""`fieldrelay rules check|test|explain`: the rule tooling ops run locally and in their own CI.
+
+Only `rules test --against-sandbox` calls anything, and only the in-process sandboxes.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fieldrelay.events import ChangeEvent
-from rules import RuleLoadError, load_rules
+from rules import ActionCall, Rule, RuleLoadError, RuleSet, build_context, evaluate, load_rules, render_params
+from rules.context import redact
 from rules.dryrun import explain, run_cases
-from workers.actions.registry import action_params
+from rules.engine import allowed_env
+from workers.actions.registry import (
+    ACTIONS,
+    ActionContext,
+    Clients,
+    MemoryLinkStore,
+    SettingsClients,
+    action_params,
+)
+
+
+def rules_env() -> list[str]:
+    """FIELDRELAY_RULES_ENV: the environment variables `!secret` and `{{ env.NAME }}` may read."""
+    from fieldrelay.settings import SettingsError, load_settings
+
+    try:
+        return load_settings().rules_env
+    except SettingsError as exc:
+        raise SystemExit(f"invalid configuration:\n{exc}") from None
 
 
 def check(directory: Path) -> int:
     """Print every error as `file:line:col: path: message`; exit 1 if there is any."""
     try:
-        ruleset = load_rules(directory, action_params())
+        ruleset = load_rules(directory, action_params(), env_names=rules_env())
     except RuleLoadError as exc:
         for error in exc.errors:
             print(error, file=sys.stderr)
@@ -55,9 +78,11 @@ def read_events(path: Path) -> list[ChangeEvent]:
         raise SystemExit(f"{path}: not a change event: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
-def dry_run(rules_dir: Path, event_file: Path, entity_file: Path | None) -> int:
+def dry_run(rules_dir: Path, event_file: Path, entity_file: Path | None, *, against_sandbox: bool = False) -> int:
+    """Explain each event's rules; `against_sandbox` also runs the matched actions on the sandboxes."""
+    names = rules_env()
     try:
-        ruleset = load_rules(rules_dir, action_params())
+        ruleset = load_rules(rules_dir, action_params(), env_names=names)
     except RuleLoadError as exc:
         for error in exc.errors:
             print(error, file=sys.stderr)
@@ -73,14 +98,108 @@ def dry_run(rules_dir: Path, event_file: Path, entity_file: Path | None) -> int:
             entity = entity["data"]
     else:
         print("(no --entity given: rules that read `entity` see nothing; no API is called)\n")
-    for event in read_events(event_file):
-        print(explain(ruleset, event, entity))
-        print()
+    env = allowed_env(names)
+    events = read_events(event_file)
+    if not against_sandbox:
+        for event in events:
+            print(explain(ruleset, event, entity, env=env))
+            print()
+        return 0
+    from sandbox.runner import SandboxRunner
+
+    with SandboxRunner() as sandboxes:
+        clients = sandbox_clients(sandboxes.urls)
+        try:
+            for event in events:
+                print(explain(ruleset, event, entity, env=env))
+                print("\n".join(run_matched(ruleset, event, entity, clients, env=env)))
+                print()
+        finally:
+            clients.close()
     return 0
 
 
+def sandbox_clients(urls: Mapping[str, str]) -> SettingsClients:
+    """API clients for the sandboxes at `urls`, with the sandboxes' own credentials."""
+    from pydantic import SecretStr
+
+    from fieldrelay.devstack import SANDBOX_PASSWORD, SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER
+    from fieldrelay.settings import Settings
+
+    return SettingsClients(Settings(
+        servicetrade_base_url=urls["servicetrade"], servicetrade_username=SANDBOX_USER,
+        servicetrade_password=SecretStr(SANDBOX_PASSWORD),
+        synchroteam_base_url=urls["synchroteam"], synchroteam_domain=SANDBOX_USER,
+        synchroteam_api_key=SecretStr(SANDBOX_SYNCHROTEAM_KEY),
+        synergist_base_url=urls["synergist"], synergist_user=SANDBOX_USER,
+        synergist_password=SecretStr(SANDBOX_PASSWORD), synergist_company="1",
+    ))
+
+
+def run_matched(
+    ruleset: RuleSet, event: ChangeEvent, entity: Mapping[str, Any] | None, clients: Clients,
+    *, env: Mapping[str, str],
+) -> list[str]:
+    """Run each matched rule's `then` in order, as a worker would, and report every action's result.
+
+    Step results feed later steps (`steps.<id>`); when a step fails, the rule's `on_failure` runs.
+    Secret values are replaced by `***` in what is reported.
+    """
+    record = dict(entity) if entity is not None else None
+    links = MemoryLinkStore()  # one run: a create followed by an update of the same record links up
+    lines = ["against the sandboxes:"]
+    for verdict in evaluate(ruleset, event, lambda: record, env=env):
+        if not verdict.matched:
+            continue
+        rule = verdict.rule
+        steps: dict[str, Any] = {}
+        failure: dict[str, Any] | None = None
+        for index, call in enumerate(rule.then):
+            ok, result = _run_call(rule, index, call, event, record, steps, {}, clients, links, env)
+            lines.append(_result_line(rule.name, f"then[{index}]", call, ok, result, env))
+            if not ok:
+                failure = {"index": index, "action": call.name, "error": result}
+                break
+            if call.id:
+                steps[call.id] = result
+        for offset, call in enumerate(rule.on_failure if failure else ()):
+            index = len(rule.then) + offset
+            ok, result = _run_call(rule, index, call, event, record, steps, {"failure": failure}, clients,
+                                   links, env)
+            lines.append(_result_line(rule.name, f"on_failure[{offset}]", call, ok, result, env))
+    if len(lines) == 1:
+        lines.append("  (no rule matched; nothing was called)")
+    return lines
+
+
+def _run_call(
+    rule: Rule, index: int, call: ActionCall, event: ChangeEvent, record: dict[str, Any] | None,
+    steps: dict[str, Any], extra: dict[str, Any], clients: Clients, links: MemoryLinkStore,
+    env: Mapping[str, str],
+) -> tuple[bool, Any]:
+    """(True, result) or (False, why); never raises for a failed call."""
+    from pydantic import ValidationError
+
+    spec = ACTIONS[call.name]
+    context = build_context(event, record, steps, rule.vars, None, env)
+    context.update(extra)
+    try:
+        params = spec.params.model_validate(render_params(call, context))
+        key = f"{event.source}:{event.entity.type}:{event.entity.id}:{rule.name}:{call.id or index}"
+        return True, spec.run(clients, params, ActionContext(event.id, rule.name, index, key, links))
+    except ValidationError as exc:
+        return False, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    except Exception as exc:  # the sandbox answered with an error, or a template failed: report it
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def _result_line(rule: str, where: str, call: ActionCall, ok: bool, result: Any, env: Mapping[str, str]) -> str:
+    body = json.dumps(result, ensure_ascii=False, default=str) if ok else f"failed: {result}"
+    return redact(f"  {rule} {where} {call.name}  {'ok' if ok else 'FAILED'}\n    {body}", {"env": env})
+
+
 def test_cases(cases_dir: Path, rules_dir: Path | None) -> int:
-    report = run_cases(cases_dir, rules_directory=rules_dir, action_params=action_params())
+    report = run_cases(cases_dir, rules_directory=rules_dir, action_params=action_params(), env_names=rules_env())
     print(report)
     return 0 if report.passed else 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +79,8 @@ class RuleContext(dict[str, Any]):
 def redact(message: str, context: Mapping[str, Any] | None) -> str:
     """Replace every allowlisted env value in an error message: env may carry tokens."""
     env = context.get("env") if context is not None else None
-    for value in (env or {}).values():
-        if isinstance(value, str) and len(value) >= 3:
-            message = message.replace(value, "***")
+    values = {v for v in (env or {}).values() if isinstance(v, str) and len(v) >= 3}
+    # Longest first, so a value holding another is hidden whole; also as it appears inside JSON text.
+    for value in sorted(values | {json.dumps(v, ensure_ascii=False)[1:-1] for v in values}, key=len, reverse=True):
+        message = message.replace(value, "***")
     return message

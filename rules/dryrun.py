@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from fieldrelay.events import ChangeEvent
-from rules.context import Placeholder
+from rules.context import Placeholder, redact
 from rules.engine import evaluate_rules
 from rules.errors import RuleLoadError, TemplateError
 from rules.loader import load_rules, plain
@@ -32,9 +32,15 @@ def step_placeholders(rule: Rule) -> dict[str, Placeholder]:
 def render_calls(
     rule: Rule, calls: list[ActionCall], event: ChangeEvent, entity: Mapping[str, Any] | None,
     *, now: datetime | None = None, env: Mapping[str, str] | None = None,
+    steps: Mapping[str, Any] | None = None, mask_secrets: bool = True,
 ) -> list[dict[str, Any] | TemplateError]:
-    """Each call rendered as `{name: params}`, or the TemplateError it raised; steps are placeholders."""
-    context = build_context(event, entity, steps=step_placeholders(rule), vars=rule.vars, now=now, env=env)
+    """Each call rendered as `{name: params}`, or the TemplateError it raised.
+
+    Step results are placeholders unless given; `!secret` values render as `***` unless
+    `mask_secrets` is false (a run against the sandboxes needs them).
+    """
+    context = build_context(event, entity, steps=step_placeholders(rule) if steps is None else steps,
+                            vars=rule.vars, now=now, env=env, mask_secrets=mask_secrets)
     out: list[dict[str, Any] | TemplateError] = []
     for call in calls:
         try:
@@ -86,7 +92,7 @@ def explain(
                         lines.append(f"    error: {result}")
                     else:
                         body = json.dumps(result[call.name], ensure_ascii=False, default=str)
-                        lines.append(f"    {body}")
+                        lines.append(f"    {redact(body, {'env': env})}")
         else:
             tag = "no   " if id(rule) in candidates else "skip "
             lines.append(f"{tag} {rule.name}  {where}")
@@ -192,14 +198,14 @@ def run_case(case: Case, file: str, ruleset: RuleSet) -> CaseResult:
 
 def run_cases(
     directory: Path, *, rules_directory: Path | None = None,
-    action_params: Mapping[str, type[BaseModel]] | None = None,
+    action_params: Mapping[str, type[BaseModel]] | None = None, env_names: Collection[str] | None = None,
 ) -> CaseReport:
     """Run every `*.yaml` case file in `directory` against the rules in `rules_directory`
     (default: the parent of `directory`, as in `rules/examples/cases/`)."""
     directory = Path(directory)
     rules_dir = Path(rules_directory) if rules_directory is not None else directory.parent
     try:
-        ruleset = load_rules(rules_dir, action_params)
+        ruleset = load_rules(rules_dir, action_params, env_names=env_names)
     except RuleLoadError as exc:
         return CaseReport([CaseResult(str(rules_dir), "load rules", [str(e) for e in exc.errors])])
     results = []

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
-from ruamel.yaml import YAML
+from pydantic import TypeAdapter, ValidationError
 from ruamel.yaml.error import MarkedYAMLError
 
 from fieldrelay.events import ChangeEvent
 from rules.actions import ActionParams, parse_action, template_names
 from rules.catalog import SOURCE_TITLES, did_you_mean, undocumented_field
-from rules.conditions import Loc, Problems, condition_names, condition_refs, parse_condition
+from rules.conditions import Condition, Loc, Problems, condition_names, condition_refs, parse_condition
 from rules.errors import RuleError, RuleLoadError, RuleWarning, describe, format_path
 from rules.marks import keys_at, locate
 from rules.models import ActionCall, Rule, RuleFileSpec, RuleSpec
 from rules.ruleset import RuleSet
+from rules.secrets import SecretTag, check_secret, find_secrets, rule_yaml
 
 _RULE = TypeAdapter(RuleSpec)
 _TOP_KEYS = list(RuleFileSpec.model_fields)
@@ -28,8 +29,11 @@ _TOP_KEYS = list(RuleFileSpec.model_fields)
 def plain(node: Any) -> Any:
     """ruamel's commented containers and scalar subclasses -> plain dict/list/str/int/float.
 
-    Keys become strings, as they would in the JSON the worker stores rules in anyway.
+    Keys become strings, as they would in the JSON the worker stores rules in anyway, and
+    `!secret NAME` becomes the template that reads it.
     """
+    if isinstance(node, SecretTag):
+        return node.template()  # read at render time; the value is never stored (see rules/secrets.py)
     if isinstance(node, Mapping):
         return {str(k): plain(v) for k, v in node.items()}
     if isinstance(node, list):
@@ -79,11 +83,11 @@ def _check_ref(root: str, key: str, vars: Mapping[str, Any], steps: list[str] | 
     return None
 
 
-def compile_rule(
-    spec: RuleSpec, raw: dict[str, Any], vars: dict[str, Any], file: str, line: int,
-    lines: dict[str, list[int]], action_params: ActionParams | None, prefix: Loc, problems: Problems,
-) -> Rule | None:
-    """Compile `if`, `then` and `on_failure` of a shape-checked rule; None if anything failed."""
+def compile_parts(
+    raw: Mapping[str, Any], vars: dict[str, Any], line: int, lines: dict[str, list[int]],
+    action_params: ActionParams | None, prefix: Loc, problems: Problems,
+) -> tuple[Condition | None, dict[str, list[ActionCall]], set[str]]:
+    """Compile `if`, `then` and `on_failure`; each part is checked even when another one failed."""
     before = len(problems)
     cond = None if raw.get("if") is None else parse_condition(raw["if"], (*prefix, "if"), problems)
     if len(problems) == before:
@@ -95,7 +99,8 @@ def compile_rule(
     seen: list[str] = []
     calls: dict[str, list[ActionCall]] = {"then": [], "on_failure": []}
     for section in ("then", "on_failure"):
-        for i, item in enumerate(raw.get(section) or []):
+        items = raw.get(section)
+        for i, item in enumerate(items if isinstance(items, list) else []):
             loc = (*prefix, section, i)
             at = lines[section][i] if i < len(lines.get(section, ())) else line
             call, refs = parse_action(item, loc, at, action_params, problems)
@@ -111,6 +116,16 @@ def compile_rule(
                 seen.append(call.id)
             names |= template_names(call.params)
             calls[section].append(call)
+    return cond, calls, names
+
+
+def compile_rule(
+    spec: RuleSpec, raw: dict[str, Any], vars: dict[str, Any], file: str, line: int,
+    lines: dict[str, list[int]], action_params: ActionParams | None, prefix: Loc, problems: Problems,
+) -> Rule | None:
+    """Compile `if`, `then` and `on_failure` of a shape-checked rule; None if anything failed."""
+    before = len(problems)
+    cond, calls, names = compile_parts(raw, vars, line, lines, action_params, prefix, problems)
     if len(problems) > before:
         return None
     return Rule(
@@ -156,7 +171,7 @@ def _parse(path: Path, errors: list[RuleError]) -> tuple[Any, str]:
     file, text = str(path), ""
     try:
         text = path.read_text(encoding="utf-8")
-        return YAML(typ="rt").load(text), text
+        return rule_yaml().load(text), text
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -180,7 +195,7 @@ class _Loaded:
         self.warnings: list[RuleWarning] = []
 
 
-def _load_file(path: Path, action_params: ActionParams | None) -> _Loaded:
+def _load_file(path: Path, action_params: ActionParams | None, env_names: Collection[str] | None) -> _Loaded:
     file = str(path)
     problems: Problems = []
     parse_errors: list[RuleError] = []
@@ -209,14 +224,16 @@ def _load_file(path: Path, action_params: ActionParams | None) -> _Loaded:
     warnings: list[tuple[Loc, str]] = []
     for i, raw in enumerate(raw_rules):
         prefix = ("rules", i)
+        line = locate(root, prefix)[0]
+        lines = {s: [locate(root, (*prefix, s, j))[0] for j in range(len(raw.get(s) or []))]
+                 for s in ("then", "on_failure") if isinstance(raw, dict) and isinstance(raw.get(s), list)}
         try:
             spec = _RULE.validate_python(raw)
         except ValidationError as exc:
             problems.extend(_pydantic_problems(exc, prefix))
+            if isinstance(raw, dict):  # the shape is wrong somewhere; still report what else is
+                compile_parts(raw, vars, line, lines, action_params, prefix, problems)
             continue
-        line = locate(root, prefix)[0]
-        lines = {s: [locate(root, (*prefix, s, j))[0] for j in range(len(raw.get(s) or []))]
-                 for s in ("then", "on_failure")}
         rule = compile_rule(spec, raw, vars, file, line, lines, action_params, prefix, problems)
         if rule is not None:
             out.rules.append(rule)
@@ -224,6 +241,12 @@ def _load_file(path: Path, action_params: ActionParams | None) -> _Loaded:
             warnings.extend(_warnings(rule, prefix))
     out.errors.extend(RuleError(file, *_at(root, loc), message) for loc, message in problems)
     out.warnings = [RuleWarning(file, *_at(root, loc), message) for loc, message in warnings]
+    for loc, tag in find_secrets(root):
+        error, warning = check_secret(loc, tag, env_names, os.environ)
+        if error:
+            out.errors.append(RuleError(file, tag.line, tag.col, format_path(loc), error))
+        if warning:
+            out.warnings.append(RuleWarning(file, tag.line, tag.col, format_path(loc), warning))
     return out
 
 
@@ -232,26 +255,35 @@ def _at(root: Any, loc: Loc) -> tuple[int, int, str]:
     return line, col, format_path(path)
 
 
-def load_rule_file(path: Path, action_params: ActionParams | None) -> RuleSet:
+def load_rule_file(
+    path: Path, action_params: ActionParams | None, *, env_names: Collection[str] | None = None,
+) -> RuleSet:
     """Load one file; raises RuleLoadError listing every problem in it.
 
     `action_params` maps action names to their param models; None skips the action checks.
+    `env_names` is the allowlist of environment variables `!secret` may name (FIELDRELAY_RULES_ENV);
+    None skips that check.
     """
-    return _build([Path(path)], action_params)
+    return _build([Path(path)], action_params, env_names)
 
 
-def load_rules(directory: Path, action_params: ActionParams | None) -> RuleSet:
-    """Load every `*.yaml`/`*.yml` directly in `directory` (sorted, dotfiles skipped); all or nothing."""
+def load_rules(
+    directory: Path, action_params: ActionParams | None, *, env_names: Collection[str] | None = None,
+) -> RuleSet:
+    """Load every `*.yaml`/`*.yml` directly in `directory` (sorted, dotfiles skipped); all or nothing.
+
+    See `load_rule_file` for the arguments.
+    """
     directory = Path(directory)
     files = sorted(
         p for p in directory.iterdir()
         if p.suffix in (".yaml", ".yml") and p.is_file() and not p.name.startswith(".")
     )
-    return _build(files, action_params)
+    return _build(files, action_params, env_names)
 
 
-def _build(files: list[Path], action_params: Mapping[str, type[BaseModel]] | None) -> RuleSet:
-    loaded = [_load_file(path, action_params) for path in files]
+def _build(files: list[Path], action_params: ActionParams | None, env_names: Collection[str] | None) -> RuleSet:
+    loaded = [_load_file(path, action_params, env_names) for path in files]
     errors = [e for one in loaded for e in one.errors]
     first: dict[str, Rule] = {}
     for one in loaded:

@@ -19,6 +19,7 @@ from rules.context import LazyEntity, Placeholder, RuleContext, redact
 from rules.errors import TemplateError, TemplateSecurityError, format_path
 from rules.helpers import HELPERS
 from rules.pyexpr import FastFunction, compile_fast
+from rules.secrets import secret_reader
 
 if TYPE_CHECKING:
     from rules.models import ActionCall
@@ -253,13 +254,20 @@ def build_context(
     vars: Mapping[str, Any] | None = None,
     now: datetime | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    mask_secrets: bool = False,
 ) -> RuleContext:
-    """The names rules see: event, changes, entity (lazy if given a loader), steps, vars, env, now."""
+    """The names rules see: event, changes, entity (lazy if given a loader), steps, vars, env, now.
+
+    `secret(name)`, which `!secret NAME` renders through, reads `env`; with `mask_secrets` (dry
+    runs) it gives `***` instead.
+    """
     if callable(entity):
         entity = LazyEntity(entity)
     event_dict = event.model_dump(mode="json")
     event_dict["id"] = event.id
     changes = {k: {"old": v.old, "new": v.new} for k, v in (event.changes or {}).items()}
+    env = dict(env or {})
     return RuleContext({
         **ENV.globals,
         "event": event_dict,
@@ -267,6 +275,7 @@ def build_context(
         "entity": entity,
         "steps": dict(steps or {}),
         "vars": dict(vars or {}),
-        "env": dict(env or {}),
+        "env": env,
+        "secret": secret_reader(env, mask=mask_secrets),
         "now": now or datetime.now(UTC),
     })
