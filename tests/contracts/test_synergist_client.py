@@ -332,3 +332,14 @@ def test_an_error_text_that_echoes_the_url_is_masked(sandbox: Served, client: Sy
         caught.value.detail == "404500: invalid request /jsonapi/activities.json?user=sandbox&password=***&version=3.2"
     )
     assert PASSWORD not in f"{caught.value} {caught.value!r}"
+
+
+def test_an_unsupported_api_version_is_rejected_not_mistaken_for_a_conflict(
+    sandbox: Served, client_for: Callable[..., SynergistClient]
+):
+    client = client_for(sandbox, version="4.0")
+    with pytest.raises(SynergistRejected) as caught:
+        client.update_activity(6712, {"activitySubject": "ours"}, version=45)
+    assert type(caught.value) is SynergistRejected
+    assert caught.value.detail == "404004: unsupported API version 4.0"
+    assert len(sandbox.requests()) == 2  # the write, then one re-read to see whether the version moved

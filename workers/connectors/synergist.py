@@ -27,7 +27,8 @@ API = "synergist"
 AUTH_CODES = {404001, 404002, 404003}  # no credentials, invalid credentials, account disabled
 _XML_ERROR = re.compile(r'ErrorID="(\d+)".*?<ErrorText>(.*?)</ErrorText>', re.S | re.I)
 _NOT_FOUND = re.compile(r"not found|does not exist|no record|invalid (activity|job|diary)", re.I)
-_CONFLICT = re.compile(r"version|another user|modified by|changed by", re.I)
+# A stale record version, not any "version": "unsupported API version 4.0" is no conflict.
+_CONFLICT = re.compile(r"record ?version|version ?number|another user|(modified|changed|updated) by", re.I)
 
 
 class SynergistError(ConnectorError):
