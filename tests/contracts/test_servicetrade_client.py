@@ -265,3 +265,12 @@ def test_an_appointment_cannot_be_put_back_to_unscheduled(sandbox: Served, clien
         "missing, incomplete or invalid parameters; status: Cannot be set to unscheduled",
     )
     assert sandbox.state.get("appointment", created["id"])["status"] == "scheduled"
+
+
+def test_a_login_answered_404_is_an_auth_failure_not_a_missing_record(sandbox: Served, closing: Callable[[Any], Any]):
+    # A base URL without /api: POST /auth is 404. NotFound would read as "the job was deleted".
+    client = closing(ServiceTradeClient(sandbox.root, "sandbox", SecretStr(PASSWORD)))
+    with pytest.raises(ServiceTradeAuthFailed) as caught:
+        client.get_entity("job", 35769)
+    assert not isinstance(caught.value, NotFound)
+    assert (caught.value.status, caught.value.path, caught.value.detail) == (404, "/auth", "POST /auth: Not Found")

@@ -217,7 +217,9 @@ class ServiceTradeClient:
     def _login(self) -> str:
         body = {"username": self.username, "password": self._password.get_secret_value()}
         response = self._send("POST", "/auth", None, json=body)
-        if response.status_code in (400, 401, 403):
+        if 400 <= response.status_code < 500 and response.status_code != 429:
+            # Any refused login is an auth failure, never NotFound: a 404 here means a wrong base URL,
+            # and callers read NotFound as "the record is gone".
             raise ServiceTradeAuthFailed(
                 API, response.status_code, response.request.url.path, _detail(response)
             )
