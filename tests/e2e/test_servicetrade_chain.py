@@ -159,8 +159,9 @@ def test_three_shuffled_deliveries_make_one_chain_and_a_repeat_makes_nothing(sta
         assert synergist_writes(stack) == ["create"]
         assert activities(synergist) == ["ServiceTrade job 112202 completed"]
 
-        customers = list(synchroteam.iter_list("customer", myId="st-company-40"))
-        sites = list(synchroteam.iter_list("site", myId="st-location-36"))
+        # customer/list and site/list document no myId filter: list them all and pick.
+        customers = [c for c in synchroteam.iter_list("customer") if c["myId"] == "st-company-40"]
+        sites = [s for s in synchroteam.iter_list("site") if s["myId"] == "st-location-36"]
         jobs = list(synchroteam.iter_list("job", myId=f"st-job-{JOB_ID}"))
         assert [c["id"] for c in customers] == [35605]  # the seeded customer with that myId, updated
         assert [(s["name"], s["customer"]["myId"]) for s in sites] == [("Salmon Ella's Seafood Shack", "st-company-40")]
