@@ -137,8 +137,10 @@ def world(redis_client: redis.Redis, tmp_path: Path) -> Iterator[World]:
     }
     with SandboxRunner(apps) as runner:
         made = World(runner, redis_client, tmp_path)
-        yield made
-        made.close()
+        try:
+            yield made
+        finally:
+            made.close()
 
 
 def job_completed(occurred_at: int = 1_790_000_000) -> ChangeEvent:
