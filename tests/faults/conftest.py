@@ -173,3 +173,14 @@ def fault_stack(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., FaultS
             handle.close()
             handle.stack.stop()
         print_logs(tmp_path)
+
+
+HIGH_RATE = 100_000  # requests a minute: the limiter must not be what paces a test about something else
+
+
+def unpaced(**overrides: Any) -> dict[str, Any]:
+    """Stack overrides for a Synchroteam sandbox (and limiter) that never make anything wait."""
+    extra_env = {"FIELDRELAY_SYNCHROTEAM_RATE_LIMIT": str(HIGH_RATE), "FIELDRELAY_SYNCHROTEAM_RATE_WINDOW": "60",
+                 **overrides.pop("extra_env", {})}
+    options = {"rate_limit": HIGH_RATE, "window_seconds": 60.0, "daily_quota": 1_000_000}
+    return {"synchroteam_options": options, "extra_env": extra_env, **overrides}
