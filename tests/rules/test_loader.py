@@ -227,6 +227,36 @@ def test_errors_in_several_rules_are_all_reported(load_errors):
     ]
 
 
+def test_a_bad_when_does_not_hide_the_errors_of_if_and_then(load_errors):
+    text = (
+        "rules:\n"
+        "  - name: a\n"
+        "    when: {source: servicetrade, entity: jobb}\n"
+        "    if: \"entity.type ==\"\n"
+        "    then:\n"
+        "      - synchroteam.job.upsert: {myId: a, customer: {myId: b}, colour: red}\n"
+        "    on_failure:\n"
+        "      - http.requst: {url: x}\n"
+    )
+    assert load_errors(text) == [
+        "rules.yaml:3:34: rules[0].when.entity: 'jobb' is not a ServiceTrade entity type; did you mean 'job'?",
+        "rules.yaml:4:5: rules[0].if: template syntax error: unexpected 'end of print statement'",
+        "rules.yaml:6:64: rules[0].then[0].synchroteam.job.upsert.colour: unknown parameter 'colour'",
+        "rules.yaml:8:9: rules[0].on_failure[0].http.requst: unknown action 'http.requst'; "
+        "did you mean 'http.request'?",
+    ]
+
+
+def test_a_missing_name_and_a_missing_parameter_are_both_reported(load_errors):
+    text = "rules:\n  - when: {source: servicetrade, action: update}\n    then: [{http.request: {}}]\n"
+    assert load_errors(text) == [
+        "rules.yaml:2:5: rules[0].name: field required",
+        "rules.yaml:2:34: rules[0].when.action: 'update' is not one of 'created', 'updated' or 'deleted'; "
+        "did you mean 'updated'?",
+        "rules.yaml:3:13: rules[0].then[0].http.request.url: field required",
+    ]
+
+
 def test_duplicate_names_across_files_fail_the_whole_load(write_rules, action_params):
     write_rules(rule("when: {source: servicetrade}"), "a.yaml")
     second = write_rules(rule("when: {source: synergist}"), "b.yaml")
