@@ -301,3 +301,12 @@ def test_connection_errors_never_show_the_api_key(sandbox: Served, client: Synch
     with pytest.raises(SynchroteamUnavailable) as caught:
         client.details("customer", id=35604)
     assert SYNCHROTEAM_KEY not in f"{caught.value} {caught.value!r}"
+
+
+def test_an_injected_429_without_headers_is_rate_limited_with_no_reset_time(sandbox: Served, client: SynchroteamClient):
+    sandbox.fault(status=429, count=1)
+    with pytest.raises(SynchroteamRateLimited) as caught:
+        client.details("customer", id=35604)
+    assert not isinstance(caught.value, SynchroteamQuotaExceeded)
+    assert (caught.value.status, caught.value.reset_at) == (429, None)
+    assert caught.value.detail == "Too Many Requests: sandbox injected HTTP 429"
