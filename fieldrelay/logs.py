@@ -54,7 +54,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and key != "color_message" and not key.startswith("_"):
                 out[key] = value
         if record.exc_info:
             out["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()

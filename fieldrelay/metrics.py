@@ -53,6 +53,8 @@ SPECS: dict[str, Spec] = {
     "fieldrelay_rule_matches_total": Spec("counter", "Rules that matched an event.", ("rule",)),
     "fieldrelay_actions_total": Spec("counter", "Actions run to an outcome.", ("target", "action", "outcome")),
     "fieldrelay_retries_total": Spec("counter", "Action attempts that failed and were retried."),
+    "fieldrelay_action_deferrals_total": Spec(
+        "counter", "Actions put off by the target's gate (rate, blocked, quota, paused).", ("reason",)),
     "fieldrelay_action_duration_seconds": Spec(
         "histogram", "From an action's start to its outcome (last attempt).", ("target", "action")),
     "fieldrelay_event_to_action_seconds": Spec(
@@ -112,12 +114,15 @@ def _observe(state: StateLike, event_id: str, entry: Mapping[str, Any]) -> None:
     rule, index, action = entry.get("rule", ""), entry.get("index", ""), str(entry.get("action", ""))
     started_field = f"t:{rule}:{index}"
     pipe = state.r.pipeline(transaction=False)
-    if step == "event.received":
+    if step in ("event.received", "event.own_write"):
         event = state.load_event(event_id) or {}
         entity = event.get("entity") or {}
         labels = {"source": event.get("source", ""), "via": event.get("via", entry.get("via", "")),
                   "entity": entity.get("type", ""), "action": event.get("action", "")}
-        _inc(pipe, "fieldrelay_events_received_total", labels)
+        if step == "event.received":
+            _inc(pipe, "fieldrelay_events_received_total", labels)
+        else:
+            pipe.hset(summary, "own_write", 1)
         fields = {k: str(v) for k, v in labels.items()}
         fields.update(at=str(at), entity_id=str(entity.get("id", "")), message_id=event.get("message_id") or "")
         pipe.hset(summary, mapping=fields)  # type: ignore[arg-type]
@@ -130,8 +135,14 @@ def _observe(state: StateLike, event_id: str, entry: Mapping[str, Any]) -> None:
         _inc(pipe, "fieldrelay_duplicates_dropped_total")
         pipe.hincrby(summary, "duplicates", 1)
     elif "stale" in step:
+        # Skipped before its record is saved: listed by id and time only, its trace says why.
         _inc(pipe, "fieldrelay_stale_events_skipped_total")
         pipe.hset(summary, "stale", 1)
+        pipe.hsetnx(summary, "at", at)
+        pipe.expire(summary, state.retention)
+        pipe.zadd(state.key("events"), {event_id: at}, nx=True)
+    elif step == "action.deferred":
+        _inc(pipe, "fieldrelay_action_deferrals_total", {"reason": entry.get("reason", "")})
     elif step == "rule.matched":
         _inc(pipe, "fieldrelay_rule_matches_total", {"rule": rule})
         pipe.hset(summary, f"rule:{rule}", 1)

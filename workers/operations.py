@@ -215,7 +215,7 @@ class EventFilter:
     source: str | None = None
     entity: str | None = None
     rule: str | None = None
-    outcome: str | None = None  # failed | succeeded | matched | no match | duplicate
+    outcome: str | None = None  # failed | succeeded | matched | no match | stale | own write
     since: float | None = None
     until: float | None = None
 
@@ -229,6 +229,8 @@ def event_outcome(summary: dict[str, str]) -> str:
         return "succeeded"
     if any(k.startswith("rule:") for k in summary):
         return "matched"
+    if summary.get("own_write"):
+        return "own write"
     return "stale" if summary.get("stale") else "no match"
 
 

@@ -23,7 +23,7 @@ from workers import operations as ops
 from workers.state import PipelineState
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-OUTCOMES = ("failed", "succeeded", "matched", "no match", "stale")
+OUTCOMES = ("failed", "succeeded", "matched", "no match", "stale", "own write")
 
 
 def _when(at: float | None) -> str:

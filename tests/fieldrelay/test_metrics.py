@@ -41,6 +41,7 @@ def test_one_event_through_every_step(state, redis_client):
     state.trace("ev1", "action.failed", rule="mirror", index=1, action="http.request", target="http",
                 error="400", attempts=1)
     state.trace("ev2", "event.stale", reason="older than the newest applied")
+    state.trace("ev1", "action.deferred", index=0, reason="rate", seconds=0.5)
     state.dead_letter({"event_id": "ev1", "rule": "mirror", "rule_digest": "d", "index": 1})
     redis_client.lpush("actions.http", b"x", b"y")
     state.record_rate("synchroteam", {"limit": 120, "remaining": 7, "quota_remaining": 999})
@@ -58,6 +59,7 @@ def test_one_event_through_every_step(state, redis_client):
     assert got[("fieldrelay_actions_total", (("action", "http.request"), ("outcome", "failed"),
                                              ("target", "http")))] == 1
     assert got[("fieldrelay_retries_total", ())] == 1
+    assert got[("fieldrelay_action_deferrals_total", (("reason", "rate"),))] == 1
     assert got[("fieldrelay_action_duration_seconds_count", (("action", "http.request"), ("target", "http")))] == 1
     assert got[("fieldrelay_action_duration_seconds_bucket", (("action", "http.request"), ("le", "+Inf"),
                                                                 ("target", "http")))] == 1

@@ -248,3 +248,11 @@ def test_rates_are_recorded_from_the_synchroteam_client(state):
 
     ops.record_rates(state, Clients())
     assert state.target_rate("synchroteam")["remaining"] == 3
+
+
+def test_stale_and_own_write_events_are_listed(state):
+    state.trace("ev-stale", "event.stale", occurred_at=1, newest_applied=2)
+    state.save_event("ev-own", EVENT)
+    state.trace("ev-own", "event.own_write", detail="loop guard")
+    outcomes = {e["id"]: e["outcome"] for e in ops.list_events(state)}
+    assert outcomes == {"ev-stale": "stale", "ev-own": "own write"}
