@@ -33,8 +33,8 @@ rules:
       - synchroteam.job.upsert:
           myId: "st-job-{{ event.entity.id }}"
           description: "job {{ event.entity.id }}"
-          customer: {myId: "%s"}
-""" % CUSTOMER
+          customer: {myId: "CUSTOMER"}
+""".replace("CUSTOMER", CUSTOMER)
 
 
 def webhook(entity_ids: list[int], timestamp: int, message_id: str) -> dict[str, Any]:
