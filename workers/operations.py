@@ -287,7 +287,7 @@ def event_detail(state: PipelineState, event_id: str) -> dict[str, Any] | None:
     raw = state.r.hgetall(state.key("evsum", event_id))
     return {"id": event_id, "event": event, "trace": trace,
             "summary": _summary(event_id, raw) if raw else None,
-            "dead_letters": [d for d in state.dead_letters() if d.get("event_id") == event_id]}
+            "dead_letters": [_with_entity(state, d) for d in state.dead_letters() if d.get("event_id") == event_id]}
 
 
 # ---- ServiceTrade webhook registration ---------------------------------------------------------

@@ -36,6 +36,7 @@ def _pretty(value: Any) -> str:
 
 TEMPLATES.env.filters["when"] = _when
 TEMPLATES.env.filters["pretty"] = _pretty
+TEMPLATES.env.filters["compact"] = lambda value: json.dumps(value, ensure_ascii=False, default=str)
 
 
 class Console:
