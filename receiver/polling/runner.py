@@ -33,7 +33,7 @@ class RunReport:
     """What one run did; kept in Redis (`fieldrelay:poll:run:<poller>`) and logged."""
 
     poller: str
-    status: str = "ok"  # ok | partial (429: resumes after the reset) | locked | backoff | lease_lost
+    status: str = "ok"  # ok | partial (429: resumes after the reset) | locked | recent | backoff | lease_lost
     events: int = 0
     listed: int = 0
     deferred: int = 0  # younger than the webhook grace: left for the next run
@@ -69,6 +69,13 @@ class Poller:
         if not lease.acquire():
             report.status = "locked"
             return report
+        # Two beats (or a task redelivered late) send each tick twice: the lock stops overlapping
+        # runs, this stops back-to-back ones.
+        if started - self.store.last_started(self.spec.name) < self.spec.interval / 2:
+            lease.release()
+            report.status = "recent"
+            return report
+        self.store.mark_started(self.spec.name, started)
         before = self.requests()
         try:
             self._run(report, lease)

@@ -6,7 +6,8 @@ Keys (`<poller>` is `system.entity`):
 - `memo:<poller>`: hash record id -> `digest:seconds`, when a version without a modification time was
   first seen, so a re-emission after a crash carries the same `occurred_at` (and so the same event id);
 - `backoff:<system>`: Unix seconds until which the system's pollers wait (a 429's reset time);
-- `run:<poller>`: the last run's report; `lock:<poller>`: the lease (see `lease.py`).
+- `run:<poller>`: the last run's report; `last:<poller>`: when the last run started;
+- `lock:<poller>`: the lease (see `lease.py`).
 """
 
 from __future__ import annotations
@@ -114,6 +115,13 @@ class PollStore:
     def back_off(self, system: str, until: float, now: float) -> None:
         ttl = max(1, int(until - now) + 1)
         self.r.set(self.key("backoff", system), until, ex=ttl)
+
+    def last_started(self, poller: str) -> float:
+        raw = self.r.get(self.key("last", poller))
+        return float(raw) if raw is not None else 0.0
+
+    def mark_started(self, poller: str, at: float) -> None:
+        self.r.set(self.key("last", poller), at)
 
     def save_report(self, poller: str, report: dict[str, Any]) -> None:
         self.r.set(self.key("run", poller), orjson.dumps(report), ex=7 * 86400)

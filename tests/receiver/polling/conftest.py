@@ -84,7 +84,7 @@ def sandbox_values(sandboxes: Sandboxes, redis_url: str, **overrides: Any) -> di
         servicetrade_password="sandbox-password",
         synchroteam_base_url=urls["synchroteam"], synchroteam_domain="sandbox", synchroteam_api_key=SYNCHROTEAM_KEY,
         synergist_base_url=urls["synergist"], synergist_user="sandbox", synergist_password="sandbox-password",
-        poll_overlap=30, poll_webhook_grace=0,
+        poll_overlap=30, poll_webhook_grace=0, poll_interval=0.001,  # tests poll back to back
     )
     values.update(overrides)
     return values

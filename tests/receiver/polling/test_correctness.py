@@ -153,7 +153,8 @@ def test_concurrent_runs_poll_once(sandboxes: Sandboxes, capture: MakeCapture):
         t.start()
     for t in threads:
         t.join(30)
-    assert sorted(r.status for r in reports) == ["locked", "ok"]  # type: ignore[attr-defined]
+    # The loser finds the lock held, or (if it came late) a run that just started.
+    assert sorted(r.status for r in reports) in (["locked", "ok"], ["ok", "recent"])  # type: ignore[attr-defined]
     assert [e["entity"]["id"] for c in caps for e in c.take()] == [35773]
 
 

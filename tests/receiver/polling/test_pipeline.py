@@ -3,6 +3,8 @@ Celery worker, reaches `process_event` like a webhook would, and is counted; the
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,7 +39,7 @@ def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         synchroteam_port=free_port(), synergist_port=free_port(), webhook_tokens=TOKEN,
         rules_dir=ROOT / "rules" / "examples", worker_concurrency=1, log_dir=data / "logs",
         extra_env={"FIELDRELAY_POLL_SOURCES": "servicetrade.job", "FIELDRELAY_POLL_WEBHOOK_GRACE": "0",
-                   "FIELDRELAY_POLL_OVERLAP": "30"},
+                   "FIELDRELAY_POLL_OVERLAP": "30", "FIELDRELAY_POLL_INTERVAL": "1"},
     )
     stack = Stack(config)
     try:
@@ -65,8 +67,16 @@ def wait_for(predicate: Callable[[], object], what: str, timeout: float = 30.0) 
 @pytest.mark.e2e
 def test_dropped_webhook_is_caught_by_the_poll_task(stack: Stack, redis_client: redis.Redis):
     c = stack.config
-    st_control = c.base_url(c.servicetrade_port) + "/_sandbox"
     st = ServiceTradeClient(c.base_url(c.servicetrade_port) + "/api", "sandbox", SecretStr("sandbox-password"))
+    try:
+        catch_dropped_webhook(stack, redis_client, st)
+    finally:
+        st.close()
+
+
+def catch_dropped_webhook(stack: Stack, redis_client: redis.Redis, st: ServiceTradeClient) -> None:
+    c = stack.config
+    st_control = c.base_url(c.servicetrade_port) + "/_sandbox"
     st.create_webhook(f"{c.base_url(c.receiver_port)}/webhooks/servicetrade/{TOKEN}")
     report_key = "fieldrelay:poll:run:servicetrade.job"
 
@@ -101,5 +111,36 @@ def test_dropped_webhook_is_caught_by_the_poll_task(stack: Stack, redis_client: 
     assert event["entity"]["id"] == 35770 and event["action"] == "updated"
     assert event["occurred_at"] == st.get_entity("job", 35770)["updated"]
     assert state.seen_at("servicetrade", "job", 35770) == event["occurred_at"]  # the worker marked it seen
+    time.sleep(0.6)  # runs closer than half the interval (1 s here) are skipped as duplicates of a tick
     assert poll()["events"] == 0  # and the next run repeats nothing
-    st.close()
+
+
+@pytest.mark.e2e
+def test_two_beat_processes_still_poll_once_per_interval(stack: Stack, redis_client: redis.Redis, tmp_path: Path):
+    def runs() -> int:
+        raw = redis_client.get("fieldrelay:poll:cursor:servicetrade.job")
+        return int(orjson.loads(raw)["runs"]) if raw else 0
+
+    before = runs()
+    beats = []
+    for n in range(2):
+        log = open(tmp_path / f"beat{n}.log", "wb")  # noqa: SIM115 (closed below, after the process)
+        code = ("from workers.celery_app import app; "
+                f"app.start(['beat', '--loglevel', 'INFO', '--schedule', {str(tmp_path / f'schedule{n}')!r}])")
+        beats.append((subprocess.Popen([sys.executable, "-c", code], env=stack.config.env(), stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True), log))
+    try:
+        wait_for(lambda: all(b"Sending due task" in (tmp_path / f"beat{n}.log").read_bytes() for n in range(2)),
+                 "both beats to send", timeout=30)
+        started = time.monotonic()
+        time.sleep(4)
+        elapsed = time.monotonic() - started
+    finally:
+        for proc, log in beats:
+            proc.terminate()
+            proc.wait(10)
+            log.close()
+    sent = sum((tmp_path / f"beat{n}.log").read_text().count("Sending due task") for n in range(2))
+    done = runs() - before
+    # Each 1 s tick arrives twice; the lease and the "just ran" check let one of the two through.
+    assert done <= elapsed + 3 and sent >= done + 3, (done, sent, elapsed)
