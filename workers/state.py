@@ -132,12 +132,20 @@ class PipelineState:
     # (a retry that failed again) replaces its entry instead of adding a second one.
     def dead_letter(self, entry: dict[str, Any]) -> str:
         dlq_id = dead_letter_id(entry["event_id"], entry.get("rule_digest", ""), entry.get("index", 0))
+        if "params" not in entry:  # the rendered request, as its trace recorded it (already redacted)
+            entry = {**entry, "params": self._rendered(entry["event_id"], entry.get("rule"), entry.get("index"))}
         payload = orjson.dumps(self.redactor.scrub({"id": dlq_id, "at": time.time(), **entry}), default=str)
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.key("dlq", "entry"), dlq_id, payload)
         pipe.zadd(self.key("dlq"), {dlq_id: time.time()})
         pipe.execute()
         return dlq_id
+
+    def _rendered(self, event_id: str, rule: Any, index: Any) -> Any:
+        for step in reversed(self.load_trace(event_id)):
+            if step.get("step") == "action.started" and step.get("rule") == rule and step.get("index") == index:
+                return step.get("params")
+        return None
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Every dead letter, oldest first, each with its `id` and the `at` it failed."""

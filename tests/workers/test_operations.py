@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from fieldrelay.queues import RUN_ACTION_TASK
+from fieldrelay.redaction import Redactor
 from sandbox import servicetrade
 from sandbox.runner import SandboxRunner
 from workers import operations as ops
@@ -256,3 +257,12 @@ def test_stale_and_own_write_events_are_listed(state):
     state.trace("ev-own", "event.own_write", detail="loop guard")
     outcomes = {e["id"]: e["outcome"] for e in ops.list_events(state)}
     assert outcomes == {"ev-stale": "stale", "ev-own": "own write"}
+
+
+def test_a_dead_letter_keeps_the_rendered_request_from_its_trace(redis_client):
+    state = PipelineState(redis_client, redactor=Redactor(["api-secret-123"]))
+    state.trace("ev1", "action.started", rule="mirror", index=0, action="http.request",
+                params={"url": "https://x/?key=api-secret-123", "headers": {"Authorization": "Bearer z"}})
+    dlq_id = failed(state)
+    assert state.dead_letter_entry(dlq_id)["params"] == {"url": "https://x/?key=[redacted]",
+                                                         "headers": {"Authorization": "[redacted]"}}
