@@ -31,6 +31,7 @@ class Source(Protocol):
     entity: str
     full_only: bool
     reconcile: bool  # webhooks cover this source too: skip what they already delivered
+    verify_filter: bool  # the modification filter is undocumented: distrust it once it lets an old row through
 
     def clock(self) -> int: ...
 

@@ -24,6 +24,8 @@ from workers.connectors.errors import RateLimited
 
 log = logging.getLogger("fieldrelay.polling")
 
+RECENT = 0.8  # a run started within this share of the interval is the same tick, sent twice
+
 Enqueue = Callable[[dict[str, Any]], None]  # the event JSON, sent as one `fieldrelay.process_event` task
 SeenAt = Callable[[str, str, "int | str"], "int | None"]  # PipelineState.seen_at
 
@@ -70,8 +72,8 @@ class Poller:
             report.status = "locked"
             return report
         # Two beats (or a task redelivered late) send each tick twice: the lock stops overlapping
-        # runs, this stops back-to-back ones.
-        if started - self.store.last_started(self.spec.name) < self.spec.interval / 2:
+        # runs, this stops back-to-back ones. Below a whole interval, so queue jitter rarely skips a tick.
+        if started - self.store.last_started(self.spec.name) < self.spec.interval * RECENT:
             lease.release()
             report.status = "recent"
             return report
@@ -124,7 +126,8 @@ class Poller:
             # The listing outlived the lease and another run may hold the lock now: leave the rest to it.
             report.status = "lease_lost"
             return
-        if not full and any(r.modified_at is not None and r.modified_at < since for r in listed.values()):
+        if src.verify_filter and not full and any(
+                r.modified_at is not None and r.modified_at < since for r in listed.values()):
             # The server ignored the modification filter: trust only full scans from now on.
             log.warning("poll %s: %s filter ignored by the server; full scans from now on", spec.name, since)
             cursor.untrusted_filter = True

@@ -40,7 +40,7 @@ def _int(value: Any) -> int | None:
 
 
 class ServiceTradeSource:
-    system, full_only, reconcile = "servicetrade", False, True
+    system, full_only, reconcile, verify_filter = "servicetrade", False, True, False
 
     def __init__(self, client: ServiceTradeClient, spec: PollerSpec) -> None:
         self.client, self.entity, self.filters = client, spec.entity, dict(spec.options.get("filters") or {})
@@ -78,7 +78,7 @@ def _synchroteam_time(value: Any) -> int | None:
 
 
 class SynchroteamSource:
-    system, reconcile = "synchroteam", False
+    system, reconcile, verify_filter = "synchroteam", False, False
 
     def __init__(self, client: SynchroteamClient, spec: PollerSpec) -> None:
         self.client, self.entity, self.options = client, spec.entity, spec.options
@@ -127,7 +127,7 @@ class SynchroteamSource:
 
 
 class SynergistSource:
-    system, full_only, reconcile = "synergist", False, False
+    system, full_only, reconcile, verify_filter = "synergist", False, False, True
 
     def __init__(self, client: SynergistClient, spec: PollerSpec) -> None:
         self.client, self.entity, self.options = client, spec.entity, spec.options
