@@ -60,10 +60,10 @@ class SynergistState:
     def __init__(self, seed: dict[str, Any] | None = None, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._seed = seed if seed is not None else json.loads(SEED_PATH.read_text())
-        self.disabled = False
         self.reset()
 
     def reset(self) -> None:
+        self.disabled = False  # back to the seed means a working account too
         seed = copy.deepcopy(self._seed)
         self.companies: list[dict[str, Any]] = seed.get("companies", [])
         self.users: list[dict[str, Any]] = seed.get("users", [])

@@ -7,7 +7,6 @@ through `pipeline.run_action`, with the real Redis state and the real connectors
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,20 +15,15 @@ from typing import Any
 import pytest
 import redis
 from pydantic import SecretStr
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from fieldrelay.events import ChangeEvent, EntityRef, FieldChange
 from fieldrelay.queues import ACTION_QUEUES
 from fieldrelay.settings import Settings
 from rules import load_rules
-from sandbox import servicetrade, synchroteam, synergist
-from sandbox.control import build_app
 from sandbox.faults import Fault
 from sandbox.runner import SandboxRunner
 from sandbox.synergist_store import SynergistState
-from tests.contracts.conftest import PASSWORD, SYNCHROTEAM_KEY
+from tests.contracts.conftest import PASSWORD, SYNCHROTEAM_KEY, Served
 from workers import pipeline
 from workers.actions.context import SettingsClients
 from workers.actions.registry import ACTIONS, action_params
@@ -41,22 +35,6 @@ from workers.runs import RunCoordinator
 from workers.state import PipelineState
 
 JOB_ID = 35769  # seeded: a completed repair job of customer 39 "Big Bang Burger Bar" at location 33
-
-
-def hook_app() -> Any:
-    """Any HTTP endpoint: answers 200 with what it got; the shared sandbox plumbing logs it and injects faults."""
-
-    async def echo(request: Request) -> Response:
-        raw = await request.body()
-        return JSONResponse({"received": json.loads(raw) if raw else None})
-
-    return build_app(
-        [Route("/hooks/{name}", echo, methods=["POST", "PUT"])],
-        state=None,
-        reset=lambda: None,
-        identify=lambda headers, query, body: None,
-        error_body=lambda status, message: {"error": message},
-    )
 
 
 @dataclass
@@ -128,19 +106,16 @@ class World:
 
 
 @pytest.fixture
-def world(redis_client: redis.Redis, tmp_path: Path) -> Iterator[World]:
-    apps = {
-        "servicetrade": servicetrade.create_app(),
-        "synchroteam": synchroteam.create_app(),
-        "synergist": synergist.create_app(),
-        "hook": hook_app(),
-    }
-    with SandboxRunner(apps) as runner:
-        made = World(runner, redis_client, tmp_path)
-        try:
-            yield made
-        finally:
-            made.close()
+def world(
+    shared_runner: SandboxRunner, shared: Callable[[str], Served], redis_client: redis.Redis, tmp_path: Path
+) -> Iterator[World]:
+    for name in ("servicetrade", "synchroteam", "synergist", "hook"):
+        shared(name)
+    made = World(shared_runner, redis_client, tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
 
 
 def job_completed(occurred_at: int = 1_790_000_000) -> ChangeEvent:

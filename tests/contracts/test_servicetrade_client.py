@@ -9,7 +9,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from sandbox import servicetrade
 from sandbox.servicetrade_store import SESSION_HARD_LIMIT
 from tests.contracts.conftest import PASSWORD, Served
 from workers.connectors.errors import AuthFailed, NotFound, Rejected, Unavailable
@@ -23,8 +22,8 @@ from workers.connectors.servicetrade import (
 
 
 @pytest.fixture
-def sandbox(serve: Callable[..., Served]) -> Served:
-    return serve("servicetrade", servicetrade.create_app())
+def sandbox(shared: Callable[[str], Served]) -> Served:
+    return shared("servicetrade")
 
 
 @pytest.fixture
@@ -158,7 +157,7 @@ def test_logs_in_again_when_the_session_is_dropped_server_side(sandbox: Served, 
         for _ in range(SESSION_HARD_LIMIT):
             other.post("/auth", json={"username": "sandbox", "password": PASSWORD}).raise_for_status()
     assert first not in sandbox.state.sessions
-    httpx.delete(f"{sandbox.root}/_sandbox/requests").raise_for_status()
+    sandbox.control("DELETE", "/requests").raise_for_status()
 
     job = client.get_entity("job", 35770)
 
@@ -208,6 +207,7 @@ def test_a_slow_answer_times_out_as_unavailable(sandbox: Served, client_for: Cal
     with pytest.raises(ServiceTradeUnavailable) as caught:
         client.get_entity("job", 35769)
     assert (caught.value.status, caught.value.detail) == (None, "timeout (ReadTimeout)")
+    sandbox.settle(3)  # the server finishes the abandoned request after the latency
 
 
 def test_invalid_parameters_are_rejected_with_the_validation_text(client: ServiceTradeClient):

@@ -28,11 +28,13 @@ ClientFor = Callable[..., SynchroteamClient]
 
 
 @pytest.fixture
-def client_for(serve: Callable[..., Served], closing: Callable[[Any], Any]) -> Callable[..., tuple[Served, Any]]:
-    """`client_for(rate_limit=3, key=...)`: a fresh sandbox with those options, and a client for it."""
+def client_for(
+    shared: Callable[[str], Served], serve: Callable[..., Served], closing: Callable[[Any], Any]
+) -> Callable[..., tuple[Served, SynchroteamClient]]:
+    """`client_for(rate_limit=3, key=...)`: a sandbox built with those options (else the shared one), and a client."""
 
     def make(key: str = SYNCHROTEAM_KEY, timeout: float = 5.0, **options: Any) -> tuple[Served, SynchroteamClient]:
-        served = serve("synchroteam", synchroteam.create_app(**options))
+        served = serve("synchroteam", synchroteam.create_app(**options)) if options else shared("synchroteam")
         client = closing(SynchroteamClient(served.url, "sandbox", SecretStr(key), timeout=timeout))
         return served, client
 
@@ -273,6 +275,7 @@ def test_a_slow_answer_times_out(client_for: Callable[..., tuple[Served, Synchro
     with pytest.raises(SynchroteamUnavailable) as caught:
         client.details("customer", id=35604)
     assert (caught.value.status, caught.value.detail) == (None, "timeout (ReadTimeout)")
+    sandbox.settle(1)  # the server finishes the abandoned request after the latency
 
 
 def test_an_invalid_send_is_rejected_with_the_api_message(client: SynchroteamClient):
