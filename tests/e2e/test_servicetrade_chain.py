@@ -17,6 +17,7 @@ from tests.e2e.conftest import Pipeline
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.connectors.synchroteam import SynchroteamClient
 from workers.connectors.synergist import SynergistClient
+from workers.delayed import DelayedTasks
 
 pytestmark = pytest.mark.e2e
 
@@ -94,6 +95,14 @@ def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             print(f"----- {log.name} (tail) -----\n{log.read_text(errors='replace')[-3000:]}")
 
 
+def settle(stack: Pipeline) -> None:
+    """Nothing queued, unacked or waiting in the delayed queue (a paced or deferred action) for a while."""
+    delayed = DelayedTasks(stack.redis)
+    stack.wait_until(lambda: not delayed.pending(), what="the delayed queue to empty")
+    stack.wait_idle()
+    assert delayed.pending() == []
+
+
 def control(stack: Pipeline, method: str, path: str, **kwargs: Any) -> Any:
     response = httpx.request(
         method, stack.url(stack.config.servicetrade_port, f"/_sandbox{path}"), timeout=10, **kwargs
@@ -137,7 +146,7 @@ def test_three_shuffled_deliveries_make_one_chain_and_a_repeat_makes_nothing(sta
 
         stack.wait_until(lambda: len(control(stack, "GET", "/webhook/deliveries")) >= 3, what="3 deliveries")
         stack.wait_until(lambda: "create" in synergist_writes(stack), timeout=60, what="the Synergist activity")
-        stack.wait_idle()
+        settle(stack)
 
         deliveries = control(stack, "GET", "/webhook/deliveries")
         assert [(d["attempt"], d["outcome"], d["status"]) for d in deliveries] == [(1, "delivered", 200)] * 3
@@ -187,7 +196,7 @@ def test_three_shuffled_deliveries_make_one_chain_and_a_repeat_makes_nothing(sta
         )
         assert len(emitted["messages"]) == 1
         stack.wait_until(lambda: len(control(stack, "GET", "/webhook/deliveries")) >= 3, what="3 more deliveries")
-        stack.wait_idle()
+        settle(stack)
 
         again = control(stack, "GET", "/webhook/deliveries")
         assert [(d["outcome"], d["status"]) for d in again] == [("delivered", 200)] * 3
