@@ -76,7 +76,11 @@ class FaultStack:
         return httpx.get(f"{base}/_sandbox/requests", timeout=30).json()
 
     def faults(self, method: str, body: Any = None) -> None:
+        """POST a fault (or a list of them) to the Synchroteam sandbox, or DELETE them all."""
         httpx.request(method, f"{self.synchroteam}/_sandbox/faults", json=body, timeout=10).raise_for_status()
+
+    def faults_left(self) -> list[dict[str, Any]]:
+        return httpx.get(f"{self.synchroteam}/_sandbox/faults", timeout=10).raise_for_status().json()
 
     def jobs(self) -> Counter[str]:
         """How many Synchroteam jobs hold each myId (a job list read straight from the sandbox)."""
