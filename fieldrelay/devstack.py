@@ -19,6 +19,7 @@ SANDBOX_USER = "sandbox"
 SANDBOX_PASSWORD = "sandbox-password"
 SANDBOX_SYNCHROTEAM_KEY = "5e1d2c3b-0000-4000-8000-000000000001"
 DEMO_TOKEN = "demo-token"
+DEMO_CONSOLE_TOKEN = "demo-console-token"
 
 
 class StackError(Exception):
@@ -35,6 +36,7 @@ class StackConfig:
     synchroteam_port: int = 8782
     synergist_port: int = 8783
     webhook_tokens: str = DEMO_TOKEN
+    console_token: str = DEMO_CONSOLE_TOKEN
     rules_dir: Path = Path("rules/examples")
     worker_concurrency: int = 2
     log_dir: Path | None = None  # None: children write to this console
@@ -53,6 +55,7 @@ class StackConfig:
             "FIELDRELAY_DATA_DIR": str(self.data_dir),
             "FIELDRELAY_RULES_DIR": str(self.rules_dir),
             "FIELDRELAY_WEBHOOK_TOKENS": self.webhook_tokens,
+            "FIELDRELAY_CONSOLE_TOKEN": self.console_token,
             "FIELDRELAY_WORKER_CONCURRENCY": str(self.worker_concurrency),
             "FIELDRELAY_SERVICETRADE_BASE_URL": self.base_url(self.servicetrade_port) + "/api",
             "FIELDRELAY_SERVICETRADE_USERNAME": SANDBOX_USER,
@@ -206,6 +209,7 @@ def run_stack(receiver_port: int = 8000) -> int:
         data_dir=settings.data_dir, redis_url=settings.redis_url, receiver_port=receiver_port,
         rules_dir=settings.rules_dir,
         webhook_tokens=",".join(t.get_secret_value() for t in settings.webhook_tokens) or DEMO_TOKEN,
+        console_token=settings.console_token.get_secret_value() if settings.console_token else DEMO_CONSOLE_TOKEN,
         log_dir=settings.data_dir / "logs",
     )
     stack = Stack(config)
@@ -224,7 +228,8 @@ def run_stack(receiver_port: int = 8000) -> int:
     stm = config.base_url(config.synchroteam_port)
     print(f"""
 fieldrelay is running (logs in {config.log_dir}/):
-  receiver      {config.base_url(receiver_port)}   (healthz, readyz, /webhooks/servicetrade/<token>)
+  receiver      {config.base_url(receiver_port)}   (healthz, readyz, metrics, /webhooks/servicetrade/<token>)
+  console       {config.base_url(receiver_port)}/console   (sign in with the token {config.console_token!r})
   redis         {config.redis_url}
   ServiceTrade  {config.base_url(config.servicetrade_port)}/api   (sandbox)
   Synchroteam   {stm}   (sandbox)

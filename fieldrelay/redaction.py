@@ -59,6 +59,7 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.synergist_password,
         settings.synergist_sha512password,
         settings.sentry_dsn,
+        settings.console_token,
         *settings.webhook_tokens,
     ]
     return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()] + rule_values
