@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fieldrelay.events import ChangeEvent, EntityRef, FieldChange
@@ -45,6 +45,7 @@ class RunReport:
     full_scan: bool = False
     since: int | None = None
     seconds: float = 0.0
+    budget: dict[str, int | None] = field(default_factory=dict)  # what the API says is left (Synchroteam)
 
 
 class Poller:
@@ -84,6 +85,7 @@ class Poller:
         finally:
             lease.release()
             report.requests = self.requests() - before
+            report.budget = self.source.budget()
             report.seconds = round(time.time() - started, 3)
             self.metrics.add("fieldrelay_poll_requests_total", report.requests, source=self.spec.system)
             self.store.save_report(self.spec.name, {**asdict(report), "at": int(started)})

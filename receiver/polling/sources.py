@@ -40,6 +40,8 @@ def _int(value: Any) -> int | None:
 
 
 class ServiceTradeSource:
+    """`ServiceTradeSource(client, spec).fetch(since, full=False)`: records updated at or after `since`."""
+
     system, full_only, reconcile, verify_filter = "servicetrade", False, True, False
 
     def __init__(self, client: ServiceTradeClient, spec: PollerSpec) -> None:
@@ -67,6 +69,9 @@ class ServiceTradeSource:
     def wait_until(self) -> float | None:
         return None
 
+    def budget(self) -> dict[str, int | None]:
+        return {}  # ServiceTrade documents no rate limit
+
 
 def _synchroteam_time(value: Any) -> int | None:
     # dateModified's zone is undocumented; changedSince is UTC, so it is read as UTC (the overlap absorbs it).
@@ -78,6 +83,8 @@ def _synchroteam_time(value: Any) -> int | None:
 
 
 class SynchroteamSource:
+    """`SynchroteamSource(client, spec).fetch(since, full=False)`: changed records, then deleted jobs."""
+
     system, reconcile, verify_filter = "synchroteam", False, False
 
     def __init__(self, client: SynchroteamClient, spec: PollerSpec) -> None:
@@ -116,6 +123,11 @@ class SynchroteamSource:
         except NotFound:
             return None
 
+    def budget(self) -> dict[str, int | None]:
+        """What the last response said is left of the rate window and the daily quota."""
+        rate = self.client.last_rate
+        return {} if rate is None else {"rate_remaining": rate.remaining, "quota_remaining": rate.quota_remaining}
+
     def wait_until(self) -> float | None:
         """Leave a `reserve` share of the rate window to the actions: below it, wait for the reset."""
         rate = self.client.last_rate
@@ -127,6 +139,8 @@ class SynchroteamSource:
 
 
 class SynergistSource:
+    """`SynergistSource(client, spec).fetch(since, full)`: `Timestampfrom` listings, or everything when `full`."""
+
     system, full_only, reconcile, verify_filter = "synergist", False, False, True
 
     def __init__(self, client: SynergistClient, spec: PollerSpec) -> None:
@@ -155,6 +169,9 @@ class SynergistSource:
 
     def wait_until(self) -> float | None:
         return None
+
+    def budget(self) -> dict[str, int | None]:
+        return {}  # Synergist documents no rate limit
 
 
 def build_source(spec: PollerSpec, clients: PollClients) -> Source:

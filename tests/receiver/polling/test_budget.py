@@ -73,3 +73,4 @@ def check_storm(ctx: PollContext, events: list[dict], tight_sandboxes: Sandboxes
     assert requests >= len(statuses) - statuses.count("backoff") - statuses.count("locked")
     report = ctx.store.report("synchroteam.job")
     assert report is not None and report["requests"] >= 1
+    assert set(report["budget"]) == {"rate_remaining", "quota_remaining"}
