@@ -20,7 +20,7 @@ from receiver.polling.lease import Lease
 from receiver.polling.metrics import PollMetrics
 from receiver.polling.record import Record, Source
 from receiver.polling.store import Cursor, PollStore, Snapshot, digest
-from workers.connectors.errors import RateLimited
+from workers.connectors.errors import RateLimited, Unavailable
 
 log = logging.getLogger("fieldrelay.polling")
 
@@ -35,7 +35,7 @@ class RunReport:
     """What one run did; kept in Redis (`fieldrelay:poll:run:<poller>`) and logged."""
 
     poller: str
-    status: str = "ok"  # ok | partial (429: resumes after the reset) | locked | recent | backoff | lease_lost
+    status: str = "ok"  # ok | partial (429) | failed | locked | recent | backoff | lease_lost
     events: int = 0
     listed: int = 0
     deferred: int = 0  # younger than the webhook grace: left for the next run
@@ -46,6 +46,7 @@ class RunReport:
     since: int | None = None
     seconds: float = 0.0
     budget: dict[str, int | None] = field(default_factory=dict)  # what the API says is left (Synchroteam)
+    error: str = ""
 
 
 class Poller:
@@ -82,6 +83,13 @@ class Poller:
         before = self.requests()
         try:
             self._run(report, lease)
+        except Unavailable as exc:
+            # Network trouble or a 5xx: nothing was enqueued, the cursor stays, the next tick retries.
+            report.status, report.error = "failed", str(exc)
+            log.warning("poll %s failed: %s", self.spec.name, exc)
+        except Exception as exc:  # a refusal (bad credentials) or a bug: recorded, then raised to alert
+            report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             lease.release()
             report.requests = self.requests() - before

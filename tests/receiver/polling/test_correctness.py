@@ -166,3 +166,14 @@ def test_a_stuck_pollers_lease_expires(sandboxes: Sandboxes, capture: MakeCaptur
     time.sleep(0.6)
     assert cap.poll("servicetrade.job").status == "ok"
     assert not stuck.extend()  # the stuck run learns it lost the lease
+
+
+def test_a_5xx_fails_the_run_and_the_next_one_catches_up(sandboxes: Sandboxes, capture: MakeCapture):
+    cap = capture(poll_sources="servicetrade.job")
+    cap.poll("servicetrade.job")
+    patch_job(sandboxes, 35774, status="completed")
+    httpx.post(sandboxes.control("servicetrade", "/faults"),
+               json={"status": 503, "count": 1, "path_prefix": "/api/job"}, timeout=10).raise_for_status()
+    failed = cap.poll("servicetrade.job")
+    assert failed.status == "failed" and "503" in failed.error and cap.take() == []
+    assert [e["entity"]["id"] for e in (cap.poll("servicetrade.job"), cap.take())[1]] == [35774]
