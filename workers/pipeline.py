@@ -158,7 +158,13 @@ def end_run(event: ChangeEvent, rule: Rule, digest: str, rt: Runtime) -> None:
 def idempotency_key(event: ChangeEvent, rule: Rule, index: int, call: ActionCall) -> str:
     # Keyed by the source entity, not the event: a later change to the same job updates
     # the record this rule created for it instead of creating another (Synergist has no upsert).
-    step = call.id or str(index)
+    # A step without an `id` is named by its action and how many of that action precede it,
+    # not by its position, so adding an unrelated step to the rule keeps the existing links.
+    step = call.id
+    if step is None:
+        calls = [*rule.then, *rule.on_failure]
+        nth = sum(1 for c in calls[:index] if c.name == call.name) if index < len(calls) else 0
+        step = f"{call.name}#{nth}"
     return f"{event.source}:{event.entity.type}:{event.entity.id}:{rule.name}:{step}"
 
 
@@ -221,6 +227,11 @@ def _execute(
         raise PipelineError(eid, rule.name, index, f"{call.name} parameters: {detail}") from None
     ctx = ActionContext(eid, rule.name, index, idempotency_key(event, rule, index, call), rt.state.link_store())
     admit(rt.gate, spec.target)
+    # One call per (entity, rule, step) at a time: two events for one entity (mode: parallel, or a
+    # redelivery racing its original) could otherwise both miss the link store and both create.
+    token = rt.state.lock_step(ctx.idempotency_key)
+    if token is None:
+        raise Deferred(1.0, "busy")
     rt.state.trace(eid, "action.started", rule=rule.name, index=index, action=call.name,
                    params=params.model_dump(mode="json"))
     try:
@@ -228,6 +239,7 @@ def _execute(
     except RateLimited as exc:
         raise deferral(rt.gate, spec.target, exc, rt.quota_period, rt.alert) from exc
     finally:
+        rt.state.unlock_step(ctx.idempotency_key, token)
         observe(rt.gate, spec.target, rt.clients, rt.quota_period, rt.alert)
     rt.echoes.remember(call.name, params, result)
     rt.state.mark_action_done(eid, digest, index, call.id, result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -42,6 +43,9 @@ class PipelineState:
         self.retention = retention
         self.failure_retention = failure_retention
         # EXPIRE ... GT needs Redis 7; the embedded server is 6.2, so extend-only in Lua.
+        self._unlock = client.register_script(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+        )
         self._max_field = client.register_script(
             "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1') "
             "if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
@@ -112,6 +116,14 @@ class PipelineState:
     def load_steps(self, event_id: str, digest: str) -> dict[str, Any]:
         raw = self.r.hgetall(self.key("steps", event_id, digest))
         return {_text(k): orjson.loads(v) for k, v in raw.items()}
+
+    def lock_step(self, key: str, lease: int = 120) -> str | None:
+        """A lease on one (entity, rule, step); None when another task holds it."""
+        token = uuid.uuid4().hex
+        return token if self.r.set(self.key("steplock", key), token, nx=True, ex=lease) else None
+
+    def unlock_step(self, key: str, token: str) -> None:
+        self._unlock(keys=[self.key("steplock", key)], args=[token])
 
     def link_store(self) -> RedisLinkStore:
         return RedisLinkStore(self.r, self.key("link"), self.retention * 52)
@@ -207,14 +219,18 @@ def dead_letter_id(event_id: str, digest: str, index: int | str) -> str:
 
 
 class RedisLinkStore:
-    """`LinkStore` in a Redis hash: target ids created for (source entity, rule, action)."""
+    """`LinkStore` in Redis: the target id created for (source entity, rule, step), one key each.
+
+    Each link lives `ttl` seconds from its last write: long enough that a later change to the
+    same entity updates its record, without keeping links for entities that never change again.
+    """
 
     def __init__(self, client: redis.Redis, key: str, ttl: int) -> None:
-        self.r, self.hkey, self.ttl = client, key, ttl
+        self.r, self.prefix, self.ttl = client, key, ttl
 
     def get(self, key: str) -> str | None:
-        raw = self.r.hget(self.hkey, key)
+        raw = self.r.get(f"{self.prefix}:{key}")
         return None if raw is None else _text(raw)
 
     def set(self, key: str, value: str) -> None:
-        self.r.hset(self.hkey, key, value)
+        self.r.set(f"{self.prefix}:{key}", value, ex=self.ttl)

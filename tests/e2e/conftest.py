@@ -47,7 +47,7 @@ class Pipeline:
 
     def busy(self) -> bool:
         queued = sum(self.redis.llen(q) for q in ALL_QUEUES)
-        return bool(queued or self.redis.hlen("unacked"))
+        return bool(queued or self.redis.hlen("unacked") or self.redis.zcard("fieldrelay:delayed"))
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout

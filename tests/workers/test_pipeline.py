@@ -320,3 +320,40 @@ def test_entities_of_polled_systems_are_fetched_from_their_own_api():
     gone = job.model_copy(update={"entity": EntityRef(type="customer", id=9)})
     assert pipeline.fetch_entity(gone, clients) is None  # 404: the record is gone
     assert seen[0] == "/api/v3/job/details?id=265_1"
+
+
+def test_a_step_already_running_elsewhere_defers_instead_of_racing(runtime):
+    event_id, digest = first_action(runtime)
+    rule = pipeline.Rule.from_json(runtime.state.load_rule(digest))
+    key = pipeline.idempotency_key(completed(), rule, 0, rule.then[0])
+    held = runtime.state.lock_step(key)
+    with pytest.raises(pipeline.Deferred) as deferred:
+        pipeline.run_action(event_id, digest, 0, runtime)
+    assert deferred.value.reason == "busy"
+    runtime.state.unlock_step(key, held)
+    pipeline.run_action(event_id, digest, 0, runtime)  # and runs once it is free
+    assert runtime.state.lock_step(key) is not None  # released after the call
+
+
+def test_idempotency_keys_survive_an_inserted_step(runtime, tmp_path):
+    from rules import load_rules
+
+    def keys(yaml: str) -> dict[str, str]:
+        (tmp_path / "rules.yaml").write_text(yaml)
+        rule = load_rules(tmp_path, action_params()).rules[0]
+        return {c.name: pipeline.idempotency_key(completed(), rule, i, c) for i, c in enumerate(rule.then)}
+
+    head = "rules:\n  - name: r\n    when: {source: servicetrade, entity: job}\n    then:\n"
+    log = "      - synergist.activity.create: {activityActivitytypeCode: A, activityClientCode: C}\n"
+    comment = "      - servicetrade.job.comment: {jobId: 1, content: x}\n"
+    before = keys(head + log)
+    after = keys(head + comment + log)
+    assert before["synergist.activity.create"] == after["synergist.activity.create"]
+    assert before["synergist.activity.create"].endswith(":r:synergist.activity.create#0")
+
+
+def test_links_expire_after_their_ttl(redis_client):
+    links = PipelineState(redis_client).link_store()
+    links.set("k", "6712")
+    assert links.get("k") == "6712"
+    assert 0 < redis_client.ttl("fieldrelay:link:k") <= links.ttl
