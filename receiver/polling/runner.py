@@ -83,6 +83,10 @@ class Poller:
         before = self.requests()
         try:
             self._run(report, lease)
+        except RateLimited as exc:  # outside the listing (ServiceTrade's clock, a recheck): wait as well
+            self.store.back_off(self.spec.system, exc.reset_at or time.time() + self.spec.interval, time.time())
+            self.metrics.add("fieldrelay_poll_rate_limited_total", source=self.spec.system)
+            report.status, report.error = "partial", str(exc)
         except Unavailable as exc:
             # Network trouble or a 5xx: nothing was enqueued, the cursor stays, the next tick retries.
             report.status, report.error = "failed", str(exc)

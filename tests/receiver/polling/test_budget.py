@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import redis
 
 from receiver.polling.metrics import PollMetrics
 from receiver.polling.pollers import PollContext
 
-from .conftest import Sandboxes, sandbox_settings, start_sandboxes
+from .conftest import MakeCapture, Sandboxes, sandbox_settings, start_sandboxes
 
 
 @pytest.fixture
@@ -74,3 +75,20 @@ def check_storm(ctx: PollContext, events: list[dict], tight_sandboxes: Sandboxes
     report = ctx.store.report("synchroteam.job")
     assert report is not None and report["requests"] >= 1
     assert set(report["budget"]) == {"rate_remaining", "quota_remaining"}
+
+
+def test_injected_429s_on_servicetrade_delay_the_change_but_keep_it(sandboxes: Sandboxes, capture: MakeCapture):
+    cap = capture(poll_sources="servicetrade.job")
+    cap.poll("servicetrade.job")
+    httpx.patch(sandboxes.control("servicetrade", "/entities/job/35775"), json={"status": "completed"},
+                timeout=10).raise_for_status()
+    httpx.post(sandboxes.control("servicetrade", "/faults"),
+               json={"status": 429, "count": 2, "path_prefix": "/api/job"}, timeout=10).raise_for_status()
+    statuses: list[str] = []
+    deadline = time.monotonic() + 10
+    while "ok" not in statuses and time.monotonic() < deadline:
+        statuses.append(cap.poll("servicetrade.job").status)
+        time.sleep(0.01)
+    assert [s for s in statuses if s != "backoff"] == ["partial", "partial", "ok"]
+    assert [e["entity"]["id"] for e in cap.take()] == [35775]
+    assert PollMetrics(cap.context.redis).value("fieldrelay_poll_rate_limited_total", source="servicetrade") == 2
