@@ -107,7 +107,11 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime, *, replay: bool
         return []
     rt.state.trace(eid, "event.received", via=event.via, message_id=event.message_id)
     # A failed entity fetch propagates out of evaluate: the task retries, nothing is enqueued yet.
-    verdicts = evaluate(rt.rulebook.current(), event, lambda: fetch_entity(event, rt.clients), env=rt.env)
+    ruleset = rt.rulebook.current()
+    verdicts = evaluate(ruleset, event, lambda: fetch_entity(event, rt.clients), env=rt.env)
+    if not verdicts:
+        rt.state.trace(eid, "rules.none", detail=f"no rule listens for {event.source} {event.entity.type} "
+                       f"{event.action} ({len(ruleset.rules)} rules loaded)")
     for verdict in verdicts:
         rule = verdict.rule
         rt.state.trace(eid, "rule.matched" if verdict.matched else "rule.skipped",
