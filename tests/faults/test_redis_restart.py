@@ -63,13 +63,14 @@ def post_all(handle: FaultStack, phase: list[list[int]], name: str) -> list[int]
         return [handle.post(webhook(chunk, STAMP, f"{name}-{n}"), client).status_code for n, chunk in enumerate(phase)]
 
 
-def outage(handle: FaultStack, redis: Restartable, phase: list[list[int]]) -> tuple[list[int], int]:
+def outage(handle: FaultStack, redis: Restartable, phase: list[list[int]], seconds: float = OUTAGE
+           ) -> tuple[list[int], int]:
     """Stop Redis, post `phase` during the outage, start Redis again; the statuses and lines spooled."""
     redis.stop()
     down_at = time.monotonic()
     statuses = post_all(handle, phase, "outage")
     spooled = spooled_lines(handle.config.data_dir)
-    time.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
+    time.sleep(max(0.0, seconds - (time.monotonic() - down_at)))
     redis.start()
     return statuses, spooled
 
@@ -110,19 +111,38 @@ def test_redis_restart_spools_then_replays_and_state_survives(aof_redis, fault_s
     assert worker_alive  # an idle worker reconnected by itself
 
 
-class WorkerDiedOnBrokerLoss(AssertionError):
-    """The worker exited with the kombu `_connparams` AttributeError, the bug this xfail names."""
+class BrokerLossBug(AssertionError):
+    """One of the two known ways a busy worker mishandles a broker connection loss (see the xfail reason)."""
 
 
-@pytest.mark.xfail(strict=True, raises=WorkerDiedOnBrokerLoss, reason=(
-    "Celery 5.7.0 + kombu 5.7.0: a worker that holds unacked messages when the Redis connection drops dies "
-    "with 'Unrecoverable error: AttributeError: NoneType has no attribute hostname'. "
-    "Consumer.on_connection_error_after_connected calls connection.collect() (which sets transport.client to "
-    "None) and then connection.close(); closing the default channel runs QoS.restore_unacked_once() -> redis "
-    "restore_unacked() -> Channel._connparams(), which reads self.connection.client.hostname. The "
-    "AttributeError is not a connection error, so ignore_errors re-raises it and the worker exits; the messages "
-    "it held wait in the 'unacked' hash for the 1 h visibility_timeout."))
-@pytest.mark.timeout(150)
+def backlog(handle: FaultStack) -> tuple[int, int]:
+    """(messages queued or delayed, messages in kombu's `unacked` hash)."""
+    pipe = handle.redis.pipeline(transaction=False)
+    for queue in ("events", "actions.synchroteam"):
+        pipe.llen(queue)
+    pipe.zcard("fieldrelay:delayed")
+    pipe.hlen("unacked")
+    *waiting, unacked = pipe.execute()
+    return sum(waiting), int(unacked)
+
+
+# Not strict: which of these happens, if any, depends on what the worker was doing at the instant Redis went
+# away. Without the fixes, 3 of 4 runs here failed (one of each kind) and one passed.
+@pytest.mark.xfail(strict=False, raises=BrokerLossBug, reason=(
+    "A worker busy when the Redis connection drops loses or strands what it holds. "
+    "Seen three ways (one per failing run): "
+    "(1) Celery 5.7.0 + kombu 5.7.0: the worker exits with 'Unrecoverable error: AttributeError: NoneType has no "
+    "attribute hostname'. Consumer.on_connection_error_after_connected calls connection.collect() (which sets "
+    "transport.client to None) and then connection.close(); closing the default channel runs "
+    "QoS.restore_unacked_once() -> redis restore_unacked() -> Channel._connparams(), which reads "
+    "self.connection.client.hostname; ignore_errors does not swallow AttributeError. "
+    "(2) The worker reconnects, but a message it had reserved (or whose ack failed) stays in the 'unacked' "
+    "hash, and kombu redelivers it only after visibility_timeout (workers/celery_app.py: 3600 s). "
+    "(3) A process_event or run_action task that meets redis.ConnectionError mid-outage fails ('raised "
+    "unexpected: network:ConnectionError'; workers/tasks.py retries only connector Unavailable, and "
+    "run_action's fail_for_good needs Redis too), and Celery acks a failed task: the event (never claimed) or "
+    "the action (no ledger entry, no dead letter) is lost, and the entity's queued run stays active for 1 h."))
+@pytest.mark.timeout(240)
 def test_busy_workers_reconnect_after_redis_restart_mid_run(aof_redis, fault_stack):
     handle = fault_stack(**unpaced(redis_url=aof_redis.url, extra_env={"FIELDRELAY_SPOOL_REPLAY_INTERVAL": "0.5"}))
     ids = list(range(700_000, 700_000 + 2 * WEBHOOKS_PER_PHASE * PER_WEBHOOK))
@@ -136,9 +156,18 @@ def test_busy_workers_reconnect_after_redis_restart_mid_run(aof_redis, fault_sta
     if handle.stack.procs["worker1"].poll() is not None:
         log = (handle.config.data_dir / "logs" / "worker1.log").read_text(errors="replace")
         assert "Unrecoverable error" in log and "no attribute 'hostname'" in log, "the worker died otherwise"
-        raise WorkerDiedOnBrokerLoss("the worker exited when Redis went away")
+        raise BrokerLossBug("the worker exited when Redis went away")
 
     expected = {f"st-job-{i}" for i in ids}
-    handle.wait_until(lambda: expected <= set(handle.jobs()), 90, "every event's job", every=1.0)
+    deadline, quiet_since = time.monotonic() + 150, None
+    while not expected <= (jobs := set(handle.jobs())):
+        now = time.monotonic()
+        waiting, unacked = backlog(handle)
+        quiet_since = (quiet_since or now) if not waiting else None
+        if quiet_since is not None and now - quiet_since > 8:  # nothing left to run, yet effects are missing
+            raise BrokerLossBug(f"{len(expected - jobs)} effect(s) missing with nothing queued or delayed; "
+                                f"{unacked} message(s) wait in 'unacked' for the visibility timeout")
+        assert now < deadline, "the run did not finish"
+        time.sleep(1.0)
     handle.wait_idle(timeout=30)
     assert {i: n for i, n in handle.jobs().items() if i in expected and n != 1} == {}

@@ -54,7 +54,7 @@ class Killer(threading.Thread):
         self.join(10)
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_random_child_kills_lose_nothing_and_duplicate_no_job(fault_stack):
     handle = fault_stack(**unpaced(worker_concurrency=2))
     ids = list(range(500_000, 500_000 + EVENTS))
@@ -66,13 +66,15 @@ def test_random_child_kills_lose_nothing_and_duplicate_no_job(fault_stack):
             for n, chunk in enumerate(batches(ids, PER_WEBHOOK)):
                 assert handle.post(webhook(chunk, 1_760_000_000, f"kill-{n}"), client).status_code == 200
         # Kills go on, spread over the whole run, until the pipeline has been idle for a while.
-        handle.wait_idle(timeout=200, quiet=3.0)
+        handle.wait_idle(timeout=250, quiet=3.0)
     finally:
         killer.stop()
     handle.wait_idle(timeout=60, quiet=2.0)
     elapsed = time.monotonic() - started
     log = (handle.config.log_dir / "worker1.log").read_text(errors="replace")  # type: ignore[operator]
     interrupted = log.count("Task handler raised error: WorkerLostError")
+    # A child killed inside an action leaves that step's lock (workers/state.py lock_step) to its 120 s lease.
+    busy = log.count('"reason":"busy"')
 
     expected = {f"st-job-{i}" for i in ids}
     jobs = handle.jobs()
@@ -82,7 +84,7 @@ def test_random_child_kills_lose_nothing_and_duplicate_no_job(fault_stack):
     print(f"\nFAULT-FIGURES kills={len(killer.kills)} tasks_interrupted={interrupted} events={EVENTS} "
           f"sends={len(sends)} "
           f"ids_sent_more_than_once={len(repeated)} extra_sends={sum(n - 1 for n in repeated.values())} "
-          f"elapsed={elapsed:.1f}s")
+          f"busy_deferrals={busy} elapsed={elapsed:.1f}s")
 
     assert len(killer.kills) >= MIN_KILLS
     assert interrupted > 0  # the kills hit tasks mid-flight, not only idle children
