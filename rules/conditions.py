@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from rules.errors import TemplateError
@@ -102,16 +103,20 @@ def condition_refs(cond: Condition | None, loc: Loc = ("if",)) -> list[tuple[Loc
 def holds(cond: Condition, context: Mapping[str, Any]) -> bool:
     """Whether the condition holds; an expression that raises does not. No reason is written."""
     if type(cond) is Expr:
-        try:
-            return bool(cond.expression.evaluate(context))
-        except Exception:
-            return False
+        return cond.expression.truth(context)
     if type(cond) is AllOf:
         return all(holds(item, context) for item in cond.items)
     if type(cond) is AnyOf:
         return any(holds(item, context) for item in cond.items)
     assert isinstance(cond, Not)
     return not holds(cond.item, context)
+
+
+def predicate(cond: Condition) -> Callable[[Mapping[str, Any]], bool]:
+    """`holds` for this one condition, with the dispatch done once, at load."""
+    if type(cond) is Expr:
+        return cond.expression.truth
+    return partial(holds, cond)
 
 
 def check_condition(cond: Condition, context: Mapping[str, Any], where: str = "if") -> str | None:
@@ -122,6 +127,11 @@ def check_condition(cond: Condition, context: Mapping[str, Any], where: str = "i
     """
     if holds(cond, context):
         return None
+    return explain(cond, context, where)
+
+
+def explain(cond: Condition, context: Mapping[str, Any], where: str = "if") -> str | None:
+    """Why the condition does not hold, or None if it does; evaluates every item it names."""
     return _explain(cond, context, where)
 
 

@@ -5,23 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from fieldrelay.events import ChangeEvent
-from rules.conditions import check_condition
+from rules.conditions import explain
 from rules.context import LazyEntity, RuleContext
-from rules.models import Rule
+from rules.models import Rule, Verdict
 from rules.ruleset import RuleSet
 from rules.templating import build_context
 from rules.trigger import EventView
 
-
-class Verdict(NamedTuple):
-    """`Verdict(rule, matched=False, reason="when.changed.status.to: wanted 'completed', ...")`."""
-
-    rule: Rule
-    matched: bool
-    reason: str
+# NamedTuple's generated __new__ is a Python function; the tuple constructor gives the same object cheaper.
+_verdict = tuple.__new__
 
 
 class _OnceLoader:
@@ -39,18 +34,21 @@ class _OnceLoader:
             raise
 
 
-def judge(rule: Rule, view: EventView, context: RuleContext) -> Verdict:
-    """One rule's verdict; expression errors become the reason, never an exception.
+class EventScope:
+    """One event as every rule judged for it sees it: the trigger's view, and the context for `if`,
+    built on first use (events whose candidates all miss on `when` never build it)."""
 
-    `context` is the event's shared context; its `vars` is switched to the rule's own.
-    """
-    if not rule.enabled:
-        return Verdict(rule, False, "disabled")
-    reason = rule.trigger.match(view)
-    if reason is None and rule.if_ is not None:
-        context["vars"] = rule.vars
-        reason = check_condition(rule.if_, context)
-    return Verdict(rule, reason is None, reason or "matched")
+    def __init__(self, event: ChangeEvent, entity: LazyEntity, now: datetime | None,
+                 env: Mapping[str, str] | None) -> None:
+        self.view = EventView(event, entity)
+        self.event, self.entity, self.now, self.env = event, entity, now, env
+        self._context: RuleContext | None = None
+
+    @property
+    def context(self) -> RuleContext:
+        if self._context is None:
+            self._context = build_context(self.event, self.entity, now=self.now, env=self.env)
+        return self._context
 
 
 def allowed_env(names: Iterable[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -69,12 +67,19 @@ def evaluate_rules(
 ) -> list[Verdict]:
     """Verdicts for the given rules in order; see `evaluate`."""
     loader = _OnceLoader(entity_loader)
-    entity = LazyEntity(loader)
-    context = build_context(event, entity, now=now, env=env)
-    view = EventView(event, entity)
-    verdicts = []
+    scope = EventScope(event, LazyEntity(loader), now, env)
+    view, context = scope.view, None
+    verdicts: list[Verdict] = []
+    # The per-event matching cost is this loop, so it is written out flat rather than as calls.
     for rule in rules:
-        verdicts.append(judge(rule, view, context))
+        reason = rule.match(view)
+        if reason is None and (holds := rule.if_holds) is not None and (cond := rule.if_) is not None:
+            if context is None:
+                context = scope.context
+            context["vars"] = rule.vars  # one context per event; only `vars` differs between rules
+            if not holds(context):
+                reason = explain(cond, context)  # a miss is evaluated again, this time writing the reason
+        verdicts.append(rule.matched if reason is None else _verdict(Verdict, (rule, False, reason or "matched")))
         if loader.error is not None:
             raise loader.error
     return verdicts

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, partial
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from rules.catalog import canonical_entity, check_entity
-from rules.conditions import Condition
-from rules.trigger import Trigger
+from rules.conditions import Condition, predicate
+from rules.trigger import EventView, Trigger
 
 
 class Spec(BaseModel):
@@ -117,7 +118,19 @@ class ActionCall:
     line: int
 
 
-@dataclass(eq=False)
+def _disabled(view: EventView) -> str:
+    return "disabled"
+
+
+class Verdict(NamedTuple):
+    """`Verdict(rule, matched=False, reason="when.changed.status.to: wanted 'completed', ...")`."""
+
+    rule: Rule
+    matched: bool
+    reason: str
+
+
+@dataclass(eq=False, slots=True)
 class Rule:
     """A compiled rule. Ship it across processes as `rule.to_json()` and `Rule.from_json(data)`."""
 
@@ -138,9 +151,18 @@ class Rule:
     digest: str
     spec: dict[str, Any] = field(repr=False)
     trigger: Trigger = field(init=False, repr=False)
+    if_holds: Callable[[Mapping[str, Any]], bool] | None = field(init=False, repr=False)
+
+    # What the engine runs, worked out once: the trigger check (which says "disabled" for a disabled
+    # rule), the `if` as a predicate, and the verdict of a match, which is immutable and so shared.
+    match: Callable[[EventView], str | None] = field(init=False, repr=False)
+    matched: Verdict = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.trigger = Trigger(self.when)
+        self.match = self.trigger.compiled if self.enabled else _disabled
+        self.if_holds = None if self.if_ is None else predicate(self.if_)
+        self.matched = Verdict(self, True, "matched")
 
     _cache: ClassVar[dict[str, Rule]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()

@@ -24,6 +24,8 @@ from jinja2.optimizer import optimize
 from jinja2.runtime import missing, str_join
 from jinja2.utils import _PassArg
 
+from rules.context import LazyEntity
+
 FastFunction = Callable[[Any], Any]
 
 _COMPARE = {"eq": "==", "ne": "!=", "gt": ">", "gteq": ">=", "lt": "<", "lteq": "<=", "in": "in",
@@ -60,7 +62,13 @@ class _Writer:
         if isinstance(node, nodes.Name) and node.ctx == "load":
             return self.names.setdefault(node.name, f"n_{len(self.names)}")
         if isinstance(node, nodes.Getattr) and node.ctx == "load":
-            return f"getattr_({self.write(node.node)}, {node.attr!r})"
+            # RuleEnvironment.getattr's first two cases inlined: a dict or a loaded entity with the key.
+            target, key, temp = self.write(node.node), repr(node.attr), f"t_{len(self.namespace)}"
+            record = f"r_{len(self.namespace)}"
+            self.namespace[temp] = self.namespace[record] = None  # reserves the names
+            return (f"({temp}[{key}] if type({temp} := {target}) is dict and {key} in {temp} "
+                    f"else {record}[{key}] if type({temp}) is LazyEntity and ({record} := {temp}.value) is not None "
+                    f"and {key} in {record} else getattr_({temp}, {key}))")
         if isinstance(node, nodes.Getitem) and node.ctx == "load" and not isinstance(node.arg, nodes.Slice):
             return f"getitem_({self.write(node.node)}, {self.write(node.arg)})"
         if isinstance(node, nodes.Compare):
@@ -124,6 +132,7 @@ def compile_fast(expression: nodes.Expr, environment: Environment) -> FastFuncti
     namespace: dict[str, Any] = {
         "missing": missing, "undefined": environment.undefined, "getattr_": environment.getattr,
         "getitem_": environment.getitem, "str_join": str_join, "environment": environment,
+        "LazyEntity": LazyEntity,
         **writer.namespace,
     }
     exec(compile("\n".join(lines), "<rule expression>", "exec"), namespace)

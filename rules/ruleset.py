@@ -31,6 +31,7 @@ class RuleSet:
         self._rank = {id(rule): i for i, rule in enumerate(self.rules)}
         self._by_name = {rule.name: rule for rule in self.rules}
         self._index: dict[tuple[str, str, str], list[Rule]] = defaultdict(list)
+        self._candidates: dict[tuple[str, str, str], tuple[Rule, ...]] = {}
         for rule in self.rules:
             entities = [canonical_entity(e) for e in rule.when.entity] if rule.when.entity else [_ANY]
             actions = list(rule.when.action) if rule.when.action else [_ANY]
@@ -49,6 +50,15 @@ class RuleSet:
 
     def candidates(self, event: ChangeEvent) -> list[Rule]:
         """Rules whose source, entity and action can match the event, in run order."""
+        key = (event.source, event.entity.type, event.action)
+        found = self._candidates.get(key)
+        if found is None:
+            found = self._candidates[key] = tuple(self._lookup(event))
+            if len(self._candidates) > 4096:  # entity types come from outside; keep the memo bounded
+                self._candidates.clear()
+        return list(found)
+
+    def _lookup(self, event: ChangeEvent) -> list[Rule]:
         entity = canonical_entity(event.entity.type)
         buckets = [
             self._index.get((event.source, e, a))

@@ -122,6 +122,20 @@ class Expression:
             str(result)  # StrictUndefined raises here with its message
         return result
 
+    def truth(self, context: Mapping[str, Any]) -> bool:
+        """Whether the expression holds; one that raises does not (`evaluate` inlined, for `if`)."""
+        if self.fast is not None and type(context) is RuleContext:
+            try:
+                result = self.fast(context)
+                if not isinstance(result, jinja2.Undefined):
+                    return bool(result)
+            except Exception:  # Jinja's run below decides
+                pass
+        try:
+            return bool(self.evaluate(context))
+        except Exception:
+            return False
+
 
 @lru_cache(maxsize=8192)
 def compile_expression(source: str, *, with_left: bool = True) -> Expression:

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from fieldrelay.events import ChangeEvent
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rules.models import WhenBase
 
 Checks = tuple[tuple[str, Any], ...]
+_SCALAR = (str, int, float)
 
 
 class EventView:
@@ -42,7 +43,7 @@ class EventView:
 class Trigger:
     """A `when` as the engine runs it: the same clauses, in the same order, as plain Python values."""
 
-    __slots__ = ("actions", "changed", "entities", "source", "via", "when")
+    __slots__ = ("actions", "changed", "compiled", "entities", "source", "via", "when")
 
     def __init__(self, when: WhenBase) -> None:
         self.when = when
@@ -55,9 +56,13 @@ class Trigger:
              f"when.changed.{name}: the event did not change {name!r} (changed: ")
             for name, t in when.changed.items()
         )
+        self.compiled: Callable[[EventView], str | None] = _compile(self)
 
     def match(self, view: EventView) -> str | None:
-        """None when the trigger matches the event, else the first failing clause and what was seen."""
+        """None when the trigger matches the event, else the first failing clause and what was seen.
+
+        This is the reference; the engine runs `compiled`, the same steps written out for this one rule.
+        """
         if self.source != view.source:
             return f"when.source: wanted {self.source!r}, event had {view.source!r}"
         if self.via is not None and self.via != view.via:
@@ -77,10 +82,58 @@ class Trigger:
             change = changes.get(name)
             if change is None:
                 return missing + view.changed_names + ")"
-            for check in compiled:
-                if not check.passes(change.old, change.new):
-                    return check.reason(change.old, change.new, "event had")
+            for check in compiled:  # inlined `_Check.passes`: this loop runs for most candidate rules
+                seen = change.old if check.old else change.new
+                wanted, text = check.wanted, check.text
+                if check.scalar:
+                    hit = wanted == seen or (text is not None and isinstance(seen, _SCALAR) and text == str(seen))
+                else:
+                    hit = same(wanted, seen)
+                if (not hit) if not check.negate else hit:
+                    return f"{check.opening}event had {show(seen)}"
         return None
+
+
+def _compile(trigger: Trigger) -> Callable[[EventView], str | None]:
+    """`trigger.match` as one function with this rule's clauses and constants written in.
+
+    Every miss returns what `match` returns: the cheap clauses call `match` itself for the reason.
+    """
+    lines = ["def match(view):"]
+    namespace: dict[str, Any] = {"reference": trigger.match, "show": show, "same": same, "_SCALAR": _SCALAR}
+
+    def bind(value: Any) -> str:
+        key = f"k_{len(namespace)}"
+        namespace[key] = value
+        return key
+
+    lines.append(f"    if view.source != {bind(trigger.source)}: return reference(view)")
+    if trigger.via is not None:
+        lines.append(f"    if view.via != {bind(trigger.via)}: return reference(view)")
+    if trigger.entities is not None:
+        lines.append(f"    if view.entity_key not in {bind(trigger.entities)}: return reference(view)")
+    if trigger.actions is not None:
+        lines.append(f"    if view.action not in {bind(trigger.actions)}: return reference(view)")
+    if trigger.changed:
+        lines += ["    changes = view.changes", "    if changes is None: return reference(view)"]
+    for name, _, compiled, missing in trigger.changed:
+        lines.append(f"    change = changes.get({bind(name)})")
+        lines.append(f"    if change is None: return {bind(missing)} + view.changed_names + ')'")
+        for check in compiled:
+            lines.append(f"    seen = change.{'old' if check.old else 'new'}")
+            wanted = bind(check.wanted)
+            if not check.scalar:
+                hit = f"same({wanted}, seen)"
+            elif check.text is None:
+                hit = f"{wanted} == seen"
+            else:
+                hit = f"({wanted} == seen or (isinstance(seen, _SCALAR) and {bind(check.text)} == str(seen)))"
+            miss = hit if check.negate else f"not {hit}"
+            lines.append(f"    if {miss}: return {bind(check.opening + 'event had ')} + show(seen)")
+    lines.append("    return None")
+    exec(compile("\n".join(lines), "<rule trigger>", "exec"), namespace)
+    function: Callable[[EventView], str | None] = namespace["match"]
+    return function
 
 
 def match_when(when: WhenBase, event: ChangeEvent, entity: LazyEntity) -> str | None:
@@ -108,18 +161,18 @@ def _without_changeset(name: str, checks: Checks, compiled: tuple[_Check, ...], 
 class _Check:
     """One of `from`/`to`/`not_from`/`not_to`, with its reason's opening written at load."""
 
-    __slots__ = ("negate", "old", "opening", "scalar", "wanted")
+    __slots__ = ("negate", "old", "opening", "scalar", "text", "wanted")
 
     def __init__(self, name: str, kind: str, wanted: Any) -> None:
         self.wanted, self.old, self.negate = wanted, kind in ("from", "not_from"), kind.startswith("not_")
         self.scalar = not isinstance(wanted, list)
+        self.text = str(wanted) if isinstance(wanted, _SCALAR) else None  # see `same`
         but = "anything but " if self.negate else ""
         self.opening = f"when.changed.{name}.{kind}: wanted {but}{_wanted(wanted)}, "
 
     def passes(self, old: Any, new: Any) -> bool:
-        seen = old if self.old else new
-        hit = (self.scalar and self.wanted == seen) or same(self.wanted, seen)
-        return not hit if self.negate else bool(hit)
+        hit = same(self.wanted, old if self.old else new)
+        return not hit if self.negate else hit
 
     def reason(self, old: Any, new: Any, had: str) -> str:
         return f"{self.opening}{had} {show(old if self.old else new)}"
@@ -137,8 +190,7 @@ def same(wanted: Any, seen: Any) -> bool:
         return any(same(w, seen) for w in wanted)
     if wanted == seen:
         return True
-    scalar = (str, int, float)
-    return isinstance(wanted, scalar) and isinstance(seen, scalar) and str(wanted) == str(seen)
+    return isinstance(wanted, _SCALAR) and isinstance(seen, _SCALAR) and str(wanted) == str(seen)
 
 
 def _wanted(value: Any) -> str:
