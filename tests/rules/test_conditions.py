@@ -215,3 +215,24 @@ def test_long_values_are_cut_short_in_reasons(verdict):
 def test_a_loader_returning_a_non_mapping_counts_as_no_entity(verdict):
     assert verdict(ST + "}", if_="\"entity.id\"", record=["not", "a", "record"]) == (
         False, "if: entity.id: the entity could not be loaded, so it has no field 'id'")
+
+
+@pytest.mark.parametrize(("if_", "reason"), [
+    ("event.entity.id == 1", "if: event.entity.id == 1 is false; event.entity.id was 35769"),
+    ("event.action == 'created'", "if: event.action == 'created' is false; event.action was 'updated'"),
+    ("changes.status.new == 'canceled'",
+     "if: changes.status.new == 'canceled' is false; changes.status.new was 'completed'"),
+    ("vars.team == 'south'", "if: vars.team == 'south' is false; vars.team was 'north'"),
+    ("now.year == 2023", "if: now.year == 2023 is false; now.year was 2024"),
+    ("tz(now, 'America/New_York').hour == 12",
+     "if: tz(now, 'America/New_York').hour == 12 is false; tz(now, 'America/New_York').hour was 8"),
+    ("(entity.completedOn | fromtimestamp).year == 2015",
+     "if: (entity.completedOn | fromtimestamp).year == 2015 is false; "
+     "(entity.completedOn | fromtimestamp).year was 2014"),
+])
+def test_each_name_an_if_sees_can_also_fail(load, make_event, if_, reason):
+    text = (f"vars: {{team: north}}\nrules:\n  - name: r\n    when: {{source: servicetrade}}\n    if: \"{if_}\"\n"
+            "    then: [{http.request: {url: x}}]\n")
+    (result,) = evaluate_rules(load(text).rules, make_event(changes=STATUS), lambda: job_record(),
+                               now=datetime(2024, 5, 1, 12, tzinfo=UTC))
+    assert (result.matched, result.reason) == (False, reason)
