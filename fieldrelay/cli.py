@@ -46,16 +46,30 @@ def cmd_receiver(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _with_redis(_settings())
-    from fieldrelay.logs import setup_logging
     from fieldrelay.queues import ALL_QUEUES
-
-    setup_logging(settings)
-    from workers.celery_app import app
 
     argv = ["worker", "--loglevel", args.loglevel, "-Q", args.queues or ",".join(ALL_QUEUES),
             "--concurrency", str(args.concurrency or settings.worker_concurrency)]
-    app.worker_main(argv)
-    return 0
+    if args.name:
+        argv += ["-n", args.name]
+    if args.once:
+        from workers.celery_app import app
+
+        app.worker_main(argv)
+        return 0
+    from fieldrelay.supervise import supervise
+
+    # The Celery worker runs as a child this process starts again if it dies (see fieldrelay.supervise).
+    return supervise([sys.executable, "-m", "fieldrelay.cli", "worker", "--once", *_worker_flags(args)],
+                     name="worker")
+
+
+def _worker_flags(args: argparse.Namespace) -> list[str]:
+    flags = ["--loglevel", args.loglevel]
+    for option in ("queues", "concurrency", "name"):
+        if getattr(args, option):
+            flags += [f"--{option}", str(getattr(args, option))]
+    return flags
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
@@ -166,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run a Celery worker (events and every target queue)")
     p.add_argument("--queues", help="comma-separated queues (default: all)")
     p.add_argument("--concurrency", type=int)
+    p.add_argument("--name", help="Celery node name, e.g. synchroteam@%%h")
     p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--once", action="store_true", help="run the Celery worker in this process, unsupervised")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("beat", help="run the Celery beat scheduler (pollers)")

@@ -246,11 +246,18 @@ Then see the job it created in the Synchroteam sandbox:
 
 Ctrl-C stops everything.""", flush=True)
     try:
-        while all(p.poll() is None for p in stack.procs.values()):
+        while True:
             time.sleep(0.5)
-        dead = [n for n, p in stack.procs.items() if p.poll() is not None]
-        print(f"stopping: {', '.join(dead)} exited (see {config.log_dir}/)", file=sys.stderr)
-        return 1
+            dead = [n for n, p in stack.procs.items() if p.poll() is not None]
+            if not dead:
+                continue
+            if any(n not in ("worker", "beat") for n in dead):
+                print(f"stopping: {', '.join(dead)} exited (see {config.log_dir}/)", file=sys.stderr)
+                return 1
+            for name in dead:  # Celery can exit on a broker hiccup; the work it held comes back
+                print(f"{name} exited; starting it again (see {config.log_dir}/{name}.log)", file=sys.stderr)
+                stack.procs.pop(name)
+                stack.start_worker() if name == "worker" else stack.start_beat()
     except KeyboardInterrupt:
         return 0
     finally:

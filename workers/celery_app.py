@@ -8,8 +8,12 @@ from kombu import Queue
 from fieldrelay.queues import ACTION_QUEUES, ALL_QUEUES, EVENTS_QUEUE, PROCESS_EVENT_TASK
 from fieldrelay.settings import Settings, load_settings
 
-# Longer than any task may run or wait; Redis redelivers unacked messages after this.
-VISIBILITY_TIMEOUT = 3600
+# Redis hands an unacknowledged message to another worker after this long. No task waits
+# inside a worker (every delay goes through workers/delayed.py) and none may run longer
+# than TASK_TIME_LIMIT, so a message unacked this long was stranded: a lost connection, a
+# dead worker. Short enough that stranded work comes back within minutes, not an hour.
+VISIBILITY_TIMEOUT = 300
+TASK_TIME_LIMIT = 240
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -31,6 +35,7 @@ def create_celery(settings: Settings) -> Celery:
         task_queues=[Queue(name) for name in ALL_QUEUES],
         task_routes={PROCESS_EVENT_TASK: {"queue": EVENTS_QUEUE}},
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        task_time_limit=TASK_TIME_LIMIT,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

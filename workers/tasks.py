@@ -6,6 +6,7 @@ import hashlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -13,6 +14,7 @@ import orjson
 import redis
 import sentry_sdk
 from celery import Task, signals
+from celery.exceptions import Reject
 
 from fieldrelay.events import ChangeEvent
 from fieldrelay.observability import init_sentry
@@ -44,6 +46,8 @@ log = logging.getLogger("fieldrelay.tasks")
 # Sentry's logging integration (see fieldrelay.observability) so each failure alerts once.
 failures = logging.getLogger("fieldrelay.failures")
 MAX_RETRIES = 8
+# How long a task waits for Redis to come back before handing its message back to Redis.
+REDIS_OUTAGE_BUDGET = 120.0
 
 
 def settings() -> Settings:
@@ -131,11 +135,39 @@ def enqueue_action(event_id: str, digest: str, index: int, queue: str) -> None:
     run_action.apply_async((event_id, digest, index), queue=queue)
 
 
-def backoff(retries: int, exc: Exception) -> float:
+def backoff(attempt: int, exc: Exception) -> float:
     """Exponential with full jitter; a rate limit waits for its documented reset instead."""
     if isinstance(exc, RateLimited) and exc.reset_at:
         return max(1.0, exc.reset_at - time.time()) + random.uniform(0, 1)
-    return random.uniform(0, min(300.0, 2.0 ** (retries + 1)))
+    return random.uniform(0.5, min(300.0, 2.0 ** (attempt + 1)))
+
+
+def later(task: str, args: list[object], queue: str, delay: float) -> None:
+    # Every wait goes through the delayed queue: a countdown/ETA task would sit unacknowledged in
+    # the worker, and Redis would hand it to another worker after the visibility timeout.
+    DelayedTasks(redis_client()).schedule(task, args, queue, delay)
+
+
+def through_redis_outages(step: Callable[[], None]) -> None:
+    """Run a pipeline step; if Redis goes away meanwhile, wait for it and run the step again.
+
+    Every step is idempotent (claims, ledger, step locks), so running it again is safe. Past
+    `REDIS_OUTAGE_BUDGET` the message is handed back unacknowledged: Redis keeps it in its
+    unacked set and redelivers it after the visibility timeout. A failure here must never
+    ack, or the event or action would be lost.
+    """
+    deadline = time.monotonic() + REDIS_OUTAGE_BUDGET
+    pause = 0.5
+    while True:
+        try:
+            step()
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise Reject(exc, requeue=True) from exc
+            log.warning("Redis unavailable (%s); running the step again in %.1f s", type(exc).__name__, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
 
 
 @app.task(name=INGEST_TASK, acks_late=True, reject_on_worker_lost=True)
@@ -143,50 +175,75 @@ def ingest(events: list[dict[str, Any]]) -> None:
     """Split one webhook's events into one `process_event` task each (the receiver writes one message)."""
     for event in events:
         ChangeEvent.model_validate(event)  # a malformed event fails here, visibly, not in a child
-    for event in events:
-        process_event.apply_async((event,), queue=EVENTS_QUEUE)
+
+    def fan_out() -> None:
+        for event in events:
+            process_event.apply_async((event,), queue=EVENTS_QUEUE)
+
+    through_redis_outages(fan_out)
 
 
-@app.task(name=PROCESS_EVENT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
-          max_retries=MAX_RETRIES)
-def process_event(self: Task, event: dict[str, Any], replay: bool = False) -> None:
-    """Evaluate the rules for one normalized event (plain JSON, never a pickle)."""
+@app.task(name=PROCESS_EVENT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def process_event(self: Task, event: dict[str, Any], replay: bool = False, attempt: int = 0,
+                  claim: str | None = None) -> None:
+    """Evaluate the rules for one normalized event (plain JSON, never a pickle).
+
+    `claim` is the id of the first delivery's task: a retry keeps it, so it may claim again.
+    """
     parsed = ChangeEvent.model_validate(event)
-    try:
-        pipeline.process_event(parsed, self.request.id, runtime(), replay=replay)
-    except Unavailable as exc:
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries, exc)) from None
+    token = claim or self.request.id
+
+    def step() -> None:
+        rt = runtime()
+        try:
+            pipeline.process_event(parsed, token, rt, replay=replay)
+        except Unavailable as exc:
+            if attempt >= MAX_RETRIES:
+                rt.state.trace(parsed.id, "event.failed", error=f"{type(exc).__name__}: {exc}",
+                               attempts=attempt + 1)
+                alert(f"event {parsed.id} could not be evaluated: {exc}; `fieldrelay replay {parsed.id}` "
+                      "runs it again", {"event_id": parsed.id, "alert": "event"})
+                return
+            rt.state.trace(parsed.id, "event.retry", error=str(exc), attempt=attempt + 1)
+            later(PROCESS_EVENT_TASK, [event, replay, attempt + 1, token], EVENTS_QUEUE, backoff(attempt, exc))
+
+    through_redis_outages(step)
 
 
 @app.task(name=NEXT_RUN_TASK, acks_late=True, reject_on_worker_lost=True)
 def next_run(run_key: str, rule_digest: str) -> None:
     """A debounce fell due: start the waiting run of that rule and entity."""
-    pipeline.next_run(run_key, rule_digest, "", runtime())
+    through_redis_outages(lambda: pipeline.next_run(run_key, rule_digest, "", runtime()))
 
 
-@app.task(name=RUN_ACTION_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
-          max_retries=MAX_RETRIES)
-def run_action(self: Task, event_id: str, rule_digest: str, index: int) -> None:
+@app.task(name=RUN_ACTION_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def run_action(self: Task, event_id: str, rule_digest: str, index: int, attempt: int = 0) -> None:
     """Run one action of a matched rule; arguments are ids, the state lives in Redis."""
-    rt = runtime()
-    try:
-        pipeline.run_action(event_id, rule_digest, index, rt)
-    except pipeline.Deferred as wait:
-        # Not a failure: the target asked us to wait. The delayed queue (not an ETA task held
-        # past the visibility timeout) brings it back; no retry is spent.
-        delay = wait.seconds + random.uniform(0, 0.25)
-        DelayedTasks(redis_client()).schedule(RUN_ACTION_TASK, [event_id, rule_digest, index],
-                                              self.request.delivery_info.get("routing_key") or "actions.http",
-                                              delay)
-        rt.state.trace(event_id, "action.deferred", index=index, reason=wait.reason, seconds=round(delay, 3))
-    except Unavailable as exc:
-        if self.request.retries < MAX_RETRIES:
-            rt.state.trace(event_id, "action.retry", index=index, error=str(exc),
-                           attempt=self.request.retries + 1)
-            raise self.retry(exc=exc, countdown=backoff(self.request.retries, exc)) from None
-        fail_for_good(rt, event_id, rule_digest, index, exc, self.request.retries + 1)
-    except Exception as exc:
-        fail_for_good(rt, event_id, rule_digest, index, exc, self.request.retries + 1)
+    queue = self.request.delivery_info.get("routing_key") or "actions.http"
+
+    def step() -> None:
+        rt = runtime()
+        try:
+            pipeline.run_action(event_id, rule_digest, index, rt)
+        except pipeline.Deferred as wait:
+            # Not a failure: the target asked us to wait. No retry is spent.
+            delay = wait.seconds + random.uniform(0, 0.25)
+            later(RUN_ACTION_TASK, [event_id, rule_digest, index, attempt], queue, delay)
+            rt.state.trace(event_id, "action.deferred", index=index, reason=wait.reason, seconds=round(delay, 3))
+        except Unavailable as exc:
+            if attempt >= MAX_RETRIES:
+                fail_for_good(rt, event_id, rule_digest, index, exc, attempt + 1)
+                return
+            delay = backoff(attempt, exc)
+            rt.state.trace(event_id, "action.retry", index=index, error=str(exc), attempt=attempt + 1,
+                           seconds=round(delay, 3))
+            later(RUN_ACTION_TASK, [event_id, rule_digest, index, attempt + 1], queue, delay)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise  # Redis itself: through_redis_outages runs the step again
+        except Exception as exc:
+            fail_for_good(rt, event_id, rule_digest, index, exc, attempt + 1)
+
+    through_redis_outages(step)
 
 
 def fail_for_good(
