@@ -94,20 +94,22 @@ class Trigger:
         return None
 
 
+_MAKERS: dict[str, Callable[..., Callable[[EventView], str | None]]] = {}
+
+
 def _compile(trigger: Trigger) -> Callable[[EventView], str | None]:
-    """`trigger.match` as one function with this rule's clauses and constants written in.
+    """`trigger.match` as one function with this rule's clauses written out and its values bound.
 
     Every miss returns what `match` returns: the cheap clauses call `match` itself for the reason.
+    Rules of the same shape share one code object; only the values they close over differ.
     """
-    lines = ["def match(view):"]
-    namespace: dict[str, Any] = {"reference": trigger.match, "show": show, "same": same, "_SCALAR": _SCALAR}
+    values: list[Any] = []
 
     def bind(value: Any) -> str:
-        key = f"k_{len(namespace)}"
-        namespace[key] = value
-        return key
+        values.append(value)
+        return f"k_{len(values)}"
 
-    lines.append(f"    if view.source != {bind(trigger.source)}: return reference(view)")
+    lines = [f"    if view.source != {bind(trigger.source)}: return reference(view)"]
     if trigger.via is not None:
         lines.append(f"    if view.via != {bind(trigger.via)}: return reference(view)")
     if trigger.entities is not None:
@@ -131,9 +133,14 @@ def _compile(trigger: Trigger) -> Callable[[EventView], str | None]:
             miss = hit if check.negate else f"not {hit}"
             lines.append(f"    if {miss}: return {bind(check.opening + 'event had ')} + show(seen)")
     lines.append("    return None")
-    exec(compile("\n".join(lines), "<rule trigger>", "exec"), namespace)
-    function: Callable[[EventView], str | None] = namespace["match"]
-    return function
+    params = ", ".join(["reference", *(f"k_{i}" for i in range(1, len(values) + 1))])
+    source = "\n".join([f"def make({params}):", "  def match(view):", *lines, "  return match"])
+    make = _MAKERS.get(source)
+    if make is None:
+        namespace: dict[str, Any] = {"show": show, "same": same, "_SCALAR": _SCALAR}
+        exec(compile(source, "<rule trigger>", "exec"), namespace)
+        make = _MAKERS[source] = namespace["make"]
+    return make(trigger.match, *values)
 
 
 def match_when(when: WhenBase, event: ChangeEvent, entity: LazyEntity) -> str | None:
