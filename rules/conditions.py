@@ -164,8 +164,9 @@ def _check_expr(expr: Expression, context: Mapping[str, Any], where: str) -> str
         return f"{where}: {expr.source}: {explain_failure(exc, context).message}"
     detail = ""
     if expr.left is not None:
-        if "env" in expr.left.names:
-            detail = f"; {expr.left.source} was (hidden: reads env)"
+        hidden = sorted(expr.left.names & {"env", "secret"})
+        if hidden:
+            detail = f"; {expr.left.source} was (hidden: reads {' and '.join(hidden)})"
         else:
             try:
                 detail = f"; {expr.left.source} was {show(expr.left.evaluate(context))}"

@@ -4,7 +4,8 @@ Jinja builds a `Context` and runs a generator for every evaluation; with hundred
 event that costs more than the expressions themselves. For the expressions rules usually hold
 (names, `.field`, `[key]`, comparisons, `and`/`or`/`not`, arithmetic, `~`, tests, plain filters)
 this writes the same Python Jinja's code generator would write, calling the same sandboxed
-`environment.getattr`/`getitem`, so results and refusals are the same. Anything else (calls,
+`environment.getattr`/`getitem` (with `RuleEnvironment.getattr`'s dict and entity cases written
+inline), so results and refusals are the same. Anything else (calls,
 slices, filters that take a context) returns None and stays on Jinja. Jinja also stays the
 authority for errors: the caller re-runs an expression on Jinja whenever the fast path raises.
 

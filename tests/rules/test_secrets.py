@@ -143,3 +143,13 @@ def test_a_secret_in_a_test_case_renders_as_stars(write_rules, action_params, tm
         "headers: {Authorization: '***'}, json: {text: job 7}}\n")
     report = run_cases(cases, action_params=action_params, env_names=["CHAT_TOKEN"])
     assert report.passed, str(report)
+
+
+def test_a_secret_read_in_an_if_is_hidden_in_the_reason(load, make_event):
+    from rules.engine import evaluate_rules
+
+    ruleset = load("rules:\n  - name: r\n    when: {source: servicetrade}\n"
+                   "    if: \"secret('CHAT_TOKEN') == 'other'\"\n    then: [{http.request: {url: x}}]\n")
+    (verdict,) = evaluate_rules(ruleset.rules, make_event(), lambda: None, env={"CHAT_TOKEN": TOKEN})
+    assert verdict.reason == ("if: secret('CHAT_TOKEN') == 'other' is false; "
+                              "secret('CHAT_TOKEN') was (hidden: reads secret)")
