@@ -100,4 +100,4 @@ def evaluate(
     so a failed fetch is retried rather than mistaken for "no match". `env` holds only the
     allowlisted environment values rules may read.
     """
-    return evaluate_rules(ruleset.candidates(event), event, entity_loader, now=now, env=env)
+    return evaluate_rules(ruleset.candidate_tuple(event), event, entity_loader, now=now, env=env)

@@ -50,13 +50,17 @@ class RuleSet:
 
     def candidates(self, event: ChangeEvent) -> list[Rule]:
         """Rules whose source, entity and action can match the event, in run order."""
+        return list(self.candidate_tuple(event))
+
+    def candidate_tuple(self, event: ChangeEvent) -> tuple[Rule, ...]:
+        """`candidates`, as the shared tuple it is remembered as: read it, never change it."""
         key = (event.source, event.entity.type, event.action)
         found = self._candidates.get(key)
         if found is None:
             found = self._candidates[key] = tuple(self._lookup(event))
             if len(self._candidates) > 4096:  # entity types come from outside; keep the memo bounded
                 self._candidates.clear()
-        return list(found)
+        return found
 
     def _lookup(self, event: ChangeEvent) -> list[Rule]:
         entity = canonical_entity(event.entity.type)
