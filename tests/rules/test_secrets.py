@@ -153,3 +153,15 @@ def test_a_secret_read_in_an_if_is_hidden_in_the_reason(load, make_event):
     (verdict,) = evaluate_rules(ruleset.rules, make_event(), lambda: None, env={"CHAT_TOKEN": TOKEN})
     assert verdict.reason == ("if: secret('CHAT_TOKEN') == 'other' is false; "
                               "secret('CHAT_TOKEN') was (hidden: reads secret)")
+
+
+def test_a_secret_behind_a_yaml_anchor_is_checked_where_it_is_used(write_rules, action_params, monkeypatch):
+    monkeypatch.setenv("CHAT_TOKEN", TOKEN)
+    text = "x-auth: &auth !secret CHAT_TOKEN\n" + RULES.replace("!secret CHAT_TOKEN", "*auth")
+    path = write_rules(text)
+    ruleset = load_rules(path.parent, action_params, env_names=["CHAT_TOKEN"])
+    assert ruleset.rules[0].then[0].params["headers"] == {"Authorization": "{{ secret('CHAT_TOKEN') }}"}
+    assert errors_of(write_rules, action_params, text, env_names=[]) == [
+        "rules.yaml:1:9: rules[0].then[0].http.request.headers.Authorization: "
+        "secret 'CHAT_TOKEN' is not allowed: add it to FIELDRELAY_RULES_ENV",
+    ]
