@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -36,17 +36,19 @@ class RuleBook:
         *,
         check_every: float = 1.0,
         on_reload: Callable[[RuleBook], None] | None = None,
+        env_names: Collection[str] | None = None,
     ) -> None:
         self.directory = directory
         self.action_params = action_params
         self.check_every = check_every
         self.on_reload = on_reload
+        self.env_names = env_names  # the names `!secret` may use (FIELDRELAY_RULES_ENV)
         self.last_error: RuleLoadError | None = None
         self.loaded_at = 0.0
         self._lock = threading.Lock()
         self._checked = 0.0
         self._fingerprint = fingerprint(directory)
-        self._rules = load_rules(directory, action_params)  # at start-up a broken set is fatal
+        self._rules = load_rules(directory, action_params, env_names=env_names)  # at start-up a broken set is fatal
         self.loaded_at = time.time()
 
     def current(self) -> RuleSet:
@@ -62,7 +64,7 @@ class RuleBook:
 
     def _reload(self) -> None:
         try:
-            self._rules = load_rules(self.directory, self.action_params)
+            self._rules = load_rules(self.directory, self.action_params, env_names=self.env_names)
         except RuleLoadError as exc:
             self.last_error = exc
             log.error("rules reload failed, keeping the last good set:\n%s", exc)

@@ -72,7 +72,7 @@ def runtime() -> pipeline.Runtime:
     s = settings()
     client = redis_client()
     rulebook = RuleBook(s.rules_dir, {name: spec.params for name, spec in ACTIONS.items()},
-                        on_reload=publish_rules_status)
+                        on_reload=publish_rules_status, env_names=s.rules_env)
     publish_rules_status(rulebook)
     return pipeline.Runtime(
         state=PipelineState(client, redactor=redactor_for(s)),

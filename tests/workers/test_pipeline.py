@@ -359,3 +359,37 @@ def test_links_expire_after_their_ttl(redis_client):
     links.set("k", "6712")
     assert links.get("k") == "6712"
     assert 0 < redis_client.ttl("fieldrelay:link:k") <= links.ttl
+
+
+def test_a_secret_reaches_the_target_but_never_the_stored_rule_or_the_trace(runtime, apis, tmp_path, redis_client):
+    from fieldrelay.redaction import Redactor
+
+    secret = "s3cr3t-dispatch-token"
+    (tmp_path / "rules.yaml").write_text("""
+rules:
+  - name: notify
+    when: {source: servicetrade, entity: job, action: updated}
+    then:
+      - http.request:
+          url: "http://hooks.test/canceled"
+          headers: {Authorization: !secret DISPATCH_TOKEN}
+          json: {job: "{{ event.entity.id }}"}
+""")
+    runtime.rulebook = RuleBook(tmp_path, action_params(), env_names=["DISPATCH_TOKEN"])
+    runtime.env = {"DISPATCH_TOKEN": secret}
+    runtime.state = PipelineState(redis_client, redactor=Redactor([secret]))
+    sent: list[httpx.Request] = []
+    original = apis.__call__
+
+    def capture(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "hooks.test":
+            sent.append(request)
+            return httpx.Response(200, json={"ok": True})
+        return original(request)
+
+    runtime.clients = SettingsClients(Settings(), transport=httpx.MockTransport(capture))
+    event_id, digest = first_action(runtime)
+    pipeline.run_action(event_id, digest, 0, runtime)
+    assert sent[0].headers["authorization"] == secret
+    assert secret not in json.dumps(runtime.state.load_rule(digest))
+    assert secret not in json.dumps(runtime.state.load_trace(event_id))
