@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     synergist_company: str = "1"
 
     http_timeout: float = Field(default=10.0, gt=0, description="Seconds for each outbound API call.")
+    action_max_retries: int = Field(
+        default=8, ge=0, description="Retries of an action after a network error, timeout or 5xx, then the DLQ."
+    )
+    retry_max_backoff: float = Field(default=300.0, gt=0, description="Longest wait between two retries, seconds.")
     worker_concurrency: int = Field(default=2, ge=1, description="Celery worker processes.")
     console_token: SecretStr | None = Field(
         default=None, description="Token that opens the /console pages; unset disables the console."

@@ -172,7 +172,7 @@ def idempotency_key(event: ChangeEvent, rule: Rule, index: int, call: ActionCall
     return f"{event.source}:{event.entity.type}:{event.entity.id}:{rule.name}:{step}"
 
 
-def run_action(event_id: str, digest: str, index: int, rt: Runtime) -> dict[str, Any]:
+def run_action(event_id: str, digest: str, index: int, rt: Runtime, *, owner: str | None = None) -> dict[str, Any]:
     """Run action `index` of the stored rule once (the ledger skips a done one), then chain the next."""
     rule_json = rt.state.load_rule(digest)
     raw_event = rt.state.load_event(event_id)
@@ -182,7 +182,7 @@ def run_action(event_id: str, digest: str, index: int, rt: Runtime) -> dict[str,
     event = ChangeEvent.model_validate(raw_event)
     result = rt.state.action_done(event_id, digest, index)
     if result is None:
-        result = _execute(event, rule, digest, index, rt)
+        result = _execute(event, rule, digest, index, rt, owner=owner)
     if index + 1 < len(rule.then):
         target = ACTIONS[rule.then[index + 1].name].target
         rt.enqueue_action(event_id, digest, index + 1, rt.queue_for_target(target))
@@ -211,7 +211,7 @@ def run_on_failure(event_id: str, digest: str, failed_index: int, error: str, rt
 
 def _execute(
     event: ChangeEvent, rule: Rule, digest: str, index: int, rt: Runtime,
-    *, call: ActionCall | None = None, extra: dict[str, Any] | None = None,
+    *, call: ActionCall | None = None, extra: dict[str, Any] | None = None, owner: str | None = None,
 ) -> dict[str, Any]:
     eid = event.id
     call = call or rule.then[index]
@@ -233,7 +233,7 @@ def _execute(
     admit(rt.gate, spec.target)
     # One call per (entity, rule, step) at a time: two events for one entity (mode: parallel, or a
     # redelivery racing its original) could otherwise both miss the link store and both create.
-    token = rt.state.lock_step(ctx.idempotency_key)
+    token = rt.state.lock_step(ctx.idempotency_key, owner)
     if token is None:
         raise Deferred(1.0, "busy")
     rt.state.trace(eid, "action.started", rule=rule.name, index=index, action=call.name,

@@ -117,10 +117,21 @@ class PipelineState:
         raw = self.r.hgetall(self.key("steps", event_id, digest))
         return {_text(k): orjson.loads(v) for k, v in raw.items()}
 
-    def lock_step(self, key: str, lease: int = 120) -> str | None:
-        """A lease on one (entity, rule, step); None when another task holds it."""
-        token = uuid.uuid4().hex
-        return token if self.r.set(self.key("steplock", key), token, nx=True, ex=lease) else None
+    def lock_step(self, key: str, owner: str | None = None, lease: int = 120) -> str | None:
+        """A lease on one (entity, rule, step); None when another task holds it.
+
+        `owner` is the Celery task id, which a redelivery keeps: a task killed while holding the
+        lease may take it back at once instead of waiting out the lease.
+        """
+        token = owner or uuid.uuid4().hex
+        name = self.key("steplock", key)
+        if self.r.set(name, token, nx=True, ex=lease):
+            return token
+        held = self.r.get(name)
+        if held is not None and _text(held) == token:
+            self.r.expire(name, lease)
+            return token
+        return None
 
     def unlock_step(self, key: str, token: str) -> None:
         self._unlock(keys=[self.key("steplock", key)], args=[token])

@@ -45,7 +45,6 @@ log = logging.getLogger("fieldrelay.tasks")
 # Final failures are sent to Sentry explicitly, with tags; this logger is kept out of
 # Sentry's logging integration (see fieldrelay.observability) so each failure alerts once.
 failures = logging.getLogger("fieldrelay.failures")
-MAX_RETRIES = 8
 # How long a task waits for Redis to come back before handing its message back to Redis.
 REDIS_OUTAGE_BUDGET = 120.0
 
@@ -139,7 +138,8 @@ def backoff(attempt: int, exc: Exception) -> float:
     """Exponential with full jitter; a rate limit waits for its documented reset instead."""
     if isinstance(exc, RateLimited) and exc.reset_at:
         return max(1.0, exc.reset_at - time.time()) + random.uniform(0, 1)
-    return random.uniform(0.5, min(300.0, 2.0 ** (attempt + 1)))
+    ceiling = min(settings().retry_max_backoff, 2.0 ** (attempt + 1))
+    return random.uniform(min(0.5, ceiling), ceiling)
 
 
 def later(task: str, args: list[object], queue: str, delay: float) -> None:
@@ -198,7 +198,7 @@ def process_event(self: Task, event: dict[str, Any], replay: bool = False, attem
         try:
             pipeline.process_event(parsed, token, rt, replay=replay)
         except Unavailable as exc:
-            if attempt >= MAX_RETRIES:
+            if attempt >= settings().action_max_retries:
                 rt.state.trace(parsed.id, "event.failed", error=f"{type(exc).__name__}: {exc}",
                                attempts=attempt + 1)
                 alert(f"event {parsed.id} could not be evaluated: {exc}; `fieldrelay replay {parsed.id}` "
@@ -224,14 +224,14 @@ def run_action(self: Task, event_id: str, rule_digest: str, index: int, attempt:
     def step() -> None:
         rt = runtime()
         try:
-            pipeline.run_action(event_id, rule_digest, index, rt)
+            pipeline.run_action(event_id, rule_digest, index, rt, owner=self.request.id)
         except pipeline.Deferred as wait:
             # Not a failure: the target asked us to wait. No retry is spent.
             delay = wait.seconds + random.uniform(0, 0.25)
             later(RUN_ACTION_TASK, [event_id, rule_digest, index, attempt], queue, delay)
             rt.state.trace(event_id, "action.deferred", index=index, reason=wait.reason, seconds=round(delay, 3))
         except Unavailable as exc:
-            if attempt >= MAX_RETRIES:
+            if attempt >= settings().action_max_retries:
                 fail_for_good(rt, event_id, rule_digest, index, exc, attempt + 1)
                 return
             delay = backoff(attempt, exc)

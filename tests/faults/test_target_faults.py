@@ -86,3 +86,32 @@ def test_failure_for_good_is_dead_lettered_alerted_and_completed_by_dlq_retry(fa
     steps = [entry["step"] for entry in map(orjson.loads, handle.redis.lrange(f"fieldrelay:trace:{dead['event_id']}",
                                                                                0, -1))]
     assert steps[-3:] == ["dlq.retried", "action.started", "action.succeeded"]
+
+
+@pytest.mark.timeout(120)
+def test_a_5xx_that_outlasts_the_retries_is_dead_lettered_then_completed_by_dlq_retry(fault_stack):
+    with SentryCapture() as sentry:
+        handle = fault_stack(**unpaced(extra_env={
+            "FIELDRELAY_SENTRY_DSN": sentry.dsn, "FIELDRELAY_SENTRY_ENVIRONMENT": "faults",
+            "FIELDRELAY_ACTION_MAX_RETRIES": "2", "FIELDRELAY_RETRY_MAX_BACKOFF": "0.5"}))
+        handle.faults("POST", {"status": 503, "path_prefix": SEND})  # no count: until removed
+        assert handle.post(webhook([930_001], 1_760_000_000, "dlq-5xx")).status_code == 200
+        handle.wait_until(lambda: handle.redis.hlen("fieldrelay:dlq:entry") == 1 and len(sentry.events()) == 1,
+                          60, "the dead letter and its alert")
+        [dead] = [orjson.loads(v) for v in handle.redis.hvals("fieldrelay:dlq:entry")]
+        retries = steps_of(handle, "action.retry")
+
+        handle.faults("DELETE")
+        retried = subprocess.run([str(FIELDRELAY), "dlq", "retry", "--all"], env=handle.config.env(),
+                                 capture_output=True, text=True, timeout=60, check=False)
+        handle.wait_until(lambda: "st-job-930001" in handle.jobs(), 60, "the retried job")
+        handle.wait_idle(timeout=30)
+        alerts_after = len(sentry.events())
+
+    print(f"\nFAULT-FIGURES 5xx_attempts={dead['attempts']} retries={len(retries)} alerts={alerts_after}")
+    assert retried.returncode == 0, retried.stderr
+    assert dead["attempts"] == 3 and "503" in dead["error"]  # the first try and 2 retries
+    assert [r["attempt"] for r in retries] == [1, 2]
+    assert all(r["seconds"] <= 0.5 for r in retries)  # capped backoff
+    assert alerts_after == 1
+    assert handle.jobs()["st-job-930001"] == 1

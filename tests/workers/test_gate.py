@@ -75,3 +75,23 @@ def test_credentials_get_separate_budgets(redis_client):
     b = TargetGate(redis_client, limits, {"synchroteam": "domain-b"})
     assert a.acquire("synchroteam") is None and b.acquire("synchroteam") is None
     assert a.acquire("synchroteam") is not None
+
+
+def test_credit_for_missed_slots_never_overfills_a_window(redis_url):
+    limits = {"synchroteam": (120, 2.0)}  # 60 per second, with 2 slots of credit
+    results: list[list[float]] = []
+
+    def worker() -> None:
+        client = redis.Redis.from_url(redis_url)
+        results.append(take_all(TargetGate(client, limits), "synchroteam", 4.0))
+        client.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    granted = sorted(x for r in results for x in r)
+    assert len(granted) >= 0.85 * 240
+    for i in range(len(granted) - 120):  # any 2-second window, wherever it starts, holds at most 120
+        assert granted[i + 120] - granted[i] >= 2.0 - 0.02

@@ -393,3 +393,14 @@ rules:
     assert sent[0].headers["authorization"] == secret
     assert secret not in json.dumps(runtime.state.load_rule(digest))
     assert secret not in json.dumps(runtime.state.load_trace(event_id))
+
+
+def test_a_redelivered_task_takes_back_its_own_step_lock(runtime, apis):
+    event_id, digest = first_action(runtime)
+    rule = pipeline.Rule.from_json(runtime.state.load_rule(digest))
+    key = pipeline.idempotency_key(completed(), rule, 0, rule.then[0])
+    assert runtime.state.lock_step(key, "task-A") == "task-A"  # then task-A was killed holding it
+    with pytest.raises(pipeline.Deferred):
+        pipeline.run_action(event_id, digest, 0, runtime, owner="task-B")
+    pipeline.run_action(event_id, digest, 0, runtime, owner="task-A")  # its redelivery
+    assert [p for p, _ in apis.sent] == ["/api/v3/customer/send"]
