@@ -167,7 +167,11 @@ def test_busy_workers_reconnect_after_redis_restart_mid_run(aof_redis, fault_sta
             print(f"\nFAULT-FIGURES busy_worker=stranded missing={len(expected - jobs)} unacked={unacked}")
             raise BrokerLossBug(f"{len(expected - jobs)} effect(s) missing with nothing queued or delayed; "
                                 f"{unacked} message(s) wait in 'unacked' for the visibility timeout")
-        assert now < deadline, "the run did not finish"
+        if now > deadline:
+            print(f"\nFAULT-FIGURES busy_worker=slow missing={len(expected - jobs)} waiting={waiting} "
+                  f"unacked={unacked}")
+            raise BrokerLossBug(f"{len(expected - jobs)} effect(s) still missing after 200 s ({waiting} waiting, "
+                                f"{unacked} unacked until the visibility timeout)")
         time.sleep(1.0)
     handle.wait_idle(timeout=30)
     print("\nFAULT-FIGURES busy_worker=recovered")

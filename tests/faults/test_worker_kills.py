@@ -25,7 +25,7 @@ MAX_KILLS = 30  # each kill costs a respawn; more would only stretch the run on 
 
 
 class Killer(threading.Thread):
-    """SIGKILLs a random pool child of the worker's main process every 0.8-2 s while work is pending."""
+    """SIGKILLs a random pool child of the worker's main process every 0.3-0.9 s while work is pending."""
 
     def __init__(self, handle: FaultStack, worker: str, seed: int = 6) -> None:
         super().__init__(name="child-killer", daemon=True)
@@ -36,7 +36,7 @@ class Killer(threading.Thread):
         self.kills: list[int] = []
 
     def run(self) -> None:
-        while not self.stopping.wait(self.rng.uniform(0.8, 2.0)):
+        while not self.stopping.wait(self.rng.uniform(0.3, 0.9)):
             if len(self.kills) >= MAX_KILLS:
                 return
             children = self.main.children()
