@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -12,12 +11,12 @@ import redis
 
 from fieldrelay.devstack import Stack, StackConfig
 from fieldrelay.embedded_redis import free_port
-from fieldrelay.queues import ALL_QUEUES
+from tests.pipeline_waits import PipelineWaits
 
 ROOT = Path(__file__).parents[2]
 
 
-class Pipeline:
+class Pipeline(PipelineWaits):
     """Handles on a running stack for tests: URLs, the sandboxes' logs, and a wait for quiet."""
 
     def __init__(self, stack: Stack, redis_url: str) -> None:
@@ -44,32 +43,6 @@ class Pipeline:
         for port in (self.config.servicetrade_port, self.config.synchroteam_port, self.config.synergist_port):
             httpx.post(self.url(port, "/_sandbox/reset"), timeout=10).raise_for_status()
             httpx.delete(self.url(port, "/_sandbox/requests"), timeout=10).raise_for_status()
-
-    def busy(self) -> bool:
-        queued = sum(self.redis.llen(q) for q in ALL_QUEUES)
-        return bool(queued or self.redis.hlen("unacked") or self.redis.zcard("fieldrelay:delayed"))
-
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-    def wait_idle(self, timeout: float = 60.0, quiet: float = 1.5) -> None:
-        """Until no message is queued or held unacked for `quiet` seconds."""
-        deadline = time.monotonic() + timeout
-        idle_since: float | None = None
-        while time.monotonic() < deadline:
-            if self.busy():
-                idle_since = None
-            elif idle_since is None:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since >= quiet:
-                return
-            time.sleep(0.05)
-        raise AssertionError("pipeline did not go idle")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ private Redis unless the fault is Redis itself.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,8 +17,7 @@ import redis
 
 from fieldrelay.devstack import SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER, Stack, StackConfig
 from fieldrelay.embedded_redis import free_port
-from fieldrelay.queues import ALL_QUEUES
-from workers.delayed import KEY as DELAYED_KEY
+from tests.pipeline_waits import PipelineWaits
 
 TOKEN = "fault-token"
 CUSTOMER = "st-company-40"  # seeded in the Synchroteam sandbox; a new job needs a customer
@@ -49,7 +47,7 @@ def batches(ids: list[int], size: int) -> list[list[int]]:
     return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
-class FaultStack:
+class FaultStack(PipelineWaits):
     """A running stack plus handles: its URLs, its Redis, the sandboxes' request logs, and waits."""
 
     def __init__(self, stack: Stack) -> None:
@@ -94,37 +92,6 @@ class FaultStack:
                 if not body["data"] or page * int(body["pageSize"]) >= int(body["recordsTotal"]):
                     return found
                 page += 1
-
-    def busy(self) -> bool:
-        """Work is queued, held unacked by a worker, or waiting in the delayed queue."""
-        pipe = self.redis.pipeline(transaction=False)
-        for queue in ALL_QUEUES:
-            pipe.llen(queue)
-        pipe.hlen("unacked")
-        pipe.zcard(DELAYED_KEY)
-        return any(pipe.execute())
-
-    def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.2) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(every)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-    def wait_idle(self, timeout: float, quiet: float = 1.5) -> None:
-        """Until nothing is queued, unacked or delayed for `quiet` seconds."""
-        deadline = time.monotonic() + timeout
-        idle_since: float | None = None
-        while time.monotonic() < deadline:
-            if self.busy():
-                idle_since = None
-            elif idle_since is None:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since >= quiet:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"pipeline did not go idle within {timeout}s")
 
     def close(self) -> None:
         self.redis.close()

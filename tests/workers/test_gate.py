@@ -22,21 +22,25 @@ def take_all(gate: TargetGate, target: str, seconds: float) -> list[float]:
     return granted
 
 
-def test_many_threads_share_one_rate(redis_url):
-    limits = {"synchroteam": (20, 1.0)}  # 20 per second
+def compete(redis_url: str, limits: dict[str, tuple[int, float]], seconds: float, takers: int = 4) -> list[float]:
+    """Grant times when `takers` threads, each with its own Redis client, take slots for `seconds`."""
     results: list[list[float]] = []
 
     def worker() -> None:
         client = redis.Redis.from_url(redis_url)
-        results.append(take_all(TargetGate(client, limits), "synchroteam", 2.0))
+        results.append(take_all(TargetGate(client, limits), "synchroteam", seconds))
         client.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
+    threads = [threading.Thread(target=worker) for _ in range(takers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    granted = sorted(x for r in results for x in r)
+    return sorted(x for r in results for x in r)
+
+
+def test_many_threads_share_one_rate(redis_url):
+    granted = compete(redis_url, {"synchroteam": (20, 1.0)}, 2.0)  # 20 per second
     # 4 competing takers together get the one shared rate, never more.
     assert 20 * SAFETY * 2 - 3 <= len(granted) <= 20 * 2 + 1
     for i in range(len(granted) - 20):  # no 1-second window holds more than the limit
@@ -78,20 +82,7 @@ def test_credentials_get_separate_budgets(redis_client):
 
 
 def test_credit_for_missed_slots_never_overfills_a_window(redis_url):
-    limits = {"synchroteam": (120, 2.0)}  # 60 per second, with 2 slots of credit
-    results: list[list[float]] = []
-
-    def worker() -> None:
-        client = redis.Redis.from_url(redis_url)
-        results.append(take_all(TargetGate(client, limits), "synchroteam", 4.0))
-        client.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    granted = sorted(x for r in results for x in r)
+    granted = compete(redis_url, {"synchroteam": (120, 2.0)}, 4.0)  # 60 per second, with 2 slots of credit
     assert len(granted) >= 0.85 * 240
     for i in range(len(granted) - 120):  # any 2-second window, wherever it starts, holds at most 120
         assert granted[i + 120] - granted[i] >= 2.0 - 0.02
