@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any
 
 import httpx
 
 from fieldrelay.settings import Settings
-from workers.connectors.servicetrade import ServiceTradeClient
-from workers.connectors.synchroteam import SynchroteamClient
-from workers.connectors.synergist import SynergistClient
+from workers.actions.context import SettingsClients
 
 
 class CountingTransport(httpx.BaseTransport):
@@ -33,55 +29,21 @@ class CountingTransport(httpx.BaseTransport):
         self.inner.close()
 
 
-class PollClients:
-    """One client per system, shared by the pollers of a process (ServiceTrade keeps its session).
+class PollClients(SettingsClients):
+    """The worker's clients, each on its own counting transport (the pollers report requests per run).
 
     >>> clients = PollClients(load_settings())     # doctest: +SKIP
     >>> clients.requests("synchroteam")             # requests sent by this thread so far  # doctest: +SKIP
     """
 
     def __init__(self, settings: Settings, inner: httpx.BaseTransport | None = None) -> None:
-        self.settings = settings
-        self._inner = inner
-        self._lock = threading.Lock()
-        self._built: dict[str, Any] = {}
+        super().__init__(settings, inner)
         self.transports: dict[str, CountingTransport] = {}
 
     def requests(self, system: str) -> int:
         transport = self.transports.get(system)
         return transport.count if transport else 0
 
-    def _once(self, system: str, build: Callable[[CountingTransport], Any]) -> Any:
-        with self._lock:
-            if system not in self._built:
-                self.transports[system] = CountingTransport(self._inner)
-                self._built[system] = build(self.transports[system])
-            return self._built[system]
-
-    @property
-    def servicetrade(self) -> ServiceTradeClient:
-        s = self.settings
-        client: ServiceTradeClient = self._once("servicetrade", lambda t: ServiceTradeClient(
-            s.servicetrade_base_url, s.servicetrade_username, s.servicetrade_password,
-            transport=t, timeout=s.http_timeout))
-        return client
-
-    @property
-    def synchroteam(self) -> SynchroteamClient:
-        s = self.settings
-        client: SynchroteamClient = self._once("synchroteam", lambda t: SynchroteamClient(
-            s.synchroteam_base_url, s.synchroteam_domain, s.synchroteam_api_key,
-            transport=t, timeout=s.http_timeout))
-        return client
-
-    @property
-    def synergist(self) -> SynergistClient:
-        s = self.settings
-        client: SynergistClient = self._once("synergist", lambda t: SynergistClient(
-            s.synergist_base_url, s.synergist_user, s.synergist_password, s.synergist_company,
-            sha512password=s.synergist_sha512password, transport=t, timeout=s.http_timeout))
-        return client
-
-    def close(self) -> None:
-        for client in self._built.values():
-            client.close()
+    def _transport_for(self, system: str) -> httpx.BaseTransport:
+        self.transports[system] = CountingTransport(self._transport)
+        return self.transports[system]

@@ -78,6 +78,10 @@ class SettingsClients:
         for client in built.values():
             client.close()
 
+    def _transport_for(self, system: str) -> httpx.BaseTransport | None:
+        """The transport a system's client is built with (once, under the lock); subclasses wrap it."""
+        return self._transport
+
     def _once(self, name: str, build: Callable[[], Any]) -> Any:
         with self._lock:
             if name not in self._built:
@@ -95,7 +99,7 @@ class SettingsClients:
                 s.servicetrade_base_url,
                 s.servicetrade_username,
                 s.servicetrade_password,
-                transport=self._transport,
+                transport=self._transport_for("servicetrade"),
                 timeout=s.http_timeout,
             ),
         )
@@ -111,7 +115,7 @@ class SettingsClients:
                 s.synchroteam_base_url,
                 s.synchroteam_domain,
                 s.synchroteam_api_key,
-                transport=self._transport,
+                transport=self._transport_for("synchroteam"),
                 timeout=s.http_timeout,
             ),
         )
@@ -129,7 +133,7 @@ class SettingsClients:
                 s.synergist_password,
                 s.synergist_company,
                 sha512password=s.synergist_sha512password,
-                transport=self._transport,
+                transport=self._transport_for("synergist"),
                 timeout=s.http_timeout,
             ),
         )
