@@ -49,7 +49,7 @@ async def read_limited(request: Request, limit: int = MAX_BODY) -> bytes:
 
 def create_app(settings: Settings, *, redis_client: aioredis.Redis | None = None) -> Starlette:
     """Build the receiver. `settings.redis_url` must be set (the CLI resolves the embedded one first)."""
-    tokens = [t.get_secret_value() for t in settings.webhook_tokens]
+    tokens = [t.get_secret_value().encode() for t in settings.webhook_tokens]
     client = redis_client or aioredis.Redis.from_url(
         settings.redis_url or "redis://127.0.0.1:6379/0",
         # Short timeouts: ServiceTrade waits 5 s, and a 503 it can retry beats a timeout.

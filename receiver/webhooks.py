@@ -106,10 +106,10 @@ def to_events(message: WebhookMessage) -> list[ChangeEvent]:
     return [ChangeEvent.model_validate(e) for e in normalize(message)]
 
 
-def token_matches(candidate: str, valid: Sequence[str]) -> bool:
+def token_matches(candidate: str, valid: Sequence[bytes]) -> bool:
     """Constant-time against every configured token: no early exit, so timing reveals neither which nor how many."""
     given = candidate.encode()
     found = False
     for token in valid:
-        found |= hmac.compare_digest(given, token.encode())
+        found |= hmac.compare_digest(given, token)
     return found

@@ -251,10 +251,8 @@ def fail_for_good(
 ) -> None:
     """Dead-letter the action and alert once, grouped by rule and target."""
     rule_json = rt.state.load_rule(digest)
-    rule, action = digest, ""
-    if rule_json is not None:
-        parsed = pipeline.Rule.from_json(rule_json)
-        rule, action = parsed.name, parsed.then[index].name
+    parsed = pipeline.Rule.from_json(rule_json) if rule_json is not None else None
+    rule, action = (parsed.name, parsed.then[index].name) if parsed is not None else (digest, "")
     target = ACTIONS[action].target if action in ACTIONS else "unknown"
     error = f"{type(exc).__name__}: {exc}"
     detail = {"event_id": event_id, "rule": rule, "rule_digest": digest, "index": index,
@@ -263,11 +261,11 @@ def fail_for_good(
     rt.state.trace(event_id, "action.failed", **{k: v for k, v in detail.items() if k != "event_id"})
     failures.error("action failed for good: %s", rt.state.redactor.text(str(exc)),
               extra={"event_id": event_id, "rule": rule})
-    if rule_json is not None:
+    if parsed is not None:
         pipeline.run_on_failure(event_id, digest, index, error, rt)
         raw_event = rt.state.load_event(event_id)
         if raw_event is not None:  # the entity's next queued run may start now
-            pipeline.end_run(ChangeEvent.model_validate(raw_event), pipeline.Rule.from_json(rule_json), digest, rt)
+            pipeline.end_run(ChangeEvent.model_validate(raw_event), parsed, digest, rt)
     with sentry_sdk.new_scope() as scope:
         scope.set_tag("rule", rule)
         scope.set_tag("event_id", event_id)

@@ -39,6 +39,6 @@ def test_duplicate_deliveries_normalize_to_the_same_event_ids():
 
 
 def test_token_matching():
-    assert token_matches("b", ["a", "b"])
-    assert not token_matches("c", ["a", "b"])
+    assert token_matches("b", [b"a", b"b"])
+    assert not token_matches("c", [b"a", b"b"])
     assert not token_matches("", [])
