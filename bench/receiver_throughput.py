@@ -27,12 +27,12 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fieldrelay.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from fieldrelay_cli.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 
 TOKEN = "bench-token"
 APPS = {
     "reference": "bench.reference_app:app",
-    "receiver": "receiver.asgi:app",
+    "receiver": "fieldrelay_cli.asgi:app",
 }
 
 

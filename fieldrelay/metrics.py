@@ -5,7 +5,7 @@ instrumentation point. Counts and histogram buckets live in Redis hashes (`field
 so every worker process on every host adds to the same numbers, and any receiver's `GET /metrics`
 reports them all; workers need no endpoint of their own and no `PROMETHEUS_MULTIPROC_DIR`. Gauges
 (queue depth, DLQ size, rate budget) are read from Redis when scraped. The pollers keep their own
-counts in the same layout (receiver.polling.metrics); `GET /metrics` serves both.
+counts in the same layout (fieldrelay.poll_metrics); `GET /metrics` serves both.
 
 `observe()` also keeps the console's index of recent events (`fieldrelay:events`, a zset of ids by
 time, and one `fieldrelay:evsum:<id>` hash per event), which the console filters on.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from fieldrelay.queues import ACTION_QUEUES, ALL_QUEUES
+from fieldrelay.steps import Step
 
 log = logging.getLogger("fieldrelay.metrics")
 steps_log = logging.getLogger("fieldrelay.trace")  # one JSON line per pipeline step (fieldrelay.logs)
@@ -63,7 +64,7 @@ SPECS: dict[str, Spec] = {
 
 
 class StateLike(Protocol):
-    """What `observe` needs of `workers.state.PipelineState` (fieldrelay does not import workers)."""
+    """What `observe` needs of `fieldrelay.state.PipelineState` (fieldrelay does not import workers)."""
 
     r: redis.Redis
     retention: int
@@ -108,65 +109,153 @@ def observe(state: StateLike, event_id: str, entry: Mapping[str, Any]) -> None:
         log.warning("metrics not recorded for %s: %s", entry.get("step"), type(exc).__name__)
 
 
-def _observe(state: StateLike, event_id: str, entry: Mapping[str, Any]) -> None:
-    step, at = str(entry.get("step", "")), float(entry.get("at") or time.time())
-    summary = state.key("evsum", event_id)
-    rule, index, action = entry.get("rule", ""), entry.get("index", ""), str(entry.get("action", ""))
-    started_field = f"t:{rule}:{index}"
-    pipe = state.r.pipeline(transaction=False)
-    if step in ("event.received", "event.own_write"):
-        event = state.load_event(event_id) or {}
-        entity = event.get("entity") or {}
-        labels = {"source": event.get("source", ""), "via": event.get("via", entry.get("via", "")),
-                  "entity": entity.get("type", ""), "action": event.get("action", "")}
-        if step == "event.received":
-            _inc(pipe, "fieldrelay_events_received_total", labels)
-        else:
-            pipe.hset(summary, "own_write", 1)
-        fields = {k: str(v) for k, v in labels.items()}
-        fields.update(at=str(at), entity_id=str(entity.get("id", "")), message_id=event.get("message_id") or "")
-        pipe.hset(summary, mapping=fields)  # type: ignore[arg-type]
-        pipe.expire(summary, state.retention)
-        index_key = state.key("events")
-        pipe.zadd(index_key, {event_id: at})
-        pipe.zremrangebyrank(index_key, 0, -MAX_INDEXED - 1)
-        pipe.zremrangebyscore(index_key, 0, at - state.failure_retention)
-    elif step == "event.duplicate":
-        _inc(pipe, "fieldrelay_duplicates_dropped_total")
-        pipe.hincrby(summary, "duplicates", 1)
-    elif "stale" in step:
-        # Skipped before its record is saved: listed by id and time only, its trace says why.
-        _inc(pipe, "fieldrelay_stale_events_skipped_total")
-        pipe.hset(summary, "stale", 1)
-        pipe.hsetnx(summary, "at", at)
-        pipe.expire(summary, state.retention)
-        pipe.zadd(state.key("events"), {event_id: at}, nx=True)
-    elif step == "action.deferred":
-        _inc(pipe, "fieldrelay_action_deferrals_total", {"reason": entry.get("reason", "")})
-    elif step == "rule.matched":
-        _inc(pipe, "fieldrelay_rule_matches_total", {"rule": rule})
-        pipe.hset(summary, f"rule:{rule}", 1)
-    elif step == "action.started":
-        pipe.hset(summary, started_field, at)
-    elif step == "action.retry":
-        _inc(pipe, "fieldrelay_retries_total")
-    elif step in ("action.succeeded", "action.failed", "on_failure.failed"):
-        outcome = "succeeded" if step == "action.succeeded" else "failed"
-        target = str(entry.get("target") or target_of(action))
-        _inc(pipe, "fieldrelay_actions_total", {"target": target, "action": action, "outcome": outcome})
-        started, received = state.r.hmget(summary, [started_field, "at"])
-        if started is not None:
-            _observe_seconds(pipe, "fieldrelay_action_duration_seconds", at - float(started),
-                             {"target": target, "action": action})
-        if outcome == "succeeded" and received is not None:
-            _observe_seconds(pipe, "fieldrelay_event_to_action_seconds", at - float(received))
-        pipe.hincrby(summary, outcome, 1)
-        if step != "on_failure.failed":  # the step's latest outcome: a retried dead letter can recover
-            pipe.hset(summary, f"s:{rule}:{index}", outcome)
-        if outcome == "failed":
-            pipe.expire(summary, state.failure_retention)
+@dataclass(frozen=True)
+class _Seen:
+    """One trace entry as a recorder reads it."""
+
+    state: StateLike
+    event_id: str
+    entry: Mapping[str, Any]
+    at: float
+
+    @property
+    def summary(self) -> str:
+        return self.state.key("evsum", self.event_id)
+
+    @property
+    def started_field(self) -> str:
+        return f"t:{self.entry.get('rule', '')}:{self.entry.get('index', '')}"
+
+
+Recorder = Callable[[Any, _Seen], None]
+
+
+def _intake(pipe: Any, seen: _Seen) -> None:
+    """The event reached the rules (or was our own write): count it and index it for the console."""
+    state, entry = seen.state, seen.entry
+    event = state.load_event(seen.event_id) or {}
+    entity = event.get("entity") or {}
+    labels = {"source": event.get("source", ""), "via": event.get("via", entry.get("via", "")),
+              "entity": entity.get("type", ""), "action": event.get("action", "")}
+    if entry.get("step") == Step.RECEIVED:
+        _inc(pipe, "fieldrelay_events_received_total", labels)
     else:
+        pipe.hset(seen.summary, "own_write", 1)
+    fields = {k: str(v) for k, v in labels.items()}
+    fields.update(at=str(seen.at), entity_id=str(entity.get("id", "")), message_id=event.get("message_id") or "")
+    pipe.hset(seen.summary, mapping=fields)
+    pipe.expire(seen.summary, state.retention)
+    index_key = state.key("events")
+    pipe.zadd(index_key, {seen.event_id: seen.at})
+    pipe.zremrangebyrank(index_key, 0, -MAX_INDEXED - 1)
+    pipe.zremrangebyscore(index_key, 0, seen.at - state.failure_retention)
+
+
+def _duplicate(pipe: Any, seen: _Seen) -> None:
+    _inc(pipe, "fieldrelay_duplicates_dropped_total")
+    pipe.hincrby(seen.summary, "duplicates", 1)
+
+
+def _stale(pipe: Any, seen: _Seen) -> None:
+    # Skipped before its record is saved: listed by id and time only, its trace says why.
+    _inc(pipe, "fieldrelay_stale_events_skipped_total")
+    pipe.hset(seen.summary, "stale", 1)
+    pipe.hsetnx(seen.summary, "at", seen.at)
+    pipe.expire(seen.summary, seen.state.retention)
+    pipe.zadd(seen.state.key("events"), {seen.event_id: seen.at}, nx=True)
+
+
+def _event_failed(pipe: Any, seen: _Seen) -> None:
+    pipe.hset(seen.summary, "event_failed", 1)
+    pipe.hsetnx(seen.summary, "at", seen.at)
+    pipe.expire(seen.summary, seen.state.failure_retention)
+    pipe.zadd(seen.state.key("events"), {seen.event_id: seen.at}, nx=True)
+
+
+def _deferred(pipe: Any, seen: _Seen) -> None:
+    _inc(pipe, "fieldrelay_action_deferrals_total", {"reason": seen.entry.get("reason", "")})
+
+
+def _matched(pipe: Any, seen: _Seen) -> None:
+    rule = seen.entry.get("rule", "")
+    _inc(pipe, "fieldrelay_rule_matches_total", {"rule": rule})
+    pipe.hset(seen.summary, f"rule:{rule}", 1)
+
+
+def _started(pipe: Any, seen: _Seen) -> None:
+    pipe.hset(seen.summary, seen.started_field, seen.at)
+
+
+def _retry(pipe: Any, seen: _Seen) -> None:
+    _inc(pipe, "fieldrelay_retries_total")
+
+
+def _outcome(pipe: Any, seen: _Seen) -> None:
+    """An action's outcome: count it, time it, and keep each step's latest outcome for the console."""
+    entry, step = seen.entry, entry_step(seen.entry)
+    rule, index, action = entry.get("rule", ""), entry.get("index", ""), str(entry.get("action", ""))
+    outcome = "succeeded" if step == Step.ACTION_SUCCEEDED else "failed"
+    target = str(entry.get("target") or target_of(action))
+    _inc(pipe, "fieldrelay_actions_total", {"target": target, "action": action, "outcome": outcome})
+    started, received = seen.state.r.hmget(seen.summary, [seen.started_field, "at"])
+    if started is not None:
+        _observe_seconds(pipe, "fieldrelay_action_duration_seconds", seen.at - float(started),
+                         {"target": target, "action": action})
+    if outcome == "succeeded" and received is not None:
+        _observe_seconds(pipe, "fieldrelay_event_to_action_seconds", seen.at - float(received))
+    pipe.hincrby(seen.summary, outcome, 1)
+    if step != Step.ON_FAILURE_FAILED:  # the step's latest outcome: a retried dead letter can recover
+        pipe.hset(seen.summary, f"s:{rule}:{index}", outcome)
+    if outcome == "failed":
+        pipe.expire(seen.summary, seen.state.failure_retention)
+
+
+def _nothing(pipe: Any, seen: _Seen) -> None:
+    """Shown in the trace and the step log only: no counter, no summary field."""
+
+
+# Every step, and what it adds to the metrics and the console's event summary (tests/fieldrelay/test_steps.py
+# fails when a step is missing here).
+RECORDERS: dict[Step, Recorder] = {
+    Step.RECEIVED: _intake,
+    Step.OWN_WRITE: _intake,
+    Step.DUPLICATE: _duplicate,
+    Step.STALE: _stale,
+    Step.REPLAY_REQUESTED: _nothing,
+    Step.REPLAYED: _nothing,
+    Step.EVENT_RETRY: _nothing,
+    Step.EVENT_FAILED: _event_failed,
+    Step.NO_RULES: _nothing,
+    Step.RULE_MATCHED: _matched,
+    Step.RULE_SKIPPED: _nothing,
+    Step.RUN_STARTED: _nothing,
+    Step.RUN_DEBOUNCED: _nothing,
+    Step.RUN_WAITING: _nothing,
+    Step.ACTION_STARTED: _started,
+    Step.ACTION_DEFERRED: _deferred,
+    Step.ACTION_RETRY: _retry,
+    Step.ACTION_SUCCEEDED: _outcome,
+    Step.ACTION_FAILED: _outcome,
+    Step.ON_FAILURE_FAILED: _outcome,
+    Step.DLQ_RETRIED: _nothing,
+    Step.DLQ_DROPPED: _nothing,
+}
+
+
+def entry_step(entry: Mapping[str, Any]) -> Step | None:
+    try:
+        return Step(str(entry.get("step", "")))
+    except ValueError:
+        return None
+
+
+def _observe(state: StateLike, event_id: str, entry: Mapping[str, Any]) -> None:
+    step = entry_step(entry)
+    recorder = RECORDERS.get(step) if step is not None else None
+    if recorder is None or recorder is _nothing:
         return
+    pipe = state.r.pipeline(transaction=False)
+    recorder(pipe, _Seen(state, event_id, entry, float(entry.get("at") or time.time())))
     pipe.execute()
 
 

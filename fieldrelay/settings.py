@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     servicetrade_base_url: str = Field(default="https://api.servicetrade.com/api")
     servicetrade_username: str = ""
     servicetrade_password: SecretStr = SecretStr("")
+    servicetrade_rate_limit: int = Field(
+        default=0, ge=0, description="Requests per window to ServiceTrade for all workers together; 0 = unpaced."
+    )
+    servicetrade_rate_window: float = Field(default=60.0, gt=0, description="That window in seconds.")
 
     synchroteam_base_url: str = Field(default="https://ws.synchroteam.com")
     synchroteam_domain: str = ""
@@ -71,6 +75,10 @@ class Settings(BaseSettings):
         default=None, description="Sent instead of the password when set (users.json?action=GETSHA512)."
     )
     synergist_company: str = "1"
+    synergist_rate_limit: int = Field(
+        default=120, ge=0, description="Requests per window to Synergist for all workers together; 0 = unpaced."
+    )
+    synergist_rate_window: float = Field(default=60.0, gt=0, description="That window in seconds.")
 
     http_timeout: float = Field(default=10.0, gt=0, description="Seconds for each outbound API call.")
     action_max_retries: int = Field(

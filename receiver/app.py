@@ -6,17 +6,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 import redis.exceptions
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from fieldrelay.settings import Settings
+from fieldrelay.state import RULES_STATUS_KEY
 from receiver.console import create_console, metrics_endpoint
 from receiver.publisher import EventPublisher, ingest_message
 from receiver.spool import Spool
@@ -47,8 +50,14 @@ async def read_limited(request: Request, limit: int = MAX_BODY) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(settings: Settings, *, redis_client: aioredis.Redis | None = None) -> Starlette:
-    """Build the receiver. `settings.redis_url` must be set (the CLI resolves the embedded one first)."""
+def create_app(
+    settings: Settings, actions: Mapping[str, type[BaseModel]], *, redis_client: aioredis.Redis | None = None
+) -> Starlette:
+    """Build the receiver. `settings.redis_url` must be set (the CLI resolves the embedded one first).
+
+    `actions` is the action catalog (name -> parameter model) the console's rules page loads rules
+    with; the process that serves the receiver hands it in (fieldrelay_cli.asgi).
+    """
     tokens = [t.get_secret_value().encode() for t in settings.webhook_tokens]
     client = redis_client or aioredis.Redis.from_url(
         settings.redis_url or "redis://127.0.0.1:6379/0",
@@ -87,7 +96,7 @@ def create_app(settings: Settings, *, redis_client: aioredis.Redis | None = None
     async def readyz(request: Request) -> Response:
         try:
             await client.ping()
-            rules = await client.get("fieldrelay:rules:status")
+            rules = await client.get(RULES_STATUS_KEY)
         except (redis.exceptions.RedisError, OSError) as exc:
             return json_response({"status": "unavailable", "redis": type(exc).__name__}, 503)
         # A broken rules reload shows here but keeps 200: the receiver itself is fine, and the
@@ -105,10 +114,11 @@ def create_app(settings: Settings, *, redis_client: aioredis.Redis | None = None
         await client.aclose()
 
     routes = [
-        Route("/webhooks/servicetrade/{token}", servicetrade_webhook, methods=["POST"]),
+        # `:path`: a token may hold "/" (and "@", ":", "+"), like any generated secret.
+        Route("/webhooks/servicetrade/{token:path}", servicetrade_webhook, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         metrics_endpoint(settings),
-        Mount("/console", app=create_console(settings)),
+        Mount("/console", app=create_console(settings, actions)),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -1,9 +1,10 @@
 """The rule language: models, loader, conditions, templating, evaluation. Pure: no network I/O."""
 
+from rules.calls import ActionCall
 from rules.engine import Verdict, evaluate
 from rules.errors import RuleError, RuleLoadError, RuleWarning, TemplateError, TemplateSecurityError
-from rules.loader import load_rule_file, load_rules
-from rules.models import ActionCall, Rule
+from rules.loader import load_rule_file, load_rules, rule_from_json
+from rules.models import Rule
 from rules.ruleset import RuleSet
 from rules.templating import build_context, render_params
 
@@ -22,4 +23,5 @@ __all__ = [
     "load_rule_file",
     "load_rules",
     "render_params",
+    "rule_from_json",
 ]

@@ -12,10 +12,10 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
+from rules.calls import ActionCall
 from rules.catalog import did_you_mean
 from rules.conditions import Loc, Problems
 from rules.errors import TemplateError, describe
-from rules.models import ActionCall
 from rules.templating import Refs, compile_template, is_template
 
 ActionParams = Mapping[str, type[BaseModel]]

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from rules.errors import TemplateError
+from rules.errors import TemplateError, show
 from rules.templating import Expression, compile_expression, explain_failure
-from rules.trigger import show
 
 Loc = tuple[str | int, ...]
 Problems = list[tuple[Loc, str]]

@@ -14,11 +14,12 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from fieldrelay.events import ChangeEvent
+from rules.calls import ActionCall
 from rules.context import Placeholder, redact
 from rules.engine import evaluate_rules
 from rules.errors import RuleLoadError, TemplateError
 from rules.loader import load_rules, plain
-from rules.models import ActionCall, Rule
+from rules.models import Rule
 from rules.ruleset import RuleSet
 from rules.templating import build_context, render_params
 

@@ -124,3 +124,9 @@ def describe(error: Mapping[str, Any]) -> str:
     if isinstance(value, str | int | float | bool) or value is None:
         msg += f", got {value!r}"
     return msg
+
+
+def show(value: Any, *, quote: bool = True, limit: int = 120) -> str:
+    """A value for a reason line: repr'd, and cut short so one huge field cannot flood the logs."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,13 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from fieldrelay.events import ChangeEvent
 from rules.actions import ActionParams, parse_action, template_names
+from rules.calls import ActionCall
 from rules.catalog import SOURCE_TITLES, did_you_mean, undocumented_field
 from rules.conditions import Condition, Loc, Problems, condition_names, condition_refs, parse_condition
 from rules.errors import RuleError, RuleLoadError, RuleWarning, describe, format_path
+from rules.files import rule_files
 from rules.marks import keys_at, locate
-from rules.models import ActionCall, Rule, RuleFileSpec, RuleSpec
+from rules.models import Rule, RuleFileSpec, RuleSpec
 from rules.ruleset import RuleSet
 from rules.secrets import SecretTag, check_secret, find_secrets, rule_yaml
 
@@ -136,7 +139,24 @@ def compile_rule(
     )
 
 
+_COMPILED: dict[str, Rule] = {}
+_COMPILED_LOCK = threading.Lock()
+
+
 def rule_from_json(data: Mapping[str, Any]) -> Rule:
+    """Recompile a rule shipped as `Rule.to_json()`; cached by digest, so repeated calls cost a dict lookup."""
+    cached = _COMPILED.get(data["digest"])
+    if cached is not None:
+        return cached
+    rule = _rule_from_json(data)
+    with _COMPILED_LOCK:
+        if len(_COMPILED) > 4096:
+            _COMPILED.clear()
+        _COMPILED[rule.digest] = rule
+    return rule
+
+
+def _rule_from_json(data: Mapping[str, Any]) -> Rule:
     """Rebuild a rule from `Rule.to_json()`; params were checked at load, so no param models here."""
     problems: Problems = []
     spec = _RULE.validate_python(data["spec"])
@@ -276,12 +296,7 @@ def load_rules(
 
     See `load_rule_file` for the arguments.
     """
-    directory = Path(directory)
-    files = sorted(
-        p for p in directory.iterdir()
-        if p.suffix in (".yaml", ".yml") and p.is_file() and not p.name.startswith(".")
-    )
-    return _build(files, action_params, env_names)
+    return _build(rule_files(directory), action_params, env_names)
 
 
 def _build(files: list[Path], action_params: ActionParams | None, env_names: Collection[str] | None) -> RuleSet:

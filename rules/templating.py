@@ -8,21 +8,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from fieldrelay.events import ChangeEvent
+from rules.calls import ActionCall
 from rules.context import LazyEntity, Placeholder, RuleContext, redact
 from rules.errors import TemplateError, TemplateSecurityError, format_path
 from rules.helpers import HELPERS
 from rules.pyexpr import FastFunction, compile_fast
 from rules.secrets import secret_reader
-
-if TYPE_CHECKING:
-    from rules.models import ActionCall
 
 _NATIVE = re.compile(r"^\{\{-?(.*?)-?\}\}$", re.DOTALL)
 

@@ -7,14 +7,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fieldrelay.events import ChangeEvent
 from rules.catalog import canonical_entity
 from rules.context import LazyEntity
-
-if TYPE_CHECKING:
-    from rules.models import WhenBase
+from rules.errors import show
+from rules.when import WhenBase
 
 Checks = tuple[tuple[str, Any], ...]
 _SCALAR = (str, int, float)
@@ -183,12 +182,6 @@ class _Check:
 
     def reason(self, old: Any, new: Any, had: str) -> str:
         return f"{self.opening}{had} {show(old if self.old else new)}"
-
-
-def show(value: Any, *, quote: bool = True, limit: int = 120) -> str:
-    """A value for a reason line: repr'd, and cut short so one huge field cannot flood the logs."""
-    text = repr(value) if quote else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def same(wanted: Any, seen: Any) -> bool:

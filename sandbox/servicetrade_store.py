@@ -9,11 +9,10 @@ import string
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox.webhook_delivery import WebhookDispatcher
+from sandbox.webhook_delivery import Change, WebhookDispatcher
 
 SEED_PATH = Path(__file__).parent / "data" / "servicetrade.json"
 ENTITY_TYPES = (
@@ -35,17 +34,6 @@ ENTITY_TYPES = (
 SESSION_SOFT_LIMIT, SESSION_HARD_LIMIT = 100, 200
 # [INCONS] The docs leave the tracked job fields blank but their sample changeset is on `status`.
 DEFAULT_CHANGESET_FIELDS: dict[str, set[str]] = {"job": {"status"}}
-
-
-@dataclass
-class Change:
-    """One `data[]` item of a webhook message before it is addressed to a hook."""
-
-    action: str
-    type: str
-    id: int
-    timestamp: int
-    changeset: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ServiceTradeState:

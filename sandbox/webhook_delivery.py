@@ -9,15 +9,23 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import httpx
 
-if TYPE_CHECKING:
-    from sandbox.servicetrade_store import Change
-
 Delivery = tuple[str, dict[str, Any]]
+
+
+@dataclass
+class Change:
+    """One `data[]` item of a webhook message before it is addressed to a hook."""
+
+    action: str
+    type: str
+    id: int
+    timestamp: int
+    changeset: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

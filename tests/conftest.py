@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from fieldrelay.embedded_redis import EmbeddedRedis
+from fieldrelay_cli.embedded_redis import EmbeddedRedis
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,15 @@
-"""Admission to a target: wait on the shared gate, learn from rate headers, turn 429s into deferrals."""
+"""Admission to a target: wait on the shared gate, learn from rate headers, turn 429s into deferrals.
+
+What each target allows is data (`fieldrelay.targets`); nothing here names a target.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-from workers.actions.context import Clients
-from workers.connectors.errors import RateLimited
-from workers.connectors.synchroteam import SynchroteamQuotaExceeded
+from fieldrelay.targets import TargetLimits, next_reset
+from workers.connectors.errors import QuotaExceeded, RateInfo, RateLimited
 from workers.gate import TargetGate
 
 Alert = Callable[[str, dict[str, str]], None]
@@ -32,37 +34,32 @@ def admit(gate: TargetGate, target: str) -> None:
         time.sleep(wait.seconds)
 
 
-def observe(gate: TargetGate, target: str, clients: Clients, quota_period: float, alert: Alert) -> None:
-    """Teach the gate what the target's rate-limit headers just said."""
-    if target != "synchroteam":
-        return  # the only target that documents rate-limit headers
-    rate = clients.synchroteam.last_rate
-    if rate is None:
+def quota_reset(limits: TargetLimits, now: float) -> float:
+    """When the target's quota comes back: its documented reset (UTC midnight), or in a day if it has none."""
+    return next_reset(now, limits.quota_period or 86400.0)
+
+
+def observe(gate: TargetGate, limits: TargetLimits, rate: RateInfo | None, alert: Alert) -> None:
+    """Teach the gate what the target's rate-limit headers just said (for targets that send them)."""
+    if not limits.rate_headers or rate is None:
         return
-    exhausted = gate.observe(target, limit=rate.limit, remaining=rate.remaining, reset_at=rate.reset_at,
+    exhausted = gate.observe(limits.name, limit=rate.limit, remaining=rate.remaining, reset_at=rate.reset_at,
                              quota_remaining=rate.quota_remaining,
-                             quota_reset_at=next_utc_midnight(period=quota_period))
+                             quota_reset_at=quota_reset(limits, time.time()))
     if exhausted:
-        alert(f"{target} daily quota used up; its actions wait until the reset",
-                 {"target": target, "alert": "quota"})
+        alert(f"{limits.name} daily quota used up; its actions wait until the reset",
+              {"target": limits.name, "alert": "quota"})
 
 
-def deferral(gate: TargetGate, target: str, exc: RateLimited, quota_period: float, alert: Alert) -> Deferred:
-    """A 429 blocks the whole target until its reset; an exhausted quota pauses it until midnight UTC."""
+def deferral(gate: TargetGate, limits: TargetLimits, exc: RateLimited, alert: Alert) -> Deferred:
+    """A 429 blocks the whole target until its reset; an exhausted quota pauses it until the quota's reset."""
     now = time.time()
-    if isinstance(exc, SynchroteamQuotaExceeded):
-        until = next_utc_midnight(period=quota_period) if quota_period != 86400.0 else (
-            exc.reset_at or next_utc_midnight())
-        if gate.quota_exhausted(target, until):
-            alert(f"{target} daily quota used up; its actions wait until the reset",
-                     {"target": target, "alert": "quota"})
+    if isinstance(exc, QuotaExceeded):
+        until = quota_reset(limits, now)
+        if gate.quota_exhausted(limits.name, until):
+            alert(f"{limits.name} daily quota used up; its actions wait until the reset",
+                  {"target": limits.name, "alert": "quota"})
         return Deferred(max(1.0, until - now), "quota")
     until = exc.reset_at if exc.reset_at and exc.reset_at > now else now + 1.0
-    gate.block_until(target, until)
+    gate.block_until(limits.name, until)
     return Deferred(until - now, "blocked")
-
-
-def next_utc_midnight(now: float | None = None, period: float = 86400.0) -> float:
-    """The next quota reset: UTC midnight, or the next multiple of a compressed `period` since the epoch."""
-    now = time.time() if now is None else now
-    return (now // period + 1) * period

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
 from celery import Celery
+from celery.loaders.app import AppLoader
 from kombu import Queue
 
-from fieldrelay.queues import ACTION_QUEUES, ALL_QUEUES, EVENTS_QUEUE, PROCESS_EVENT_TASK
+from fieldrelay.queues import ALL_QUEUES, EVENTS_QUEUE, PROCESS_EVENT_TASK
 from fieldrelay.settings import Settings, load_settings
+from workers.polling.pollers import polling_schedule
 
 # Redis hands an unacknowledged message to another worker after this long. No task waits
 # inside a worker (every delay goes through workers/delayed.py) and none may run longer
@@ -14,6 +20,22 @@ from fieldrelay.settings import Settings, load_settings
 # dead worker. Short enough that stranded work comes back within minutes, not an hour.
 VISIBILITY_TIMEOUT = 300
 TASK_TIME_LIMIT = 240
+# The task modules and the module of every signal handler (see workers/signals.py).
+TASK_MODULES = ("workers.tasks", "workers.polling.tasks", "workers.signals")
+
+
+class Loader(AppLoader):
+    """Celery's loader, except that it imports task modules from the installed packages only.
+
+    Celery's own puts the working directory first on `sys.path` while it imports them (celery
+    `utils.imports.import_from_cwd`): a worker started in an ops repository with a `rules/` folder
+    would then import that folder instead of fieldrelay's `rules` package, and crash-loop.
+    """
+
+    def import_from_cwd(
+        self, module: str, imp: Callable[..., ModuleType] | None = None, package: str | None = None
+    ) -> ModuleType:
+        return (imp or self.import_module)(module, package=package)
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -22,7 +44,7 @@ def create_celery(settings: Settings) -> Celery:
             "FIELDRELAY_REDIS_URL is unset: start the worker with `fieldrelay worker`, "
             "which starts or reuses the embedded Redis"
         )
-    app = Celery("fieldrelay", broker=settings.redis_url, include=["workers.tasks", "workers.polling_tasks"])
+    app = Celery("fieldrelay", broker=settings.redis_url, include=list(TASK_MODULES), loader=Loader)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -40,17 +62,11 @@ def create_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         enable_utc=True,
+        beat_schedule=polling_schedule(settings),
     )
-    app.conf.fieldrelay_settings = settings
-    from receiver.polling.pollers import polling_schedule  # lazy: the pollers import the connectors
-
-    app.conf.beat_schedule = polling_schedule(settings)
+    conf: Any = app.conf
+    conf.fieldrelay_settings = settings
     return app
 
 
-def action_queue(target: str) -> str:
-    return ACTION_QUEUES[target]
-
-
 app = create_celery(load_settings())
-import workers.operations  # noqa: E402, F401  (JSON logs, beat Sentry Crons, target rates: Celery signals)

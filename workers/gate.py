@@ -11,9 +11,12 @@ and an exhausted daily quota pauses it until the reset (UTC midnight).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import redis
+
+from fieldrelay.targets import TargetLimits
 
 SAFETY = 0.97
 
@@ -48,26 +51,29 @@ class Wait:
 class TargetGate:
     """Ask before each call to a target; tell it what the target's headers said afterwards.
 
-    >>> gate = TargetGate(redis.Redis.from_url(url), {"synchroteam": (120, 60.0)})   # doctest: +SKIP
-    >>> gate.acquire("synchroteam") is None        # None: go ahead                   # doctest: +SKIP
+    >>> gate = TargetGate(redis.Redis.from_url(url), target_limits(settings))   # doctest: +SKIP
+    >>> gate.acquire("synchroteam") is None        # None: go ahead              # doctest: +SKIP
     True
     """
 
-    def __init__(
-        self, client: redis.Redis, limits: dict[str, tuple[int, float]], credentials: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, client: redis.Redis, targets: Mapping[str, TargetLimits]) -> None:
         self.r = client
-        self.limits = dict(limits)
-        self.credentials = credentials or {}
+        self.targets = dict(targets)
         self._acquire = client.register_script(_ACQUIRE)
 
     def _key(self, target: str, part: str) -> str:
-        credential = self.credentials.get(target, "")
-        return f"fieldrelay:gate:{target}:{credential}:{part}"
+        row = self.targets.get(target)
+        return f"fieldrelay:gate:{target}:{row.credential if row else ''}:{part}"
+
+    def _limit(self, target: str) -> tuple[int, float]:
+        row = self.targets.get(target)
+        return (row.rate, row.window) if row else (0, 0.0)
 
     def _interval_ms(self, target: str) -> int:
+        requests, window = self._limit(target)
+        if requests <= 0 or window <= 0:
+            return 0  # an unpaced target stays unpaced, whatever its headers say
         learned = self.r.get(self._key(target, "limit"))
-        requests, window = self.limits.get(target, (0, 0.0))
         if learned is not None:
             requests = int(learned)
         if requests <= 0 or window <= 0:
@@ -79,7 +85,7 @@ class TargetGate:
         # Up to the headroom SAFETY leaves, less one: at 120/window, 2 slots (116.4 + 2 < 120); at
         # 20/window, none. Without credit, four processes that each sleep to their slot miss
         # about one in ten (measured: 89.5% of the limit), because a slot nobody was ready for is gone.
-        requests, _ = self.limits.get(target, (0, 0.0))
+        requests, _ = self._limit(target)
         return max(0, int(requests * (1 - SAFETY)) - 1)
 
     def acquire(self, target: str) -> Wait | None:
@@ -95,7 +101,7 @@ class TargetGate:
     def observe(self, target: str, *, limit: int | None, remaining: int | None, reset_at: float | None,
                 quota_remaining: int | None = None, quota_reset_at: float | None = None) -> bool:
         """Adapt to a response's headers. Returns True when this call exhausted the quota (alert once)."""
-        if limit and limit > 0 and target in self.limits:
+        if limit and limit > 0 and self._limit(target)[0] > 0:
             self.r.set(self._key(target, "limit"), limit, ex=86400)
         if remaining == 0 and reset_at:
             self.block_until(target, reset_at)

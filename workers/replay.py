@@ -9,10 +9,11 @@ from typing import Any
 from fieldrelay.celery_messages import task_message
 from fieldrelay.events import ChangeEvent
 from fieldrelay.queues import EVENTS_QUEUE, PROCESS_EVENT_TASK
+from fieldrelay.queries import EventFilter, list_events
+from fieldrelay.state import PipelineState
+from fieldrelay.steps import Step
 from rules import RuleSet
 from rules.dryrun import explain
-from workers.operations import EventFilter, list_events
-from workers.state import PipelineState
 
 
 class ReplayError(Exception):
@@ -71,7 +72,7 @@ def replay(
             forget_ledger(state, event_id)
         message = task_message(PROCESS_EVENT_TASK, [raw, True], EVENTS_QUEUE, argsrepr=f"replay {event_id}")
         state.r.lpush(EVENTS_QUEUE, message)
-        state.trace(event_id, "event.replay_requested", force=force)
+        state.trace(event_id, Step.REPLAY_REQUESTED, force=force)
         report.replayed.append(event_id)
     return report
 

@@ -5,20 +5,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import hashlib
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from fieldrelay.state import PipelineState, RulesStatus
 from rules import RuleSet, load_rules
 from rules.errors import RuleLoadError
+from rules.files import fingerprint
 
 log = logging.getLogger("fieldrelay.rules")
-
-
-def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
-    files = sorted(p for p in directory.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
-    return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
 
 
 class RuleBook:
@@ -75,7 +73,7 @@ class RuleBook:
         if self.on_reload is not None:
             self.on_reload(self)
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> RulesStatus:
         """What `/readyz` and operators see: the set in force and the last reload's errors."""
         return {
             "ok": self.last_error is None,
@@ -84,3 +82,14 @@ class RuleBook:
             "loaded_at": self.loaded_at,
             "errors": [str(e) for e in self.last_error.errors] if self.last_error else [],
         }
+
+
+def publish_status(state: PipelineState, book: RuleBook, alert: Callable[[str, Mapping[str, str]], None]) -> None:
+    """Share the rule set's health with `/readyz` and operators; a broken reload alerts once per error set."""
+    status = book.status()
+    state.publish_rules_status(status)
+    if status["errors"]:
+        text = "\n".join(status["errors"])
+        digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+        if state.first_alert(f"rules:{digest}", ttl=86400):
+            alert(f"rules reload failed; the last good set stays in force:\n{text}", {"alert": "rules"})

@@ -5,7 +5,10 @@ Both read Redis synchronously in Starlette's thread pool, never on the event loo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import redis
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -13,13 +16,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fieldrelay.metrics import render
+from fieldrelay.poll_metrics import PollCollector
 from fieldrelay.redaction import redactor_for
 from fieldrelay.settings import Settings
+from fieldrelay.state import PipelineState
 from receiver.console.auth import ConsoleAuth
 from receiver.console.rulesview import RulesView
 from receiver.console.views import Console
-from receiver.polling.metrics import PollCollector
-from workers.state import PipelineState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -29,11 +32,14 @@ def sync_redis(settings: Settings) -> redis.Redis:
                                 socket_connect_timeout=2.0, health_check_interval=30)
 
 
-def create_console(settings: Settings, client: redis.Redis | None = None) -> Starlette:
+def create_console(
+    settings: Settings, actions: Mapping[str, type[BaseModel]], client: redis.Redis | None = None
+) -> Starlette:
+    """The console over the pipeline's state; `actions` is the action catalog the rules page loads rules with."""
     redactor = redactor_for(settings)
     token = settings.console_token.get_secret_value() if settings.console_token else ""
     state = PipelineState(client or sync_redis(settings), redactor=redactor)
-    c = Console(state, ConsoleAuth(token), RulesView(settings.rules_dir), redactor)
+    c = Console(state, ConsoleAuth(token), RulesView(settings.rules_dir, actions), redactor)
     routes = [
         Route("/", c.guarded(c.overview), methods=["GET"], name="overview"),
         Route("/login", c.login, methods=["GET", "POST"]),

@@ -5,28 +5,31 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fieldrelay.events import ChangeEvent
+from receiver.webhooks import WebhookError, parse_message, to_events
 from rules import RuleSet, load_rules
 from rules.dryrun import explain
 from rules.errors import RuleLoadError
-from workers.actions.registry import action_params
-from workers.rulebook import fingerprint
+from rules.files import fingerprint
 
 
 class RulesView:
     """The last good rule set, when it loaded, and the errors of the newest attempt (if it failed).
 
     Workers reload the same directory on their own (workers.rulebook); on one host, or with the
-    directory shared, what this shows is what they run.
+    directory shared, what this shows is what they run. `actions` is the workers' action catalog
+    (name -> parameter model), handed in by whoever assembles the receiver process.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, actions: Mapping[str, type[BaseModel]]) -> None:
         self.directory = directory
+        self.actions = actions  # the action catalog: each action's parameter model
         self.ruleset: RuleSet | None = None
         self.loaded_at: float | None = None
         self.checked_at: float | None = None
@@ -45,7 +48,7 @@ class RulesView:
             if seen != self._seen:
                 self._seen = seen
                 try:
-                    self.ruleset = load_rules(self.directory, action_params())
+                    self.ruleset = load_rules(self.directory, self.actions)
                 except RuleLoadError as exc:
                     self.errors = [str(e) for e in exc.errors]
                 else:
@@ -54,8 +57,6 @@ class RulesView:
 
     def dry_run(self, event_text: str, entity_text: str) -> str:
         """`rules.dryrun.explain` for a webhook message or a normalized event (JSON), as text."""
-        from receiver.webhooks import WebhookError, parse_message, to_events
-
         ruleset = self.current().ruleset
         if ruleset is None:
             return "no rule set is loaded (see the errors above)"

@@ -14,13 +14,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from fieldrelay.metrics import SPECS, metric_key
-from fieldrelay.queues import ALL_QUEUES
+from fieldrelay import operations, queries
 from fieldrelay.redaction import Redactor
+from fieldrelay.state import PipelineState
+from fieldrelay.steps import Step
 from receiver.console.auth import COOKIE, ConsoleAuth, read_form
 from receiver.console.rulesview import RulesView
-from workers import operations as ops
-from workers.state import PipelineState
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 OUTCOMES = ("failed", "succeeded", "matched", "no match", "stale", "own write")
@@ -34,6 +33,26 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
+# How the event page shows each trace step (tests/fieldrelay/test_steps.py fails when one is missing).
+TONES: dict[Step, str] = {
+    Step.RECEIVED: "", Step.DUPLICATE: "", Step.STALE: "", Step.OWN_WRITE: "",
+    Step.REPLAY_REQUESTED: "", Step.REPLAYED: "", Step.EVENT_RETRY: "retry", Step.EVENT_FAILED: "failed",
+    Step.NO_RULES: "", Step.RULE_MATCHED: "", Step.RULE_SKIPPED: "",
+    Step.RUN_STARTED: "", Step.RUN_DEBOUNCED: "", Step.RUN_WAITING: "",
+    Step.ACTION_STARTED: "", Step.ACTION_DEFERRED: "", Step.ACTION_RETRY: "retry",
+    Step.ACTION_SUCCEEDED: "succeeded", Step.ACTION_FAILED: "failed", Step.ON_FAILURE_FAILED: "failed",
+    Step.DLQ_RETRIED: "", Step.DLQ_DROPPED: "",
+}
+
+
+def _tone(step: str) -> str:
+    try:
+        return TONES[Step(step)]
+    except ValueError:  # a step from an older version, still in a kept trace
+        return ""
+
+
+TEMPLATES.env.filters["tone"] = _tone
 TEMPLATES.env.filters["when"] = _when
 TEMPLATES.env.filters["pretty"] = _pretty
 TEMPLATES.env.filters["compact"] = lambda value: json.dumps(value, ensure_ascii=False, default=str)
@@ -115,51 +134,30 @@ class Console:
 
     # ---- pages ----
     def overview(self, request: Request) -> Response:
-        r, now = self.state.r, time.time()
-        minute = int(now // 60) * 60
-        pipe = r.pipeline(transaction=False)
-        for name in ("fieldrelay_events_received_total", "fieldrelay_actions_total", "fieldrelay_retries_total",
-                     "fieldrelay_duplicates_dropped_total", "fieldrelay_rule_matches_total"):
-            pipe.hgetall(metric_key(name))
-        for i in range(59, -1, -1):
-            start = minute - i * 60
-            pipe.zcount(self.state.key("events"), start, start + 59.999)
-            pipe.zcount(self.state.key("dlq"), start, start + 59.999)
-        for queue in ALL_QUEUES:
-            pipe.llen(queue)
-        results = pipe.execute()
-        received, actions, retries, duplicates, matches = results[:5]
-        counts = results[5:125]
-        depths = dict(zip(ALL_QUEUES, results[125:], strict=True))
-        outcomes = {"succeeded": 0, "failed": 0}
-        for labels, value in actions.items():
-            outcomes[json.loads(labels)[SPECS["fieldrelay_actions_total"].labels.index("outcome")]] += int(value)
-        events_per_minute, failures_per_minute = counts[0::2], counts[1::2]
-        peak = max([1, *events_per_minute, *failures_per_minute])
-        chart = [{"at": minute - (59 - i) * 60, "events": e, "failures": f,
-                  "h_events": round(60 * e / peak), "h_failures": round(60 * f / peak)}
-                 for i, (e, f) in enumerate(zip(events_per_minute, failures_per_minute, strict=True))]
-        totals = {"received": sum(int(v) for v in received.values()), "matches": sum(int(v) for v in matches.values()),
-                  "retries": sum(int(v) for v in retries.values()),
-                  "duplicates": sum(int(v) for v in duplicates.values()), **outcomes}
-        return self.page(request, "overview.html", totals=totals, chart=chart, peak=peak,
-                         rate_5m=sum(events_per_minute[-5:]) / 5, failures_5m=sum(failures_per_minute[-5:]),
-                         dlq_size=self.state.dlq_size(), depths=depths, targets=ops.target_statuses(self.state))
+        view = queries.overview(self.state)
+        events = [e for _, e, _ in view["minutes"]]
+        failures = [f for _, _, f in view["minutes"]]
+        peak = max([1, *events, *failures])
+        chart = [{"at": at, "events": e, "failures": f, "h_events": round(60 * e / peak),
+                  "h_failures": round(60 * f / peak)} for at, e, f in view["minutes"]]
+        return self.page(request, "overview.html", totals=view["totals"], chart=chart, peak=peak,
+                         rate_5m=sum(events[-5:]) / 5, failures_5m=sum(failures[-5:]),
+                         dlq_size=view["dlq_size"], depths=view["depths"], targets=view["targets"])
 
     def events(self, request: Request) -> Response:
         q = request.query_params
         try:
-            selection = ops.EventFilter(source=q.get("source") or None, entity=q.get("entity") or None,
+            selection = queries.EventFilter(source=q.get("source") or None, entity=q.get("entity") or None,
                                         rule=q.get("rule") or None, outcome=q.get("outcome") or None,
-                                        since=ops.parse_time(q.get("since")), until=ops.parse_time(q.get("until")))
+                                        since=queries.parse_time(q.get("since")), until=queries.parse_time(q.get("until")))
             problem = ""
-        except ops.OperationError as exc:
-            selection, problem = ops.EventFilter(), str(exc)
-        events = ops.list_events(self.state, selection, limit=200)
+        except queries.OperationError as exc:
+            selection, problem = queries.EventFilter(), str(exc)
+        events = queries.list_events(self.state, selection, limit=200)
         return self.page(request, "events.html", events=events, q=dict(q), outcomes=OUTCOMES, problem=problem)
 
     def event(self, request: Request) -> Response:
-        detail = ops.event_detail(self.state, request.path_params["event_id"])
+        detail = queries.event_detail(self.state, request.path_params["event_id"])
         if detail is None:
             return self.page(request, "missing.html", 404, what=f"event {request.path_params['event_id']}")
         detail["event"] = self.redactor.scrub(detail["event"])
@@ -168,14 +166,14 @@ class Console:
     def dead_letters(self, request: Request) -> Response:
         q = request.query_params
         try:
-            selection = ops.Selection(rule=q.get("rule") or None, target=q.get("target") or None,
-                                      entity=q.get("entity") or None, since=ops.parse_time(q.get("since")),
-                                      until=ops.parse_time(q.get("until")))
+            selection = queries.Selection(rule=q.get("rule") or None, target=q.get("target") or None,
+                                      entity=q.get("entity") or None, since=queries.parse_time(q.get("since")),
+                                      until=queries.parse_time(q.get("until")))
             problem = ""
-        except ops.OperationError as exc:
-            selection, problem = ops.Selection(), str(exc)
-        entries = ops.list_dead_letters(self.state, selection)
-        return self.page(request, "dead_letters.html", entries=entries, q=dict(q), targets=ops.TARGETS,
+        except queries.OperationError as exc:
+            selection, problem = queries.Selection(), str(exc)
+        entries = queries.list_dead_letters(self.state, selection)
+        return self.page(request, "dead_letters.html", entries=entries, q=dict(q), targets=queries.TARGETS,
                          problem=problem)
 
     def dead_letter_action(self, request: Request, form: dict[str, str]) -> Response:
@@ -184,8 +182,8 @@ class Console:
             return HTMLResponse("<h1>Not found</h1>", 404)
         back = form.get("back") or f"{request.scope.get('root_path', '')}/dead-letters"
         try:
-            entry = (ops.retry_dead_letter if verb == "retry" else ops.drop_dead_letter)(self.state, dlq_id)
-        except ops.OperationError as exc:
+            entry = (operations.retry_dead_letter if verb == "retry" else operations.drop_dead_letter)(self.state, dlq_id)
+        except queries.OperationError as exc:
             return self.back(request, back, error=str(exc))
         done = "retried: re-enqueued" if verb == "retry" else "dropped"
         return self.back(request, back, msg=f"Dead letter {dlq_id} {done} ({entry.get('rule')}, {entry.get('action')})")
@@ -193,8 +191,7 @@ class Console:
     def rules_page(self, request: Request, result: str | None = None, event_text: str = "",
                    entity_text: str = "") -> Response:
         view = self.rules.current()
-        raw = self.state.r.get(self.state.key("rules", "status"))  # what the workers published on reload
-        workers = json.loads(raw) if raw else None
+        workers = self.state.rules_status()  # what the workers published on reload
         return self.page(request, "rules.html", view=view, rules=view.ruleset.rules if view.ruleset else [],
                          workers=workers, result=result, event_text=event_text, entity_text=entity_text)
 
@@ -207,7 +204,7 @@ class Console:
         return self.rules_page(request, result, event_text, entity_text)
 
     def targets(self, request: Request) -> Response:
-        return self.page(request, "targets.html", targets=ops.target_statuses(self.state))
+        return self.page(request, "targets.html", targets=queries.target_statuses(self.state))
 
     def target_action(self, request: Request, form: dict[str, str]) -> Response:
         name, verb = request.path_params["name"], request.path_params["verb"]
@@ -216,9 +213,9 @@ class Console:
         back = f"{request.scope.get('root_path', '')}/targets"
         try:
             if verb == "pause":
-                ops.pause_target(self.state, name, form.get("reason", "").strip() or "paused from the console")
+                operations.pause_target(self.state, name, form.get("reason", "").strip() or "paused from the console")
             else:
-                ops.resume_target(self.state, name)
-        except ops.OperationError as exc:
+                operations.resume_target(self.state, name)
+        except queries.OperationError as exc:
             return self.back(request, back, error=str(exc))
         return self.back(request, back, msg=f"{name} {'paused' if verb == 'pause' else 'resumed'}")

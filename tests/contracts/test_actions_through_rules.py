@@ -8,7 +8,7 @@ through `pipeline.run_action`, with the real Redis state and the real connectors
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +17,23 @@ import redis
 from pydantic import SecretStr
 
 from fieldrelay.events import ChangeEvent, EntityRef, FieldChange
-from fieldrelay.queues import ACTION_QUEUES
 from fieldrelay.settings import Settings
+from fieldrelay.state import PipelineState
+from fieldrelay.targets import target_limits
 from rules import load_rules
 from sandbox.faults import Fault
 from sandbox.runner import SandboxRunner
 from sandbox.synergist_store import SynergistState
 from tests.contracts.conftest import PASSWORD, SYNCHROTEAM_KEY, Served
 from workers import pipeline
-from workers.actions.context import SettingsClients
 from workers.actions.registry import ACTIONS, action_params
+from workers.clients import SettingsClients
 from workers.connectors.outbound import OutboundUnavailable
 from workers.echo import EchoGuard
 from workers.gate import TargetGate
 from workers.rulebook import RuleBook
 from workers.runs import RunCoordinator
-from workers.state import PipelineState
+from workers.runtime import Runtime
 
 JOB_ID = 35769  # seeded: a completed repair job of customer 39 "Big Bang Burger Bar" at location 33
 
@@ -57,7 +58,7 @@ class World:
     def url(self, name: str) -> str:
         return self.runner.urls[name]
 
-    def runtime(self, rules: str) -> pipeline.Runtime:
+    def runtime(self, rules: str) -> Runtime:
         (self.rules_dir / "rules.yaml").write_text(rules.replace("HOOK_URL", self.url("hook")))
         load_rules(self.rules_dir, action_params())  # the file must load: every parameter checked at file:line
         settings = Settings(
@@ -74,25 +75,26 @@ class World:
             http_timeout=5.0,
         )
         self.clients = SettingsClients(settings)
-        return pipeline.Runtime(
+        unpaced = {name: replace(row, rate=0) for name, row in target_limits(settings).items()}
+        return Runtime(
             state=PipelineState(self.redis),
             clients=self.clients,
             rulebook=RuleBook(self.rules_dir, action_params()),
             enqueue_action=lambda *args: self.enqueued.append(args),
-            queue_for_target=ACTION_QUEUES.__getitem__,
-            gate=TargetGate(self.redis, {}),  # no pacing: these tests stay far below the sandbox's limit
+                gate=TargetGate(self.redis, unpaced),  # these tests stay far below the sandbox's limit
+            targets=unpaced,
             runs=RunCoordinator(self.redis),
             echoes=EchoGuard(self.redis),
             schedule=lambda *args: pytest.fail(f"nothing should be delayed here: {args}"),
         )
 
-    def deliver(self, rt: pipeline.Runtime, event: ChangeEvent, task_id: str = "task-1") -> list[dict[str, Any]]:
+    def deliver(self, rt: Runtime, event: ChangeEvent, task_id: str = "task-1") -> list[dict[str, Any]]:
         """`process_event`, then every action task it chains, in order, like one worker would."""
         verdicts = pipeline.process_event(event, task_id, rt)
         assert [v.matched for v in verdicts] == [True]
         return self.drain(rt)
 
-    def drain(self, rt: pipeline.Runtime) -> list[dict[str, Any]]:
+    def drain(self, rt: Runtime) -> list[dict[str, Any]]:
         results = []
         while self.enqueued:
             event_id, digest, index, _queue = self.enqueued.pop(0)
@@ -519,7 +521,7 @@ def clear_ledger(w: World) -> int:
     return w.redis.delete(*keys) if keys else 0
 
 
-def redeliver(w: World, rt: pipeline.Runtime, event: ChangeEvent) -> list[dict[str, Any]]:
+def redeliver(w: World, rt: Runtime, event: ChangeEvent) -> list[dict[str, Any]]:
     """Celery redelivers every action task of `event` (acks_late after a crash): run them all again."""
     tasks = [(e, d, i) for e, d, i in w.ran if e == event.id]
     results = [pipeline.run_action(e, d, i, rt) for e, d, i in tasks]

@@ -9,8 +9,8 @@ import httpx
 import pytest
 import redis
 
-from fieldrelay.devstack import Stack, StackConfig
-from fieldrelay.embedded_redis import free_port
+from fieldrelay_cli.devstack import Stack, StackConfig
+from fieldrelay_cli.embedded_redis import free_port
 from tests.pipeline_waits import PipelineWaits
 
 ROOT = Path(__file__).parents[2]

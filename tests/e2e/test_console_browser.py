@@ -16,9 +16,9 @@ import httpx
 import pytest
 import redis
 
-from fieldrelay.devstack import SANDBOX_SYNCHROTEAM_KEY, Stack, StackConfig
-from fieldrelay.embedded_redis import free_port
-from workers.state import PipelineState
+from fieldrelay.state import PipelineState
+from fieldrelay_cli.devstack import SANDBOX_SYNCHROTEAM_KEY, Stack, StackConfig
+from fieldrelay_cli.embedded_redis import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

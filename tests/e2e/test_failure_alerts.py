@@ -9,10 +9,10 @@ import httpx
 import pytest
 import redis
 
-from fieldrelay.devstack import SANDBOX_PASSWORD, SANDBOX_SYNCHROTEAM_KEY, Stack, StackConfig
-from fieldrelay.embedded_redis import free_port
+from fieldrelay.state import PipelineState
+from fieldrelay_cli.devstack import SANDBOX_PASSWORD, SANDBOX_SYNCHROTEAM_KEY, Stack, StackConfig
+from fieldrelay_cli.embedded_redis import free_port
 from tests.sentry_server import SentryCapture
-from workers.state import PipelineState
 
 pytestmark = pytest.mark.e2e
 

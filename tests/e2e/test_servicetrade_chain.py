@@ -11,8 +11,8 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from fieldrelay.devstack import SANDBOX_PASSWORD, SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER, Stack, StackConfig
-from fieldrelay.embedded_redis import free_port
+from fieldrelay_cli.devstack import SANDBOX_PASSWORD, SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER, Stack, StackConfig
+from fieldrelay_cli.embedded_redis import free_port
 from tests.e2e.conftest import Pipeline
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.connectors.synchroteam import SynchroteamClient

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fieldrelay.devstack import SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER
+from fieldrelay_cli.devstack import SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER
 
 pytestmark = pytest.mark.e2e
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import redis
 
-from fieldrelay.devstack import SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER, Stack, StackConfig
-from fieldrelay.embedded_redis import free_port
+from fieldrelay_cli.devstack import SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER, Stack, StackConfig
+from fieldrelay_cli.embedded_redis import free_port
 from tests.pipeline_waits import PipelineWaits
 
 TOKEN = "fault-token"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from fieldrelay.devstack import SANDBOX_PASSWORD, SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER
+from fieldrelay_cli.devstack import SANDBOX_PASSWORD, SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER
 from tests.faults.conftest import CUSTOMER, TOKEN, FaultStack, job_sends
 from workers.connectors.servicetrade import ServiceTradeClient
 

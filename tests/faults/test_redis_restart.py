@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fieldrelay.embedded_redis import EmbeddedRedis, free_port
+from fieldrelay_cli.embedded_redis import EmbeddedRedis, free_port
 from tests.faults.conftest import FaultStack, batches, job_sends, unpaced, webhook
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -157,7 +157,7 @@ def test_busy_workers_reconnect_after_redis_restart_mid_run(aof_redis, fault_sta
         raise BrokerLossBug("the worker exited when Redis went away")
 
     expected = {f"st-job-{i}" for i in ids}
-    # Generous: a step whose lock outlived the outage waits out its 120 s lease (workers/state.py lock_step).
+    # Generous: a step whose lock outlived the outage waits out its 120 s lease (fieldrelay/state.py lock_step).
     deadline, quiet_since = time.monotonic() + 200, None
     while not expected <= (jobs := set(handle.jobs())):
         now = time.monotonic()

@@ -73,7 +73,7 @@ def test_random_child_kills_lose_nothing_and_duplicate_no_job(fault_stack):
     elapsed = time.monotonic() - started
     log = (handle.config.log_dir / "worker1.log").read_text(errors="replace")  # type: ignore[operator]
     interrupted = log.count("Task handler raised error: WorkerLostError")
-    # A child killed inside an action leaves that step's lock (workers/state.py lock_step) to its 120 s lease.
+    # A child killed inside an action leaves that step's lock (fieldrelay/state.py lock_step) to its 120 s lease.
     busy = log.count('"reason":"busy"')
 
     expected = {f"st-job-{i}" for i in ids}

@@ -16,8 +16,8 @@ import redis
 from fieldrelay.logs import JsonFormatter, logging_config
 from fieldrelay.redaction import Redactor
 from fieldrelay.settings import Settings
+from fieldrelay.state import PipelineState
 from tests.sentry_server import SentryCapture
-from workers.state import PipelineState
 
 ROOT = Path(__file__).parents[2]
 SECRET = "synchro-secret-0001"
@@ -109,7 +109,8 @@ from celery import signals
 from celery.beat import Scheduler
 from workers.celery_app import app
 
-signals.beat_init.send(sender=None)  # what `celery beat` sends once its scheduler starts
+app.loader.init_worker()  # what `celery beat` does first: import the task and signal modules (Beat.run)
+signals.beat_init.send(sender=None)  # what it sends once its scheduler starts
 scheduler = Scheduler(app, lazy=True)
 scheduler.setup_schedule()
 entry = scheduler.schedule["poll servicetrade.job"]
@@ -129,8 +130,8 @@ def test_beat_schedules_check_in_to_sentry_crons(redis_server, tmp_path):
     run, so the beat side runs Celery's `Scheduler.apply_entry` directly, after the `beat_init`
     signal that `fieldrelay beat` sends; a real worker runs the poll.
     """
-    from fieldrelay.devstack import Stack, StackConfig
-    from fieldrelay.embedded_redis import free_port
+    from fieldrelay_cli.devstack import Stack, StackConfig
+    from fieldrelay_cli.embedded_redis import free_port
 
     redis.Redis.from_url(redis_server).flushdb()
     with SentryCapture() as sentry:

@@ -9,7 +9,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from fieldrelay.metrics import observe, render
-from workers.state import PipelineState
+from fieldrelay.state import PipelineState
 
 EVENT = {"source": "servicetrade", "via": "webhook", "action": "updated", "occurred_at": 1700000000,
          "entity": {"type": "job", "id": 35769, "uri": None}, "message_id": "m-1", "changes": None}

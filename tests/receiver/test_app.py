@@ -12,11 +12,12 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from fieldrelay.embedded_redis import free_port
 from fieldrelay.queues import EVENTS_QUEUE, INGEST_TASK
 from fieldrelay.settings import Settings
+from fieldrelay_cli.embedded_redis import free_port
 from receiver.app import MAX_BODY, create_app
 from receiver.spool import Spool
+from workers.actions.registry import action_params
 
 SAMPLE = {
     "messageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
@@ -41,7 +42,7 @@ def make_client(redis_url: str, tmp_path) -> Iterator[Callable[..., TestClient]]
     clients: list[TestClient] = []
 
     def factory(url: str = redis_url, tokens: str = "tok-new,tok-old") -> TestClient:
-        client = TestClient(create_app(Settings(redis_url=url, webhook_tokens=tokens, data_dir=tmp_path)))
+        client = TestClient(create_app(Settings(redis_url=url, webhook_tokens=tokens, data_dir=tmp_path), action_params()))
         client.__enter__()
         clients.append(client)
         return client

@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from fieldrelay.embedded_redis import free_port
+from fieldrelay_cli.embedded_redis import free_port
 from receiver.publisher import EventPublisher
 
 

@@ -13,10 +13,11 @@ import redis
 import redis.asyncio as aioredis
 from starlette.testclient import TestClient
 
-from fieldrelay.embedded_redis import EmbeddedRedis, free_port
 from fieldrelay.settings import Settings
+from fieldrelay_cli.embedded_redis import EmbeddedRedis, free_port
 from receiver.app import create_app
 from receiver.spool import Spool
+from workers.actions.registry import action_params
 
 SAMPLE = json.loads((Path(__file__).parents[2] / "examples" / "webhook-sample.json").read_text())
 
@@ -25,7 +26,7 @@ def test_outage_spools_and_the_spool_is_replayed_when_redis_returns(tmp_path):
     port = free_port()
     settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", webhook_tokens="tok", data_dir=tmp_path,
                         spool_replay_interval=0.1)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, action_params())) as client:
         for _ in range(2):
             assert client.post("/webhooks/servicetrade/tok", json=SAMPLE).status_code == 503
         assert Spool(tmp_path / "spool").pending() == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rules import Rule, build_context, load_rules, render_params
+from rules import build_context, load_rules, render_params, rule_from_json
 from tests.rules.conftest import job_record
 
 EXAMPLES = Path(__file__).parents[2] / "rules" / "examples"
@@ -15,11 +15,11 @@ def test_rule_json_round_trip_is_cached(action_params, make_event):
     ruleset = load_rules(EXAMPLES, action_params)
     rule = ruleset.rules[0]
     data = json.loads(json.dumps(rule.to_json()))
-    again = Rule.from_json(data)
+    again = rule_from_json(data)
     assert again.name == rule.name and again.digest == rule.digest and again.needs_entity
     assert [(c.name, c.id, c.params, c.line) for c in again.then] == [
         (c.name, c.id, c.params, c.line) for c in rule.then]
-    assert Rule.from_json(data) is again
+    assert rule_from_json(data) is again
     event = make_event(changes={"status": ("scheduled", "completed")})
     context = build_context(event, job_record(), steps={"customer": {"myId": "st-company-39"}})
     assert render_params(again.then[1], context) == {
@@ -32,7 +32,7 @@ def test_from_json_keeps_the_compiled_condition_and_flags(load, make_event):
                    "    if: {not: \"entity.x\"}\n"
                    "    then: [{http.request: {url: x}}]\n    on_failure: [{http.request: {url: y}}]\n")
     rule = ruleset.rules[0]
-    again = Rule.from_json(json.loads(json.dumps(rule.to_json())))
+    again = rule_from_json(json.loads(json.dumps(rule.to_json())))
     assert (again.priority, again.mode, again.debounce, again.vars, again.needs_entity) == (
         2, "parallel", 3, {"v": 1}, True)
     assert again.when == rule.when and again.if_ == rule.if_

@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from rules import ActionCall, Rule, RuleLoadError, TemplateError, build_context, load_rules, render_params
+from rules import (
+    ActionCall,
+    RuleLoadError,
+    TemplateError,
+    build_context,
+    load_rules,
+    render_params,
+    rule_from_json,
+)
 from rules.dryrun import explain, render_calls
 
 TOKEN = "xoxb-very-secret-token"
@@ -53,7 +61,7 @@ def test_the_value_is_never_in_the_stored_rule(secret_rules, make_event, monkeyp
     stored = json.dumps(rule.to_json())
     assert TOKEN not in stored
     assert "CHAT_TOKEN" in stored
-    again = Rule.from_json(json.loads(stored))
+    again = rule_from_json(json.loads(stored))
     rendered = render_params(again.then[0], build_context(make_event(), None, env={"CHAT_TOKEN": TOKEN}))
     assert rendered["headers"]["Authorization"] == TOKEN
 

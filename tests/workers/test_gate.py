@@ -7,7 +7,12 @@ import time
 
 import redis
 
+from fieldrelay.targets import TargetLimits
 from workers.gate import SAFETY, TargetGate
+
+
+def limits(rate: int, window: float, credential: str = "") -> dict[str, TargetLimits]:
+    return {"synchroteam": TargetLimits("synchroteam", "actions.synchroteam", rate, window, credential=credential)}
 
 
 def take_all(gate: TargetGate, target: str, seconds: float) -> list[float]:
@@ -22,13 +27,13 @@ def take_all(gate: TargetGate, target: str, seconds: float) -> list[float]:
     return granted
 
 
-def compete(redis_url: str, limits: dict[str, tuple[int, float]], seconds: float, takers: int = 4) -> list[float]:
+def compete(redis_url: str, targets: dict[str, TargetLimits], seconds: float, takers: int = 4) -> list[float]:
     """Grant times when `takers` threads, each with its own Redis client, take slots for `seconds`."""
     results: list[list[float]] = []
 
     def worker() -> None:
         client = redis.Redis.from_url(redis_url)
-        results.append(take_all(TargetGate(client, limits), "synchroteam", seconds))
+        results.append(take_all(TargetGate(client, targets), "synchroteam", seconds))
         client.close()
 
     threads = [threading.Thread(target=worker) for _ in range(takers)]
@@ -40,7 +45,7 @@ def compete(redis_url: str, limits: dict[str, tuple[int, float]], seconds: float
 
 
 def test_many_threads_share_one_rate(redis_url):
-    granted = compete(redis_url, {"synchroteam": (20, 1.0)}, 2.0)  # 20 per second
+    granted = compete(redis_url, limits(20, 1.0), 2.0)  # 20 per second
     # 4 competing takers together get the one shared rate, never more.
     assert 20 * SAFETY * 2 - 3 <= len(granted) <= 20 * 2 + 1
     for i in range(len(granted) - 20):  # no 1-second window holds more than the limit
@@ -48,7 +53,7 @@ def test_many_threads_share_one_rate(redis_url):
 
 
 def test_headers_block_until_reset_and_learn_the_limit(redis_client):
-    gate = TargetGate(redis_client, {"synchroteam": (120, 60.0)})
+    gate = TargetGate(redis_client, limits(120, 60.0))
     assert gate.acquire("synchroteam") is None
     gate.observe("synchroteam", limit=60, remaining=0, reset_at=time.time() + 5)
     wait = gate.acquire("synchroteam")
@@ -57,7 +62,7 @@ def test_headers_block_until_reset_and_learn_the_limit(redis_client):
 
 
 def test_quota_pauses_until_reset_and_alerts_once(redis_client):
-    gate = TargetGate(redis_client, {"synchroteam": (120, 60.0)})
+    gate = TargetGate(redis_client, limits(120, 60.0))
     reset = time.time() + 100
     assert gate.quota_exhausted("synchroteam", reset) is True
     assert gate.quota_exhausted("synchroteam", reset) is False
@@ -74,15 +79,14 @@ def test_a_paused_target_waits_and_others_do_not(redis_client):
 
 
 def test_credentials_get_separate_budgets(redis_client):
-    limits = {"synchroteam": (1, 60.0)}
-    a = TargetGate(redis_client, limits, {"synchroteam": "domain-a"})
-    b = TargetGate(redis_client, limits, {"synchroteam": "domain-b"})
+    a = TargetGate(redis_client, limits(1, 60.0, "domain-a"))
+    b = TargetGate(redis_client, limits(1, 60.0, "domain-b"))
     assert a.acquire("synchroteam") is None and b.acquire("synchroteam") is None
     assert a.acquire("synchroteam") is not None
 
 
 def test_credit_for_missed_slots_never_overfills_a_window(redis_url):
-    granted = compete(redis_url, {"synchroteam": (120, 2.0)}, 4.0)  # 60 per second, with 2 slots of credit
+    granted = compete(redis_url, limits(120, 2.0), 4.0)  # 60 per second, with 2 slots of credit
     assert len(granted) >= 0.85 * 240
     for i in range(len(granted) - 120):  # any 2-second window, wherever it starts, holds at most 120
         assert granted[i + 120] - granted[i] >= 2.0 - 0.02

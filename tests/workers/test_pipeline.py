@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +12,21 @@ import pytest
 import redis
 
 from fieldrelay.events import ChangeEvent, EntityRef, FieldChange
-from fieldrelay.queues import ACTION_QUEUES
 from fieldrelay.settings import Settings
-from workers import pipeline
-from workers.actions.context import SettingsClients
+from fieldrelay.state import PipelineState
+from fieldrelay.targets import next_reset, target_limits
+from rules import rule_from_json
+from workers import lifecycle, pipeline
 from workers.actions.registry import action_params
+from workers.admission import Deferred
+from workers.clients import SettingsClients
 from workers.connectors.errors import Unavailable
 from workers.echo import EchoGuard
+from workers.execute import PipelineError, fetch_entity, idempotency_key
 from workers.gate import TargetGate
 from workers.rulebook import RuleBook
 from workers.runs import RunCoordinator
-from workers.state import PipelineState
+from workers.runtime import Runtime
 
 RULES = """
 rules:
@@ -85,13 +90,13 @@ def runtime(redis_client: redis.Redis, tmp_path: Path, apis: FakeAPIs):
                         synchroteam_domain="d", synchroteam_api_key="k")
     enqueued: list[tuple[str, str, int, str]] = []
     scheduled: list[tuple[str, list, str, float]] = []
-    rt = pipeline.Runtime(
+    rt = Runtime(
         state=PipelineState(redis_client),
         clients=SettingsClients(settings, transport=httpx.MockTransport(apis)),
         rulebook=RuleBook(tmp_path, action_params()),
         enqueue_action=lambda *args: enqueued.append(args),
-        queue_for_target=ACTION_QUEUES.__getitem__,
-        gate=TargetGate(redis_client, {"synchroteam": (120, 60.0)}),
+        gate=TargetGate(redis_client, target_limits(settings)),
+        targets=target_limits(settings),
         runs=RunCoordinator(redis_client),
         echoes=EchoGuard(redis_client),
         schedule=lambda *args: scheduled.append(args),
@@ -169,7 +174,7 @@ def test_invalid_rendered_parameters_fail_permanently_with_the_field(runtime, tm
     pipeline.process_event(event, "task-1", runtime)
     _, digest, _, _ = runtime.enqueued.pop()
     pipeline.run_action(event.id, digest, 0, runtime)
-    with pytest.raises(pipeline.PipelineError, match=r"synchroteam\.job\.upsert parameters: myId"):
+    with pytest.raises(PipelineError, match=r"synchroteam\.job\.upsert parameters: myId"):
         pipeline.run_action(event.id, digest, 1, runtime)
 
 
@@ -195,7 +200,7 @@ def test_a_429_defers_without_failing_and_blocks_the_target_until_reset(runtime,
         429, json={"error": "Too Many Requests", "message": "You have gone above your rate limit"},
         headers={"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)})
     event_id, digest = first_action(runtime)
-    with pytest.raises(pipeline.Deferred) as deferred:
+    with pytest.raises(Deferred) as deferred:
         pipeline.run_action(event_id, digest, 0, runtime)
     assert deferred.value.reason == "blocked" and 25 < deferred.value.seconds <= 31
     wait = runtime.gate.acquire("synchroteam")
@@ -211,10 +216,10 @@ def test_an_exhausted_quota_pauses_the_target_and_alerts_once(runtime, apis):
         headers={"X-Quota-Limit": "10000", "X-Quota-Remaining": "0"})
     event_id, digest = first_action(runtime)
     for _ in range(3):
-        with pytest.raises(pipeline.Deferred) as deferred:
+        with pytest.raises(Deferred) as deferred:
             pipeline.run_action(event_id, digest, 0, runtime)
         assert deferred.value.reason in ("quota",)
-    assert deferred.value.seconds == pytest.approx(pipeline.next_utc_midnight() - __import__("time").time(), abs=5)
+    assert deferred.value.seconds == pytest.approx(next_reset(time.time()) - time.time(), abs=5)
     assert [tags for _, tags in alerts] == [{"target": "synchroteam", "alert": "quota"}]
 
 
@@ -240,7 +245,7 @@ rules:
     [(task, (run_key, digest), _, delay)] = runtime.scheduled
     assert task == "fieldrelay.next_run" and delay >= 1.0
 
-    pipeline.next_run(run_key, digest, "", runtime)  # the debounce falls due
+    lifecycle.next_run(run_key, digest, "", runtime)  # the debounce falls due
     [(event_id, digest, index, _)] = runtime.enqueued
     assert event_id == burst[-1].id
     pipeline.run_action(event_id, digest, index, runtime)
@@ -315,21 +320,21 @@ def test_entities_of_polled_systems_are_fetched_from_their_own_api():
     clients = SettingsClients(settings, transport=httpx.MockTransport(handler))
     job = ChangeEvent(source="synchroteam", via="poll", action="updated", entity=EntityRef(type="job", id="265_1"),
                       occurred_at=1)
-    assert pipeline.fetch_entity(job, clients) == {"id": "265_1", "status": "completed"}
+    assert fetch_entity(job, clients) == {"id": "265_1", "status": "completed"}
     activity = ChangeEvent(source="synergist", via="poll", action="created",
                            entity=EntityRef(type="activity", id=6712), occurred_at=1)
-    assert pipeline.fetch_entity(activity, clients)["activitySubject"] == "Visit"
+    assert fetch_entity(activity, clients)["activitySubject"] == "Visit"
     gone = job.model_copy(update={"entity": EntityRef(type="customer", id=9)})
-    assert pipeline.fetch_entity(gone, clients) is None  # 404: the record is gone
+    assert fetch_entity(gone, clients) is None  # 404: the record is gone
     assert seen[0] == "/api/v3/job/details?id=265_1"
 
 
 def test_a_step_already_running_elsewhere_defers_instead_of_racing(runtime):
     event_id, digest = first_action(runtime)
-    rule = pipeline.Rule.from_json(runtime.state.load_rule(digest))
-    key = pipeline.idempotency_key(completed(), rule, 0, rule.then[0])
+    rule = rule_from_json(runtime.state.load_rule(digest))
+    key = idempotency_key(completed(), rule, 0, rule.then[0])
     held = runtime.state.lock_step(key)
-    with pytest.raises(pipeline.Deferred) as deferred:
+    with pytest.raises(Deferred) as deferred:
         pipeline.run_action(event_id, digest, 0, runtime)
     assert deferred.value.reason == "busy"
     runtime.state.unlock_step(key, held)
@@ -343,7 +348,7 @@ def test_idempotency_keys_survive_an_inserted_step(runtime, tmp_path):
     def keys(yaml: str) -> dict[str, str]:
         (tmp_path / "rules.yaml").write_text(yaml)
         rule = load_rules(tmp_path, action_params()).rules[0]
-        return {c.name: pipeline.idempotency_key(completed(), rule, i, c) for i, c in enumerate(rule.then)}
+        return {c.name: idempotency_key(completed(), rule, i, c) for i, c in enumerate(rule.then)}
 
     head = "rules:\n  - name: r\n    when: {source: servicetrade, entity: job}\n    then:\n"
     log = "      - synergist.activity.create: {activityActivitytypeCode: A, activityClientCode: C}\n"
@@ -397,10 +402,22 @@ rules:
 
 def test_a_redelivered_task_takes_back_its_own_step_lock(runtime, apis):
     event_id, digest = first_action(runtime)
-    rule = pipeline.Rule.from_json(runtime.state.load_rule(digest))
-    key = pipeline.idempotency_key(completed(), rule, 0, rule.then[0])
+    rule = rule_from_json(runtime.state.load_rule(digest))
+    key = idempotency_key(completed(), rule, 0, rule.then[0])
     assert runtime.state.lock_step(key, "task-A") == "task-A"  # then task-A was killed holding it
-    with pytest.raises(pipeline.Deferred):
+    with pytest.raises(Deferred):
         pipeline.run_action(event_id, digest, 0, runtime, owner="task-B")
     pipeline.run_action(event_id, digest, 0, runtime, owner="task-A")  # its redelivery
     assert [p for p, _ in apis.sent] == ["/api/v3/customer/send"]
+
+
+def test_the_rate_headers_a_target_sent_are_recorded_for_operators(runtime, apis):
+    apis.synchroteam_answer = httpx.Response(200, json={"id": 1, "myId": "st-company-39"},
+                                             headers={"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "3",
+                                                      "X-Quota-Remaining": "900"})
+    event_id, digest = first_action(runtime)
+    pipeline.run_action(event_id, digest, 0, runtime)
+    runtime.record_rates()
+    assert runtime.state.target_rate("synchroteam")["remaining"] == 3
+    assert runtime.state.target_rate("synchroteam")["quota_remaining"] == 900
+    assert runtime.state.target_rate("synergist") == {}  # documents no rate headers: nothing to record

@@ -8,12 +8,12 @@ import json
 import pytest
 import redis
 
-from fieldrelay.cli import main
+from fieldrelay.queries import EventFilter
+from fieldrelay.state import PipelineState
+from fieldrelay_cli.main import main
 from rules import load_rules
 from workers.actions.registry import action_params
-from workers.operations import EventFilter
 from workers.replay import ReplayError, forget_ledger, replay, select
-from workers.state import PipelineState
 
 EVENT = {"source": "servicetrade", "via": "webhook", "action": "updated", "occurred_at": 1401833052,
          "entity": {"type": "job", "id": 35769, "uri": "https://api.servicetrade.com/api/job/35769"},

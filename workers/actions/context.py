@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -11,9 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    import httpx
-
-    from fieldrelay.settings import Settings
+    from workers.connectors.errors import RateInfo
     from workers.connectors.outbound import OutboundClient
     from workers.connectors.servicetrade import ServiceTradeClient
     from workers.connectors.synchroteam import SynchroteamClient
@@ -58,93 +55,9 @@ class Clients(Protocol):
     @property
     def http(self) -> OutboundClient: ...
 
-
-class SettingsClients:
-    """``Clients`` built lazily from ``Settings``; share one per worker process.
-
-    >>> clients = SettingsClients(load_settings())  # doctest: +SKIP
-    >>> clients.synchroteam.upsert_job({"myId": "st-1", "customer": {"myId": "st-9"}})  # doctest: +SKIP
-    """
-
-    def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
-        self.settings, self._transport = settings, transport
-        self._lock = threading.Lock()
-        self._built: dict[str, Any] = {}
-
-    def close(self) -> None:
-        """Close every client built so far (their connection pools)."""
-        with self._lock:
-            built, self._built = self._built, {}
-        for client in built.values():
-            client.close()
-
-    def _transport_for(self, system: str) -> httpx.BaseTransport | None:
-        """The transport a system's client is built with (once, under the lock); subclasses wrap it."""
-        return self._transport
-
-    def _once(self, name: str, build: Callable[[], Any]) -> Any:
-        with self._lock:
-            if name not in self._built:
-                self._built[name] = build()
-            return self._built[name]
-
-    @property
-    def servicetrade(self) -> ServiceTradeClient:
-        from workers.connectors.servicetrade import ServiceTradeClient
-
-        s = self.settings
-        return self._once(
-            "servicetrade",
-            lambda: ServiceTradeClient(
-                s.servicetrade_base_url,
-                s.servicetrade_username,
-                s.servicetrade_password,
-                transport=self._transport_for("servicetrade"),
-                timeout=s.http_timeout,
-            ),
-        )
-
-    @property
-    def synchroteam(self) -> SynchroteamClient:
-        from workers.connectors.synchroteam import SynchroteamClient
-
-        s = self.settings
-        return self._once(
-            "synchroteam",
-            lambda: SynchroteamClient(
-                s.synchroteam_base_url,
-                s.synchroteam_domain,
-                s.synchroteam_api_key,
-                transport=self._transport_for("synchroteam"),
-                timeout=s.http_timeout,
-            ),
-        )
-
-    @property
-    def synergist(self) -> SynergistClient:
-        from workers.connectors.synergist import SynergistClient
-
-        s = self.settings
-        return self._once(
-            "synergist",
-            lambda: SynergistClient(
-                s.synergist_base_url,
-                s.synergist_user,
-                s.synergist_password,
-                s.synergist_company,
-                sha512password=s.synergist_sha512password,
-                transport=self._transport_for("synergist"),
-                timeout=s.http_timeout,
-            ),
-        )
-
-    @property
-    def http(self) -> OutboundClient:
-        from workers.connectors.outbound import OutboundClient
-
-        return self._once(
-            "http", lambda: OutboundClient(transport=self._transport, timeout=self.settings.http_timeout)
-        )
+    def last_rate(self, target: str) -> RateInfo | None:
+        """The rate-limit headers of the target's last answer, if its API sends them."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from workers.actions.context import (
     Clients,
     LinkStore,
     MemoryLinkStore,
-    SettingsClients,
 )
 
 __all__ = [
@@ -19,7 +18,6 @@ __all__ = [
     "Clients",
     "LinkStore",
     "MemoryLinkStore",
-    "SettingsClients",
     "action_params",
 ]
 

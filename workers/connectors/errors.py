@@ -7,6 +7,7 @@ so callers catch either ``Rejected`` or ``SynchroteamError``)::
      └── ConnectorError(api, status, path, detail)
           ├── Unavailable            network error, timeout, 5xx: retryable
           │    └── RateLimited       429 (or equivalent), ``reset_at`` Unix seconds or None
+          │         └── QuotaExceeded  a request quota used up: wait for the quota's reset
           └── Rejected               4xx: permanent, retrying will not help
                ├── NotFound          404 / record missing
                └── AuthFailed        bad or missing credentials
@@ -18,6 +19,7 @@ argument goes to ``Exception.__init__`` so the errors survive pickling (Celery c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +60,10 @@ class RateLimited(Unavailable):
         self.reset_at = reset_at
 
 
+class QuotaExceeded(RateLimited):
+    """A request quota is used up; the target's documented reset (`fieldrelay.targets`) says when it returns."""
+
+
 class Rejected(ConnectorError):
     """The API refused the request (4xx): retrying the same call will not help."""
 
@@ -92,6 +98,38 @@ class ErrorFamily:
         if status == 401:
             return self.auth_failed(self.api, status, path, detail, rate)
         return self.rejected(self.api, status, path, detail, rate)
+
+
+@dataclass(frozen=True)
+class RateInfo:
+    """The rate-limit and quota headers of one response (None where absent).
+
+    000 (Synchroteam API v3), "Rate Limits and Quotas": X-RateLimit-Limit, X-RateLimit-Remaining,
+    X-RateLimit-Reset ("A UTC Unix timestamp"), X-Quota-Limit and X-Quota-Remaining on every answer.
+    """
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: float | None = None
+    quota_limit: int | None = None
+    quota_remaining: int | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> RateInfo:
+        def number(name: str) -> int | None:
+            try:
+                return int(headers[name])
+            except (KeyError, ValueError):
+                return None
+
+        reset = number("X-RateLimit-Reset")
+        return cls(
+            limit=number("X-RateLimit-Limit"),
+            remaining=number("X-RateLimit-Remaining"),
+            reset_at=None if reset is None else float(reset),
+            quota_limit=number("X-Quota-Limit"),
+            quota_remaining=number("X-Quota-Remaining"),
+        )
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

@@ -13,6 +13,7 @@ from workers.connectors.errors import (
     ConnectorError,
     ErrorFamily,
     NotFound,
+    RateInfo,
     RateLimited,
     Rejected,
     Unavailable,
@@ -58,6 +59,8 @@ class OutboundClient:
     >>> OutboundClient().request("POST", "https://hooks.example/x", json={"a": 1})  # doctest: +SKIP
     {'status': 200, 'json': {...}, 'text': None}
     """
+
+    last_rate: RateInfo | None = None  # this API documents no rate-limit headers
 
     def __init__(self, *, transport: httpx.BaseTransport | None = None, timeout: float = 10.0) -> None:
         self._http = open_client("", transport=transport, timeout=timeout)

@@ -16,6 +16,7 @@ from workers.connectors.errors import (
     ConnectorError,
     ErrorFamily,
     NotFound,
+    RateInfo,
     RateLimited,
     Rejected,
     Unavailable,
@@ -104,6 +105,8 @@ class ServiceTradeClient:
     >>> job = st.get("https://api.servicetrade.com/api/job/34872")  # doctest: +SKIP
     >>> st.comment_job(34872, "Scheduled in Synchroteam")  # doctest: +SKIP
     """
+
+    last_rate: RateInfo | None = None  # this API documents no rate-limit headers
 
     def __init__(
         self,

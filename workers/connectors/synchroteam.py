@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,6 +14,8 @@ from workers.connectors.errors import (
     ConnectorError,
     ErrorFamily,
     NotFound,
+    QuotaExceeded,
+    RateInfo,
     RateLimited,
     Rejected,
     Unavailable,
@@ -39,8 +39,8 @@ class SynchroteamRateLimited(SynchroteamUnavailable, RateLimited):
     """Over the 120 requests/minute limit; ``reset_at`` comes from ``X-RateLimit-Reset``."""
 
 
-class SynchroteamQuotaExceeded(SynchroteamRateLimited):
-    """Daily quota used up; ``reset_at`` is the next UTC midnight."""
+class SynchroteamQuotaExceeded(SynchroteamRateLimited, QuotaExceeded):
+    """Daily quota used up; it "resets at UTC midnight" (fieldrelay.targets holds when)."""
 
 
 class SynchroteamRejected(SynchroteamError, Rejected):
@@ -63,34 +63,6 @@ FAMILY = ErrorFamily(
     SynchroteamNotFound,
     SynchroteamAuthFailed,
 )
-
-
-@dataclass(frozen=True)
-class RateInfo:
-    """The rate-limit and quota headers of one response (None where absent)."""
-
-    limit: int | None = None
-    remaining: int | None = None
-    reset_at: float | None = None
-    quota_limit: int | None = None
-    quota_remaining: int | None = None
-
-    @classmethod
-    def from_headers(cls, headers: Mapping[str, str]) -> RateInfo:
-        def number(name: str) -> int | None:
-            try:
-                return int(headers[name])
-            except (KeyError, ValueError):
-                return None
-
-        reset = number("X-RateLimit-Reset")
-        return cls(
-            limit=number("X-RateLimit-Limit"),
-            remaining=number("X-RateLimit-Remaining"),
-            reset_at=None if reset is None else float(reset),
-            quota_limit=number("X-Quota-Limit"),
-            quota_remaining=number("X-Quota-Remaining"),
-        )
 
 
 def parse_job_date(value: str | None) -> datetime | None:
@@ -246,7 +218,7 @@ class SynchroteamClient:
         detail = _detail(body, response)
         if response.status_code == 429:
             if rate.quota_remaining == 0 or "quota" in detail.lower():
-                raise SynchroteamQuotaExceeded(API, 429, path, detail, _next_utc_midnight(), rate)
+                raise SynchroteamQuotaExceeded(API, 429, path, detail, None, rate)
             raise SynchroteamRateLimited(API, 429, path, detail, rate.reset_at, rate)
         if response.status_code == 403:
             raise SynchroteamAuthFailed(API, 403, path, detail, rate)
@@ -271,8 +243,3 @@ def _detail(body: Any, response: httpx.Response) -> str:
         if parts:
             return ": ".join(parts)
     return response.reason_phrase or ""
-
-
-def _next_utc_midnight() -> float:
-    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
-    return float(calendar.timegm(tomorrow.timetuple()))

@@ -16,6 +16,7 @@ from workers.connectors.errors import (
     ConnectorError,
     ErrorFamily,
     NotFound,
+    RateInfo,
     RateLimited,
     Rejected,
     Unavailable,
@@ -72,6 +73,8 @@ class SynergistClient:
     ... # doctest: +SKIP
     {'activityID': 6743, 'activityRecordVersionNumber': 1, ...}
     """
+
+    last_rate: RateInfo | None = None  # this API documents no rate-limit headers
 
     def __init__(
         self,

@@ -11,8 +11,9 @@ import redis
 from starlette.testclient import TestClient
 
 from fieldrelay.settings import Settings
+from fieldrelay.state import PipelineState
 from receiver.app import create_app
-from workers.state import PipelineState
+from workers.actions.registry import action_params
 
 ROOT = Path(__file__).parents[3]
 TOKEN = "console-token-0123456789"
@@ -29,7 +30,7 @@ def settings(redis_url, tmp_path) -> Settings:
 
 @pytest.fixture
 def client(settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), base_url="http://testserver") as c:
+    with TestClient(create_app(settings, action_params()), base_url="http://testserver") as c:
         yield c
 
 
@@ -72,7 +73,7 @@ def test_pages_need_the_token(client):
 
 
 def test_without_a_token_the_console_is_off(redis_url, tmp_path):
-    with TestClient(create_app(Settings(redis_url=redis_url, data_dir=tmp_path))) as c:
+    with TestClient(create_app(Settings(redis_url=redis_url, data_dir=tmp_path), action_params())) as c:
         resp = c.get("/console/")
     assert resp.status_code == 503 and "FIELDRELAY_CONSOLE_TOKEN" in resp.text
 

@@ -11,7 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from fieldrelay.settings import Settings
-from workers.actions.context import ActionContext, MemoryLinkStore, SettingsClients
+from workers.actions.context import ActionContext, MemoryLinkStore
+from workers.clients import SettingsClients
 
 Responder = Callable[[httpx.Request], httpx.Response]
 

@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from tests.workers.actions.conftest import FakeApis
-from workers.actions.context import ActionContext, SettingsClients
+from workers.actions.context import ActionContext
 from workers.actions.registry import ACTIONS
+from workers.clients import SettingsClients
 from workers.connectors.errors import RateLimited
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.connectors.synchroteam import SynchroteamClient

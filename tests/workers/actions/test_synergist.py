@@ -11,8 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from tests.workers.actions.conftest import FakeApis
-from workers.actions.context import ActionContext, MemoryLinkStore, SettingsClients
+from workers.actions.context import ActionContext, MemoryLinkStore
 from workers.actions.registry import ACTIONS
+from workers.clients import SettingsClients
 
 MakeContext = Callable[..., ActionContext]
 

@@ -1,0 +1,270 @@
+"""Pipeline state in Redis: event claims, matched rules, step results, the action ledger, links and traces."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+import uuid
+from typing import Any, TypedDict
+
+import orjson
+import redis
+
+from fieldrelay.metrics import observe
+from fieldrelay.redaction import Redactor
+from fieldrelay.steps import FAILURES, Step
+
+PREFIX = "fieldrelay"
+DAY = 86400
+RULES_STATUS_KEY = f"{PREFIX}:rules:status"
+
+
+class RulesStatus(TypedDict):
+    """The rule set the workers run, as they last published it (`/readyz`, the console)."""
+
+    ok: bool
+    rules: int
+    digest: str
+    loaded_at: float
+    errors: list[str]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class PipelineState:
+    """Every key the workers keep, in one place, under the `fieldrelay:` prefix.
+
+    >>> state = PipelineState(redis.Redis.from_url(url))   # doctest: +SKIP
+    >>> state.claim_event("ab12", task_id="t-1")            # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        redactor: Redactor | None = None,
+        retention: int = 7 * DAY,
+        failure_retention: int = 30 * DAY,
+    ) -> None:
+        self.r = client
+        self.redactor = redactor or Redactor([])
+        self.retention = retention
+        self.failure_retention = failure_retention
+        # EXPIRE ... GT needs Redis 7; the embedded server is 6.2, so extend-only in Lua.
+        self._unlock = client.register_script(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+        )
+        self._max_field = client.register_script(
+            "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1') "
+            "if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
+        )
+        self._append_extend = client.register_script(
+            "redis.call('RPUSH', KEYS[1], ARGV[1]) "
+            "if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end"
+        )
+
+    def key(self, *parts: str | int) -> str:
+        return ":".join((PREFIX, *map(str, parts)))
+
+    # An event is processed by the first task that claims it; a redelivery of that same
+    # task (same task id, after a crash) may claim again, a duplicate delivery may not.
+    def claim_event(self, event_id: str, task_id: str) -> bool:
+        key = self.key("claim", event_id)
+        if self.r.set(key, task_id, nx=True, ex=self.retention):
+            return True
+        owner = self.r.get(key)
+        return owner is not None and _text(owner) == task_id
+
+    def mark_seen(self, source: str, entity_type: str, entity_id: str | int, occurred_at: int) -> None:
+        """Remember the newest change time seen for an entity (webhook or poll), never moving backwards.
+
+        Pollers compare a record's `updated` with this: a change a webhook already delivered
+        is not emitted again, and one newer than it is a missed webhook, caught.
+        """
+        self._max_field(keys=[self.key("seen", source, entity_type)], args=[str(entity_id), occurred_at])
+
+    def seen_at(self, source: str, entity_type: str, entity_id: str | int) -> int | None:
+        raw = self.r.hget(self.key("seen", source, entity_type), str(entity_id))
+        return None if raw is None else int(raw)
+
+    def save_event(self, event_id: str, event: dict[str, Any]) -> None:
+        self.r.set(self.key("event", event_id), orjson.dumps(event), ex=self.retention)
+
+    def load_event(self, event_id: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.key("event", event_id))
+        return None if raw is None else orjson.loads(raw)
+
+    def save_rule(self, digest: str, rule: dict[str, Any]) -> None:
+        # Action tasks run the exact rule version that matched, even if rules reload meanwhile.
+        self.r.set(self.key("rule", digest), orjson.dumps(rule), ex=self.retention)
+
+    def load_rule(self, digest: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.key("rule", digest))
+        return None if raw is None else orjson.loads(raw)
+
+    def ledger_key(self, event_id: str, digest: str, index: int) -> str:
+        return self.key("ledger", event_id, digest, index)
+
+    def action_done(self, event_id: str, digest: str, index: int) -> dict[str, Any] | None:
+        raw = self.r.get(self.ledger_key(event_id, digest, index))
+        return None if raw is None else orjson.loads(raw)
+
+    def mark_action_done(
+        self, event_id: str, digest: str, index: int, step_id: str | None, result: dict[str, Any]
+    ) -> None:
+        steps_key = self.key("steps", event_id, digest)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.ledger_key(event_id, digest, index), orjson.dumps(result), ex=self.retention)
+        pipe.hset(steps_key, str(index), orjson.dumps(result))
+        if step_id:
+            pipe.hset(steps_key, step_id, orjson.dumps(result))
+        pipe.expire(steps_key, self.retention)
+        pipe.execute()
+
+    def load_steps(self, event_id: str, digest: str) -> dict[str, Any]:
+        raw = self.r.hgetall(self.key("steps", event_id, digest))
+        return {_text(k): orjson.loads(v) for k, v in raw.items()}
+
+    def lock_step(self, key: str, owner: str | None = None, lease: int = 120) -> str | None:
+        """A lease on one (entity, rule, step); None when another task holds it.
+
+        `owner` is the Celery task id, which a redelivery keeps: a task killed while holding the
+        lease may take it back at once instead of waiting out the lease.
+        """
+        token = owner or uuid.uuid4().hex
+        name = self.key("steplock", key)
+        if self.r.set(name, token, nx=True, ex=lease):
+            return token
+        held = self.r.get(name)
+        if held is not None and _text(held) == token:
+            self.r.expire(name, lease)
+            return token
+        return None
+
+    def unlock_step(self, key: str, token: str) -> None:
+        self._unlock(keys=[self.key("steplock", key)], args=[token])
+
+    def link_store(self) -> RedisLinkStore:
+        return RedisLinkStore(self.r, self.key("link"), self.retention * 52)
+
+    def trace(self, event_id: str, step: Step, **detail: Any) -> None:
+        """Append one redacted trace entry; failures keep the trace for `failure_retention`."""
+        entry = self.redactor.scrub({"at": time.time(), "step": str(step), **detail})
+        key = self.key("trace", event_id)
+        ttl = self.failure_retention if step in FAILURES else self.retention
+        self._append_extend(keys=[key], args=[orjson.dumps(entry, default=str), ttl])
+        observe(self, event_id, entry)  # metrics and the console's event index, from this one place
+
+    def load_trace(self, event_id: str) -> list[dict[str, Any]]:
+        return [orjson.loads(x) for x in self.r.lrange(self.key("trace", event_id), 0, -1)]
+
+    # Dead letters: `fieldrelay:dlq` orders ids by time, `fieldrelay:dlq:entry` holds each entry.
+    # The id is stable for (event, rule version, step): dead-lettering the same step again
+    # (a retry that failed again) replaces its entry instead of adding a second one.
+    def dead_letter(self, entry: dict[str, Any]) -> str:
+        dlq_id = dead_letter_id(entry["event_id"], entry.get("rule_digest", ""), entry.get("index", 0))
+        if "params" not in entry:  # the rendered request, as its trace recorded it (already redacted)
+            entry = {**entry, "params": self._rendered(entry["event_id"], entry.get("rule"), entry.get("index"))}
+        payload = orjson.dumps(self.redactor.scrub({"id": dlq_id, "at": time.time(), **entry}), default=str)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.key("dlq", "entry"), dlq_id, payload)
+        pipe.zadd(self.key("dlq"), {dlq_id: time.time()})
+        pipe.execute()
+        return dlq_id
+
+    def _rendered(self, event_id: str, rule: Any, index: Any) -> Any:
+        for step in reversed(self.load_trace(event_id)):
+            if step.get("step") == "action.started" and step.get("rule") == rule and step.get("index") == index:
+                return step.get("params")
+        return None
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Every dead letter, oldest first, each with its `id` and the `at` it failed."""
+        ids = [_text(x) for x in self.r.zrange(self.key("dlq"), 0, -1)]  # type: ignore[arg-type]
+        if not ids:
+            return []
+        raw = self.r.hmget(self.key("dlq", "entry"), ids)
+        return [orjson.loads(x) for x in raw if x is not None]
+
+    def dead_letter_entry(self, dlq_id: str) -> dict[str, Any] | None:
+        raw = self.r.hget(self.key("dlq", "entry"), dlq_id)
+        return None if raw is None else orjson.loads(raw)
+
+    def remove_dead_letter(self, dlq_id: str) -> bool:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.zrem(self.key("dlq"), dlq_id)
+        pipe.hdel(self.key("dlq", "entry"), dlq_id)
+        removed, _ = pipe.execute()
+        return bool(removed)
+
+    def dlq_size(self) -> int:
+        return int(self.r.zcard(self.key("dlq")))
+
+    def forget_action(self, event_id: str, digest: str, index: int) -> None:
+        """Clear one step's ledger entry, so a replayed action runs again instead of being skipped."""
+        self.r.delete(self.ledger_key(event_id, digest, index))
+
+    # A paused target's actions wait (the pipeline checks `target_paused` before calling it).
+    def pause_target(self, target: str, *, until: float | None = None, reason: str = "") -> None:
+        """Pause `target` until resumed, or until the Unix time `until` (the flag expires then)."""
+        value = orjson.dumps({"at": time.time(), "until": until, "reason": reason})
+        ttl = None if until is None else max(1, int(until - time.time()))
+        self.r.set(self.key("paused", target), value, ex=ttl)
+
+    def resume_target(self, target: str) -> bool:
+        return bool(self.r.delete(self.key("paused", target)))
+
+    def target_paused(self, target: str) -> bool:
+        return bool(self.r.exists(self.key("paused", target)))
+
+    def pause_info(self, target: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.key("paused", target))
+        return None if raw is None else orjson.loads(raw)
+
+    def record_rate(self, target: str, info: Any) -> None:
+        """Keep the rate budget and quota a target last reported (a connector's `RateInfo`, or a dict)."""
+        fields = info if isinstance(info, dict) else dataclasses.asdict(info)
+        values = {k: str(v) for k, v in fields.items() if v is not None}
+        values["seen_at"] = str(time.time())
+        self.r.hset(self.key("rate", target), mapping=values)
+
+    def publish_rules_status(self, status: RulesStatus) -> None:
+        self.r.set(RULES_STATUS_KEY, orjson.dumps(status))
+
+    def rules_status(self) -> RulesStatus | None:
+        raw = self.r.get(RULES_STATUS_KEY)
+        return None if raw is None else orjson.loads(raw)  # type: ignore[no-any-return]
+
+    def first_alert(self, name: str, ttl: int) -> bool:
+        """True for the first caller in `ttl` seconds: an alert about the same thing is sent once."""
+        return bool(self.r.set(self.key("alerted", name), 1, nx=True, ex=ttl))
+
+    def target_rate(self, target: str) -> dict[str, float]:
+        raw = self.r.hgetall(self.key("rate", target))
+        return {_text(k): float(v) for k, v in raw.items()}
+
+
+def dead_letter_id(event_id: str, digest: str, index: int | str) -> str:
+    return hashlib.blake2b(f"{event_id}:{digest}:{index}".encode(), digest_size=8).hexdigest()
+
+
+class RedisLinkStore:
+    """`LinkStore` in Redis: the target id created for (source entity, rule, step), one key each.
+
+    Each link lives `ttl` seconds from its last write: long enough that a later change to the
+    same entity updates its record, without keeping links for entities that never change again.
+    """
+
+    def __init__(self, client: redis.Redis, key: str, ttl: int) -> None:
+        self.r, self.prefix, self.ttl = client, key, ttl
+
+    def get(self, key: str) -> str | None:
+        raw = self.r.get(f"{self.prefix}:{key}")
+        return None if raw is None else _text(raw)
+
+    def set(self, key: str, value: str) -> None:
+        self.r.set(f"{self.prefix}:{key}", value, ex=self.ttl)

@@ -1,0 +1,69 @@
+"""The rules CLI as ops use it: check, dry run, cases, and explain of a stored trace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from fieldrelay.state import PipelineState
+from fieldrelay_cli.main import main
+
+ROOT = Path(__file__).parents[2]
+EXAMPLES = ROOT / "rules" / "examples"
+
+
+def test_check_passes_the_examples(capsys):
+    assert main(["rules", "check", str(EXAMPLES)]) == 0
+    assert "rule(s) in 1 file(s) OK" in capsys.readouterr().out
+
+
+def test_check_lists_errors_with_positions_and_fails(tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text(
+        "rules:\n  - name: x\n    when: {source: servicetrade, entity: jobb}\n"
+        "    then:\n      - synchroteam.job.upsert: {myId: a}\n"
+        "  - name: y\n    when: {source: servicetrade, entity: job}\n"
+        "    then:\n      - synchroteam.job.upsert: {myId: a, colour: red}\n")
+    assert main(["rules", "check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path}/bad.yaml:3:" in err and "did you mean 'job'" in err
+    assert f"{tmp_path}/bad.yaml:9:" in err and "colour" in err
+    assert "not loaded" in err
+
+
+def test_dry_run_of_the_documented_webhook(capsys):
+    code = main(["rules", "test", "--rules", str(EXAMPLES), "--event", str(ROOT / "examples" / "webhook-sample.json"),
+                 "--entity", str(ROOT / "examples" / "job-35769.json")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "MATCH completed-job-to-synchroteam" in out
+    assert '"myId": "st-job-35769"' in out
+
+
+def test_dry_run_rejects_a_file_that_is_not_an_event(tmp_path):
+    bad = tmp_path / "event.json"
+    bad.write_text('{"source": "servicetrade"}')
+    with pytest.raises(SystemExit, match="not a change event: via: Field required"):
+        main(["rules", "test", "--rules", str(EXAMPLES), "--event", str(bad)])
+
+
+def test_cases_run(capsys):
+    assert main(["rules", "test", str(EXAMPLES / "cases")]) == 0
+    assert " failed" in capsys.readouterr().out
+
+
+def test_explain_prints_the_stored_trace(redis_url, monkeypatch, capsys):
+    state = PipelineState(redis.Redis.from_url(redis_url))
+    state.save_event("ev1", {"source": "servicetrade", "via": "webhook", "action": "updated", "occurred_at": 1,
+                             "entity": {"type": "job", "id": 7}, "message_id": "m1",
+                             "changes": {"status": {"old": "scheduled", "new": "completed"}}})
+    state.trace("ev1", "event.received", via="webhook")
+    state.trace("ev1", "rule.skipped", rule="r", reason="when.entity: wanted 'job'")
+    monkeypatch.setenv("FIELDRELAY_REDIS_URL", redis_url)
+    assert main(["rules", "explain", "ev1"]) == 0
+    out = capsys.readouterr().out
+    assert "event ev1: servicetrade job 7 updated via webhook" in out
+    assert "status: 'scheduled' -> 'completed'" in out
+    assert "rule.skipped" in out and "when.entity: wanted 'job'" in out
+    assert main(["rules", "explain", "nope"]) == 1

@@ -1,0 +1,106 @@
+"""Carry out one action call: render its parameters, wait for its target, call it once, record the result."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from fieldrelay.events import ChangeEvent
+from fieldrelay.steps import Step
+from rules import ActionCall, Rule, TemplateError, build_context, render_params
+from workers.actions.context import ActionContext, Clients
+from workers.actions.registry import ACTIONS
+from workers.admission import Deferred, admit, deferral, observe
+from workers.connectors.errors import NotFound, RateLimited
+from workers.runtime import Runtime
+
+
+class PipelineError(Exception):
+    """A permanent failure of one action: retrying cannot help."""
+
+    def __init__(self, event_id: str, rule: str, index: int, detail: str) -> None:
+        super().__init__(event_id, rule, index, detail)
+        self.event_id, self.rule, self.index, self.detail = event_id, rule, index, detail
+
+    def __str__(self) -> str:
+        return f"rule {self.rule!r} action {self.index} for event {self.event_id}: {self.detail}"
+
+
+def fetch_entity(event: ChangeEvent, clients: Clients) -> dict[str, Any] | None:
+    """The entity's current state from its source system, or None when it is gone."""
+    if event.action == "deleted":
+        return None
+    ref = event.entity
+    try:
+        if event.source == "servicetrade":
+            if ref.uri:
+                return clients.servicetrade.get(ref.uri)
+            return clients.servicetrade.get_entity(ref.type, ref.id)
+        if event.source == "synchroteam":
+            return clients.synchroteam.details(ref.type, id=ref.id)
+        if ref.type == "activity":
+            return clients.synergist.activity(int(ref.id))
+        if ref.type == "job":
+            return clients.synergist.job(str(ref.id))
+        return None  # Synergist calendar and timesheet records have no documented read by id
+    except NotFound:
+        return None
+
+
+def idempotency_key(event: ChangeEvent, rule: Rule, index: int, call: ActionCall) -> str:
+    # Keyed by the source entity, not the event: a later change to the same job updates
+    # the record this rule created for it instead of creating another (Synergist has no upsert).
+    # A step without an `id` is named by its action and how many of that action precede it,
+    # not by its position, so adding an unrelated step to the rule keeps the existing links.
+    step = call.id
+    if step is None:
+        calls = [*rule.then, *rule.on_failure]
+        nth = sum(1 for c in calls[:index] if c.name == call.name) if index < len(calls) else 0
+        step = f"{call.name}#{nth}"
+    return f"{event.source}:{event.entity.type}:{event.entity.id}:{rule.name}:{step}"
+
+
+def execute(
+    event: ChangeEvent, rule: Rule, digest: str, index: int, rt: Runtime,
+    *, call: ActionCall | None = None, extra: dict[str, Any] | None = None, owner: str | None = None,
+) -> dict[str, Any]:
+    """Run step `index` of `rule` for `event` (or `call`, an `on_failure` step) and record it as done."""
+    eid = event.id
+    call = call or rule.then[index]
+    spec = ACTIONS[call.name]
+    # Lazy: the entity's current state is fetched only if this action's templates read it.
+    context = build_context(
+        event, lambda: fetch_entity(event, rt.clients), rt.state.load_steps(eid, digest), rule.vars,
+        datetime.now(UTC), rt.env,
+    )
+    context.update(extra or {})
+    try:
+        params = spec.params.model_validate(render_params(call, context))
+    except TemplateError as exc:
+        raise PipelineError(eid, rule.name, index, str(exc)) from None
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise PipelineError(eid, rule.name, index, f"{call.name} parameters: {detail}") from None
+    ctx = ActionContext(eid, rule.name, index, idempotency_key(event, rule, index, call), rt.state.link_store())
+    limits = rt.targets[spec.target]
+    admit(rt.gate, spec.target)
+    # One call per (entity, rule, step) at a time: two events for one entity (mode: parallel, or a
+    # redelivery racing its original) could otherwise both miss the link store and both create.
+    token = rt.state.lock_step(ctx.idempotency_key, owner)
+    if token is None:
+        raise Deferred(1.0, "busy")
+    rt.state.trace(eid, Step.ACTION_STARTED, rule=rule.name, index=index, action=call.name,
+                   params=params.model_dump(mode="json"))
+    try:
+        result = spec.run(rt.clients, params, ctx)
+    except RateLimited as exc:
+        raise deferral(rt.gate, limits, exc, rt.alert) from exc
+    finally:
+        rt.state.unlock_step(ctx.idempotency_key, token)
+        observe(rt.gate, limits, rt.clients.last_rate(spec.target), rt.alert)
+    rt.echoes.remember(call.name, params, result)
+    rt.state.mark_action_done(eid, digest, index, call.id, result)
+    rt.state.trace(eid, Step.ACTION_SUCCEEDED, rule=rule.name, index=index, action=call.name, result=result)
+    return result

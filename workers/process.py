@@ -1,0 +1,40 @@
+"""This worker process's runtime, built once from the Celery app's settings, for the tasks and signals."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import redis
+
+from fieldrelay.queues import RUN_ACTION_TASK
+from fieldrelay.settings import Settings
+from workers.celery_app import app
+from workers.retry import RetryPolicy
+from workers.runtime import Runtime, build_runtime
+
+
+def settings() -> Settings:
+    configured: Settings = app.conf.fieldrelay_settings
+    return configured
+
+
+@cache
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(settings().redis_url or "", socket_timeout=10)
+
+
+def send_action(event_id: str, digest: str, index: int, queue: str) -> None:
+    """Enqueue `fieldrelay.run_action` by name on its target's queue."""
+    app.send_task(RUN_ACTION_TASK, args=(event_id, digest, index), queue=queue)
+
+
+def policy() -> RetryPolicy:
+    """The retry policy from the settings, without Redis: known even while Redis is down."""
+    s = settings()
+    return RetryPolicy(s.action_max_retries, s.retry_max_backoff)
+
+
+@cache
+def runtime() -> Runtime:
+    """Built on first use, in each pool process (clients and sessions are not shared across a fork)."""
+    return build_runtime(settings(), redis_client(), enqueue_action=send_action)

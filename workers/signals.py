@@ -1,0 +1,68 @@
+"""Every Celery signal handler of the worker and beat, in one module that Celery loads through `include`.
+
+Celery imports `include` modules before it sends `celeryd_init`, `setup_logging` and `beat_init`
+(`WorkController.__init__` and `Beat.run` call `loader.init_worker()` first), so nothing else has
+to import this module to connect them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import signals
+
+from fieldrelay.logs import setup_logging
+from fieldrelay.observability import init_sentry
+from fieldrelay.queues import RUN_ACTION_TASK
+from workers.delayed import DelayedMover, DelayedTasks
+from workers.process import redis_client, runtime, settings
+
+log = logging.getLogger("fieldrelay.signals")
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    """JSON logs in the worker and beat; connecting this also stops Celery configuring its own."""
+    setup_logging(settings())
+
+
+@signals.celeryd_init.connect
+@signals.worker_process_init.connect
+def _worker_sentry(**_: Any) -> None:
+    init_sentry(settings(), "worker")
+
+
+@signals.beat_init.connect
+def _beat_sentry(**_: Any) -> None:
+    """Sentry in beat too: its Celery integration adds Crons monitor headers to every scheduled task."""
+    init_sentry(settings(), "beat")
+
+
+class _Mover:
+    """The delayed-task mover of this worker's main process (several, one per worker, are safe)."""
+
+    thread: DelayedMover | None = None
+
+
+@signals.worker_ready.connect
+def _start_mover(**_: Any) -> None:
+    _Mover.thread = DelayedMover(DelayedTasks(redis_client()))
+    _Mover.thread.start()
+
+
+@signals.worker_shutting_down.connect
+def _stop_mover(**_: Any) -> None:
+    if _Mover.thread is not None:
+        _Mover.thread.stop()
+
+
+@signals.task_postrun.connect
+def _record_rates(sender: Any = None, **_: Any) -> None:
+    """Keep the rate budget and quota each target last reported, for `target status` and the console."""
+    if getattr(sender, "name", None) != RUN_ACTION_TASK:
+        return
+    try:
+        runtime().record_rates()
+    except Exception as exc:  # status for the console must never fail a task
+        log.warning("could not record target rates: %s", type(exc).__name__)
