@@ -38,9 +38,26 @@ APPS = {
 
 def start_app(target: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", target, "--factory", "--port", str(port), "--log-level", "warning",
-         "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            target,
+            "--factory",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -55,9 +72,19 @@ def start_app(target: str, port: int, env: dict[str, str]) -> subprocess.Popen[b
 
 def wrk(port: int, seconds: int, connections: int, lua: Path) -> tuple[float, float, float]:
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua),
-         f"http://127.0.0.1:{port}/webhooks/servicetrade/{TOKEN}"],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(lua),
+            f"http://127.0.0.1:{port}/webhooks/servicetrade/{TOKEN}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -84,11 +111,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
         lua = Path(tmp) / "post.lua"
         lua.write_text(
-            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-            f"wrk.body = [[{body}]]\n"
+            f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[{body}]]\n'
         )
-        env = dict(os.environ, FIELDRELAY_REDIS_URL=server.url, FIELDRELAY_WEBHOOK_TOKENS=TOKEN,
-                   PYTHONPATH=str(ROOT))
+        env = dict(os.environ, FIELDRELAY_REDIS_URL=server.url, FIELDRELAY_WEBHOOK_TOKENS=TOKEN, PYTHONPATH=str(ROOT))
         r = redis.Redis.from_url(server.url)
         ports = {name: free_port() for name in APPS}
         procs = {name: start_app(target, ports[name], env) for name, target in APPS.items()}
@@ -107,16 +132,22 @@ def main() -> None:
                 proc.wait()
             r.close()
 
-    print(f"{args.rounds} alternating rounds of {args.seconds}s, {args.connections} connections, "
-          f"ServiceTrade's 4-entity sample message; {os.cpu_count()} cores")
+    print(
+        f"{args.rounds} alternating rounds of {args.seconds}s, {args.connections} connections, "
+        f"ServiceTrade's 4-entity sample message; {os.cpu_count()} cores"
+    )
     med = {}
     for name, runs in results.items():
         med[name] = tuple(statistics.median(x[i] for x in runs) for i in range(3))
         rps, p50, p99 = med[name]
-        print(f"  {name:<10} {rps:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
-              f"(rounds: {', '.join(f'{x[0]:.0f}' for x in runs)})")
-    print(f"  ratio receiver/reference: {med['receiver'][0] / med['reference'][0]:.2f}x "
-          f"(each request: 4 events in one Celery message; {queued} messages queued in the last round)")
+        print(
+            f"  {name:<10} {rps:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
+            f"(rounds: {', '.join(f'{x[0]:.0f}' for x in runs)})"
+        )
+    print(
+        f"  ratio receiver/reference: {med['receiver'][0] / med['reference'][0]:.2f}x "
+        f"(each request: 4 events in one Celery message; {queued} messages queued in the last round)"
+    )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def write_rules(directory: Path, n: int, rng: random.Random) -> None:
         chunks.append(OTHER_RULE.format(i=i, source=source, entity=entity, field=field, action=action))
     per_file = 1000
     for start in range(0, len(chunks), per_file):
-        text = "rules:\n" + "".join(chunks[start:start + per_file])
+        text = "rules:\n" + "".join(chunks[start : start + per_file])
         (directory / f"rules_{start // per_file:03}.yaml").write_text(text)
 
 
@@ -72,11 +72,16 @@ def events(rng: random.Random) -> list[ChangeEvent]:
         else:
             source = rng.choice(list(ENTITY_TYPES))
             entity, action = rng.choice(ENTITY_TYPES[source]), rng.choice(["created", "updated", "deleted"])
-        out.append(ChangeEvent(
-            source=source, via="webhook", action=action,  # type: ignore[arg-type]
-            entity=EntityRef(type=entity, id=1000 + i), occurred_at=1_700_000_000 + i,
-            changes=completed if action == "updated" else None,
-        ))
+        out.append(
+            ChangeEvent(
+                source=source,
+                via="webhook",
+                action=action,  # type: ignore[arg-type]
+                entity=EntityRef(type=entity, id=1000 + i),
+                occurred_at=1_700_000_000 + i,
+                changes=completed if action == "updated" else None,
+            )
+        )
     return out
 
 
@@ -84,10 +89,14 @@ def main() -> None:
     rng = random.Random(7)
     record = {"id": 1, "type": "repair", "name": "Job 1", "status": "completed"}
     stream = events(rng)
-    print(f"{ROUNDS} rounds of {EVENTS} events; the round with the lowest median is shown (others share this "
-          f"machine), with the highest round median beside it. Load average: {os.getloadavg()[0]:.2f}")
-    print(f"{'rules':>6}  {'load s':>7}  {'median µs/event':>15}  {'p95 µs':>7}  {'worst median':>12}  "
-          f"{'matched/job event':>17}")
+    print(
+        f"{ROUNDS} rounds of {EVENTS} events; the round with the lowest median is shown (others share this "
+        f"machine), with the highest round median beside it. Load average: {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"{'rules':>6}  {'load s':>7}  {'median µs/event':>15}  {'p95 µs':>7}  {'worst median':>12}  "
+        f"{'matched/job event':>17}"
+    )
     for n in SIZES:
         with tempfile.TemporaryDirectory() as tmp:
             write_rules(Path(tmp), n, rng)

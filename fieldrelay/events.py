@@ -70,11 +70,7 @@ class ChangeEvent(BaseModel):
 def event_id(event: ChangeEvent) -> str:
     # message_id is left out on purpose: ServiceTrade may carry one change in several
     # messages, and a poller sees the same change with no message at all.
-    changes = (
-        None
-        if event.changes is None
-        else sorted((k, repr(v.old), repr(v.new)) for k, v in event.changes.items())
-    )
+    changes = None if event.changes is None else sorted((k, repr(v.old), repr(v.new)) for k, v in event.changes.items())
     key = orjson.dumps(
         [event.source, event.entity.type, str(event.entity.id), event.action, event.occurred_at, changes]
     )

@@ -48,18 +48,22 @@ class Spec:
 
 SPECS: dict[str, Spec] = {
     "fieldrelay_events_received_total": Spec(
-        "counter", "Change events taken in by the workers.", ("source", "via", "entity", "action")),
+        "counter", "Change events taken in by the workers.", ("source", "via", "entity", "action")
+    ),
     "fieldrelay_duplicates_dropped_total": Spec("counter", "Deliveries of an event already claimed."),
     "fieldrelay_stale_events_skipped_total": Spec("counter", "Events older than the newest change applied."),
     "fieldrelay_rule_matches_total": Spec("counter", "Rules that matched an event.", ("rule",)),
     "fieldrelay_actions_total": Spec("counter", "Actions run to an outcome.", ("target", "action", "outcome")),
     "fieldrelay_retries_total": Spec("counter", "Action attempts that failed and were retried."),
     "fieldrelay_action_deferrals_total": Spec(
-        "counter", "Actions put off by the target's gate (rate, blocked, quota, paused).", ("reason",)),
+        "counter", "Actions put off by the target's gate (rate, blocked, quota, paused).", ("reason",)
+    ),
     "fieldrelay_action_duration_seconds": Spec(
-        "histogram", "From an action's start to its outcome (last attempt).", ("target", "action")),
+        "histogram", "From an action's start to its outcome (last attempt).", ("target", "action")
+    ),
     "fieldrelay_event_to_action_seconds": Spec(
-        "histogram", "From an event's intake by a worker to each of its actions succeeding."),
+        "histogram", "From an event's intake by a worker to each of its actions succeeding."
+    ),
 }
 
 
@@ -135,8 +139,12 @@ def _intake(pipe: Any, seen: _Seen) -> None:
     state, entry = seen.state, seen.entry
     event = state.load_event(seen.event_id) or {}
     entity = event.get("entity") or {}
-    labels = {"source": event.get("source", ""), "via": event.get("via", entry.get("via", "")),
-              "entity": entity.get("type", ""), "action": event.get("action", "")}
+    labels = {
+        "source": event.get("source", ""),
+        "via": event.get("via", entry.get("via", "")),
+        "entity": entity.get("type", ""),
+        "action": event.get("action", ""),
+    }
     if entry.get("step") == Step.RECEIVED:
         _inc(pipe, "fieldrelay_events_received_total", labels)
     else:
@@ -199,8 +207,9 @@ def _outcome(pipe: Any, seen: _Seen) -> None:
     _inc(pipe, "fieldrelay_actions_total", {"target": target, "action": action, "outcome": outcome})
     started, received = seen.state.r.hmget(seen.summary, [seen.started_field, "at"])
     if started is not None:
-        _observe_seconds(pipe, "fieldrelay_action_duration_seconds", seen.at - float(started),
-                         {"target": target, "action": action})
+        _observe_seconds(
+            pipe, "fieldrelay_action_duration_seconds", seen.at - float(started), {"target": target, "action": action}
+        )
     if outcome == "succeeded" and received is not None:
         _observe_seconds(pipe, "fieldrelay_event_to_action_seconds", seen.at - float(received))
     pipe.hincrby(seen.summary, outcome, 1)
@@ -286,17 +295,25 @@ class RedisCollector(Collector):
                 yield _histogram(name, spec, raw)
 
         yield _gauge("fieldrelay_dlq_size", "Actions in the dead-letter store.", [((), next(results))])
-        depth = GaugeMetricFamily("fieldrelay_queue_depth", "Messages waiting in each Celery queue.",
-                                  labels=["queue"])
+        depth = GaugeMetricFamily("fieldrelay_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"])
         for queue in ALL_QUEUES:
             depth.add_metric([queue], next(results))
         yield depth
-        yield _gauge("fieldrelay_unacked_messages", "Messages delivered to a worker and not yet acknowledged.",
-                     [((), next(results))])
-        rate = GaugeMetricFamily("fieldrelay_target_rate_remaining",
-                                 "Requests left in the target's rate window, as it last reported.", labels=["target"])
-        quota = GaugeMetricFamily("fieldrelay_target_quota_remaining",
-                                  "Requests left in the target's daily quota, as it last reported.", labels=["target"])
+        yield _gauge(
+            "fieldrelay_unacked_messages",
+            "Messages delivered to a worker and not yet acknowledged.",
+            [((), next(results))],
+        )
+        rate = GaugeMetricFamily(
+            "fieldrelay_target_rate_remaining",
+            "Requests left in the target's rate window, as it last reported.",
+            labels=["target"],
+        )
+        quota = GaugeMetricFamily(
+            "fieldrelay_target_quota_remaining",
+            "Requests left in the target's daily quota, as it last reported.",
+            labels=["target"],
+        )
         paused = GaugeMetricFamily("fieldrelay_target_paused", "1 while the target is paused.", labels=["target"])
         for target in ACTION_QUEUES:
             info = {_str(k): _str(v) for k, v in next(results).items()}

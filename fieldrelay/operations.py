@@ -23,8 +23,10 @@ def redis_enqueue(state: PipelineState) -> Enqueue:
     """Enqueue `fieldrelay.run_action` by writing its Celery message straight to the target's queue."""
 
     def enqueue(event_id: str, digest: str, index: int, queue: str) -> None:
-        state.r.lpush(queue, task_message(RUN_ACTION_TASK, [event_id, digest, index], queue,
-                                          argsrepr=repr((event_id, digest, index))))
+        state.r.lpush(
+            queue,
+            task_message(RUN_ACTION_TASK, [event_id, digest, index], queue, argsrepr=repr((event_id, digest, index))),
+        )
 
     return enqueue
 
@@ -43,8 +45,9 @@ def retry_dead_letter(state: PipelineState, dlq_id: str, enqueue: Enqueue | None
     if target not in ACTION_QUEUES:
         raise OperationError(f"dead letter {dlq_id} has no known target ({target!r})")
     if state.load_event(event_id) is None or state.load_rule(digest) is None:
-        raise OperationError(f"dead letter {dlq_id}: its event or rule version expired from the store; "
-                             "replay the event instead")
+        raise OperationError(
+            f"dead letter {dlq_id}: its event or rule version expired from the store; replay the event instead"
+        )
     state.forget_action(event_id, digest, index)
     state.remove_dead_letter(dlq_id)
     try:
@@ -52,8 +55,15 @@ def retry_dead_letter(state: PipelineState, dlq_id: str, enqueue: Enqueue | None
     except Exception:
         state.dead_letter({k: v for k, v in entry.items() if k not in ("id", "at")})
         raise
-    state.trace(event_id, Step.DLQ_RETRIED, rule=entry.get("rule"), index=index, action=entry.get("action"),
-                target=target, dead_letter=dlq_id)
+    state.trace(
+        event_id,
+        Step.DLQ_RETRIED,
+        rule=entry.get("rule"),
+        index=index,
+        action=entry.get("action"),
+        target=target,
+        dead_letter=dlq_id,
+    )
     return entry
 
 
@@ -61,8 +71,15 @@ def drop_dead_letter(state: PipelineState, dlq_id: str) -> dict[str, Any]:
     entry = state.dead_letter_entry(dlq_id)
     if entry is None or not state.remove_dead_letter(dlq_id):
         raise OperationError(f"no dead letter {dlq_id!r}")
-    state.trace(entry["event_id"], Step.DLQ_DROPPED, rule=entry.get("rule"), index=entry.get("index"),
-                action=entry.get("action"), target=entry.get("target"), dead_letter=dlq_id)
+    state.trace(
+        entry["event_id"],
+        Step.DLQ_DROPPED,
+        rule=entry.get("rule"),
+        index=entry.get("index"),
+        action=entry.get("action"),
+        target=entry.get("target"),
+        dead_letter=dlq_id,
+    )
     return entry
 
 
@@ -72,5 +89,3 @@ def pause_target(state: PipelineState, target: str, reason: str = "") -> None:
 
 def resume_target(state: PipelineState, target: str) -> bool:
     return state.resume_target(check_target(target))
-
-

@@ -20,10 +20,11 @@ PREFIX = "fieldrelay"
 COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "fieldrelay_poll_events_total": ("Change events a poller enqueued.", ("source", "entity")),
     "fieldrelay_missed_webhooks_caught_total": (
-        "ServiceTrade changes newer than any webhook delivered for the record: caught by polling.", ("entity",)),
+        "ServiceTrade changes newer than any webhook delivered for the record: caught by polling.",
+        ("entity",),
+    ),
     "fieldrelay_poll_requests_total": ("API requests made by the pollers (shares the API's budget).", ("source",)),
-    "fieldrelay_poll_rate_limited_total": ("Poll runs cut short by a 429 (they resume after the reset).",
-                                           ("source",)),
+    "fieldrelay_poll_rate_limited_total": ("Poll runs cut short by a 429 (they resume after the reset).", ("source",)),
 }
 LAG = "fieldrelay_poll_lag_seconds"
 FRESH_KEY = f"{PREFIX}:poll:fresh"  # poller name -> Unix seconds up to which every change was collected
@@ -74,8 +75,9 @@ class PollCollector(Collector):
             for field, value in sorted(self.r.hgetall(metric_key(name)).items()):
                 family.add_metric([str(v) for v in orjson.loads(field)], float(value))
             yield family
-        lag = GaugeMetricFamily(LAG, "Seconds since the newest moment a poller has fully collected.",
-                                labels=["source", "entity"])
+        lag = GaugeMetricFamily(
+            LAG, "Seconds since the newest moment a poller has fully collected.", labels=["source", "entity"]
+        )
         now = time.time()
         for poller, until in sorted(self.r.hgetall(FRESH_KEY).items()):
             source, _, entity = (poller.decode() if isinstance(poller, bytes) else poller).partition(".")

@@ -79,8 +79,7 @@ def entity_matches(wanted: str, entity_type: Any, entity_id: Any) -> bool:
 def _with_entity(state: PipelineState, entry: dict[str, Any]) -> dict[str, Any]:
     event = state.load_event(entry["event_id"]) or {}
     entity = event.get("entity") or {}
-    return {**entry, "entity_type": entity.get("type"), "entity_id": entity.get("id"),
-            "source": event.get("source")}
+    return {**entry, "entity_type": entity.get("type"), "entity_id": entity.get("id"), "source": event.get("source")}
 
 
 def list_dead_letters(state: PipelineState, selection: Selection | None = None) -> list[dict[str, Any]]:
@@ -95,15 +94,17 @@ def show_dead_letter(state: PipelineState, dlq_id: str) -> dict[str, Any]:
     entry = state.dead_letter_entry(dlq_id)
     if entry is None:
         raise OperationError(f"no dead letter {dlq_id!r}")
-    return {**_with_entity(state, entry), "event": state.load_event(entry["event_id"]),
-            "trace": state.load_trace(entry["event_id"])}
+    return {
+        **_with_entity(state, entry),
+        "event": state.load_event(entry["event_id"]),
+        "trace": state.load_trace(entry["event_id"]),
+    }
 
 
 def check_target(target: str) -> str:
     if target not in ACTION_QUEUES:
         raise OperationError(f"unknown target {target!r}; one of {', '.join(TARGETS)}")
     return target
-
 
 
 def target_status(state: PipelineState, target: str) -> dict[str, Any]:
@@ -161,24 +162,38 @@ def event_outcome(summary: dict[str, str]) -> str:
 
 
 def _summary(event_id: str, raw: dict[Any, Any]) -> dict[str, Any]:
-    fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-              for k, v in raw.items()}
+    fields = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
+    }
     rules = sorted(k.removeprefix("rule:") for k in fields if k.startswith("rule:"))
     return {
-        "id": event_id, "at": float(fields.get("at", 0)), "source": fields.get("source", ""),
-        "via": fields.get("via", ""), "entity_type": fields.get("entity", ""),
-        "entity_id": fields.get("entity_id", ""), "action": fields.get("action", ""),
-        "rules": rules, "outcome": event_outcome(fields), "duplicates": int(fields.get("duplicates", 0)),
-        "succeeded": int(fields.get("succeeded", 0)), "failed": int(fields.get("failed", 0)),
+        "id": event_id,
+        "at": float(fields.get("at", 0)),
+        "source": fields.get("source", ""),
+        "via": fields.get("via", ""),
+        "entity_type": fields.get("entity", ""),
+        "entity_id": fields.get("entity_id", ""),
+        "action": fields.get("action", ""),
+        "rules": rules,
+        "outcome": event_outcome(fields),
+        "duplicates": int(fields.get("duplicates", 0)),
+        "succeeded": int(fields.get("succeeded", 0)),
+        "failed": int(fields.get("failed", 0)),
     }
 
 
-def list_events(state: PipelineState, selection: EventFilter | None = None, limit: int = 100,
-                scan: int = 5000) -> list[dict[str, Any]]:
+def list_events(
+    state: PipelineState, selection: EventFilter | None = None, limit: int = 100, scan: int = 5000
+) -> list[dict[str, Any]]:
     """Recent events, newest first, that pass `selection` (among the newest `scan` in the time window)."""
     f = selection or EventFilter()
-    ids = state.r.zrevrangebyscore(state.key("events"), f.until if f.until is not None else "+inf",
-                                   f.since if f.since is not None else "-inf", start=0, num=scan)
+    ids = state.r.zrevrangebyscore(
+        state.key("events"),
+        f.until if f.until is not None else "+inf",
+        f.since if f.since is not None else "-inf",
+        start=0,
+        num=scan,
+    )
     out: list[dict[str, Any]] = []
     names: list[str] = [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
     for chunk in _chunks(names, 200):
@@ -189,10 +204,12 @@ def list_events(state: PipelineState, selection: EventFilter | None = None, limi
             if not raw:
                 continue
             summary = _summary(event_id, raw)
-            if ((f.source and summary["source"] != f.source)
-                    or (f.entity and not entity_matches(f.entity, summary["entity_type"], summary["entity_id"]))
-                    or (f.rule and f.rule not in summary["rules"])
-                    or (f.outcome and summary["outcome"] != f.outcome)):
+            if (
+                (f.source and summary["source"] != f.source)
+                or (f.entity and not entity_matches(f.entity, summary["entity_type"], summary["entity_id"]))
+                or (f.rule and f.rule not in summary["rules"])
+                or (f.outcome and summary["outcome"] != f.outcome)
+            ):
                 continue
             out.append(summary)
             if len(out) >= limit:
@@ -202,7 +219,7 @@ def list_events(state: PipelineState, selection: EventFilter | None = None, limi
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def event_detail(state: PipelineState, event_id: str) -> dict[str, Any] | None:
@@ -211,9 +228,13 @@ def event_detail(state: PipelineState, event_id: str) -> dict[str, Any] | None:
     if event is None and not trace:
         return None
     raw = state.r.hgetall(state.key("evsum", event_id))
-    return {"id": event_id, "event": event, "trace": trace,
-            "summary": _summary(event_id, raw) if raw else None,
-            "dead_letters": [_with_entity(state, d) for d in state.dead_letters() if d.get("event_id") == event_id]}
+    return {
+        "id": event_id,
+        "event": event,
+        "trace": trace,
+        "summary": _summary(event_id, raw) if raw else None,
+        "dead_letters": [_with_entity(state, d) for d in state.dead_letters() if d.get("event_id") == event_id],
+    }
 
 
 def overview(state: PipelineState, now: float | None = None) -> dict[str, Any]:
@@ -221,8 +242,13 @@ def overview(state: PipelineState, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     minute = int(now // 60) * 60
     pipe = state.r.pipeline(transaction=False)
-    totals_of = ("fieldrelay_events_received_total", "fieldrelay_actions_total", "fieldrelay_retries_total",
-                 "fieldrelay_duplicates_dropped_total", "fieldrelay_rule_matches_total")
+    totals_of = (
+        "fieldrelay_events_received_total",
+        "fieldrelay_actions_total",
+        "fieldrelay_retries_total",
+        "fieldrelay_duplicates_dropped_total",
+        "fieldrelay_rule_matches_total",
+    )
     for name in totals_of:
         pipe.hgetall(metric_key(name))
     for i in range(59, -1, -1):
@@ -240,8 +266,13 @@ def overview(state: PipelineState, now: float | None = None) -> dict[str, Any]:
         outcomes[json.loads(labels)[outcome_at]] += int(value)
     events, failures = counts[0::2], counts[1::2]
     return {
-        "totals": {"received": _total(received), "matches": _total(matches), "retries": _total(retries),
-                   "duplicates": _total(duplicates), **outcomes},
+        "totals": {
+            "received": _total(received),
+            "matches": _total(matches),
+            "retries": _total(retries),
+            "duplicates": _total(duplicates),
+            **outcomes,
+        },
         "minutes": [(minute - (59 - i) * 60, e, f) for i, (e, f) in enumerate(zip(events, failures, strict=True))],
         "depths": dict(zip(ALL_QUEUES, results[125:], strict=True)),
         "dlq_size": state.dlq_size(),

@@ -12,8 +12,20 @@ from fieldrelay.settings import Settings
 MASK = "[redacted]"
 # Keys whose values are secret whatever they hold, in headers, query strings and bodies.
 SECRET_KEYS = frozenset(
-    {"authorization", "cookie", "set-cookie", "password", "sha512password", "api_key", "apikey",
-     "authtoken", "phpsessid", "token", "x-api-key", "dsn"}
+    {
+        "authorization",
+        "cookie",
+        "set-cookie",
+        "password",
+        "sha512password",
+        "api_key",
+        "apikey",
+        "authtoken",
+        "phpsessid",
+        "token",
+        "x-api-key",
+        "dsn",
+    }
 )
 
 

@@ -39,18 +39,34 @@ def target_limits(settings: Settings) -> dict[str, TargetLimits]:
         # 000 (Synchroteam API v3), "Rate Limits and Quotas": "throttled at a maximum rate of 120
         # requests every minute", "Each API key has a daily request quota" whose remaining count
         # "resets at UTC midnight", and both are in the headers of every answer.
-        TargetLimits("synchroteam", ACTION_QUEUES["synchroteam"], settings.synchroteam_rate_limit,
-                     settings.synchroteam_rate_window, settings.synchroteam_quota_period, rate_headers=True,
-                     credential=settings.synchroteam_domain),
+        TargetLimits(
+            "synchroteam",
+            ACTION_QUEUES["synchroteam"],
+            settings.synchroteam_rate_limit,
+            settings.synchroteam_rate_window,
+            settings.synchroteam_quota_period,
+            rate_headers=True,
+            credential=settings.synchroteam_domain,
+        ),
         # 001/003 (Synergist v3.2, v3.0) document no limit. Synergist runs on the customer's own
         # server, so the default stays gentle; see FIELDRELAY_SYNERGIST_RATE_LIMIT.
-        TargetLimits("synergist", ACTION_QUEUES["synergist"], settings.synergist_rate_limit,
-                     settings.synergist_rate_window, credential=settings.synergist_user),
+        TargetLimits(
+            "synergist",
+            ACTION_QUEUES["synergist"],
+            settings.synergist_rate_limit,
+            settings.synergist_rate_window,
+            credential=settings.synergist_user,
+        ),
         # 002 (ServiceTrade), "Authentication": a soft limit of 100 open sessions per user and a
         # hard one of 200, but no request rate. Each worker process keeps one session; the rate
         # is unpaced unless FIELDRELAY_SERVICETRADE_RATE_LIMIT says otherwise.
-        TargetLimits("servicetrade", ACTION_QUEUES["servicetrade"], settings.servicetrade_rate_limit,
-                     settings.servicetrade_rate_window, credential=settings.servicetrade_username),
+        TargetLimits(
+            "servicetrade",
+            ACTION_QUEUES["servicetrade"],
+            settings.servicetrade_rate_limit,
+            settings.servicetrade_rate_window,
+            credential=settings.servicetrade_username,
+        ),
         # Any HTTP endpoint a rule names: nothing is known about it.
         TargetLimits("http", ACTION_QUEUES["http"]),
     ]

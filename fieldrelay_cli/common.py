@@ -44,8 +44,9 @@ def running_redis_url(settings_redis_url: str | None, data_dir: Path) -> str | N
 def pipeline_state(settings: Settings) -> PipelineState:
     """The pipeline's state in the Redis the settings name (or the embedded one, started if need be)."""
     settings = with_redis(settings)
-    return PipelineState(redis.Redis.from_url(settings.redis_url or "", socket_timeout=10),
-                         redactor=redactor_for(settings))
+    return PipelineState(
+        redis.Redis.from_url(settings.redis_url or "", socket_timeout=10), redactor=redactor_for(settings)
+    )
 
 
 def running_state(settings: Settings) -> PipelineState:

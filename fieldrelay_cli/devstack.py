@@ -53,25 +53,27 @@ class StackConfig:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "FIELDRELAY_REDIS_URL": self.redis_url or "",
-            "FIELDRELAY_DATA_DIR": str(self.data_dir),
-            "FIELDRELAY_RULES_DIR": str(self.rules_dir),
-            "FIELDRELAY_WEBHOOK_TOKENS": self.webhook_tokens,
-            "FIELDRELAY_CONSOLE_TOKEN": self.console_token,
-            "FIELDRELAY_WORKER_CONCURRENCY": str(self.worker_concurrency),
-            "FIELDRELAY_SERVICETRADE_BASE_URL": self.base_url(self.servicetrade_port) + "/api",
-            "FIELDRELAY_SERVICETRADE_USERNAME": SANDBOX_USER,
-            "FIELDRELAY_SERVICETRADE_PASSWORD": SANDBOX_PASSWORD,
-            "FIELDRELAY_SYNCHROTEAM_BASE_URL": self.base_url(self.synchroteam_port),
-            "FIELDRELAY_SYNCHROTEAM_DOMAIN": SANDBOX_USER,
-            "FIELDRELAY_SYNCHROTEAM_API_KEY": SANDBOX_SYNCHROTEAM_KEY,
-            "FIELDRELAY_SYNERGIST_BASE_URL": self.base_url(self.synergist_port),
-            "FIELDRELAY_SYNERGIST_USER": SANDBOX_USER,
-            "FIELDRELAY_SYNERGIST_PASSWORD": SANDBOX_PASSWORD,
-            "FIELDRELAY_SYNERGIST_COMPANY": "1",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "FIELDRELAY_REDIS_URL": self.redis_url or "",
+                "FIELDRELAY_DATA_DIR": str(self.data_dir),
+                "FIELDRELAY_RULES_DIR": str(self.rules_dir),
+                "FIELDRELAY_WEBHOOK_TOKENS": self.webhook_tokens,
+                "FIELDRELAY_CONSOLE_TOKEN": self.console_token,
+                "FIELDRELAY_WORKER_CONCURRENCY": str(self.worker_concurrency),
+                "FIELDRELAY_SERVICETRADE_BASE_URL": self.base_url(self.servicetrade_port) + "/api",
+                "FIELDRELAY_SERVICETRADE_USERNAME": SANDBOX_USER,
+                "FIELDRELAY_SERVICETRADE_PASSWORD": SANDBOX_PASSWORD,
+                "FIELDRELAY_SYNCHROTEAM_BASE_URL": self.base_url(self.synchroteam_port),
+                "FIELDRELAY_SYNCHROTEAM_DOMAIN": SANDBOX_USER,
+                "FIELDRELAY_SYNCHROTEAM_API_KEY": SANDBOX_SYNCHROTEAM_KEY,
+                "FIELDRELAY_SYNERGIST_BASE_URL": self.base_url(self.synergist_port),
+                "FIELDRELAY_SYNERGIST_USER": SANDBOX_USER,
+                "FIELDRELAY_SYNERGIST_PASSWORD": SANDBOX_PASSWORD,
+                "FIELDRELAY_SYNERGIST_COMPANY": "1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(self.extra_env)
         return env
 
@@ -102,37 +104,57 @@ class Stack:
         else:
             self.config.log_dir.mkdir(parents=True, exist_ok=True)
             with open(self.config.log_dir / f"{name}.log", "ab") as out:  # the child keeps its own copy
-                proc = subprocess.Popen(argv, env=self.config.env(), stdout=out,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                proc = subprocess.Popen(
+                    argv, env=self.config.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                )
         self.procs[name] = proc
         return proc
 
     def start_sandbox(self) -> None:
         c = self.config
-        self._spawn("sandbox", "from sandbox.server import serve; "
-                    f"serve(host={c.host!r}, servicetrade_port={c.servicetrade_port}, "
-                    f"synchroteam_port={c.synchroteam_port}, synergist_port={c.synergist_port}, "
-                    f"synchroteam_options={c.synchroteam_options!r})")
+        self._spawn(
+            "sandbox",
+            "from sandbox.server import serve; "
+            f"serve(host={c.host!r}, servicetrade_port={c.servicetrade_port}, "
+            f"synchroteam_port={c.synchroteam_port}, synergist_port={c.synergist_port}, "
+            f"synchroteam_options={c.synchroteam_options!r})",
+        )
         self.wait_http("sandbox", c.base_url(c.servicetrade_port) + "/api/")
         self.wait_http("sandbox", c.base_url(c.synchroteam_port) + "/_sandbox/requests")
 
     def start_receiver(self) -> None:
         c = self.config
-        self._spawn("receiver", "import uvicorn; uvicorn.run('fieldrelay_cli.asgi:app', factory=True, "
-                    f"host={c.host!r}, port={c.receiver_port}, log_level='warning', access_log=False)")
+        self._spawn(
+            "receiver",
+            "import uvicorn; uvicorn.run('fieldrelay_cli.asgi:app', factory=True, "
+            f"host={c.host!r}, port={c.receiver_port}, log_level='warning', access_log=False)",
+        )
         self.wait_http("receiver", c.base_url(c.receiver_port) + "/readyz")
 
     def start_worker(self, name: str = "worker", queues: str | None = None) -> None:
-        argv = ["worker", "--loglevel", "INFO", "-Q", queues or ",".join(ALL_QUEUES),
-                "--concurrency", str(self.config.worker_concurrency), "-n", f"{name}@%h",
-                "--without-gossip", "--without-mingle"]
+        argv = [
+            "worker",
+            "--loglevel",
+            "INFO",
+            "-Q",
+            queues or ",".join(ALL_QUEUES),
+            "--concurrency",
+            str(self.config.worker_concurrency),
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
         self._spawn(name, f"from workers.celery_app import app; app.worker_main({argv!r})")
         self.wait_worker(name)
 
     def start_beat(self) -> None:
         schedule = self.config.data_dir / "celerybeat-schedule"
-        self._spawn("beat", "from workers.celery_app import app; "
-                    f"app.start(['beat', '--loglevel', 'INFO', '--schedule', {str(schedule)!r}])")
+        self._spawn(
+            "beat",
+            "from workers.celery_app import app; "
+            f"app.start(['beat', '--loglevel', 'INFO', '--schedule', {str(schedule)!r}])",
+        )
 
     def start_all(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -206,7 +228,9 @@ def run_stack(receiver_port: int = 8000) -> int:
     """`fieldrelay run`: start everything, print how to try it, and stop all on Ctrl-C."""
     settings = load_settings()
     config = StackConfig(
-        data_dir=settings.data_dir, redis_url=settings.redis_url, receiver_port=receiver_port,
+        data_dir=settings.data_dir,
+        redis_url=settings.redis_url,
+        receiver_port=receiver_port,
         rules_dir=settings.rules_dir,
         webhook_tokens=",".join(t.get_secret_value() for t in settings.webhook_tokens) or DEMO_TOKEN,
         console_token=settings.console_token.get_secret_value() if settings.console_token else DEMO_CONSOLE_TOKEN,
@@ -226,7 +250,8 @@ def run_stack(receiver_port: int = 8000) -> int:
         raise
     token = config.webhook_tokens.split(",")[0]
     stm = config.base_url(config.synchroteam_port)
-    print(f"""
+    print(
+        f"""
 fieldrelay is running (logs in {config.log_dir}/):
   receiver      {config.base_url(receiver_port)}   (healthz, readyz, metrics, /webhooks/servicetrade/<token>)
   console       {config.base_url(receiver_port)}/console   (sign in with the token {config.console_token!r})
@@ -244,7 +269,9 @@ Then see the job it created in the Synchroteam sandbox:
   curl -s -u {SANDBOX_USER}:{SANDBOX_SYNCHROTEAM_KEY} '{stm}/api/v3/job/details?myId=st-job-35769'
   curl -s {stm}/_sandbox/requests        # every request the sandbox received
 
-Ctrl-C stops everything.""", flush=True)
+Ctrl-C stops everything.""",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(0.5)

@@ -35,8 +35,13 @@ def _print_json(value: Any) -> None:
 
 
 def _selection(args: argparse.Namespace) -> Selection:
-    return Selection(rule=args.rule, target=args.target, entity=args.entity,
-                     since=parse_time(args.since), until=parse_time(args.until))
+    return Selection(
+        rule=args.rule,
+        target=args.target,
+        entity=args.entity,
+        since=parse_time(args.since),
+        until=parse_time(args.until),
+    )
 
 
 def _selected(state: PipelineState, args: argparse.Namespace) -> list[str]:
@@ -56,8 +61,10 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
         _print_json(entries)
         return 0
     for e in entries:
-        print(f"{e['id']}  {_when(e.get('at'))}  {e.get('target')}  {e.get('rule')}  "
-              f"{e.get('action')}  {e.get('entity_type')}:{e.get('entity_id')}  attempts={e.get('attempts')}")
+        print(
+            f"{e['id']}  {_when(e.get('at'))}  {e.get('target')}  {e.get('rule')}  "
+            f"{e.get('action')}  {e.get('entity_type')}:{e.get('entity_id')}  attempts={e.get('attempts')}"
+        )
         print(f"    {e.get('error')}")
     print(f"{len(entries)} dead letter(s)", file=sys.stderr)
     return 0
@@ -103,8 +110,10 @@ def _status_line(s: dict[str, Any]) -> str:
     line = f"{s['target']:<13} {'PAUSED' if s['paused'] else 'running':<8} queued={s['queued']}"
     if not rate:
         return line + "  rate: not reported yet"
-    return (f"{line}  rate left={num(rate.get('remaining'))}/{num(rate.get('limit'))}  "
-            f"quota left={num(rate.get('quota_remaining'))}  (seen {_when(rate.get('seen_at'))})")
+    return (
+        f"{line}  rate left={num(rate.get('remaining'))}/{num(rate.get('limit'))}  "
+        f"quota left={num(rate.get('quota_remaining'))}  (seen {_when(rate.get('seen_at'))})"
+    )
 
 
 def cmd_target(args: argparse.Namespace) -> int:
@@ -131,17 +140,22 @@ def cmd_target(args: argparse.Namespace) -> int:
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
     s = settings_or_exit()
-    client = ServiceTradeClient(s.servicetrade_base_url, s.servicetrade_username, s.servicetrade_password,
-                                timeout=s.http_timeout)
+    client = ServiceTradeClient(
+        s.servicetrade_base_url, s.servicetrade_username, s.servicetrade_password, timeout=s.http_timeout
+    )
     try:
         if args.webhooks_command == "register":
             hook, created = register_webhook(client, args.url)
-            print(f"{'registered' if created else 'already registered'}: webhook {hook['id']} -> {hook['hookUrl']} "
-                  f"(enabled={hook.get('enabled')}, includeChangesets={hook.get('includeChangesets')})")
+            print(
+                f"{'registered' if created else 'already registered'}: webhook {hook['id']} -> {hook['hookUrl']} "
+                f"(enabled={hook.get('enabled')}, includeChangesets={hook.get('includeChangesets')})"
+            )
         elif args.webhooks_command == "list":
             for hook in client.list_webhooks():
-                print(f"{hook['id']}  {'enabled ' if hook.get('enabled') else 'disabled'}  "
-                      f"changesets={'on' if hook.get('includeChangesets') else 'off'}  {hook.get('hookUrl')}")
+                print(
+                    f"{hook['id']}  {'enabled ' if hook.get('enabled') else 'disabled'}  "
+                    f"changesets={'on' if hook.get('includeChangesets') else 'off'}  {hook.get('hookUrl')}"
+                )
         else:
             hook = set_webhook_enabled(client, args.hook, args.webhooks_command == "enable")
             print(f"webhook {hook['id']} {'enabled' if hook.get('enabled') else 'disabled'}: {hook.get('hookUrl')}")
@@ -158,8 +172,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         selection = None
         if args.entity or args.source or args.since or args.until:
-            selection = EventFilter(source=args.source, entity=args.entity,
-                                    since=parse_time(args.since), until=parse_time(args.until))
+            selection = EventFilter(
+                source=args.source, entity=args.entity, since=parse_time(args.since), until=parse_time(args.until)
+            )
         ids = select(state, args.event_ids, selection, args.limit)
         rules = load_rules(settings.rules_dir, action_params()) if args.dry_run else None
     except (ReplayError, OperationError) as exc:
@@ -172,9 +187,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for event_id in report.missing:
         print(f"not stored (expired or unknown): {event_id}", file=sys.stderr)
     if not args.dry_run:
-        print(f"{len(report.replayed)} event(s) enqueued for the current rules"
-              + ("; their done actions will run again (--force)" if args.force else
-                 "; actions already done for the same rule version are skipped"))
+        print(
+            f"{len(report.replayed)} event(s) enqueued for the current rules"
+            + (
+                "; their done actions will run again (--force)"
+                if args.force
+                else "; actions already done for the same rule version are skipped"
+            )
+        )
     return 1 if report.missing and not (report.replayed or report.dry_runs) else 0
 
 
@@ -200,7 +220,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_replay)
 
     dlq = sub.add_parser("dlq", help="dead letters: list, show, retry, drop").add_subparsers(
-        dest="dlq_command", required=True)
+        dest="dlq_command", required=True
+    )
     p = dlq.add_parser("list", help="dead letters, newest first")
     _selection_args(p)
     p.add_argument("--json", action="store_true")
@@ -208,8 +229,10 @@ def register(sub: Any) -> None:
     p = dlq.add_parser("show", help="one dead letter with its event and trace (JSON)")
     p.add_argument("id")
     p.set_defaults(func=cmd_dlq_show)
-    for verb, func, text in (("retry", cmd_dlq_retry, "run the failed step again on its target queue"),
-                             ("drop", cmd_dlq_drop, "discard dead letters")):
+    for verb, func, text in (
+        ("retry", cmd_dlq_retry, "run the failed step again on its target queue"),
+        ("drop", cmd_dlq_drop, "discard dead letters"),
+    ):
         p = dlq.add_parser(verb, help=text)
         p.add_argument("ids", nargs="*", metavar="ID")
         p.add_argument("--all", action="store_true", help="every dead letter the selection matches")
@@ -217,7 +240,8 @@ def register(sub: Any) -> None:
         p.set_defaults(func=func)
 
     target = sub.add_parser("target", help="pause, resume or show a target").add_subparsers(
-        dest="target_command", required=True)
+        dest="target_command", required=True
+    )
     p = target.add_parser("pause", help="hold the target's actions in its queue until resumed")
     p.add_argument("name")
     p.add_argument("--reason")
@@ -231,7 +255,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_target)
 
     hooks = sub.add_parser("webhooks", help="the ServiceTrade webhook that feeds the receiver").add_subparsers(
-        dest="webhooks_command", required=True)
+        dest="webhooks_command", required=True
+    )
     p = hooks.add_parser("register", help="create it (changesets on), or reuse the one with this URL")
     p.add_argument("--url", required=True, help="https://<receiver>/webhooks/servicetrade/<token>")
     p.set_defaults(func=cmd_webhooks)

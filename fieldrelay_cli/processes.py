@@ -18,8 +18,16 @@ from sandbox.server import serve
 
 def cmd_receiver(args: argparse.Namespace) -> int:
     settings = with_redis(settings_or_exit())
-    uvicorn.run("fieldrelay_cli.asgi:app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level="info", access_log=False, log_config=logging_config(settings))
+    uvicorn.run(
+        "fieldrelay_cli.asgi:app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        access_log=False,
+        log_config=logging_config(settings),
+    )
     return 0
 
 
@@ -29,12 +37,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
         # The Celery worker runs as a child that fieldrelay.supervise starts again when it dies. `-P`
         # keeps the working directory off sys.path: an ops repository's own `rules/` folder must
         # not shadow the installed package.
-        return supervise([sys.executable, "-P", "-m", "fieldrelay_cli", "worker", "--once", *_worker_flags(args)],
-                         name="worker")
+        return supervise(
+            [sys.executable, "-P", "-m", "fieldrelay_cli", "worker", "--once", *_worker_flags(args)], name="worker"
+        )
     from workers.celery_app import app  # the app reads the settings, Redis URL included, when imported
 
-    argv = ["worker", "--loglevel", args.loglevel, "-Q", args.queues or ",".join(ALL_QUEUES),
-            "--concurrency", str(args.concurrency or settings.worker_concurrency)]
+    argv = [
+        "worker",
+        "--loglevel",
+        args.loglevel,
+        "-Q",
+        args.queues or ",".join(ALL_QUEUES),
+        "--concurrency",
+        str(args.concurrency or settings.worker_concurrency),
+    ]
     if args.name:
         argv += ["-n", args.name]
     code = app.start(argv)  # not worker_main, which drops the worker's exit code

@@ -115,19 +115,29 @@ def dry_run(rules_dir: Path, event_file: Path, entity_file: Path | None, *, agai
 
 def sandbox_clients(urls: Mapping[str, str]) -> SettingsClients:
     """API clients for the sandboxes at `urls`, with the sandboxes' own credentials."""
-    return SettingsClients(Settings(
-        servicetrade_base_url=urls["servicetrade"], servicetrade_username=SANDBOX_USER,
-        servicetrade_password=SecretStr(SANDBOX_PASSWORD),
-        synchroteam_base_url=urls["synchroteam"], synchroteam_domain=SANDBOX_USER,
-        synchroteam_api_key=SecretStr(SANDBOX_SYNCHROTEAM_KEY),
-        synergist_base_url=urls["synergist"], synergist_user=SANDBOX_USER,
-        synergist_password=SecretStr(SANDBOX_PASSWORD), synergist_company="1",
-    ))
+    return SettingsClients(
+        Settings(
+            servicetrade_base_url=urls["servicetrade"],
+            servicetrade_username=SANDBOX_USER,
+            servicetrade_password=SecretStr(SANDBOX_PASSWORD),
+            synchroteam_base_url=urls["synchroteam"],
+            synchroteam_domain=SANDBOX_USER,
+            synchroteam_api_key=SecretStr(SANDBOX_SYNCHROTEAM_KEY),
+            synergist_base_url=urls["synergist"],
+            synergist_user=SANDBOX_USER,
+            synergist_password=SecretStr(SANDBOX_PASSWORD),
+            synergist_company="1",
+        )
+    )
 
 
 def run_matched(
-    ruleset: RuleSet, event: ChangeEvent, entity: Mapping[str, Any] | None, clients: Clients,
-    *, env: Mapping[str, str],
+    ruleset: RuleSet,
+    event: ChangeEvent,
+    entity: Mapping[str, Any] | None,
+    clients: Clients,
+    *,
+    env: Mapping[str, str],
 ) -> list[str]:
     """Run each matched rule's `then` in order, as a worker would, and report every action's result.
 
@@ -153,8 +163,7 @@ def run_matched(
                 steps[call.id] = result
         for offset, call in enumerate(rule.on_failure if failure else ()):
             index = len(rule.then) + offset
-            ok, result = _run_call(rule, index, call, event, record, steps, {"failure": failure}, clients,
-                                   links, env)
+            ok, result = _run_call(rule, index, call, event, record, steps, {"failure": failure}, clients, links, env)
             lines.append(_result_line(rule.name, f"on_failure[{offset}]", call, ok, result, env))
     if len(lines) == 1:
         lines.append("  (no rule matched; nothing was called)")
@@ -162,8 +171,15 @@ def run_matched(
 
 
 def _run_call(
-    rule: Rule, index: int, call: ActionCall, event: ChangeEvent, record: dict[str, Any] | None,
-    steps: dict[str, Any], extra: dict[str, Any], clients: Clients, links: MemoryLinkStore,
+    rule: Rule,
+    index: int,
+    call: ActionCall,
+    event: ChangeEvent,
+    record: dict[str, Any] | None,
+    steps: dict[str, Any],
+    extra: dict[str, Any],
+    clients: Clients,
+    links: MemoryLinkStore,
     env: Mapping[str, str],
 ) -> tuple[bool, Any]:
     """(True, result) or (False, why); never raises for a failed call."""
@@ -195,9 +211,11 @@ def format_trace(event_id: str, event: dict[str, Any] | None, steps: list[dict[s
     lines = []
     if event is not None:
         entity = event["entity"]
-        lines.append(f"event {event_id}: {event['source']} {entity['type']} {entity['id']} {event['action']} "
-                     f"via {event['via']} at {event['occurred_at']}" +
-                     (f" (message {event['message_id']})" if event.get("message_id") else ""))
+        lines.append(
+            f"event {event_id}: {event['source']} {entity['type']} {entity['id']} {event['action']} "
+            f"via {event['via']} at {event['occurred_at']}"
+            + (f" (message {event['message_id']})" if event.get("message_id") else "")
+        )
         if event.get("changes"):
             changes = ", ".join(f"{k}: {v['old']!r} -> {v['new']!r}" for k, v in event["changes"].items())
             lines.append(f"  changes: {changes}")
@@ -231,8 +249,9 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     if not args.event:
         sys.exit("rules test: give --event FILE (dry run) or a directory of test cases")
     rules_dir = Path(args.rules) if args.rules else settings_or_exit().rules_dir
-    return dry_run(rules_dir, Path(args.event), Path(args.entity) if args.entity else None,
-                   against_sandbox=args.against_sandbox)
+    return dry_run(
+        rules_dir, Path(args.event), Path(args.entity) if args.entity else None, against_sandbox=args.against_sandbox
+    )
 
 
 def cmd_rules_explain(args: argparse.Namespace) -> int:
@@ -257,8 +276,11 @@ def register(sub: Any) -> None:
     p.add_argument("--event", help="a ServiceTrade webhook message or a normalized event (JSON)")
     p.add_argument("--entity", help="the entity JSON the rules see as `entity` (no API call is made)")
     p.add_argument("--rules", help="rules directory (default FIELDRELAY_RULES_DIR)")
-    p.add_argument("--against-sandbox", action="store_true",
-                   help="also run the matched rules' actions against in-process sandboxes and print each result")
+    p.add_argument(
+        "--against-sandbox",
+        action="store_true",
+        help="also run the matched rules' actions against in-process sandboxes and print each result",
+    )
     p.set_defaults(func=cmd_rules_test)
     p = rules.add_parser("explain", help="the stored trace of a real event: what each rule did and why")
     p.add_argument("event_id")

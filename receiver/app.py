@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -101,8 +100,14 @@ def create_app(
             return json_response({"status": "unavailable", "redis": type(exc).__name__}, 503)
         # A broken rules reload shows here but keeps 200: the receiver itself is fine, and the
         # workers keep running the last good set; taking receivers out of rotation would lose webhooks.
-        return json_response({"status": "ready", "redis": "ok", "rules": orjson.loads(rules) if rules else None,
-                              "spooled": spool.pending() if spool.directory.exists() else 0})
+        return json_response(
+            {
+                "status": "ready",
+                "redis": "ok",
+                "rules": orjson.loads(rules) if rules else None,
+                "spooled": spool.pending() if spool.directory.exists() else 0,
+            }
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

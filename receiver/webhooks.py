@@ -88,17 +88,19 @@ def normalize(message: WebhookMessage) -> list[dict[str, Any]]:
     for item in message["data"]:
         changeset = item.get("changeset")
         entity = item["entity"]
-        events.append({
-            "source": "servicetrade",
-            "via": "webhook",
-            "action": item["action"],
-            "entity": {"type": entity["type"], "id": entity["id"], "uri": entity["uri"]},
-            "occurred_at": item["timestamp"],
-            "message_id": message["messageId"],
-            "changes": None if changeset is None else {
-                c["field"]: {"old": c.get("oldValue"), "new": c.get("newValue")} for c in changeset
-            },
-        })
+        events.append(
+            {
+                "source": "servicetrade",
+                "via": "webhook",
+                "action": item["action"],
+                "entity": {"type": entity["type"], "id": entity["id"], "uri": entity["uri"]},
+                "occurred_at": item["timestamp"],
+                "message_id": message["messageId"],
+                "changes": None
+                if changeset is None
+                else {c["field"]: {"old": c.get("oldValue"), "new": c.get("newValue")} for c in changeset},
+            }
+        )
     return events
 
 

@@ -101,8 +101,7 @@ def _keys(model: type[BaseModel]) -> dict[str, tuple[str, FieldInfo]]:
     by_name = model.model_config.get("populate_by_name") or model.model_config.get("validate_by_name")
     keys: dict[str, tuple[str, FieldInfo]] = {}
     for name, info in model.model_fields.items():
-        keys[info.validation_alias if isinstance(info.validation_alias, str) else info.alias or name] = (
-            name, info)
+        keys[info.validation_alias if isinstance(info.validation_alias, str) else info.alias or name] = (name, info)
         if by_name or not info.alias:
             keys[name] = (name, info)
     return keys

@@ -9,9 +9,24 @@ SOURCE_TITLES = {"servicetrade": "ServiceTrade", "synchroteam": "Synchroteam", "
 
 ENTITY_TYPES: dict[str, tuple[str, ...]] = {
     "servicetrade": (
-        "job", "appointment", "location", "company", "contact", "invoice", "quote", "quoteitem",
-        "quote_item", "deficiency", "asset", "user", "attachment", "clockevent", "clock_event",
-        "jobitem", "job_item", "servicerequest",
+        "job",
+        "appointment",
+        "location",
+        "company",
+        "contact",
+        "invoice",
+        "quote",
+        "quoteitem",
+        "quote_item",
+        "deficiency",
+        "asset",
+        "user",
+        "attachment",
+        "clockevent",
+        "clock_event",
+        "jobitem",
+        "job_item",
+        "servicerequest",
     ),
     "synchroteam": ("job", "customer", "site", "equipment", "activity"),
     "synergist": ("activity", "job", "calendar", "timesheet"),
@@ -22,45 +37,157 @@ _COMMON = ("id", "uri", "created", "updated", "externalIds", "status", "name")
 # Fields the API digest (section 1.4) documents; `changed:` on anything else is only a warning,
 # because ServiceTrade does not publish the list of tracked fields for most entities.
 SERVICETRADE_FIELDS: dict[str, frozenset[str]] = {
-    "job": frozenset((
-        *_COMMON, "type", "number", "refNumber", "customerPo", "visibility", "description",
-        "scheduledDate", "estimatedPrice", "latestClockIn", "ivrOpen", "ivrActivity", "serviceLine",
-        "dueBy", "completedOn", "currentAppointment", "deficienciesFound", "otherTradeDeficienciesFound",
-        "redTagsFound", "vendor", "customer", "location", "owner", "sales", "primaryContact", "notes",
-        "serviceRequests", "schedulingComments", "assignedOffice", "offices", "tags", "terms", "contract",
-        "budgeted", "jobTypeWeight", "isInvoiced",
-    )),
-    "appointment": frozenset((
-        *_COMMON, "windowStart", "windowEnd", "location", "vendor", "dueBy", "serviceRequests", "job",
-        "techs", "offices", "released",
-    )),
-    "location": frozenset((
-        *_COMMON, "refNumber", "company", "primaryContact", "offices", "address", "lat", "lon",
-        "phoneNumber", "email", "taxable", "legacyId", "generalManager",
-    )),
+    "job": frozenset(
+        (
+            *_COMMON,
+            "type",
+            "number",
+            "refNumber",
+            "customerPo",
+            "visibility",
+            "description",
+            "scheduledDate",
+            "estimatedPrice",
+            "latestClockIn",
+            "ivrOpen",
+            "ivrActivity",
+            "serviceLine",
+            "dueBy",
+            "completedOn",
+            "currentAppointment",
+            "deficienciesFound",
+            "otherTradeDeficienciesFound",
+            "redTagsFound",
+            "vendor",
+            "customer",
+            "location",
+            "owner",
+            "sales",
+            "primaryContact",
+            "notes",
+            "serviceRequests",
+            "schedulingComments",
+            "assignedOffice",
+            "offices",
+            "tags",
+            "terms",
+            "contract",
+            "budgeted",
+            "jobTypeWeight",
+            "isInvoiced",
+        )
+    ),
+    "appointment": frozenset(
+        (
+            *_COMMON,
+            "windowStart",
+            "windowEnd",
+            "location",
+            "vendor",
+            "dueBy",
+            "serviceRequests",
+            "job",
+            "techs",
+            "offices",
+            "released",
+        )
+    ),
+    "location": frozenset(
+        (
+            *_COMMON,
+            "refNumber",
+            "company",
+            "primaryContact",
+            "offices",
+            "address",
+            "lat",
+            "lon",
+            "phoneNumber",
+            "email",
+            "taxable",
+            "legacyId",
+            "generalManager",
+        )
+    ),
     "company": frozenset((*_COMMON, "refNumber", "customer", "vendor", "tags")),
-    "contact": frozenset((
-        *_COMMON, "firstName", "lastName", "type", "phone", "mobile", "alternatePhone", "email",
-        "companies", "locations",
-    )),
-    "invoice": frozenset((
-        *_COMMON, "invoiceNumber", "refNumber", "totalPrice", "job", "customer", "vendor",
-        "transactionDate", "dueDate", "type",
-    )),
-    "quote": frozenset((
-        *_COMMON, "refNumber", "vendor", "customer", "location", "job", "description", "jobType",
-    )),
-    "deficiency": frozenset((
-        *_COMMON, "refNumber", "severity", "resolution", "asset", "location", "reportingJob",
-    )),
-    "attachment": frozenset((
-        *_COMMON, "contentUrl", "checksum", "fileName", "fileType", "purposeId", "purpose", "entity",
-    )),
+    "contact": frozenset(
+        (
+            *_COMMON,
+            "firstName",
+            "lastName",
+            "type",
+            "phone",
+            "mobile",
+            "alternatePhone",
+            "email",
+            "companies",
+            "locations",
+        )
+    ),
+    "invoice": frozenset(
+        (
+            *_COMMON,
+            "invoiceNumber",
+            "refNumber",
+            "totalPrice",
+            "job",
+            "customer",
+            "vendor",
+            "transactionDate",
+            "dueDate",
+            "type",
+        )
+    ),
+    "quote": frozenset(
+        (
+            *_COMMON,
+            "refNumber",
+            "vendor",
+            "customer",
+            "location",
+            "job",
+            "description",
+            "jobType",
+        )
+    ),
+    "deficiency": frozenset(
+        (
+            *_COMMON,
+            "refNumber",
+            "severity",
+            "resolution",
+            "asset",
+            "location",
+            "reportingJob",
+        )
+    ),
+    "attachment": frozenset(
+        (
+            *_COMMON,
+            "contentUrl",
+            "checksum",
+            "fileName",
+            "fileType",
+            "purposeId",
+            "purpose",
+            "entity",
+        )
+    ),
     "servicerequest": frozenset((*_COMMON, "closedOn", "description", "job", "appointment", "location")),
-    "jobitem": frozenset((
-        *_COMMON, "libItemId", "quantity", "source.companyId", "source.deliveryDate", "source.status",
-        "source.type", "source.userId", "source.value", "source.warehouseId",
-    )),
+    "jobitem": frozenset(
+        (
+            *_COMMON,
+            "libItemId",
+            "quantity",
+            "source.companyId",
+            "source.deliveryDate",
+            "source.status",
+            "source.type",
+            "source.userId",
+            "source.value",
+            "source.warehouseId",
+        )
+    ),
 }
 
 

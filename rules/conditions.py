@@ -56,7 +56,7 @@ def parse_condition(raw: Any, loc: Loc, problems: Problems) -> Condition | None:
         items = [parse_condition(item, (*loc, i), problems) for i, item in enumerate(raw)]
         return AllOf(tuple(i for i in items if i is not None), "")
     if isinstance(raw, Mapping) and len(raw) == 1:
-        (key, value), = raw.items()
+        ((key, value),) = raw.items()
         if key in ("all", "any"):
             if not isinstance(value, list) or not value:
                 problems.append(((*loc, key), f"'{key}' takes a non-empty list of conditions"))
@@ -145,8 +145,10 @@ def _explain(cond: Condition, context: Mapping[str, Any], where: str) -> str | N
                 return reason
         return None
     if isinstance(cond, AnyOf):
-        reasons = [_explain(item, context, f"{where}.any (item {i} of {len(cond.items)})")
-                   for i, item in enumerate(cond.items, 1)]
+        reasons = [
+            _explain(item, context, f"{where}.any (item {i} of {len(cond.items)})")
+            for i, item in enumerate(cond.items, 1)
+        ]
         if any(r is None for r in reasons):
             return None
         return f"{where}.any: none of {len(reasons)} held; " + "; ".join(r for r in reasons if r)

@@ -31,17 +31,30 @@ def step_placeholders(rule: Rule) -> dict[str, Placeholder]:
 
 
 def render_calls(
-    rule: Rule, calls: list[ActionCall], event: ChangeEvent, entity: Mapping[str, Any] | None,
-    *, now: datetime | None = None, env: Mapping[str, str] | None = None,
-    steps: Mapping[str, Any] | None = None, mask_secrets: bool = True,
+    rule: Rule,
+    calls: list[ActionCall],
+    event: ChangeEvent,
+    entity: Mapping[str, Any] | None,
+    *,
+    now: datetime | None = None,
+    env: Mapping[str, str] | None = None,
+    steps: Mapping[str, Any] | None = None,
+    mask_secrets: bool = True,
 ) -> list[dict[str, Any] | TemplateError]:
     """Each call rendered as `{name: params}`, or the TemplateError it raised.
 
     Step results are placeholders unless given; `!secret` values render as `***` unless
     `mask_secrets` is false (a run against the sandboxes needs them).
     """
-    context = build_context(event, entity, steps=step_placeholders(rule) if steps is None else steps,
-                            vars=rule.vars, now=now, env=env, mask_secrets=mask_secrets)
+    context = build_context(
+        event,
+        entity,
+        steps=step_placeholders(rule) if steps is None else steps,
+        vars=rule.vars,
+        now=now,
+        env=env,
+        mask_secrets=mask_secrets,
+    )
     out: list[dict[str, Any] | TemplateError] = []
     for call in calls:
         try:
@@ -60,17 +73,21 @@ def describe_event(event: ChangeEvent) -> str:
 
 
 def explain(
-    ruleset: RuleSet, event: ChangeEvent, entity: Mapping[str, Any] | None,
-    *, now: datetime | None = None, env: Mapping[str, str] | None = None,
+    ruleset: RuleSet,
+    event: ChangeEvent,
+    entity: Mapping[str, Any] | None,
+    *,
+    now: datetime | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> str:
     """A report for ops: every rule, matched or not and why; matched rules show their rendered calls.
 
-        event: servicetrade job 35769 updated via webhook (changes: status: 'scheduled' -> 'completed')
-        MATCH completed-job-to-synchroteam  (rules/sync.yaml:8)
-          then[0] synchroteam.customer.upsert  id=customer
-            {"myId": "st-company-39", "name": "Big Bang Burger Bar"}
-        no    canceled-job-notify  (rules/sync.yaml:40)
-          when.changed.status.to: wanted 'canceled', event had 'completed'
+    event: servicetrade job 35769 updated via webhook (changes: status: 'scheduled' -> 'completed')
+    MATCH completed-job-to-synchroteam  (rules/sync.yaml:8)
+      then[0] synchroteam.customer.upsert  id=customer
+        {"myId": "st-company-39", "name": "Big Bang Burger Bar"}
+    no    canceled-job-notify  (rules/sync.yaml:40)
+      when.changed.status.to: wanted 'canceled', event had 'completed'
     """
     now = now or datetime.now(UTC)
     candidates = {id(r) for r in ruleset.candidates(event)}
@@ -99,7 +116,6 @@ def explain(
             lines.append(f"{tag} {rule.name}  {where}")
             lines.append(f"  {verdict.reason}")
     return "\n".join(lines)
-
 
 
 class Expect(BaseModel):
@@ -177,10 +193,10 @@ def run_case(case: Case, file: str, ruleset: RuleSet) -> CaseResult:
     verdicts = evaluate_rules(ruleset.rules, event, lambda: case.entity, now=case.now, env=case.env)
     matched = [v.rule.name for v in verdicts if v.matched]
     if sorted(matched) != sorted(case.expect.matched):
-        why = "; ".join(f"{v.rule.name}: {v.reason}" for v in verdicts
-                        if v.rule.name in case.expect.matched and not v.matched)
-        result.problems.append(f"expected matched {case.expect.matched}, got {matched}" + (
-            f" ({why})" if why else ""))
+        why = "; ".join(
+            f"{v.rule.name}: {v.reason}" for v in verdicts if v.rule.name in case.expect.matched and not v.matched
+        )
+        result.problems.append(f"expected matched {case.expect.matched}, got {matched}" + (f" ({why})" if why else ""))
     for name, expected in case.expect.actions.items():
         rule = ruleset.get(name)
         if rule is None:
@@ -198,8 +214,11 @@ def run_case(case: Case, file: str, ruleset: RuleSet) -> CaseResult:
 
 
 def run_cases(
-    directory: Path, *, rules_directory: Path | None = None,
-    action_params: Mapping[str, type[BaseModel]] | None = None, env_names: Collection[str] | None = None,
+    directory: Path,
+    *,
+    rules_directory: Path | None = None,
+    action_params: Mapping[str, type[BaseModel]] | None = None,
+    env_names: Collection[str] | None = None,
 ) -> CaseReport:
     """Run every `*.yaml` case file in `directory` against the rules in `rules_directory`
     (default: the parent of `directory`, as in `rules/examples/cases/`)."""

@@ -38,8 +38,9 @@ class EventScope:
     """One event as every rule judged for it sees it: the trigger's view, and the context for `if`,
     built on first use (events whose candidates all miss on `when` never build it)."""
 
-    def __init__(self, event: ChangeEvent, entity: LazyEntity, now: datetime | None,
-                 env: Mapping[str, str] | None) -> None:
+    def __init__(
+        self, event: ChangeEvent, entity: LazyEntity, now: datetime | None, env: Mapping[str, str] | None
+    ) -> None:
         self.view = EventView(event, entity)
         self.event, self.entity, self.now, self.env = event, entity, now, env
         self._context: RuleContext | None = None

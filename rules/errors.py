@@ -119,7 +119,7 @@ def describe(error: Mapping[str, Any]) -> str:
     msg: str = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
-            return msg[len(prefix):]
+            return msg[len(prefix) :]
     msg = msg[:1].lower() + msg[1:]
     if isinstance(value, str | int | float | bool) or value is None:
         msg += f", got {value!r}"

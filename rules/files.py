@@ -10,7 +10,8 @@ Fingerprint = tuple[tuple[str, int, int], ...]
 def rule_files(directory: Path) -> list[Path]:
     """Every `*.yaml`/`*.yml` directly in `directory`, sorted, dotfiles skipped."""
     return sorted(
-        p for p in Path(directory).iterdir()
+        p
+        for p in Path(directory).iterdir()
         if p.suffix in (".yaml", ".yml") and p.is_file() and not p.name.startswith(".")
     )
 

@@ -87,8 +87,13 @@ def _check_ref(root: str, key: str, vars: Mapping[str, Any], steps: list[str] | 
 
 
 def compile_parts(
-    raw: Mapping[str, Any], vars: dict[str, Any], line: int, lines: dict[str, list[int]],
-    action_params: ActionParams | None, prefix: Loc, problems: Problems,
+    raw: Mapping[str, Any],
+    vars: dict[str, Any],
+    line: int,
+    lines: dict[str, list[int]],
+    action_params: ActionParams | None,
+    prefix: Loc,
+    problems: Problems,
 ) -> tuple[Condition | None, dict[str, list[ActionCall]], set[str]]:
     """Compile `if`, `then` and `on_failure`; each part is checked even when another one failed."""
     before = len(problems)
@@ -123,8 +128,15 @@ def compile_parts(
 
 
 def compile_rule(
-    spec: RuleSpec, raw: dict[str, Any], vars: dict[str, Any], file: str, line: int,
-    lines: dict[str, list[int]], action_params: ActionParams | None, prefix: Loc, problems: Problems,
+    spec: RuleSpec,
+    raw: dict[str, Any],
+    vars: dict[str, Any],
+    file: str,
+    line: int,
+    lines: dict[str, list[int]],
+    action_params: ActionParams | None,
+    prefix: Loc,
+    problems: Problems,
 ) -> Rule | None:
     """Compile `if`, `then` and `on_failure` of a shape-checked rule; None if anything failed."""
     before = len(problems)
@@ -132,10 +144,22 @@ def compile_rule(
     if len(problems) > before:
         return None
     return Rule(
-        name=spec.name, file=file, line=line, description=spec.description, enabled=spec.enabled,
-        priority=spec.priority, mode=spec.mode, debounce=spec.debounce, when=spec.when, if_=cond,
-        then=calls["then"], on_failure=calls["on_failure"], vars=vars, needs_entity="entity" in names,
-        digest=rule_digest(file, raw, vars), spec=raw,
+        name=spec.name,
+        file=file,
+        line=line,
+        description=spec.description,
+        enabled=spec.enabled,
+        priority=spec.priority,
+        mode=spec.mode,
+        debounce=spec.debounce,
+        when=spec.when,
+        if_=cond,
+        then=calls["then"],
+        on_failure=calls["on_failure"],
+        vars=vars,
+        needs_entity="entity" in names,
+        digest=rule_digest(file, raw, vars),
+        spec=raw,
     )
 
 
@@ -160,8 +184,7 @@ def _rule_from_json(data: Mapping[str, Any]) -> Rule:
     """Rebuild a rule from `Rule.to_json()`; params were checked at load, so no param models here."""
     problems: Problems = []
     spec = _RULE.validate_python(data["spec"])
-    rule = compile_rule(spec, data["spec"], data["vars"], data["file"], data["line"], data["lines"],
-                        None, (), problems)
+    rule = compile_rule(spec, data["spec"], data["vars"], data["file"], data["line"], data["lines"], None, (), problems)
     if rule is None:
         file, line = data["file"], data["line"]
         raise RuleLoadError([RuleError(file, line, 1, format_path(p), m) for p, m in problems])
@@ -174,16 +197,17 @@ def _warnings(rule: Rule, prefix: Loc) -> list[tuple[Loc, str]]:
     for field in when.changed:
         for entity in when.entity or ():
             if undocumented_field(when.source, entity, field):
-                out.append(((*prefix, "when", "changed", field),
-                            f"{field!r} is not a documented field of {title} {entity!r}"))
+                out.append(
+                    ((*prefix, "when", "changed", field), f"{field!r} is not a documented field of {title} {entity!r}")
+                )
     if when.changed and when.action is not None and "updated" not in when.action:
-        out.append(((*prefix, "when", "changed"),
-                    "only 'updated' events carry changesets; this rule never matches"))
+        out.append(((*prefix, "when", "changed"), "only 'updated' events carry changesets; this rule never matches"))
     for section, calls in (("then", rule.then), ("on_failure", rule.on_failure)):
         for i, call in enumerate(calls):
             if call.name.split(".")[0] == when.source:
-                out.append(((*prefix, section, i, call.name),
-                            f"writes to {title}, which triggers this rule (possible loop)"))
+                out.append(
+                    ((*prefix, section, i, call.name), f"writes to {title}, which triggers this rule (possible loop)")
+                )
     return out
 
 
@@ -245,8 +269,11 @@ def _load_file(path: Path, action_params: ActionParams | None, env_names: Collec
     for i, raw in enumerate(raw_rules):
         prefix = ("rules", i)
         line = locate(root, prefix)[0]
-        lines = {s: [locate(root, (*prefix, s, j))[0] for j in range(len(raw.get(s) or []))]
-                 for s in ("then", "on_failure") if isinstance(raw, dict) and isinstance(raw.get(s), list)}
+        lines = {
+            s: [locate(root, (*prefix, s, j))[0] for j in range(len(raw.get(s) or []))]
+            for s in ("then", "on_failure")
+            if isinstance(raw, dict) and isinstance(raw.get(s), list)
+        }
         try:
             spec = _RULE.validate_python(raw)
         except ValidationError as exc:
@@ -278,7 +305,10 @@ def _at(root: Any, loc: Loc) -> tuple[int, int, str]:
 
 
 def load_rule_file(
-    path: Path, action_params: ActionParams | None, *, env_names: Collection[str] | None = None,
+    path: Path,
+    action_params: ActionParams | None,
+    *,
+    env_names: Collection[str] | None = None,
 ) -> RuleSet:
     """Load one file; raises RuleLoadError listing every problem in it.
 
@@ -290,7 +320,10 @@ def load_rule_file(
 
 
 def load_rules(
-    directory: Path, action_params: ActionParams | None, *, env_names: Collection[str] | None = None,
+    directory: Path,
+    action_params: ActionParams | None,
+    *,
+    env_names: Collection[str] | None = None,
 ) -> RuleSet:
     """Load every `*.yaml`/`*.yml` directly in `directory` (sorted, dotfiles skipped); all or nothing.
 
@@ -316,5 +349,6 @@ def _build(files: list[Path], action_params: ActionParams | None, env_names: Col
     digest = hashlib.blake2b(digest_size=16)
     for one in loaded:
         digest.update(Path(one.file).name.encode() + b"\0" + one.text.encode() + b"\0")
-    return RuleSet([r for one in loaded for r in one.rules], [w for one in loaded for w in one.warnings],
-                   digest.hexdigest())
+    return RuleSet(
+        [r for one in loaded for r in one.rules], [w for one in loaded for w in one.warnings], digest.hexdigest()
+    )

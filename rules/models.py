@@ -83,5 +83,11 @@ class Rule:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON: the rule as written plus where it came from; enough to recompile it."""
         lines = {"then": [c.line for c in self.then], "on_failure": [c.line for c in self.on_failure]}
-        return {"digest": self.digest, "file": self.file, "line": self.line, "spec": self.spec,
-                "vars": self.vars, "lines": lines}
+        return {
+            "digest": self.digest,
+            "file": self.file,
+            "line": self.line,
+            "spec": self.spec,
+            "vars": self.vars,
+            "lines": lines,
+        }

@@ -29,11 +29,17 @@ from rules.context import LazyEntity
 
 FastFunction = Callable[[Any], Any]
 
-_COMPARE = {"eq": "==", "ne": "!=", "gt": ">", "gteq": ">=", "lt": "<", "lteq": "<=", "in": "in",
-            "notin": "not in"}
+_COMPARE = {"eq": "==", "ne": "!=", "gt": ">", "gteq": ">=", "lt": "<", "lteq": "<=", "in": "in", "notin": "not in"}
 _BINARY: dict[type[nodes.Node], str] = {
-    nodes.Add: "+", nodes.Sub: "-", nodes.Mul: "*", nodes.Div: "/", nodes.FloorDiv: "//", nodes.Mod: "%",
-    nodes.Pow: "**", nodes.And: "and", nodes.Or: "or",
+    nodes.Add: "+",
+    nodes.Sub: "-",
+    nodes.Mul: "*",
+    nodes.Div: "/",
+    nodes.FloorDiv: "//",
+    nodes.Mod: "%",
+    nodes.Pow: "**",
+    nodes.And: "and",
+    nodes.Or: "or",
 }
 
 
@@ -67,9 +73,11 @@ class _Writer:
             target, key, temp = self.write(node.node), repr(node.attr), f"t_{len(self.namespace)}"
             record = f"r_{len(self.namespace)}"
             self.namespace[temp] = self.namespace[record] = None  # reserves the names
-            return (f"({temp}[{key}] if type({temp} := {target}) is dict and {key} in {temp} "
-                    f"else {record}[{key}] if type({temp}) is LazyEntity and ({record} := {temp}.value) is not None "
-                    f"and {key} in {record} else getattr_({temp}, {key}))")
+            return (
+                f"({temp}[{key}] if type({temp} := {target}) is dict and {key} in {temp} "
+                f"else {record}[{key}] if type({temp}) is LazyEntity and ({record} := {temp}.value) is not None "
+                f"and {key} in {record} else getattr_({temp}, {key}))"
+            )
         if isinstance(node, nodes.Getitem) and node.ctx == "load" and not isinstance(node.arg, nodes.Slice):
             return f"getitem_({self.write(node.node)}, {self.write(node.arg)})"
         if isinstance(node, nodes.Compare):
@@ -131,8 +139,12 @@ def compile_fast(expression: nodes.Expr, environment: Environment) -> FastFuncti
         lines.append(f"    if {local} is missing: {local} = undefined(name={name!r})")
     lines.append(f"    return {body}")
     namespace: dict[str, Any] = {
-        "missing": missing, "undefined": environment.undefined, "getattr_": environment.getattr,
-        "getitem_": environment.getitem, "str_join": str_join, "environment": environment,
+        "missing": missing,
+        "undefined": environment.undefined,
+        "getattr_": environment.getattr,
+        "getitem_": environment.getitem,
+        "str_join": str_join,
+        "environment": environment,
         "LazyEntity": LazyEntity,
         **writer.namespace,
     }

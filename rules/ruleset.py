@@ -64,11 +64,7 @@ class RuleSet:
 
     def _lookup(self, event: ChangeEvent) -> list[Rule]:
         entity = canonical_entity(event.entity.type)
-        buckets = [
-            self._index.get((event.source, e, a))
-            for e in (entity, _ANY)
-            for a in (event.action, _ANY)
-        ]
+        buckets = [self._index.get((event.source, e, a)) for e in (entity, _ANY) for a in (event.action, _ANY)]
         found = [b for b in buckets if b]
         if len(found) == 1:
             return list(found[0])

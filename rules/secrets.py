@@ -73,7 +73,10 @@ def find_secrets(node: Any, loc: Loc = ()) -> list[tuple[Loc, SecretTag]]:
 
 
 def check_secret(
-    loc: Loc, tag: SecretTag, env_names: Collection[str] | None, environ: Mapping[str, str],
+    loc: Loc,
+    tag: SecretTag,
+    env_names: Collection[str] | None,
+    environ: Mapping[str, str],
 ) -> tuple[str | None, str | None]:
     """(error, warning) for one tag; the value is never part of either."""
     in_params = len(loc) >= 6 and loc[0] == "rules" and loc[2] in ("then", "on_failure") and loc[5:]
@@ -96,8 +99,9 @@ def secret_reader(env: Mapping[str, str], *, mask: bool = False) -> Callable[[st
             return MASK
         value = env.get(name)
         if value is None:
-            raise TemplateError("", f"secret {name!r} is not set in the environment (it must be set and "
-                                    f"listed in {ENV_SETTING})")
+            raise TemplateError(
+                "", f"secret {name!r} is not set in the environment (it must be set and listed in {ENV_SETTING})"
+            )
         return value
 
     return secret

@@ -280,14 +280,16 @@ def build_context(
     event_dict["id"] = event.id
     changes = {k: {"old": v.old, "new": v.new} for k, v in (event.changes or {}).items()}
     env = dict(env or {})
-    return RuleContext({
-        **ENV.globals,
-        "event": event_dict,
-        "changes": changes,
-        "entity": entity,
-        "steps": dict(steps or {}),
-        "vars": dict(vars or {}),
-        "env": env,
-        "secret": secret_reader(env, mask=mask_secrets),
-        "now": now or datetime.now(UTC),
-    })
+    return RuleContext(
+        {
+            **ENV.globals,
+            "event": event_dict,
+            "changes": changes,
+            "entity": entity,
+            "steps": dict(steps or {}),
+            "vars": dict(vars or {}),
+            "env": env,
+            "secret": secret_reader(env, mask=mask_secrets),
+            "now": now or datetime.now(UTC),
+        }
+    )

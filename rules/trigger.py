@@ -1,7 +1,7 @@
 """The `when` trigger, compiled at load into plain tuples; reasons are only written on a miss.
 
-    view = EventView(event, entity)                  # once per event
-    reason = Trigger(rule.when).match(view)          # None, or the first failing clause
+view = EventView(event, entity)                  # once per event
+reason = Trigger(rule.when).match(view)          # None, or the first failing clause
 """
 
 from __future__ import annotations
@@ -51,8 +51,12 @@ class Trigger:
         self.entities = when.entity_keys
         self.actions = None if when.action is None else frozenset(when.action)
         self.changed: tuple[tuple[str, Checks, tuple[_Check, ...], str], ...] = tuple(
-            (name, tuple(t.checks), tuple(_Check(name, kind, wanted) for kind, wanted in t.checks),
-             f"when.changed.{name}: the event did not change {name!r} (changed: ")
+            (
+                name,
+                tuple(t.checks),
+                tuple(_Check(name, kind, wanted) for kind, wanted in t.checks),
+                f"when.changed.{name}: the event did not change {name!r} (changed: ",
+            )
             for name, t in when.changed.items()
         )
         self.compiled: Callable[[EventView], str | None] = _compile(self)

@@ -23,10 +23,7 @@ def _as_transition(value: Any) -> Any:
         return {}
     if isinstance(value, dict):
         return value
-    raise ValueError(
-        "expected a mapping with any of from/to/not_from/not_to, or true for any change; "
-        f"got {value!r}"
-    )
+    raise ValueError(f"expected a mapping with any of from/to/not_from/not_to, or true for any change; got {value!r}")
 
 
 class Transition(Spec):

@@ -125,8 +125,13 @@ def create_app(
     `quota_period` (seconds from the epoch; UTC days by default) lets tests compress the quota day.
     """
     st = state if state is not None else SynchroteamState()
-    limiter = RateLimiter(limit=rate_limit, window_seconds=window_seconds, daily_quota=daily_quota, clock=st.clock,
-                          quota_period=quota_period)
+    limiter = RateLimiter(
+        limit=rate_limit,
+        window_seconds=window_seconds,
+        daily_quota=daily_quota,
+        clock=st.clock,
+        quota_period=quota_period,
+    )
 
     async def body_of(request: Request) -> Any:
         raw = await request.body()

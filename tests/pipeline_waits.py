@@ -25,8 +25,9 @@ class PipelineWaits:
         pipe.zcard(DELAYED_KEY)
         return any(pipe.execute())
 
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition",
-                   every: float = 0.1) -> None:
+    def wait_until(
+        self, predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition", every: float = 0.1
+    ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():

@@ -29,8 +29,10 @@ ALLOWED: dict[str, set[str]] = {
 }
 # Imports of project modules inside a function, each with the reason it cannot be at the top.
 LATE_IMPORTS = {
-    ("fieldrelay_cli/processes.py", "workers.celery_app"):
-        "the Celery app reads the settings when imported, after the command has resolved the Redis URL",
+    (
+        "fieldrelay_cli/processes.py",
+        "workers.celery_app",
+    ): "the Celery app reads the settings when imported, after the command has resolved the Redis URL",
 }
 
 
@@ -56,8 +58,9 @@ def imports(path: Path, modules: dict[str, Path]) -> Iterator[tuple[str, int, bo
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             # `from workers import pipeline` imports workers.pipeline; `from x.y import name` imports x.y.
-            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
-                     for a in node.names]
+            names = [
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module for a in node.names
+            ]
         for name in names:
             while name and name not in modules:
                 name = name.rpartition(".")[0]
@@ -124,9 +127,9 @@ def test_packages_import_only_the_floors_below_them():
     edges, _ = graph()
     wrong = sorted(
         f"{source} imports {target}"
-        for source, targets in edges.items() for target in targets
-        if target.split(".")[0] != source.split(".")[0]
-        and target.split(".")[0] not in ALLOWED[source.split(".")[0]]
+        for source, targets in edges.items()
+        for target in targets
+        if target.split(".")[0] != source.split(".")[0] and target.split(".")[0] not in ALLOWED[source.split(".")[0]]
     )
     assert wrong == []
 

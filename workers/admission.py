@@ -43,12 +43,19 @@ def observe(gate: TargetGate, limits: TargetLimits, rate: RateInfo | None, alert
     """Teach the gate what the target's rate-limit headers just said (for targets that send them)."""
     if not limits.rate_headers or rate is None:
         return
-    exhausted = gate.observe(limits.name, limit=rate.limit, remaining=rate.remaining, reset_at=rate.reset_at,
-                             quota_remaining=rate.quota_remaining,
-                             quota_reset_at=quota_reset(limits, time.time()))
+    exhausted = gate.observe(
+        limits.name,
+        limit=rate.limit,
+        remaining=rate.remaining,
+        reset_at=rate.reset_at,
+        quota_remaining=rate.quota_remaining,
+        quota_reset_at=quota_reset(limits, time.time()),
+    )
     if exhausted:
-        alert(f"{limits.name} daily quota used up; its actions wait until the reset",
-              {"target": limits.name, "alert": "quota"})
+        alert(
+            f"{limits.name} daily quota used up; its actions wait until the reset",
+            {"target": limits.name, "alert": "quota"},
+        )
 
 
 def deferral(gate: TargetGate, limits: TargetLimits, exc: RateLimited, alert: Alert) -> Deferred:
@@ -57,8 +64,10 @@ def deferral(gate: TargetGate, limits: TargetLimits, exc: RateLimited, alert: Al
     if isinstance(exc, QuotaExceeded):
         until = quota_reset(limits, now)
         if gate.quota_exhausted(limits.name, until):
-            alert(f"{limits.name} daily quota used up; its actions wait until the reset",
-                  {"target": limits.name, "alert": "quota"})
+            alert(
+                f"{limits.name} daily quota used up; its actions wait until the reset",
+                {"target": limits.name, "alert": "quota"},
+            )
         return Deferred(max(1.0, until - now), "quota")
     until = exc.reset_at if exc.reset_at and exc.reset_at > now else now + 1.0
     gate.block_until(limits.name, until)

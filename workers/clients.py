@@ -96,6 +96,4 @@ class SettingsClients:
 
     @property
     def http(self) -> OutboundClient:
-        return self._once(
-            "http", lambda: OutboundClient(transport=self._transport, timeout=self.settings.http_timeout)
-        )
+        return self._once("http", lambda: OutboundClient(transport=self._transport, timeout=self.settings.http_timeout))

@@ -63,8 +63,15 @@ def idempotency_key(event: ChangeEvent, rule: Rule, index: int, call: ActionCall
 
 
 def execute(
-    event: ChangeEvent, rule: Rule, digest: str, index: int, rt: Runtime,
-    *, call: ActionCall | None = None, extra: dict[str, Any] | None = None, owner: str | None = None,
+    event: ChangeEvent,
+    rule: Rule,
+    digest: str,
+    index: int,
+    rt: Runtime,
+    *,
+    call: ActionCall | None = None,
+    extra: dict[str, Any] | None = None,
+    owner: str | None = None,
 ) -> dict[str, Any]:
     """Run step `index` of `rule` for `event` (or `call`, an `on_failure` step) and record it as done."""
     eid = event.id
@@ -72,8 +79,12 @@ def execute(
     spec = ACTIONS[call.name]
     # Lazy: the entity's current state is fetched only if this action's templates read it.
     context = build_context(
-        event, lambda: fetch_entity(event, rt.clients), rt.state.load_steps(eid, digest), rule.vars,
-        datetime.now(UTC), rt.env,
+        event,
+        lambda: fetch_entity(event, rt.clients),
+        rt.state.load_steps(eid, digest),
+        rule.vars,
+        datetime.now(UTC),
+        rt.env,
     )
     context.update(extra or {})
     try:
@@ -91,8 +102,9 @@ def execute(
     token = rt.state.lock_step(ctx.idempotency_key, owner)
     if token is None:
         raise Deferred(1.0, "busy")
-    rt.state.trace(eid, Step.ACTION_STARTED, rule=rule.name, index=index, action=call.name,
-                   params=params.model_dump(mode="json"))
+    rt.state.trace(
+        eid, Step.ACTION_STARTED, rule=rule.name, index=index, action=call.name, params=params.model_dump(mode="json")
+    )
     try:
         result = spec.run(rt.clients, params, ctx)
     except RateLimited as exc:

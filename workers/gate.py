@@ -90,16 +90,28 @@ class TargetGate:
 
     def acquire(self, target: str) -> Wait | None:
         """Take a slot now, or say how long to wait. A paused target always waits."""
-        keys = [self._key(target, "tat"), self._key(target, "blocked"), self._key(target, "quota"),
-                f"fieldrelay:paused:{target}"]
+        keys = [
+            self._key(target, "tat"),
+            self._key(target, "blocked"),
+            self._key(target, "quota"),
+            f"fieldrelay:paused:{target}",
+        ]
         interval = self._interval_ms(target)
         wait_ms, reason = self._acquire(keys=keys, args=[interval, interval * self._credit_slots(target)])
         if int(wait_ms) <= 0:
             return None
         return Wait(int(wait_ms) / 1000.0, reason.decode() if isinstance(reason, bytes) else str(reason))
 
-    def observe(self, target: str, *, limit: int | None, remaining: int | None, reset_at: float | None,
-                quota_remaining: int | None = None, quota_reset_at: float | None = None) -> bool:
+    def observe(
+        self,
+        target: str,
+        *,
+        limit: int | None,
+        remaining: int | None,
+        reset_at: float | None,
+        quota_remaining: int | None = None,
+        quota_reset_at: float | None = None,
+    ) -> bool:
         """Adapt to a response's headers. Returns True when this call exhausted the quota (alert once)."""
         if limit and limit > 0 and self._limit(target)[0] > 0:
             self.r.set(self._key(target, "limit"), limit, ex=86400)

@@ -1,11 +1,11 @@
 """A matched rule's run, from start to end: the one place a run starts, and the one place it ends.
 
-    follow(decision)        start the run now, or after its debounce, or let it wait its turn
-    next_run(run_key)       a debounce fell due, or the run before it ended: start the next waiting one
-    finish(...)             the last step succeeded: the run ends
-    fail_action(...)        a step failed for good: dead letter, the rule's `on_failure` steps, one
-                            alert; the run ends
-    fail_event(...)         the event could not be evaluated at all: its trace says why, one alert
+follow(decision)        start the run now, or after its debounce, or let it wait its turn
+next_run(run_key)       a debounce fell due, or the run before it ended: start the next waiting one
+finish(...)             the last step succeeded: the run ends
+fail_action(...)        a step failed for good: dead letter, the rule's `on_failure` steps, one
+                        alert; the run ends
+fail_event(...)         the event could not be evaluated at all: its trace says why, one alert
 """
 
 from __future__ import annotations
@@ -71,8 +71,16 @@ def fail_action(rt: Runtime, event_id: str, digest: str, index: int, exc: Except
     name = rule.name if rule is not None else digest
     target = ACTIONS[action].target if action in ACTIONS else "unknown"
     error = f"{type(exc).__name__}: {exc}"
-    detail = {"event_id": event_id, "rule": name, "rule_digest": digest, "index": index,
-              "action": action, "target": target, "error": error, "attempts": attempts}
+    detail = {
+        "event_id": event_id,
+        "rule": name,
+        "rule_digest": digest,
+        "index": index,
+        "action": action,
+        "target": target,
+        "error": error,
+        "attempts": attempts,
+    }
     rt.state.dead_letter(detail)
     rt.state.trace(event_id, Step.ACTION_FAILED, **{k: v for k, v in detail.items() if k != "event_id"})
     raw_event = rt.state.load_event(event_id)
@@ -80,9 +88,12 @@ def fail_action(rt: Runtime, event_id: str, digest: str, index: int, exc: Except
         event = ChangeEvent.model_validate(raw_event)
         run_on_failure(event, rule, digest, index, error, rt)
         finish(event, rule, digest, rt)
-    alert_exception(exc, f"action failed for good: {rt.state.redactor.text(error)}",
-                    {"event_id": event_id, "rule": name, "target": target, "action": action},
-                    ["fieldrelay-action-failed", name, target])
+    alert_exception(
+        exc,
+        f"action failed for good: {rt.state.redactor.text(error)}",
+        {"event_id": event_id, "rule": name, "target": target, "action": action},
+        ["fieldrelay-action-failed", name, target],
+    )
 
 
 def run_on_failure(event: ChangeEvent, rule: Rule, digest: str, failed_index: int, error: str, rt: Runtime) -> None:
@@ -95,15 +106,19 @@ def run_on_failure(event: ChangeEvent, rule: Rule, digest: str, failed_index: in
         try:
             execute(event, rule, digest, index, rt, call=call, extra={"failure": failure})
         except Exception as exc:  # an alert about an alert would loop; the trace keeps it
-            rt.state.trace(event.id, Step.ON_FAILURE_FAILED, rule=rule.name, action=call.name,
-                           error=f"{type(exc).__name__}: {exc}")
+            rt.state.trace(
+                event.id, Step.ON_FAILURE_FAILED, rule=rule.name, action=call.name, error=f"{type(exc).__name__}: {exc}"
+            )
 
 
 def fail_event(rt: Runtime, event: ChangeEvent, exc: Exception, attempts: int) -> None:
     """The rules could not be evaluated for `event`: its trace, and one alert that says how to run it again."""
     error = f"{type(exc).__name__}: {exc}"
     rt.state.trace(event.id, Step.EVENT_FAILED, error=error, attempts=attempts)
-    alert_exception(exc, f"event {event.id} could not be evaluated: {rt.state.redactor.text(error)}; "
-                    f"`fieldrelay replay {event.id}` runs it again",
-                    {"event_id": event.id, "alert": "event"}, ["fieldrelay-event-failed", event.source,
-                                                                event.entity.type])
+    alert_exception(
+        exc,
+        f"event {event.id} could not be evaluated: {rt.state.redactor.text(error)}; "
+        f"`fieldrelay replay {event.id}` runs it again",
+        {"event_id": event.id, "alert": "event"},
+        ["fieldrelay-event-failed", event.source, event.entity.type],
+    )

@@ -45,12 +45,17 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime, *, replay: bool
     ruleset = rt.rulebook.current()
     verdicts = evaluate(ruleset, event, lambda: fetch_entity(event, rt.clients), env=rt.env)
     if not verdicts:
-        rt.state.trace(eid, Step.NO_RULES, detail=f"no rule listens for {event.source} {event.entity.type} "
-                       f"{event.action} ({len(ruleset.rules)} rules loaded)")
+        rt.state.trace(
+            eid,
+            Step.NO_RULES,
+            detail=f"no rule listens for {event.source} {event.entity.type} "
+            f"{event.action} ({len(ruleset.rules)} rules loaded)",
+        )
     for verdict in verdicts:
         rule = verdict.rule
-        rt.state.trace(eid, Step.RULE_MATCHED if verdict.matched else Step.RULE_SKIPPED,
-                       rule=rule.name, reason=verdict.reason)
+        rt.state.trace(
+            eid, Step.RULE_MATCHED if verdict.matched else Step.RULE_SKIPPED, rule=rule.name, reason=verdict.reason
+        )
         if verdict.matched and rule.then:
             rt.state.save_rule(rule.digest, rule.to_json())
             decision = rt.runs.offer(rule.name, rule.mode, rule.debounce, event, rule.digest)

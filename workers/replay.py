@@ -8,8 +8,8 @@ from typing import Any
 
 from fieldrelay.celery_messages import task_message
 from fieldrelay.events import ChangeEvent
-from fieldrelay.queues import EVENTS_QUEUE, PROCESS_EVENT_TASK
 from fieldrelay.queries import EventFilter, list_events
+from fieldrelay.queues import EVENTS_QUEUE, PROCESS_EVENT_TASK
 from fieldrelay.state import PipelineState
 from fieldrelay.steps import Step
 from rules import RuleSet

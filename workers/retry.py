@@ -1,9 +1,9 @@
 """When a task's step runs again and when it fails for good: the one retry policy every task uses.
 
-    a target asked us to wait (Deferred)       -> again after its wait, no retry spent
-    network error, timeout, 5xx (Unavailable)   -> again after a backoff, until the retries run out
-    anything else, or retries used up           -> failed for good: the caller dead-letters and alerts
-    Redis itself unreachable                    -> wait for it and run the step again (never ack)
+a target asked us to wait (Deferred)       -> again after its wait, no retry spent
+network error, timeout, 5xx (Unavailable)   -> again after a backoff, until the retries run out
+anything else, or retries used up           -> failed for good: the caller dead-letters and alerts
+Redis itself unreachable                    -> wait for it and run the step again (never ack)
 """
 
 from __future__ import annotations

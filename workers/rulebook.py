@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
-import hashlib
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 

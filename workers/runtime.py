@@ -73,8 +73,12 @@ def build_runtime(settings: Settings, client: redis.Redis, *, enqueue_action: En
     """A worker process's runtime: clients, rules, the shared gate with each target's limits from `settings`."""
     state = PipelineState(client, redactor=redactor_for(settings))
     targets = target_limits(settings)
-    rulebook = RuleBook(settings.rules_dir, action_params(), env_names=settings.rules_env,
-                        on_reload=lambda book: publish_status(state, book, alert))
+    rulebook = RuleBook(
+        settings.rules_dir,
+        action_params(),
+        env_names=settings.rules_env,
+        on_reload=lambda book: publish_status(state, book, alert),
+    )
     publish_status(state, rulebook, alert)
     return Runtime(
         state=state,

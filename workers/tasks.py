@@ -11,7 +11,14 @@ from typing import Any
 from celery import Task
 
 from fieldrelay.events import ChangeEvent
-from fieldrelay.queues import ACTION_QUEUES, EVENTS_QUEUE, INGEST_TASK, NEXT_RUN_TASK, PROCESS_EVENT_TASK, RUN_ACTION_TASK
+from fieldrelay.queues import (
+    ACTION_QUEUES,
+    EVENTS_QUEUE,
+    INGEST_TASK,
+    NEXT_RUN_TASK,
+    PROCESS_EVENT_TASK,
+    RUN_ACTION_TASK,
+)
 from fieldrelay.steps import Step
 from workers import lifecycle, pipeline
 from workers.celery_app import app
@@ -33,8 +40,9 @@ def ingest(events: list[dict[str, Any]]) -> None:
 
 
 @app.task(name=PROCESS_EVENT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
-def process_event(self: Task, event: dict[str, Any], replay: bool = False, attempt: int = 0,
-                  claim: str | None = None) -> None:
+def process_event(
+    self: Task, event: dict[str, Any], replay: bool = False, attempt: int = 0, claim: str | None = None
+) -> None:
     """Evaluate the rules for one normalized event.
 
     `claim` is the id of the first delivery's task: a retry keeps it, so it may claim again.
@@ -49,8 +57,13 @@ def process_event(self: Task, event: dict[str, Any], replay: bool = False, attem
 
     # runtime() is called inside the step: building it talks to Redis, and an outage there must
     # wait and run again like any other step, never fail the task (which would ack it).
-    run_step(lambda: pipeline.process_event(parsed, token, runtime(), replay=replay), attempt, policy(),
-             again=again, fail=lambda exc, attempts: lifecycle.fail_event(runtime(), parsed, exc, attempts))
+    run_step(
+        lambda: pipeline.process_event(parsed, token, runtime(), replay=replay),
+        attempt,
+        policy(),
+        again=again,
+        fail=lambda exc, attempts: lifecycle.fail_event(runtime(), parsed, exc, attempts),
+    )
 
 
 @app.task(name=NEXT_RUN_TASK, acks_late=True, reject_on_worker_lost=True)
@@ -67,13 +80,24 @@ def run_action(self: Task, event_id: str, rule_digest: str, index: int, attempt:
     def again(next_: Next) -> None:
         rt = runtime()
         if next_.kind == "defer":  # not a failure: the target asked us to wait, no retry is spent
-            rt.state.trace(event_id, Step.ACTION_DEFERRED, index=index, reason=next_.reason,
-                           seconds=round(next_.delay, 3))
+            rt.state.trace(
+                event_id, Step.ACTION_DEFERRED, index=index, reason=next_.reason, seconds=round(next_.delay, 3)
+            )
         else:
-            rt.state.trace(event_id, Step.ACTION_RETRY, index=index, error=next_.reason, attempt=next_.attempt,
-                           seconds=round(next_.delay, 3))
+            rt.state.trace(
+                event_id,
+                Step.ACTION_RETRY,
+                index=index,
+                error=next_.reason,
+                attempt=next_.attempt,
+                seconds=round(next_.delay, 3),
+            )
         rt.schedule(RUN_ACTION_TASK, [event_id, rule_digest, index, next_.attempt], queue, next_.delay)
 
-    run_step(lambda: pipeline.run_action(event_id, rule_digest, index, runtime(), owner=self.request.id), attempt,
-             policy(), again=again,
-             fail=lambda exc, attempts: lifecycle.fail_action(runtime(), event_id, rule_digest, index, exc, attempts))
+    run_step(
+        lambda: pipeline.run_action(event_id, rule_digest, index, runtime(), owner=self.request.id),
+        attempt,
+        policy(),
+        again=again,
+        fail=lambda exc, attempts: lifecycle.fail_action(runtime(), event_id, rule_digest, index, exc, attempts),
+    )

@@ -28,8 +28,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def sync_redis(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0", socket_timeout=5.0,
-                                socket_connect_timeout=2.0, health_check_interval=30)
+    return redis.Redis.from_url(
+        settings.redis_url or "redis://127.0.0.1:6379/0",
+        socket_timeout=5.0,
+        socket_connect_timeout=2.0,
+        health_check_interval=30,
+    )
 
 
 def create_console(

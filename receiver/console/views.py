@@ -35,13 +35,28 @@ def _pretty(value: Any) -> str:
 
 # How the event page shows each trace step (tests/fieldrelay/test_steps.py fails when one is missing).
 TONES: dict[Step, str] = {
-    Step.RECEIVED: "", Step.DUPLICATE: "", Step.STALE: "", Step.OWN_WRITE: "",
-    Step.REPLAY_REQUESTED: "", Step.REPLAYED: "", Step.EVENT_RETRY: "retry", Step.EVENT_FAILED: "failed",
-    Step.NO_RULES: "", Step.RULE_MATCHED: "", Step.RULE_SKIPPED: "",
-    Step.RUN_STARTED: "", Step.RUN_DEBOUNCED: "", Step.RUN_WAITING: "",
-    Step.ACTION_STARTED: "", Step.ACTION_DEFERRED: "", Step.ACTION_RETRY: "retry",
-    Step.ACTION_SUCCEEDED: "succeeded", Step.ACTION_FAILED: "failed", Step.ON_FAILURE_FAILED: "failed",
-    Step.DLQ_RETRIED: "", Step.DLQ_DROPPED: "",
+    Step.RECEIVED: "",
+    Step.DUPLICATE: "",
+    Step.STALE: "",
+    Step.OWN_WRITE: "",
+    Step.REPLAY_REQUESTED: "",
+    Step.REPLAYED: "",
+    Step.EVENT_RETRY: "retry",
+    Step.EVENT_FAILED: "failed",
+    Step.NO_RULES: "",
+    Step.RULE_MATCHED: "",
+    Step.RULE_SKIPPED: "",
+    Step.RUN_STARTED: "",
+    Step.RUN_DEBOUNCED: "",
+    Step.RUN_WAITING: "",
+    Step.ACTION_STARTED: "",
+    Step.ACTION_DEFERRED: "",
+    Step.ACTION_RETRY: "retry",
+    Step.ACTION_SUCCEEDED: "succeeded",
+    Step.ACTION_FAILED: "failed",
+    Step.ON_FAILURE_FAILED: "failed",
+    Step.DLQ_RETRIED: "",
+    Step.DLQ_DROPPED: "",
 }
 
 
@@ -67,10 +82,16 @@ class Console:
     # ---- plumbing ----
     def page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         base = request.scope.get("root_path", "")
-        context.update(base=base, csrf=self.auth.csrf(), flash=request.query_params.get("msg", ""),
-                       error=request.query_params.get("error", ""), now=time.time())
-        return TEMPLATES.TemplateResponse(request, template, context, status_code=status,
-                                          headers={"Cache-Control": "no-store"})
+        context.update(
+            base=base,
+            csrf=self.auth.csrf(),
+            flash=request.query_params.get("msg", ""),
+            error=request.query_params.get("error", ""),
+            now=time.time(),
+        )
+        return TEMPLATES.TemplateResponse(
+            request, template, context, status_code=status, headers={"Cache-Control": "no-store"}
+        )
 
     def gate(self, request: Request) -> Response | None:
         """None when the request may go on; otherwise the answer: disabled, login, or forbidden."""
@@ -92,12 +113,14 @@ class Console:
         async def endpoint(request: Request) -> Response:
             denied = self.gate(request)
             return denied if denied is not None else await run_in_threadpool(handler, request)
+
         return endpoint
 
     def action(
         self, handler: Callable[[Request, dict[str, str]], Response]
     ) -> Callable[[Request], Awaitable[Response]]:
         """A POST: signed in, CSRF checked, then the (blocking) work in a thread."""
+
         async def endpoint(request: Request) -> Response:
             denied = self.gate(request)
             if denied is not None:
@@ -106,6 +129,7 @@ class Console:
             if not self.auth.csrf_ok(form):
                 return HTMLResponse("<h1>Forbidden</h1><p>The form expired; reload the page.</p>", 403)
             return await run_in_threadpool(handler, request, form)
+
         return endpoint
 
     # ---- login ----
@@ -120,8 +144,14 @@ class Console:
             if self.auth.token_matches(form.get("token", "")):
                 safe = next_path if next_path.startswith(base + "/") else f"{base}/"
                 response = RedirectResponse(safe, 303)
-                response.set_cookie(COOKIE, self.auth.session, httponly=True, samesite="strict", path=base or "/",
-                                    secure=request.url.scheme == "https")
+                response.set_cookie(
+                    COOKIE,
+                    self.auth.session,
+                    httponly=True,
+                    samesite="strict",
+                    path=base or "/",
+                    secure=request.url.scheme == "https",
+                )
                 return response
             return self.page(request, "login.html", 401, next=next_path, failed=True)
         return self.page(request, "login.html", next=next_path, failed=False)
@@ -138,18 +168,34 @@ class Console:
         events = [e for _, e, _ in view["minutes"]]
         failures = [f for _, _, f in view["minutes"]]
         peak = max([1, *events, *failures])
-        chart = [{"at": at, "events": e, "failures": f, "h_events": round(60 * e / peak),
-                  "h_failures": round(60 * f / peak)} for at, e, f in view["minutes"]]
-        return self.page(request, "overview.html", totals=view["totals"], chart=chart, peak=peak,
-                         rate_5m=sum(events[-5:]) / 5, failures_5m=sum(failures[-5:]),
-                         dlq_size=view["dlq_size"], depths=view["depths"], targets=view["targets"])
+        chart = [
+            {"at": at, "events": e, "failures": f, "h_events": round(60 * e / peak), "h_failures": round(60 * f / peak)}
+            for at, e, f in view["minutes"]
+        ]
+        return self.page(
+            request,
+            "overview.html",
+            totals=view["totals"],
+            chart=chart,
+            peak=peak,
+            rate_5m=sum(events[-5:]) / 5,
+            failures_5m=sum(failures[-5:]),
+            dlq_size=view["dlq_size"],
+            depths=view["depths"],
+            targets=view["targets"],
+        )
 
     def events(self, request: Request) -> Response:
         q = request.query_params
         try:
-            selection = queries.EventFilter(source=q.get("source") or None, entity=q.get("entity") or None,
-                                        rule=q.get("rule") or None, outcome=q.get("outcome") or None,
-                                        since=queries.parse_time(q.get("since")), until=queries.parse_time(q.get("until")))
+            selection = queries.EventFilter(
+                source=q.get("source") or None,
+                entity=q.get("entity") or None,
+                rule=q.get("rule") or None,
+                outcome=q.get("outcome") or None,
+                since=queries.parse_time(q.get("since")),
+                until=queries.parse_time(q.get("until")),
+            )
             problem = ""
         except queries.OperationError as exc:
             selection, problem = queries.EventFilter(), str(exc)
@@ -166,15 +212,20 @@ class Console:
     def dead_letters(self, request: Request) -> Response:
         q = request.query_params
         try:
-            selection = queries.Selection(rule=q.get("rule") or None, target=q.get("target") or None,
-                                      entity=q.get("entity") or None, since=queries.parse_time(q.get("since")),
-                                      until=queries.parse_time(q.get("until")))
+            selection = queries.Selection(
+                rule=q.get("rule") or None,
+                target=q.get("target") or None,
+                entity=q.get("entity") or None,
+                since=queries.parse_time(q.get("since")),
+                until=queries.parse_time(q.get("until")),
+            )
             problem = ""
         except queries.OperationError as exc:
             selection, problem = queries.Selection(), str(exc)
         entries = queries.list_dead_letters(self.state, selection)
-        return self.page(request, "dead_letters.html", entries=entries, q=dict(q), targets=queries.TARGETS,
-                         problem=problem)
+        return self.page(
+            request, "dead_letters.html", entries=entries, q=dict(q), targets=queries.TARGETS, problem=problem
+        )
 
     def dead_letter_action(self, request: Request, form: dict[str, str]) -> Response:
         dlq_id, verb = request.path_params["dlq_id"], request.path_params["verb"]
@@ -182,18 +233,29 @@ class Console:
             return HTMLResponse("<h1>Not found</h1>", 404)
         back = form.get("back") or f"{request.scope.get('root_path', '')}/dead-letters"
         try:
-            entry = (operations.retry_dead_letter if verb == "retry" else operations.drop_dead_letter)(self.state, dlq_id)
+            entry = (operations.retry_dead_letter if verb == "retry" else operations.drop_dead_letter)(
+                self.state, dlq_id
+            )
         except queries.OperationError as exc:
             return self.back(request, back, error=str(exc))
         done = "retried: re-enqueued" if verb == "retry" else "dropped"
         return self.back(request, back, msg=f"Dead letter {dlq_id} {done} ({entry.get('rule')}, {entry.get('action')})")
 
-    def rules_page(self, request: Request, result: str | None = None, event_text: str = "",
-                   entity_text: str = "") -> Response:
+    def rules_page(
+        self, request: Request, result: str | None = None, event_text: str = "", entity_text: str = ""
+    ) -> Response:
         view = self.rules.current()
         workers = self.state.rules_status()  # what the workers published on reload
-        return self.page(request, "rules.html", view=view, rules=view.ruleset.rules if view.ruleset else [],
-                         workers=workers, result=result, event_text=event_text, entity_text=entity_text)
+        return self.page(
+            request,
+            "rules.html",
+            view=view,
+            rules=view.ruleset.rules if view.ruleset else [],
+            workers=workers,
+            result=result,
+            event_text=event_text,
+            entity_text=entity_text,
+        )
 
     def rules_index(self, request: Request) -> Response:
         return self.rules_page(request)

@@ -81,7 +81,7 @@ class World:
             clients=self.clients,
             rulebook=RuleBook(self.rules_dir, action_params()),
             enqueue_action=lambda *args: self.enqueued.append(args),
-                gate=TargetGate(self.redis, unpaced),  # these tests stay far below the sandbox's limit
+            gate=TargetGate(self.redis, unpaced),  # these tests stay far below the sandbox's limit
             targets=unpaced,
             runs=RunCoordinator(self.redis),
             echoes=EchoGuard(self.redis),

@@ -35,8 +35,11 @@ class Pipeline(PipelineWaits):
         return httpx.post(f"{self.receiver}/webhooks/servicetrade/{token}", json=message, timeout=10)
 
     def requests(self, system: str) -> list[dict]:
-        port = {"servicetrade": self.config.servicetrade_port, "synchroteam": self.config.synchroteam_port,
-                "synergist": self.config.synergist_port}[system]
+        port = {
+            "servicetrade": self.config.servicetrade_port,
+            "synchroteam": self.config.synchroteam_port,
+            "synergist": self.config.synergist_port,
+        }[system]
         return httpx.get(self.url(port, "/_sandbox/requests"), timeout=10).json()
 
     def reset_sandboxes(self) -> None:
@@ -52,9 +55,15 @@ def pipeline(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     r.close()
     data = tmp_path_factory.mktemp("stack")
     config = StackConfig(
-        data_dir=data, redis_url=redis_server, receiver_port=free_port(),
-        servicetrade_port=free_port(), synchroteam_port=free_port(), synergist_port=free_port(),
-        webhook_tokens="e2e-token", rules_dir=ROOT / "rules" / "examples", worker_concurrency=2,
+        data_dir=data,
+        redis_url=redis_server,
+        receiver_port=free_port(),
+        servicetrade_port=free_port(),
+        synchroteam_port=free_port(),
+        synergist_port=free_port(),
+        webhook_tokens="e2e-token",
+        rules_dir=ROOT / "rules" / "examples",
+        worker_concurrency=2,
         log_dir=data / "logs",
     )
     stack = Stack(config)

@@ -53,27 +53,62 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with fieldrelay installed from its built wheel (its dependencies seen from this one)."""
     base = tmp_path_factory.mktemp("wheel")
     dist = base / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(dist), str(ROOT)], check=True, cwd=base, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        check=True,
+        cwd=base,
+        timeout=300,
+    )
     [wheel] = dist.glob("fieldrelay-*.whl")
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     # The dependencies come from this test's environment; a path in a .pth file is appended to sys.path
     # without running that directory's own .pth files, so this environment's editable finder stays out.
     Path(site, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-                    "--no-index", str(wheel)], check=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
     return venv / "bin"
 
 
 @pytest.fixture
 def sandboxes() -> Iterator[SandboxRunner]:
-    apps = {"servicetrade": servicetrade.create_app(username="ops", password=ST_PASSWORD),
-            "synchroteam": synchroteam.create_app(domain="acme", api_key=STM_KEY),
-            "synergist": synergist.create_app()}
+    apps = {
+        "servicetrade": servicetrade.create_app(username="ops", password=ST_PASSWORD),
+        "synchroteam": synchroteam.create_app(domain="acme", api_key=STM_KEY),
+        "synergist": synergist.create_app(),
+    }
     with SandboxRunner(apps) as runner:
         yield runner
 
@@ -106,8 +141,14 @@ def test_the_processes_run_from_a_directory_full_of_lookalike_folders(
 
     def start(name: str, *argv: str) -> None:
         with open(logs / f"{name}.log", "wb") as out:
-            procs[name] = subprocess.Popen([str(bin_dir / "fieldrelay"), *argv], cwd=ops, env=env, stdout=out,
-                                           stderr=subprocess.STDOUT, start_new_session=True)
+            procs[name] = subprocess.Popen(
+                [str(bin_dir / "fieldrelay"), *argv],
+                cwd=ops,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def log_of(name: str) -> str:
         return (logs / f"{name}.log").read_text(errors="replace")
@@ -118,17 +159,21 @@ def test_the_processes_run_from_a_directory_full_of_lookalike_folders(
         start("beat", "beat")
         receiver = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(receiver + "/readyz"), 60, lambda: log_of("receiver"))
-        wait_for(lambda: redis.Redis.from_url(redis_url).exists("_kombu.binding.events"), 60,
-                 lambda: log_of("worker"))
+        wait_for(lambda: redis.Redis.from_url(redis_url).exists("_kombu.binding.events"), 60, lambda: log_of("worker"))
 
         sample = (ROOT / "examples" / "webhook-sample.json").read_bytes()
-        answer = httpx.post(f"{receiver}/webhooks/servicetrade/{TOKEN}", content=sample,
-                            headers={"Content-Type": "application/json"}, timeout=10)
+        answer = httpx.post(
+            f"{receiver}/webhooks/servicetrade/{TOKEN}",
+            content=sample,
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
         assert answer.status_code == 200, answer.text
 
         job = f"{sandboxes.urls['synchroteam']}/api/v3/job/details?myId=st-job-35769"
-        wait_for(lambda: httpx.get(job, auth=("acme", STM_KEY), timeout=5).status_code == 200, 60,
-                 lambda: log_of("worker"))
+        wait_for(
+            lambda: httpx.get(job, auth=("acme", STM_KEY), timeout=5).status_code == 200, 60, lambda: log_of("worker")
+        )
         for name, proc in procs.items():
             assert proc.poll() is None, f"{name} exited with {proc.returncode}:\n{log_of(name)[-3000:]}"
         for name in procs:

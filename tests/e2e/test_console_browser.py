@@ -23,8 +23,15 @@ from fieldrelay_cli.embedded_redis import free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TOKEN = "console-e2e-token-5f0c"
 
 RULES = """
@@ -37,9 +44,17 @@ rules:
           name: "Customer of job {{ event.entity.id }}"
 """
 
-MESSAGE = {"messageId": "m-console", "timestamp": "1700000000", "data": [
-    {"action": "updated", "timestamp": 1700000000,
-     "entity": {"type": "job", "id": 35771, "uri": "https://api.servicetrade.com/api/job/35771"}}]}
+MESSAGE = {
+    "messageId": "m-console",
+    "timestamp": "1700000000",
+    "data": [
+        {
+            "action": "updated",
+            "timestamp": 1700000000,
+            "entity": {"type": "job", "id": 35771, "uri": "https://api.servicetrade.com/api/job/35771"},
+        }
+    ],
+}
 
 
 def wait_for(predicate, what: str, timeout: float = 60.0) -> None:
@@ -54,8 +69,10 @@ def wait_for(predicate, what: str, timeout: float = 60.0) -> None:
 @pytest.fixture
 def browser():
     if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
-        pytest.skip("the browser test needs Debian's Chromium at /usr/bin/chromium "
-                    "(apt-get install chromium; .ci/run installs it)")
+        pytest.skip(
+            "the browser test needs Debian's Chromium at /usr/bin/chromium "
+            "(apt-get install chromium; .ci/run installs it)"
+        )
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extras)")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
@@ -73,9 +90,16 @@ def test_a_person_follows_an_event_and_retries_its_dead_letter(browser, redis_se
     rules_dir.mkdir()
     (rules_dir / "customer.yaml").write_text(RULES)
     config = StackConfig(
-        data_dir=tmp_path, redis_url=redis_server, receiver_port=free_port(), servicetrade_port=free_port(),
-        synchroteam_port=free_port(), synergist_port=free_port(), webhook_tokens="browser-token",
-        rules_dir=rules_dir, worker_concurrency=1, log_dir=tmp_path / "logs",
+        data_dir=tmp_path,
+        redis_url=redis_server,
+        receiver_port=free_port(),
+        servicetrade_port=free_port(),
+        synchroteam_port=free_port(),
+        synergist_port=free_port(),
+        webhook_tokens="browser-token",
+        rules_dir=rules_dir,
+        worker_concurrency=1,
+        log_dir=tmp_path / "logs",
         extra_env={"FIELDRELAY_CONSOLE_TOKEN": TOKEN},
     )
     with Stack(config) as stack:
@@ -88,8 +112,9 @@ def test_a_person_follows_an_event_and_retries_its_dead_letter(browser, redis_se
         state = PipelineState(redis.Redis.from_url(redis_server))
 
         # Synchroteam refuses the customer (a permanent 4xx): the action goes to the dead-letter store.
-        httpx.post(f"{synchroteam}/_sandbox/faults", json={"status": 400, "path_prefix": "/api/v3/customer/send"},
-                   timeout=5).raise_for_status()
+        httpx.post(
+            f"{synchroteam}/_sandbox/faults", json={"status": 400, "path_prefix": "/api/v3/customer/send"}, timeout=5
+        ).raise_for_status()
         sent = httpx.post(f"{receiver}/webhooks/servicetrade/browser-token", json=MESSAGE, timeout=10)
         assert sent.status_code == 200
         wait_for(lambda: state.dead_letters(), "the dead letter")
@@ -134,7 +159,11 @@ def test_a_person_follows_an_event_and_retries_its_dead_letter(browser, redis_se
         expect(page.locator("#dlq-size")).to_have_text("0")
         page.close()
 
-        customer = httpx.get(f"{synchroteam}/api/v3/customer/details", params={"myId": "st-company-35771"},
-                             auth=("sandbox", SANDBOX_SYNCHROTEAM_KEY), timeout=5)
+        customer = httpx.get(
+            f"{synchroteam}/api/v3/customer/details",
+            params={"myId": "st-company-35771"},
+            auth=("sandbox", SANDBOX_SYNCHROTEAM_KEY),
+            timeout=5,
+        )
         assert customer.status_code == 200 and customer.json()["name"] == "Customer of job 35771"
         assert state.dead_letters() == []

@@ -31,9 +31,17 @@ rules:
           content: "fieldrelay: {{ failure.action }} failed: {{ failure.error }}"
 """
 
-MESSAGE = {"messageId": "m-fail", "timestamp": "1700000000", "data": [
-    {"action": "updated", "timestamp": 1700000000,
-     "entity": {"type": "job", "id": 35770, "uri": "https://api.servicetrade.com/api/job/35770"}}]}
+MESSAGE = {
+    "messageId": "m-fail",
+    "timestamp": "1700000000",
+    "data": [
+        {
+            "action": "updated",
+            "timestamp": 1700000000,
+            "entity": {"type": "job", "id": 35770, "uri": "https://api.servicetrade.com/api/job/35770"},
+        }
+    ],
+}
 
 
 def test_permanent_failure_is_dead_lettered_and_alerted(redis_server, tmp_path):
@@ -43,9 +51,16 @@ def test_permanent_failure_is_dead_lettered_and_alerted(redis_server, tmp_path):
     (rules_dir / "fail.yaml").write_text(RULES)
     with SentryCapture() as sentry:
         config = StackConfig(
-            data_dir=tmp_path, redis_url=redis_server, receiver_port=free_port(),
-            servicetrade_port=free_port(), synchroteam_port=free_port(), synergist_port=free_port(),
-            webhook_tokens="alert-token", rules_dir=rules_dir, worker_concurrency=1, log_dir=tmp_path / "logs",
+            data_dir=tmp_path,
+            redis_url=redis_server,
+            receiver_port=free_port(),
+            servicetrade_port=free_port(),
+            synchroteam_port=free_port(),
+            synergist_port=free_port(),
+            webhook_tokens="alert-token",
+            rules_dir=rules_dir,
+            worker_concurrency=1,
+            log_dir=tmp_path / "logs",
             extra_env={"FIELDRELAY_SENTRY_DSN": sentry.dsn, "FIELDRELAY_SENTRY_ENVIRONMENT": "e2e"},
         )
         with Stack(config) as stack:
@@ -53,8 +68,9 @@ def test_permanent_failure_is_dead_lettered_and_alerted(redis_server, tmp_path):
             stack.start_sandbox()
             stack.start_receiver()
             stack.start_worker()
-            resp = httpx.post(f"{config.base_url(config.receiver_port)}/webhooks/servicetrade/alert-token",
-                              json=MESSAGE, timeout=10)
+            resp = httpx.post(
+                f"{config.base_url(config.receiver_port)}/webhooks/servicetrade/alert-token", json=MESSAGE, timeout=10
+            )
             assert resp.status_code == 200
             state = PipelineState(redis.Redis.from_url(redis_server))
             deadline = time.monotonic() + 60

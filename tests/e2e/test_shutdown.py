@@ -18,8 +18,12 @@ SAMPLE = json.loads((Path(__file__).parents[2] / "examples" / "webhook-sample.js
 
 
 def jobs(pipeline) -> int:
-    listed = httpx.get(pipeline.url(pipeline.config.synchroteam_port, "/api/v3/job/list"),
-                       params={"myId": "st-job-35769"}, auth=(SANDBOX_USER, SANDBOX_SYNCHROTEAM_KEY), timeout=10)
+    listed = httpx.get(
+        pipeline.url(pipeline.config.synchroteam_port, "/api/v3/job/list"),
+        params={"myId": "st-job-35769"},
+        auth=(SANDBOX_USER, SANDBOX_SYNCHROTEAM_KEY),
+        timeout=10,
+    )
     return int(listed.json()["recordsTotal"])
 
 
@@ -31,8 +35,13 @@ def test_sigterm_mid_action_loses_nothing(pipeline, sig):
     httpx.post(stm, json={"latency_ms": 3000, "path_prefix": "/api/v3/job/send", "count": 1}, timeout=10)
     assert pipeline.post_webhook(SAMPLE).status_code == 200
     # Wait until the slow job/send is in flight (its action task is unacked), then stop the worker.
-    pipeline.wait_until(lambda: pipeline.redis.hlen("unacked") > 0 and any(
-        r["path"].endswith("/customer/send") for r in pipeline.requests("synchroteam")), what="job/send in flight")
+    pipeline.wait_until(
+        lambda: (
+            pipeline.redis.hlen("unacked") > 0
+            and any(r["path"].endswith("/customer/send") for r in pipeline.requests("synchroteam"))
+        ),
+        what="job/send in flight",
+    )
     time.sleep(0.5)
     worker = pipeline.stack.procs["worker"]
     worker.send_signal(sig)

@@ -32,8 +32,11 @@ def test_sample_webhook_three_times_makes_one_job(pipeline):
         assert pipeline.post_webhook(message).status_code == 200
 
     def job_sends() -> list[dict]:
-        return [r for r in pipeline.requests("synchroteam")
-                if r["path"].endswith("/job/send") and (r["json"] or {}).get("myId") == "st-job-35769"]
+        return [
+            r
+            for r in pipeline.requests("synchroteam")
+            if r["path"].endswith("/job/send") and (r["json"] or {}).get("myId") == "st-job-35769"
+        ]
 
     pipeline.wait_until(lambda: len(job_sends()) >= 1, what="job/send for st-job-35769")
     pipeline.wait_idle()
@@ -51,7 +54,9 @@ def test_sample_webhook_three_times_makes_one_job(pipeline):
 
     listed = httpx.get(
         pipeline.url(pipeline.config.synchroteam_port, "/api/v3/job/list"),
-        params={"myId": "st-job-35769"}, auth=(SANDBOX_USER, SANDBOX_SYNCHROTEAM_KEY), timeout=10,
+        params={"myId": "st-job-35769"},
+        auth=(SANDBOX_USER, SANDBOX_SYNCHROTEAM_KEY),
+        timeout=10,
     ).json()
     assert listed["recordsTotal"] == 1
     assert listed["data"][0]["customer"]["myId"] == "st-company-39"

@@ -37,14 +37,22 @@ rules:
 
 def webhook(entity_ids: list[int], timestamp: int, message_id: str) -> dict[str, Any]:
     """A ServiceTrade message with one `updated` item per job id."""
-    return {"messageId": message_id, "timestamp": str(timestamp), "data": [
-        {"action": "updated", "timestamp": timestamp,
-         "entity": {"type": "job", "id": i, "uri": f"https://api.servicetrade.com/api/job/{i}"}}
-        for i in entity_ids]}
+    return {
+        "messageId": message_id,
+        "timestamp": str(timestamp),
+        "data": [
+            {
+                "action": "updated",
+                "timestamp": timestamp,
+                "entity": {"type": "job", "id": i, "uri": f"https://api.servicetrade.com/api/job/{i}"},
+            }
+            for i in entity_ids
+        ],
+    }
 
 
 def batches(ids: list[int], size: int) -> list[list[int]]:
-    return [ids[i:i + size] for i in range(0, len(ids), size)]
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 class FaultStack(PipelineWaits):
@@ -86,8 +94,11 @@ class FaultStack(PipelineWaits):
         page = 1
         with httpx.Client(auth=(SANDBOX_USER, SANDBOX_SYNCHROTEAM_KEY), timeout=30) as client:
             while True:
-                body = client.get(f"{self.synchroteam}/api/v3/job/list",
-                                  params={"page": page, "pageSize": 100}).raise_for_status().json()
+                body = (
+                    client.get(f"{self.synchroteam}/api/v3/job/list", params={"page": page, "pageSize": 100})
+                    .raise_for_status()
+                    .json()
+                )
                 found.update(str(job.get("myId")) for job in body["data"])
                 if not body["data"] or page * int(body["pageSize"]) >= int(body["recordsTotal"]):
                     return found
@@ -106,9 +117,16 @@ def stack_config(data: Path, redis_url: str, rules: str, **overrides: Any) -> St
     rules_dir.mkdir(parents=True, exist_ok=True)
     (rules_dir / "rules.yaml").write_text(rules)
     settings: dict[str, Any] = dict(
-        data_dir=data, redis_url=redis_url, receiver_port=free_port(), servicetrade_port=free_port(),
-        synchroteam_port=free_port(), synergist_port=free_port(), webhook_tokens=TOKEN, rules_dir=rules_dir,
-        worker_concurrency=2, log_dir=data / "logs",
+        data_dir=data,
+        redis_url=redis_url,
+        receiver_port=free_port(),
+        servicetrade_port=free_port(),
+        synchroteam_port=free_port(),
+        synergist_port=free_port(),
+        webhook_tokens=TOKEN,
+        rules_dir=rules_dir,
+        worker_concurrency=2,
+        log_dir=data / "logs",
         extra_env={"FIELDRELAY_POLL_SOURCES": "none"},
     )
     extra_env = {**settings["extra_env"], **overrides.pop("extra_env", {})}
@@ -151,7 +169,10 @@ HIGH_RATE = 100_000  # requests a minute: the limiter must not be what paces a t
 
 def unpaced(**overrides: Any) -> dict[str, Any]:
     """Stack overrides for a Synchroteam sandbox (and limiter) that never make anything wait."""
-    extra_env = {"FIELDRELAY_SYNCHROTEAM_RATE_LIMIT": str(HIGH_RATE), "FIELDRELAY_SYNCHROTEAM_RATE_WINDOW": "60",
-                 **overrides.pop("extra_env", {})}
+    extra_env = {
+        "FIELDRELAY_SYNCHROTEAM_RATE_LIMIT": str(HIGH_RATE),
+        "FIELDRELAY_SYNCHROTEAM_RATE_WINDOW": "60",
+        **overrides.pop("extra_env", {}),
+    }
     options = {"rate_limit": HIGH_RATE, "window_seconds": 60.0, "daily_quota": 1_000_000}
     return {"synchroteam_options": options, "extra_env": extra_env, **overrides}

@@ -54,20 +54,25 @@ def delivered(handle: FaultStack) -> int:
 def trace_steps(handle: FaultStack) -> Counter[str]:
     steps: Counter[str] = Counter()
     for key in handle.redis.scan_iter("fieldrelay:trace:*"):
-        steps.update(f"{step}" for step in (
-            entry.split(b'"step":"', 1)[1].split(b'"', 1)[0].decode()
-            for entry in handle.redis.lrange(key, 0, -1)))
+        steps.update(
+            f"{step}"
+            for step in (
+                entry.split(b'"step":"', 1)[1].split(b'"', 1)[0].decode() for entry in handle.redis.lrange(key, 0, -1)
+            )
+        )
     return steps
 
 
 @pytest.mark.timeout(150)
 def test_triple_shuffled_deliveries_make_one_effect_per_change_and_end_on_the_newest(fault_stack):
     handle = fault_stack(RULES)
-    servicetrade = ServiceTradeClient(handle.config.base_url(handle.config.servicetrade_port) + "/api",
-                                      SANDBOX_USER, SecretStr(SANDBOX_PASSWORD))
+    servicetrade = ServiceTradeClient(
+        handle.config.base_url(handle.config.servicetrade_port) + "/api", SANDBOX_USER, SecretStr(SANDBOX_PASSWORD)
+    )
     try:
-        servicetrade.create_webhook(hook_url=f"{handle.receiver}/webhooks/servicetrade/{TOKEN}",
-                                    include_changesets=True)
+        servicetrade.create_webhook(
+            hook_url=f"{handle.receiver}/webhooks/servicetrade/{TOKEN}", include_changesets=True
+        )
     finally:
         servicetrade.close()
     control(handle, "PUT", "/webhook/controls", json={"duplicates": 3, "shuffle": True, "seed": 11})
@@ -90,14 +95,16 @@ def test_triple_shuffled_deliveries_make_one_effect_per_change_and_end_on_the_ne
     effects = Counter((s["json"]["myId"], s["json"]["description"].split("|")[1]) for s in sends)
     steps = trace_steps(handle)
     changes = len(JOBS) * (len(IN_ORDER) + len(HELD))
-    print(f"\nFAULT-FIGURES deliveries={delivered(handle)} changes={changes} effects={len(sends)} "
-          f"duplicates_dropped={steps['event.duplicate']} stale_skipped={steps['event.stale']}")
+    print(
+        f"\nFAULT-FIGURES deliveries={delivered(handle)} changes={changes} effects={len(sends)} "
+        f"duplicates_dropped={steps['event.duplicate']} stale_skipped={steps['event.stale']}"
+    )
 
     assert delivered(handle) == total  # every copy of every message reached the receiver and got 200
     assert max(effects.values()) == 1  # no change had two effects
     for job in JOBS:  # in order: exactly one effect per change, in the order of the changes
         mine = [s["json"]["description"] for s in sends if s["json"]["myId"] == f"st-job-{job}"]
-        assert mine[:len(IN_ORDER)] == [f"{status}|{status}" for status in IN_ORDER]
+        assert mine[: len(IN_ORDER)] == [f"{status}|{status}" for status in IN_ORDER]
     # Shuffled across changes: a change that arrives after a newer one is skipped as stale, with its reason.
     held_effects = sum(1 for (_, change) in effects if change in HELD)
     assert held_effects + steps["event.stale"] == len(JOBS) * len(HELD)
@@ -107,6 +114,10 @@ def test_triple_shuffled_deliveries_make_one_effect_per_change_and_end_on_the_ne
 
 
 def synchroteam_jobs(handle: FaultStack) -> list[dict[str, Any]]:
-    body = httpx.get(f"{handle.synchroteam}/api/v3/job/list", params={"pageSize": 100},
-                     auth=(SANDBOX_USER, SANDBOX_SYNCHROTEAM_KEY), timeout=10).json()
+    body = httpx.get(
+        f"{handle.synchroteam}/api/v3/job/list",
+        params={"pageSize": 100},
+        auth=(SANDBOX_USER, SANDBOX_SYNCHROTEAM_KEY),
+        timeout=10,
+    ).json()
     return [job for job in body["data"] if str(job.get("myId", "")).startswith("st-job-35")]

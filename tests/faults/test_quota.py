@@ -24,19 +24,30 @@ def sent_ids(handle: FaultStack) -> set[str]:
 
 
 def traces(handle: FaultStack) -> list[dict]:
-    return [orjson.loads(raw) for key in handle.redis.scan_iter("fieldrelay:trace:*")
-            for raw in handle.redis.lrange(key, 0, -1)]
+    return [
+        orjson.loads(raw)
+        for key in handle.redis.scan_iter("fieldrelay:trace:*")
+        for raw in handle.redis.lrange(key, 0, -1)
+    ]
 
 
 @pytest.mark.timeout(120)
 def test_quota_exhaustion_pauses_then_resumes_with_one_alert(fault_stack):
     with SentryCapture() as sentry:
         handle = fault_stack(
-            synchroteam_options={"rate_limit": 100_000, "window_seconds": 60.0, "daily_quota": QUOTA,
-                                 "quota_period": PERIOD},
-            extra_env={"FIELDRELAY_SYNCHROTEAM_RATE_LIMIT": "100000", "FIELDRELAY_SYNCHROTEAM_RATE_WINDOW": "60",
-                       "FIELDRELAY_SYNCHROTEAM_QUOTA_PERIOD": str(PERIOD), "FIELDRELAY_SENTRY_DSN": sentry.dsn,
-                       "FIELDRELAY_SENTRY_ENVIRONMENT": "faults"},
+            synchroteam_options={
+                "rate_limit": 100_000,
+                "window_seconds": 60.0,
+                "daily_quota": QUOTA,
+                "quota_period": PERIOD,
+            },
+            extra_env={
+                "FIELDRELAY_SYNCHROTEAM_RATE_LIMIT": "100000",
+                "FIELDRELAY_SYNCHROTEAM_RATE_WINDOW": "60",
+                "FIELDRELAY_SYNCHROTEAM_QUOTA_PERIOD": str(PERIOD),
+                "FIELDRELAY_SENTRY_DSN": sentry.dsn,
+                "FIELDRELAY_SENTRY_ENVIRONMENT": "faults",
+            },
         )
         if time.time() % PERIOD > 4.0:  # leave the first day time enough to use its whole quota
             time.sleep(PERIOD - time.time() % PERIOD + 0.2)
@@ -56,8 +67,10 @@ def test_quota_exhaustion_pauses_then_resumes_with_one_alert(fault_stack):
     steps = traces(handle)
     days = Counter(int(step["at"] // PERIOD) for step in steps if step["step"] == "action.succeeded")
     deferred = Counter(step.get("reason") for step in steps if step["step"] == "action.deferred")
-    print(f"\nFAULT-FIGURES quota={QUOTA} per {PERIOD:.0f}s events={EVENTS} successes_per_day={sorted(days.items())} "
-          f"429s={len(refused)} deferrals={dict(deferred)} alerts={len(alerts)}")
+    print(
+        f"\nFAULT-FIGURES quota={QUOTA} per {PERIOD:.0f}s events={EVENTS} successes_per_day={sorted(days.items())} "
+        f"429s={len(refused)} deferrals={dict(deferred)} alerts={len(alerts)}"
+    )
 
     assert Counter(s["json"]["myId"] for s in sends) == Counter(expected)  # each job sent once, none dropped
     assert set(handle.jobs()) >= expected  # one list call, well within the second day's quota

@@ -28,7 +28,8 @@ def delivered(handle: FaultStack) -> tuple[float, int, int]:
 @pytest.mark.timeout(200)
 def test_four_processes_use_the_shared_limit_fully_without_a_429(fault_stack):
     handle = fault_stack(
-        workers=0, worker_concurrency=2,
+        workers=0,
+        worker_concurrency=2,
         synchroteam_options={"rate_limit": LIMIT, "window_seconds": WINDOW, "daily_quota": 1_000_000},
         extra_env={"FIELDRELAY_SYNCHROTEAM_RATE_LIMIT": str(LIMIT), "FIELDRELAY_SYNCHROTEAM_RATE_WINDOW": str(WINDOW)},
     )
@@ -59,8 +60,10 @@ def test_four_processes_use_the_shared_limit_fully_without_a_429(fault_stack):
     steady = (end[1] - start[1]) / (end[0] - start[0])
     first = next(s for s in samples if s[1] > 0)
     whole = (ACTIONS - first[1]) / (samples[-1][0] - first[0])
-    print(f"\nFAULT-FIGURES limit={limit_per_second:.1f}/s steady={steady:.2f}/s ({steady / limit_per_second:.1%}) "
-          f"whole_run={whole:.2f}/s ({whole / limit_per_second:.1%}) sends={sent} 429s={too_many}")
+    print(
+        f"\nFAULT-FIGURES limit={limit_per_second:.1f}/s steady={steady:.2f}/s ({steady / limit_per_second:.1%}) "
+        f"whole_run={whole:.2f}/s ({whole / limit_per_second:.1%}) sends={sent} 429s={too_many}"
+    )
 
     assert too_many == 0
     assert sent == ACTIONS

@@ -63,8 +63,9 @@ def post_all(handle: FaultStack, phase: list[list[int]], name: str) -> list[int]
         return [handle.post(webhook(chunk, STAMP, f"{name}-{n}"), client).status_code for n, chunk in enumerate(phase)]
 
 
-def outage(handle: FaultStack, redis: Restartable, phase: list[list[int]], seconds: float = OUTAGE
-           ) -> tuple[list[int], int]:
+def outage(
+    handle: FaultStack, redis: Restartable, phase: list[list[int]], seconds: float = OUTAGE
+) -> tuple[list[int], int]:
     """Stop Redis, post `phase` during the outage, start Redis again; the statuses and lines spooled."""
     redis.stop()
     down_at = time.monotonic()
@@ -102,8 +103,10 @@ def test_redis_restart_spools_then_replays_and_state_survives(aof_redis, fault_s
     handle.wait_idle(timeout=30)
     jobs, sent = handle.jobs(), sent_per_id(handle)
     worker_alive = handle.stack.procs["worker1"].poll() is None
-    print(f"\nFAULT-FIGURES outage_statuses={statuses} spooled={spooled} events={len(ids)} "
-          f"sends={sum(sent.values())} worker_alive_after_restart={worker_alive}")
+    print(
+        f"\nFAULT-FIGURES outage_statuses={statuses} spooled={spooled} events={len(ids)} "
+        f"sends={sum(sent.values())} worker_alive_after_restart={worker_alive}"
+    )
 
     assert {i: n for i, n in jobs.items() if i in expected and n != 1} == {}
     assert {i: n for i, n in sent.items() if n != 1} == {}  # nothing sent twice, the repeat included
@@ -128,17 +131,22 @@ def backlog(handle: FaultStack) -> tuple[int, int]:
 
 # Not strict: which of these happens, if any, depends on what the worker was doing at the instant Redis went
 # away. Before c4eaecf, 3 of 4 runs failed (one of each kind); see docs/guarantees.md for the runs since.
-@pytest.mark.xfail(strict=False, raises=BrokerLossBug, reason=(
-    "A worker busy when the Redis connection drops loses or strands what it holds. "
-    "Seen three ways (one per failing run): "
-    "(1) Celery 5.7.0 + kombu 5.7.0: the worker exits with 'Unrecoverable error: AttributeError: NoneType has no "
-    "attribute hostname'. Consumer.on_connection_error_after_connected calls connection.collect() (which sets "
-    "transport.client to None) and then connection.close(); closing the default channel runs "
-    "QoS.restore_unacked_once() -> redis restore_unacked() -> Channel._connparams(), which reads "
-    "self.connection.client.hostname; ignore_errors does not swallow AttributeError. "
-    "(2) The worker reconnects, but a message it had reserved (or whose ack failed) stays in the 'unacked' "
-    "hash, and kombu redelivers it only after visibility_timeout (workers/celery_app.py; 5 min since c4eaecf, "
-    "1 h before). (3) Before c4eaecf, a task that met redis.ConnectionError failed and was acked: lost."))
+@pytest.mark.xfail(
+    strict=False,
+    raises=BrokerLossBug,
+    reason=(
+        "A worker busy when the Redis connection drops loses or strands what it holds. "
+        "Seen three ways (one per failing run): "
+        "(1) Celery 5.7.0 + kombu 5.7.0: the worker exits with 'Unrecoverable error: AttributeError: NoneType has no "
+        "attribute hostname'. Consumer.on_connection_error_after_connected calls connection.collect() (which sets "
+        "transport.client to None) and then connection.close(); closing the default channel runs "
+        "QoS.restore_unacked_once() -> redis restore_unacked() -> Channel._connparams(), which reads "
+        "self.connection.client.hostname; ignore_errors does not swallow AttributeError. "
+        "(2) The worker reconnects, but a message it had reserved (or whose ack failed) stays in the 'unacked' "
+        "hash, and kombu redelivers it only after visibility_timeout (workers/celery_app.py; 5 min since c4eaecf, "
+        "1 h before). (3) Before c4eaecf, a task that met redis.ConnectionError failed and was acked: lost."
+    ),
+)
 @pytest.mark.timeout(300)
 def test_busy_workers_reconnect_after_redis_restart_mid_run(aof_redis, fault_stack):
     handle = fault_stack(**unpaced(redis_url=aof_redis.url, extra_env={"FIELDRELAY_SPOOL_REPLAY_INTERVAL": "0.5"}))
@@ -165,13 +173,18 @@ def test_busy_workers_reconnect_after_redis_restart_mid_run(aof_redis, fault_sta
         quiet_since = (quiet_since or now) if not waiting else None
         if quiet_since is not None and now - quiet_since > 8:  # nothing left to run, yet effects are missing
             print(f"\nFAULT-FIGURES busy_worker=stranded missing={len(expected - jobs)} unacked={unacked}")
-            raise BrokerLossBug(f"{len(expected - jobs)} effect(s) missing with nothing queued or delayed; "
-                                f"{unacked} message(s) wait in 'unacked' for the visibility timeout")
+            raise BrokerLossBug(
+                f"{len(expected - jobs)} effect(s) missing with nothing queued or delayed; "
+                f"{unacked} message(s) wait in 'unacked' for the visibility timeout"
+            )
         if now > deadline:
-            print(f"\nFAULT-FIGURES busy_worker=slow missing={len(expected - jobs)} waiting={waiting} "
-                  f"unacked={unacked}")
-            raise BrokerLossBug(f"{len(expected - jobs)} effect(s) still missing after 200 s ({waiting} waiting, "
-                                f"{unacked} unacked until the visibility timeout)")
+            print(
+                f"\nFAULT-FIGURES busy_worker=slow missing={len(expected - jobs)} waiting={waiting} unacked={unacked}"
+            )
+            raise BrokerLossBug(
+                f"{len(expected - jobs)} effect(s) still missing after 200 s ({waiting} waiting, "
+                f"{unacked} unacked until the visibility timeout)"
+            )
         time.sleep(1.0)
     handle.wait_idle(timeout=30)
     print("\nFAULT-FIGURES busy_worker=recovered")

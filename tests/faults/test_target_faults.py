@@ -22,8 +22,12 @@ FIELDRELAY = Path(sys.executable).parent / "fieldrelay"  # the console script, a
 
 
 def steps_of(handle: FaultStack, name: str) -> list[dict]:
-    return [entry for key in handle.redis.scan_iter("fieldrelay:trace:*")
-            for entry in map(orjson.loads, handle.redis.lrange(key, 0, -1)) if entry["step"] == name]
+    return [
+        entry
+        for key in handle.redis.scan_iter("fieldrelay:trace:*")
+        for entry in map(orjson.loads, handle.redis.lrange(key, 0, -1))
+        if entry["step"] == name
+    ]
 
 
 @pytest.mark.timeout(120)
@@ -31,9 +35,14 @@ def test_transient_faults_are_retried_until_they_succeed(fault_stack):
     handle = fault_stack(**unpaced(extra_env={"FIELDRELAY_HTTP_TIMEOUT": "1"}))
     # The first matching fault applies and counts down: a 503, then a cut connection, then 1.5 s of latency
     # (past the 1 s timeout: the sandbox applies that write after the client gave up on it).
-    handle.faults("POST", [{"status": 503, "count": 1, "path_prefix": SEND},
-                           {"drop_connection": True, "count": 1, "path_prefix": SEND},
-                           {"latency_ms": 1500, "count": 1, "path_prefix": SEND}])
+    handle.faults(
+        "POST",
+        [
+            {"status": 503, "count": 1, "path_prefix": SEND},
+            {"drop_connection": True, "count": 1, "path_prefix": SEND},
+            {"latency_ms": 1500, "count": 1, "path_prefix": SEND},
+        ],
+    )
     ids = [910_001, 910_002, 910_003]
     assert handle.post(webhook(ids, 1_760_000_000, "faults-1")).status_code == 200
     expected = {f"st-job-{i}" for i in ids}
@@ -42,8 +51,10 @@ def test_transient_faults_are_retried_until_they_succeed(fault_stack):
 
     sends = job_sends(handle.requests())
     retries = steps_of(handle, "action.retry")
-    print(f"\nFAULT-FIGURES job_sends={[s['status'] for s in sends]} retries={len(retries)} "
-          f"errors={sorted(r['error'].split(': ', 1)[-1][:40] for r in retries)}")
+    print(
+        f"\nFAULT-FIGURES job_sends={[s['status'] for s in sends]} retries={len(retries)} "
+        f"errors={sorted(r['error'].split(': ', 1)[-1][:40] for r in retries)}"
+    )
 
     assert {i: n for i, n in handle.jobs().items() if i in expected and n != 1} == {}
     assert len(retries) == 3  # one per injected fault, no more
@@ -58,52 +69,87 @@ def test_transient_faults_are_retried_until_they_succeed(fault_stack):
 @pytest.mark.timeout(120)
 def test_failure_for_good_is_dead_lettered_alerted_and_completed_by_dlq_retry(fault_stack):
     with SentryCapture() as sentry:
-        handle = fault_stack(**unpaced(extra_env={"FIELDRELAY_SENTRY_DSN": sentry.dsn,
-                                                  "FIELDRELAY_SENTRY_ENVIRONMENT": "faults"}))
-        handle.faults("POST", {"status": 400, "path_prefix": SEND,
-                               "body": {"error": "Bad Request", "message": "sandbox refuses every job"}})
+        handle = fault_stack(
+            **unpaced(extra_env={"FIELDRELAY_SENTRY_DSN": sentry.dsn, "FIELDRELAY_SENTRY_ENVIRONMENT": "faults"})
+        )
+        handle.faults(
+            "POST",
+            {
+                "status": 400,
+                "path_prefix": SEND,
+                "body": {"error": "Bad Request", "message": "sandbox refuses every job"},
+            },
+        )
         assert handle.post(webhook([920_001], 1_760_000_000, "dlq-1")).status_code == 200
-        handle.wait_until(lambda: handle.redis.hlen("fieldrelay:dlq:entry") == 1 and len(sentry.events()) == 1,
-                          60, "the dead letter and its alert")
+        handle.wait_until(
+            lambda: handle.redis.hlen("fieldrelay:dlq:entry") == 1 and len(sentry.events()) == 1,
+            60,
+            "the dead letter and its alert",
+        )
         [dead] = [orjson.loads(v) for v in handle.redis.hvals("fieldrelay:dlq:entry")]
         [alert] = sentry.events()
 
         handle.faults("DELETE")
-        retried = subprocess.run([str(FIELDRELAY), "dlq", "retry", "--all", "--target", "synchroteam"],
-                                 env=handle.config.env(), capture_output=True, text=True, timeout=60, check=False)
+        retried = subprocess.run(
+            [str(FIELDRELAY), "dlq", "retry", "--all", "--target", "synchroteam"],
+            env=handle.config.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         handle.wait_until(lambda: "st-job-920001" in handle.jobs(), 60, "the retried job")
         handle.wait_idle(timeout=30)
         alerts_after = len(sentry.events())
 
-    print(f"\nFAULT-FIGURES dead_letter_attempts={dead['attempts']} alerts={alerts_after} "
-          f"dlq_retry={retried.stdout.strip()!r}")
+    print(
+        f"\nFAULT-FIGURES dead_letter_attempts={dead['attempts']} alerts={alerts_after} "
+        f"dlq_retry={retried.stdout.strip()!r}"
+    )
     assert retried.returncode == 0, retried.stderr
     assert dead["target"] == "synchroteam" and dead["attempts"] == 1 and "400" in dead["error"]
     assert alert["tags"]["target"] == "synchroteam" and alert["tags"]["event_id"] == dead["event_id"]
     assert alerts_after == 1  # the replay succeeded: no second alert
     assert handle.jobs()["st-job-920001"] == 1
     assert handle.redis.hlen("fieldrelay:dlq:entry") == 0
-    steps = [entry["step"] for entry in map(orjson.loads, handle.redis.lrange(f"fieldrelay:trace:{dead['event_id']}",
-                                                                               0, -1))]
+    steps = [
+        entry["step"] for entry in map(orjson.loads, handle.redis.lrange(f"fieldrelay:trace:{dead['event_id']}", 0, -1))
+    ]
     assert steps[-3:] == ["dlq.retried", "action.started", "action.succeeded"]
 
 
 @pytest.mark.timeout(120)
 def test_a_5xx_that_outlasts_the_retries_is_dead_lettered_then_completed_by_dlq_retry(fault_stack):
     with SentryCapture() as sentry:
-        handle = fault_stack(**unpaced(extra_env={
-            "FIELDRELAY_SENTRY_DSN": sentry.dsn, "FIELDRELAY_SENTRY_ENVIRONMENT": "faults",
-            "FIELDRELAY_ACTION_MAX_RETRIES": "2", "FIELDRELAY_RETRY_MAX_BACKOFF": "0.5"}))
+        handle = fault_stack(
+            **unpaced(
+                extra_env={
+                    "FIELDRELAY_SENTRY_DSN": sentry.dsn,
+                    "FIELDRELAY_SENTRY_ENVIRONMENT": "faults",
+                    "FIELDRELAY_ACTION_MAX_RETRIES": "2",
+                    "FIELDRELAY_RETRY_MAX_BACKOFF": "0.5",
+                }
+            )
+        )
         handle.faults("POST", {"status": 503, "path_prefix": SEND})  # no count: until removed
         assert handle.post(webhook([930_001], 1_760_000_000, "dlq-5xx")).status_code == 200
-        handle.wait_until(lambda: handle.redis.hlen("fieldrelay:dlq:entry") == 1 and len(sentry.events()) == 1,
-                          60, "the dead letter and its alert")
+        handle.wait_until(
+            lambda: handle.redis.hlen("fieldrelay:dlq:entry") == 1 and len(sentry.events()) == 1,
+            60,
+            "the dead letter and its alert",
+        )
         [dead] = [orjson.loads(v) for v in handle.redis.hvals("fieldrelay:dlq:entry")]
         retries = steps_of(handle, "action.retry")
 
         handle.faults("DELETE")
-        retried = subprocess.run([str(FIELDRELAY), "dlq", "retry", "--all"], env=handle.config.env(),
-                                 capture_output=True, text=True, timeout=60, check=False)
+        retried = subprocess.run(
+            [str(FIELDRELAY), "dlq", "retry", "--all"],
+            env=handle.config.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         handle.wait_until(lambda: "st-job-930001" in handle.jobs(), 60, "the retried job")
         handle.wait_idle(timeout=30)
         alerts_after = len(sentry.events())

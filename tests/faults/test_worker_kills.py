@@ -81,10 +81,12 @@ def test_random_child_kills_lose_nothing_and_duplicate_no_job(fault_stack):
     sends = [s for s in job_sends(handle.requests()) if s["status"] == 200]
     per_id = Counter(s["json"]["myId"] for s in sends)
     repeated = {my_id: n for my_id, n in per_id.items() if n > 1}
-    print(f"\nFAULT-FIGURES kills={len(killer.kills)} tasks_interrupted={interrupted} events={EVENTS} "
-          f"sends={len(sends)} "
-          f"ids_sent_more_than_once={len(repeated)} extra_sends={sum(n - 1 for n in repeated.values())} "
-          f"busy_deferrals={busy} elapsed={elapsed:.1f}s")
+    print(
+        f"\nFAULT-FIGURES kills={len(killer.kills)} tasks_interrupted={interrupted} events={EVENTS} "
+        f"sends={len(sends)} "
+        f"ids_sent_more_than_once={len(repeated)} extra_sends={sum(n - 1 for n in repeated.values())} "
+        f"busy_deferrals={busy} elapsed={elapsed:.1f}s"
+    )
 
     assert len(killer.kills) >= MIN_KILLS
     assert interrupted > 0  # the kills hit tasks mid-flight, not only idle children

@@ -50,8 +50,11 @@ def test_a_record_is_one_json_line_with_extras_and_no_secrets(lines):
     try:
         raise RuntimeError(f"refused key {SECRET}")
     except RuntimeError:
-        log.exception("call failed: %s", SECRET, extra={"event_id": "ab12", "rule": "mirror",
-                                                        "headers": {"Authorization": "Basic xyz"}})
+        log.exception(
+            "call failed: %s",
+            SECRET,
+            extra={"event_id": "ab12", "rule": "mirror", "headers": {"Authorization": "Basic xyz"}},
+        )
     [line] = lines
     assert line["message"] == "call failed: [redacted]"
     assert line["event_id"] == "ab12" and line["rule"] == "mirror" and line["level"] == "ERROR"
@@ -63,11 +66,19 @@ def test_a_record_is_one_json_line_with_extras_and_no_secrets(lines):
 def test_every_trace_step_logs_one_line_with_event_and_rule(lines, redis_client):
     state = PipelineState(redis_client)
     state.trace("ev1", "rule.matched", rule="mirror", reason="")
-    state.trace("ev1", "action.started", rule="mirror", index=0, action="synchroteam.job.upsert",
-                params={"myId": "st-1", "note": SECRET})
+    state.trace(
+        "ev1",
+        "action.started",
+        rule="mirror",
+        index=0,
+        action="synchroteam.job.upsert",
+        params={"myId": "st-1", "note": SECRET},
+    )
     steps = [line for line in lines if line["logger"] == "fieldrelay.trace"]
     assert [(s["message"], s["event_id"], s["rule"]) for s in steps] == [
-        ("rule.matched", "ev1", "mirror"), ("action.started", "ev1", "mirror")]
+        ("rule.matched", "ev1", "mirror"),
+        ("action.started", "ev1", "mirror"),
+    ]
     assert steps[1]["params"] == {"myId": "st-1", "note": "[redacted]"}
 
 
@@ -136,11 +147,22 @@ def test_beat_schedules_check_in_to_sentry_crons(redis_server, tmp_path):
     redis.Redis.from_url(redis_server).flushdb()
     with SentryCapture() as sentry:
         config = StackConfig(
-            data_dir=tmp_path, redis_url=redis_server, receiver_port=free_port(), servicetrade_port=free_port(),
-            synchroteam_port=free_port(), synergist_port=free_port(), webhook_tokens="crons-token",
-            rules_dir=ROOT / "rules" / "examples", worker_concurrency=1, log_dir=tmp_path / "logs",
-            extra_env={"FIELDRELAY_SENTRY_DSN": sentry.dsn, "FIELDRELAY_SENTRY_ENVIRONMENT": "e2e",
-                       "FIELDRELAY_POLL_SOURCES": "servicetrade", "FIELDRELAY_POLL_INTERVAL": "60"},
+            data_dir=tmp_path,
+            redis_url=redis_server,
+            receiver_port=free_port(),
+            servicetrade_port=free_port(),
+            synchroteam_port=free_port(),
+            synergist_port=free_port(),
+            webhook_tokens="crons-token",
+            rules_dir=ROOT / "rules" / "examples",
+            worker_concurrency=1,
+            log_dir=tmp_path / "logs",
+            extra_env={
+                "FIELDRELAY_SENTRY_DSN": sentry.dsn,
+                "FIELDRELAY_SENTRY_ENVIRONMENT": "e2e",
+                "FIELDRELAY_POLL_SOURCES": "servicetrade",
+                "FIELDRELAY_POLL_INTERVAL": "60",
+            },
         )
         with Stack(config) as stack:
             stack.start_redis()

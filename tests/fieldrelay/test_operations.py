@@ -18,17 +18,41 @@ from sandbox.runner import SandboxRunner
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.webhooks import register_webhook, set_webhook_enabled
 
-EVENT = {"source": "servicetrade", "via": "webhook", "action": "updated", "occurred_at": 1700000000,
-         "entity": {"type": "job", "id": 35769, "uri": None}, "message_id": "m-1", "changes": None}
+EVENT = {
+    "source": "servicetrade",
+    "via": "webhook",
+    "action": "updated",
+    "occurred_at": 1700000000,
+    "entity": {"type": "job", "id": 35769, "uri": None},
+    "message_id": "m-1",
+    "changes": None,
+}
 
 
-def failed(state: PipelineState, event_id: str = "ev1", *, rule: str = "mirror", digest: str = "d1",
-           index: int = 0, target: str = "synchroteam", entity_id: int = 35769) -> str:
+def failed(
+    state: PipelineState,
+    event_id: str = "ev1",
+    *,
+    rule: str = "mirror",
+    digest: str = "d1",
+    index: int = 0,
+    target: str = "synchroteam",
+    entity_id: int = 35769,
+) -> str:
     state.save_event(event_id, {**EVENT, "entity": {**EVENT["entity"], "id": entity_id}})
     state.save_rule(digest, {"name": rule})
-    return state.dead_letter({"event_id": event_id, "rule": rule, "rule_digest": digest, "index": index,
-                              "action": f"{target}.job.upsert", "target": target, "error": "Rejected: 400",
-                              "attempts": 1})
+    return state.dead_letter(
+        {
+            "event_id": event_id,
+            "rule": rule,
+            "rule_digest": digest,
+            "index": index,
+            "action": f"{target}.job.upsert",
+            "target": target,
+            "error": "Rejected: 400",
+            "attempts": 1,
+        }
+    )
 
 
 @pytest.fixture
@@ -132,8 +156,9 @@ def test_the_event_index_follows_trace_steps(state):
     state.trace("ev1", "event.received", via="webhook")
     state.trace("ev1", "rule.matched", rule="mirror", reason="")
     state.trace("ev1", "action.started", rule="mirror", index=0, action="synchroteam.job.upsert")
-    state.trace("ev1", "action.failed", rule="mirror", index=0, action="synchroteam.job.upsert",
-                target="synchroteam", error="x")
+    state.trace(
+        "ev1", "action.failed", rule="mirror", index=0, action="synchroteam.job.upsert", target="synchroteam", error="x"
+    )
     state.save_event("ev2", {**EVENT, "source": "synergist"})
     state.trace("ev2", "event.received", via="poll")
 
@@ -165,10 +190,18 @@ def test_webhook_registration_is_idempotent():
         runner.stop()
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("", None), ("90s", 910.0), ("15m", 100.0), ("1h", -2600.0), ("1700000000", 1700000000.0),
-    ("2023-11-14T22:13:20Z", 1700000000.0), ("2023-11-14T22:13:20", 1700000000.0),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", None),
+        ("90s", 910.0),
+        ("15m", 100.0),
+        ("1h", -2600.0),
+        ("1700000000", 1700000000.0),
+        ("2023-11-14T22:13:20Z", 1700000000.0),
+        ("2023-11-14T22:13:20", 1700000000.0),
+    ],
+)
 def test_times_are_relative_iso_or_unix(text, expected):
     assert queries.parse_time(text, now=1000.0) == expected
 
@@ -252,8 +285,16 @@ def test_stale_and_own_write_events_are_listed(state):
 
 def test_a_dead_letter_keeps_the_rendered_request_from_its_trace(redis_client):
     state = PipelineState(redis_client, redactor=Redactor(["api-secret-123"]))
-    state.trace("ev1", "action.started", rule="mirror", index=0, action="http.request",
-                params={"url": "https://x/?key=api-secret-123", "headers": {"Authorization": "Bearer z"}})
+    state.trace(
+        "ev1",
+        "action.started",
+        rule="mirror",
+        index=0,
+        action="http.request",
+        params={"url": "https://x/?key=api-secret-123", "headers": {"Authorization": "Bearer z"}},
+    )
     dlq_id = failed(state)
-    assert state.dead_letter_entry(dlq_id)["params"] == {"url": "https://x/?key=[redacted]",
-                                                         "headers": {"Authorization": "[redacted]"}}
+    assert state.dead_letter_entry(dlq_id)["params"] == {
+        "url": "https://x/?key=[redacted]",
+        "headers": {"Authorization": "[redacted]"},
+    }

@@ -33,8 +33,11 @@ def test_env_variables_are_read(monkeypatch):
     ("variable", "value", "message"),
     [
         ("FIELDRELAY_REDIS_URL", "localhost", "FIELDRELAY_REDIS_URL: not a redis:// URL: 'localhost'"),
-        ("FIELDRELAY_SYNCHROTEAM_BASE_URL", "ws.synchroteam.com",
-         "FIELDRELAY_SYNCHROTEAM_BASE_URL: not an http(s):// URL: 'ws.synchroteam.com'"),
+        (
+            "FIELDRELAY_SYNCHROTEAM_BASE_URL",
+            "ws.synchroteam.com",
+            "FIELDRELAY_SYNCHROTEAM_BASE_URL: not an http(s):// URL: 'ws.synchroteam.com'",
+        ),
         ("FIELDRELAY_HTTP_TIMEOUT", "0", "FIELDRELAY_HTTP_TIMEOUT: Input should be greater than 0"),
         ("FIELDRELAY_WORKER_CONCURRENCY", "many", "FIELDRELAY_WORKER_CONCURRENCY: Input should be a valid integer"),
     ],

@@ -10,8 +10,15 @@ from fieldrelay.targets import next_reset, target_limits
 
 
 def test_each_target_has_a_row_with_its_documented_or_configured_limits():
-    rows = target_limits(Settings(_env_file=None, synergist_rate_limit=30, servicetrade_rate_limit=0,  # type: ignore[call-arg]
-                                  synchroteam_domain="acme", synergist_user="ops"))
+    rows = target_limits(
+        Settings(
+            _env_file=None,
+            synergist_rate_limit=30,
+            servicetrade_rate_limit=0,  # type: ignore[call-arg]
+            synchroteam_domain="acme",
+            synergist_user="ops",
+        )
+    )
     assert set(rows) == {"synchroteam", "synergist", "servicetrade", "http"}
     st = rows["synchroteam"]
     assert (st.rate, st.window, st.quota_period, st.rate_headers, st.credential) == (120, 60.0, 86400.0, True, "acme")

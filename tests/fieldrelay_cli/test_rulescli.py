@@ -24,7 +24,8 @@ def test_check_lists_errors_with_positions_and_fails(tmp_path, capsys):
         "rules:\n  - name: x\n    when: {source: servicetrade, entity: jobb}\n"
         "    then:\n      - synchroteam.job.upsert: {myId: a}\n"
         "  - name: y\n    when: {source: servicetrade, entity: job}\n"
-        "    then:\n      - synchroteam.job.upsert: {myId: a, colour: red}\n")
+        "    then:\n      - synchroteam.job.upsert: {myId: a, colour: red}\n"
+    )
     assert main(["rules", "check", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert f"{tmp_path}/bad.yaml:3:" in err and "did you mean 'job'" in err
@@ -33,8 +34,18 @@ def test_check_lists_errors_with_positions_and_fails(tmp_path, capsys):
 
 
 def test_dry_run_of_the_documented_webhook(capsys):
-    code = main(["rules", "test", "--rules", str(EXAMPLES), "--event", str(ROOT / "examples" / "webhook-sample.json"),
-                 "--entity", str(ROOT / "examples" / "job-35769.json")])
+    code = main(
+        [
+            "rules",
+            "test",
+            "--rules",
+            str(EXAMPLES),
+            "--event",
+            str(ROOT / "examples" / "webhook-sample.json"),
+            "--entity",
+            str(ROOT / "examples" / "job-35769.json"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "MATCH completed-job-to-synchroteam" in out
@@ -55,9 +66,18 @@ def test_cases_run(capsys):
 
 def test_explain_prints_the_stored_trace(redis_url, monkeypatch, capsys):
     state = PipelineState(redis.Redis.from_url(redis_url))
-    state.save_event("ev1", {"source": "servicetrade", "via": "webhook", "action": "updated", "occurred_at": 1,
-                             "entity": {"type": "job", "id": 7}, "message_id": "m1",
-                             "changes": {"status": {"old": "scheduled", "new": "completed"}}})
+    state.save_event(
+        "ev1",
+        {
+            "source": "servicetrade",
+            "via": "webhook",
+            "action": "updated",
+            "occurred_at": 1,
+            "entity": {"type": "job", "id": 7},
+            "message_id": "m1",
+            "changes": {"status": {"old": "scheduled", "new": "completed"}},
+        },
+    )
     state.trace("ev1", "event.received", via="webhook")
     state.trace("ev1", "rule.skipped", rule="r", reason="when.entity: wanted 'job'")
     monkeypatch.setenv("FIELDRELAY_REDIS_URL", redis_url)

@@ -48,14 +48,25 @@ def out(tmp_path_factory) -> str:
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
         mp.setenv("FIELDRELAY_RULES_ENV", "SUPPORT_EMAIL")
         mp.setenv("SUPPORT_EMAIL", "ops-desk@example.com")
-        code = main(["rules", "test", "--rules", str(rules_dir), "--event", str(EVENT), "--entity", str(ENTITY),
-                     "--against-sandbox"])
+        code = main(
+            [
+                "rules",
+                "test",
+                "--rules",
+                str(rules_dir),
+                "--event",
+                str(EVENT),
+                "--entity",
+                str(ENTITY),
+                "--against-sandbox",
+            ]
+        )
     assert code == 0
     return printed.getvalue()
 
 
 def test_matched_actions_run_in_order_and_feed_later_steps(out):
-    ran = out[out.index("against the sandboxes:", out.index("MATCH copy-job")):]
+    ran = out[out.index("against the sandboxes:", out.index("MATCH copy-job")) :]
     lines = ran.splitlines()
     assert lines[1] == "  copy-job then[0] synchroteam.customer.upsert  ok"
     assert '"myId": "st-company-39"' in lines[2] and '"name": "Big Bang Burger Bar"' in lines[2]

@@ -23,16 +23,28 @@ SAMPLE = {
     "messageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
     "timestamp": "1401833057",
     "data": [
-        {"action": "created", "timestamp": 1401833052,
-         "entity": {"type": "job", "id": 34872, "uri": "https://api.servicetrade.com/api/job/34872"}},
-        {"action": "updated", "timestamp": 1401833052,
-         "entity": {"type": "invoice", "id": 9623, "uri": "https://api.servicetrade.com/api/invoice/9623"},
-         "changeset": []},
-        {"action": "updated", "timestamp": 1401833052,
-         "entity": {"type": "job", "id": 35769, "uri": "https://api.servicetrade.com/api/job/35769"},
-         "changeset": [{"field": "status", "oldValue": "scheduled", "newValue": "completed"}]},
-        {"action": "deleted", "timestamp": 1401833052,
-         "entity": {"type": "attachment", "id": 453845, "uri": "https://api.servicetrade.com/api/attachment/453845"}},
+        {
+            "action": "created",
+            "timestamp": 1401833052,
+            "entity": {"type": "job", "id": 34872, "uri": "https://api.servicetrade.com/api/job/34872"},
+        },
+        {
+            "action": "updated",
+            "timestamp": 1401833052,
+            "entity": {"type": "invoice", "id": 9623, "uri": "https://api.servicetrade.com/api/invoice/9623"},
+            "changeset": [],
+        },
+        {
+            "action": "updated",
+            "timestamp": 1401833052,
+            "entity": {"type": "job", "id": 35769, "uri": "https://api.servicetrade.com/api/job/35769"},
+            "changeset": [{"field": "status", "oldValue": "scheduled", "newValue": "completed"}],
+        },
+        {
+            "action": "deleted",
+            "timestamp": 1401833052,
+            "entity": {"type": "attachment", "id": 453845, "uri": "https://api.servicetrade.com/api/attachment/453845"},
+        },
     ],
 }
 
@@ -42,7 +54,9 @@ def make_client(redis_url: str, tmp_path) -> Iterator[Callable[..., TestClient]]
     clients: list[TestClient] = []
 
     def factory(url: str = redis_url, tokens: str = "tok-new,tok-old") -> TestClient:
-        client = TestClient(create_app(Settings(redis_url=url, webhook_tokens=tokens, data_dir=tmp_path), action_params()))
+        client = TestClient(
+            create_app(Settings(redis_url=url, webhook_tokens=tokens, data_dir=tmp_path), action_params())
+        )
         client.__enter__()
         clients.append(client)
         return client
@@ -91,8 +105,9 @@ def test_no_tokens_configured_rejects_everything(make_client, redis_client):
 
 
 def test_bad_json_is_400_with_clear_message(make_client, redis_client):
-    resp = make_client().post("/webhooks/servicetrade/tok-new", content=b"{not json",
-                              headers={"content-type": "application/json"})
+    resp = make_client().post(
+        "/webhooks/servicetrade/tok-new", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert resp.status_code == 400
     assert "not valid JSON" in resp.json()["detail"]
     assert redis_client.llen(EVENTS_QUEUE) == 0
@@ -102,8 +117,10 @@ def test_bad_json_is_400_with_clear_message(make_client, redis_client):
     ("mutate", "expected"),
     [
         (lambda m: m.pop("messageId"), "messageId: Field required"),
-        (lambda m: m["data"][2].update(action="archived"),
-         "data.2.action: Input should be 'created', 'updated' or 'deleted'"),
+        (
+            lambda m: m["data"][2].update(action="archived"),
+            "data.2.action: Input should be 'created', 'updated' or 'deleted'",
+        ),
         (lambda m: m["data"][0]["entity"].pop("uri"), "data.0.entity.uri: Field required"),
         (lambda m: m["data"][1].update(timestamp="yesterday"), "data.1.timestamp: Input should be a valid integer"),
         (lambda m: m.update(data="nope"), "data: Input should be a valid array"),

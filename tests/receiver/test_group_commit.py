@@ -14,8 +14,15 @@ from receiver.publisher import EventPublisher
 
 
 def event(i: int) -> dict:
-    return {"source": "servicetrade", "via": "webhook", "action": "updated", "occurred_at": i,
-            "entity": {"type": "job", "id": i, "uri": f"x/job/{i}"}, "message_id": "m", "changes": None}
+    return {
+        "source": "servicetrade",
+        "via": "webhook",
+        "action": "updated",
+        "occurred_at": i,
+        "entity": {"type": "job", "id": i, "uri": f"x/job/{i}"},
+        "message_id": "m",
+        "changes": None,
+    }
 
 
 def test_concurrent_publishes_all_land_and_in_order(redis_url, redis_client):
@@ -40,8 +47,10 @@ def test_concurrent_publishes_all_land_and_in_order(redis_url, redis_client):
     assert lpushes < 100  # coalesced
     import base64
 
-    ids = [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0][0]["entity"]["id"]
-           for m in reversed(redis_client.lrange("events", 0, -1))]
+    ids = [
+        json.loads(base64.b64decode(json.loads(m)["body"]))[0][0][0]["entity"]["id"]
+        for m in reversed(redis_client.lrange("events", 0, -1))
+    ]
     assert ids == list(range(100))  # FIFO as consumed by BRPOP
 
 
@@ -49,8 +58,7 @@ def test_a_failed_batch_fails_every_waiting_request():
     async def main() -> list[BaseException | None]:
         client = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
         publisher = EventPublisher(client)
-        results = await asyncio.gather(*(publisher.publish([event(i)]) for i in range(10)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(*(publisher.publish([event(i)]) for i in range(10)), return_exceptions=True)
         await client.aclose()
         return results
 

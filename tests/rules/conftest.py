@@ -113,13 +113,21 @@ def make_event() -> Callable[..., ChangeEvent]:
     """make_event(changes={"status": ("scheduled", "completed")}, ...) -> ChangeEvent."""
 
     def make(
-        *, source: str = "servicetrade", via: str = "webhook", action: str = "updated", entity: str = "job",
-        id: int | str = 35769, changes: dict[str, tuple[Any, Any]] | None = None,
+        *,
+        source: str = "servicetrade",
+        via: str = "webhook",
+        action: str = "updated",
+        entity: str = "job",
+        id: int | str = 35769,
+        changes: dict[str, tuple[Any, Any]] | None = None,
     ) -> ChangeEvent:
         fields = None if changes is None else {k: FieldChange(old=o, new=n) for k, (o, n) in changes.items()}
         return ChangeEvent(
-            source=source, via=via, action=action,  # type: ignore[arg-type]
-            entity=EntityRef(type=entity, id=id), occurred_at=1401833052,
+            source=source,
+            via=via,
+            action=action,  # type: ignore[arg-type]
+            entity=EntityRef(type=entity, id=id),
+            occurred_at=1401833052,
             changes=fields,
         )
 
@@ -143,8 +151,13 @@ class CountingLoader:
 def job_record(**overrides: Any) -> dict[str, Any]:
     """A ServiceTrade job as `GET /job/{id}` returns it (abridged)."""
     record: dict[str, Any] = {
-        "id": 35769, "type": "repair", "status": "completed", "name": "Job 112233", "number": 112233,
-        "description": "Repair the hood in the front.", "completedOn": 1401833052,
+        "id": 35769,
+        "type": "repair",
+        "status": "completed",
+        "name": "Job 112233",
+        "number": 112233,
+        "description": "Repair the hood in the front.",
+        "completedOn": 1401833052,
         "customer": {"id": 39, "name": "Big Bang Burger Bar", "externalIds": {"synergist": "F667"}},
     }
     record.update(overrides)

@@ -68,9 +68,18 @@ def test_models_that_allow_extra_keys_accept_them():
 def test_parse_action_returns_the_call_and_what_it_reads(action_params):
     found: list = []
     call, refs = parse_action(
-        {"id": "job", "synchroteam.job.upsert": {"myId": "{{ vars.p }}-{{ event.entity.id }}",
-                                                 "customer": {"myId": "{{ steps.customer.myId }}"}}},
-        ("then", 0), 7, action_params, found)
+        {
+            "id": "job",
+            "synchroteam.job.upsert": {
+                "myId": "{{ vars.p }}-{{ event.entity.id }}",
+                "customer": {"myId": "{{ steps.customer.myId }}"},
+            },
+        },
+        ("then", 0),
+        7,
+        action_params,
+        found,
+    )
     assert found == []
     assert call is not None and (call.name, call.id, call.line) == ("synchroteam.job.upsert", "job", 7)
     assert refs == {("vars", "p"), ("event", "entity"), ("steps", "customer")}

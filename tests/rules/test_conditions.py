@@ -20,8 +20,9 @@ def verdict(load, make_event):
             text += f"    if: {if_}\n"
         text += "    then: [{http.request: {url: 'https://example.com'}}]\n"
         ruleset = load(text)
-        (result,) = evaluate_rules(ruleset.rules, make_event(**event), lambda: record, env=env,
-                                   now=datetime(2024, 5, 1, 12, tzinfo=UTC))
+        (result,) = evaluate_rules(
+            ruleset.rules, make_event(**event), lambda: record, env=env, now=datetime(2024, 5, 1, 12, tzinfo=UTC)
+        )
         return result.matched, result.reason
 
     return run
@@ -32,15 +33,13 @@ ST = "{source: servicetrade"
 
 def test_source(verdict):
     assert verdict(ST + "}") == (True, "matched")
-    assert verdict("{source: synchroteam}") == (
-        False, "when.source: wanted 'synchroteam', event had 'servicetrade'")
+    assert verdict("{source: synchroteam}") == (False, "when.source: wanted 'synchroteam', event had 'servicetrade'")
 
 
 def test_via(verdict):
     assert verdict(ST + ", via: webhook}")[0] is True
     assert verdict(ST + ", via: any}", via="poll")[0] is True
-    assert verdict(ST + ", via: webhook}", via="poll") == (
-        False, "when.via: wanted 'webhook', event had 'poll'")
+    assert verdict(ST + ", via: webhook}", via="poll") == (False, "when.via: wanted 'webhook', event had 'poll'")
 
 
 def test_entity_one_or_list(verdict):
@@ -48,7 +47,9 @@ def test_entity_one_or_list(verdict):
     assert verdict(ST + ", entity: [invoice, job]}")[0] is True
     assert verdict(ST + ", entity: invoice}") == (False, "when.entity: wanted 'invoice', event had 'job'")
     assert verdict(ST + ", entity: [invoice, quote]}") == (
-        False, "when.entity: wanted one of 'invoice', 'quote', event had 'job'")
+        False,
+        "when.entity: wanted one of 'invoice', 'quote', event had 'job'",
+    )
 
 
 def test_entity_spelling_variants_match_each_other(verdict):
@@ -66,30 +67,41 @@ def test_action_one_list_or_any(verdict):
 STATUS = {"status": ("scheduled", "completed")}
 
 
-@pytest.mark.parametrize(("changed", "matched", "reason"), [
-    ("{status: {to: completed}}", True, "matched"),
-    ("{status: {to: canceled}}", False, "when.changed.status.to: wanted 'canceled', event had 'completed'"),
-    ("{status: {to: [closed, completed]}}", True, "matched"),
-    ("{status: {from: scheduled}}", True, "matched"),
-    ("{status: {from: new}}", False, "when.changed.status.from: wanted 'new', event had 'scheduled'"),
-    ("{status: {not_from: new}}", True, "matched"),
-    ("{status: {not_from: scheduled}}", False,
-     "when.changed.status.not_from: wanted anything but 'scheduled', event had 'scheduled'"),
-    ("{status: {not_to: canceled}}", True, "matched"),
-    ("{status: {not_to: [canceled, completed]}}", False,
-     "when.changed.status.not_to: wanted anything but one of 'canceled', 'completed', event had 'completed'"),
-    ("{status: {from: scheduled, to: completed}}", True, "matched"),
-    ("{status: true}", True, "matched"),
-    ("{status: {}}", True, "matched"),
-    ("{type: true}", False, "when.changed.type: the event did not change 'type' (changed: status)"),
-])
+@pytest.mark.parametrize(
+    ("changed", "matched", "reason"),
+    [
+        ("{status: {to: completed}}", True, "matched"),
+        ("{status: {to: canceled}}", False, "when.changed.status.to: wanted 'canceled', event had 'completed'"),
+        ("{status: {to: [closed, completed]}}", True, "matched"),
+        ("{status: {from: scheduled}}", True, "matched"),
+        ("{status: {from: new}}", False, "when.changed.status.from: wanted 'new', event had 'scheduled'"),
+        ("{status: {not_from: new}}", True, "matched"),
+        (
+            "{status: {not_from: scheduled}}",
+            False,
+            "when.changed.status.not_from: wanted anything but 'scheduled', event had 'scheduled'",
+        ),
+        ("{status: {not_to: canceled}}", True, "matched"),
+        (
+            "{status: {not_to: [canceled, completed]}}",
+            False,
+            "when.changed.status.not_to: wanted anything but one of 'canceled', 'completed', event had 'completed'",
+        ),
+        ("{status: {from: scheduled, to: completed}}", True, "matched"),
+        ("{status: true}", True, "matched"),
+        ("{status: {}}", True, "matched"),
+        ("{type: true}", False, "when.changed.type: the event did not change 'type' (changed: status)"),
+    ],
+)
 def test_changed_against_the_changeset(verdict, changed, matched, reason):
     assert verdict(ST + f", changed: {changed}}}", changes=STATUS) == (matched, reason)
 
 
 def test_changed_with_an_empty_changeset(verdict):
     assert verdict(ST + ", changed: {status: true}}", changes={}) == (
-        False, "when.changed.status: the event did not change 'status' (changed: nothing)")
+        False,
+        "when.changed.status: the event did not change 'status' (changed: nothing)",
+    )
 
 
 def test_changed_dotted_field_and_loose_equality(verdict):
@@ -102,18 +114,28 @@ def test_no_changeset_to_falls_back_to_the_entity(verdict):
     when = ST + ", changed: {status: {to: completed}}}"
     assert verdict(when, record=job_record(status="completed")) == (True, "matched")
     assert verdict(when, record=job_record(status="scheduled")) == (
-        False, "when.changed.status.to: wanted 'completed', the entity has 'scheduled'")
+        False,
+        "when.changed.status.to: wanted 'completed', the entity has 'scheduled'",
+    )
     assert verdict(when, record=None) == (
-        False, "when.changed.status: the event carried no changeset and the entity could not be loaded")
+        False,
+        "when.changed.status: the event carried no changeset and the entity could not be loaded",
+    )
     assert verdict(ST + ", changed: {nope: {not_to: x}}}", record=job_record()) == (
-        False, "when.changed.nope: the event carried no changeset and the entity has no field 'nope'")
+        False,
+        "when.changed.nope: the event carried no changeset and the entity has no field 'nope'",
+    )
 
 
 def test_no_changeset_cannot_decide_from_or_any_change(verdict):
     assert verdict(ST + ", changed: {status: {from: scheduled, to: completed}}}", record=job_record()) == (
-        False, "when.changed.status: the event carried no changeset, so 'from' cannot be checked")
+        False,
+        "when.changed.status: the event carried no changeset, so 'from' cannot be checked",
+    )
     assert verdict(ST + ", changed: {status: true}}", record=job_record()) == (
-        False, "when.changed.status: the event carried no changeset, so any change cannot be checked")
+        False,
+        "when.changed.status: the event carried no changeset, so any change cannot be checked",
+    )
 
 
 def test_no_changeset_dotted_fallback(verdict):
@@ -124,24 +146,39 @@ def test_no_changeset_dotted_fallback(verdict):
 ENTITY = job_record(status="scheduled", type="repair")
 
 
-@pytest.mark.parametrize(("if_", "matched", "reason"), [
-    ('"entity.type == \'repair\'"', True, "matched"),
-    ('"entity.status == \'completed\'"', False,
-     "if: entity.status == 'completed' is false; entity.status was 'scheduled'"),
-    ('"entity.type in [\'repair\', \'inspection\']"', True, "matched"),
-    ("[\"entity.type == 'repair'\", \"entity.status == 'completed'\", \"true\"]", False,
-     "if (item 2 of 3): entity.status == 'completed' is false; entity.status was 'scheduled'"),
-    ("{all: [\"entity.type == 'repair'\", \"entity.number > 5\"]}", True, "matched"),
-    ("{all: [\"entity.type == 'repair'\", \"entity.number < 5\"]}", False,
-     "if.all (item 2 of 2): entity.number < 5 is false; entity.number was 112233"),
-    ("{any: [\"entity.type == 'x'\", \"entity.type == 'repair'\"]}", True, "matched"),
-    ("{any: [\"entity.type == 'x'\", \"not entity.customer\"]}", False,
-     "if.any: none of 2 held; if.any (item 1 of 2): entity.type == 'x' is false; entity.type was 'repair'; "
-     "if.any (item 2 of 2): not entity.customer is false"),
-    ("{not: \"entity.type == 'x'\"}", True, "matched"),
-    ("{not: \"entity.type == 'repair'\"}", False, "if.not: the inner condition held"),
-    ("[{any: [\"false\", {not: \"false\"}]}, \"entity.customer.id == 39\"]", True, "matched"),
-])
+@pytest.mark.parametrize(
+    ("if_", "matched", "reason"),
+    [
+        ("\"entity.type == 'repair'\"", True, "matched"),
+        (
+            "\"entity.status == 'completed'\"",
+            False,
+            "if: entity.status == 'completed' is false; entity.status was 'scheduled'",
+        ),
+        ("\"entity.type in ['repair', 'inspection']\"", True, "matched"),
+        (
+            '["entity.type == \'repair\'", "entity.status == \'completed\'", "true"]',
+            False,
+            "if (item 2 of 3): entity.status == 'completed' is false; entity.status was 'scheduled'",
+        ),
+        ('{all: ["entity.type == \'repair\'", "entity.number > 5"]}', True, "matched"),
+        (
+            '{all: ["entity.type == \'repair\'", "entity.number < 5"]}',
+            False,
+            "if.all (item 2 of 2): entity.number < 5 is false; entity.number was 112233",
+        ),
+        ("{any: [\"entity.type == 'x'\", \"entity.type == 'repair'\"]}", True, "matched"),
+        (
+            '{any: ["entity.type == \'x\'", "not entity.customer"]}',
+            False,
+            "if.any: none of 2 held; if.any (item 1 of 2): entity.type == 'x' is false; entity.type was 'repair'; "
+            "if.any (item 2 of 2): not entity.customer is false",
+        ),
+        ("{not: \"entity.type == 'x'\"}", True, "matched"),
+        ("{not: \"entity.type == 'repair'\"}", False, "if.not: the inner condition held"),
+        ('[{any: ["false", {not: "false"}]}, "entity.customer.id == 39"]', True, "matched"),
+    ],
+)
 def test_if_forms(verdict, if_, matched, reason):
     assert verdict(ST + "}", if_=if_, record=ENTITY) == (matched, reason)
 
@@ -149,15 +186,15 @@ def test_if_forms(verdict, if_, matched, reason):
 def test_if_expression_error_is_a_reason_not_an_exception(verdict):
     matched, reason = verdict(ST + "}", if_='"entity.customer.idd == 39"', record=ENTITY)
     assert not matched
-    assert reason == ("if: entity.customer.idd == 39: no field 'idd' "
-                      "(fields here: externalIds, id, name)")
+    assert reason == ("if: entity.customer.idd == 39: no field 'idd' (fields here: externalIds, id, name)")
     matched, reason = verdict(ST + "}", if_='"1 / 0"', record=ENTITY)
     assert (matched, reason) == (False, "if: 1 / 0: ZeroDivisionError: division by zero")
 
 
 def test_if_when_the_entity_is_missing(verdict):
-    assert verdict(ST + "}", if_='"entity.type == \'repair\'"', record=None)[1] == (
-        "if: entity.type == 'repair': the entity could not be loaded, so it has no field 'type'")
+    assert verdict(ST + "}", if_="\"entity.type == 'repair'\"", record=None)[1] == (
+        "if: entity.type == 'repair': the entity could not be loaded, so it has no field 'type'"
+    )
 
 
 def test_if_sees_event_changes_vars_env_and_now(load, make_event):
@@ -169,7 +206,7 @@ def test_if_sees_event_changes_vars_env_and_now(load, make_event):
         "      - \"vars.team == 'north'\"\n"
         "      - \"env.REGION == 'us'\"\n"
         "      - \"now.year == 2024 and tz(now, 'America/New_York').hour == 8\"\n"
-        "      - \"(1401833052 | fromtimestamp).year == 2014\"\n"
+        '      - "(1401833052 | fromtimestamp).year == 2014"\n'
         "    then: [{http.request: {url: x}}]\n"
     )
     ruleset = load(text)
@@ -185,8 +222,10 @@ def test_if_sees_event_changes_vars_env_and_now(load, make_event):
 
 
 def test_disabled_rules_never_match(load, make_event):
-    ruleset = load("rules:\n  - name: r\n    enabled: false\n    when: {source: servicetrade}\n"
-                   "    then: [{http.request: {url: x}}]\n")
+    ruleset = load(
+        "rules:\n  - name: r\n    enabled: false\n    when: {source: servicetrade}\n"
+        "    then: [{http.request: {url: x}}]\n"
+    )
     (result,) = evaluate_rules(ruleset.rules, make_event(), lambda: None)
     assert (result.matched, result.reason) == (False, "disabled")
 
@@ -194,14 +233,17 @@ def test_disabled_rules_never_match(load, make_event):
 def test_if_tolerates_template_braces(verdict):
     assert verdict(ST + "}", if_="\"{{ entity.type == 'repair' }}\"", record=ENTITY) == (True, "matched")
     assert verdict(ST + "}", if_="\"{{ entity.type == 'x' }}\"", record=ENTITY) == (
-        False, "if: entity.type == 'x' is false; entity.type was 'repair'")
+        False,
+        "if: entity.type == 'x' is false; entity.type was 'repair'",
+    )
 
 
 def test_env_values_are_redacted_from_if_reasons(verdict):
-    matched, reason = verdict(ST + "}", if_="\"synchroteam_datetime(env.TOKEN)\"", env={"TOKEN": "hunter22"})
+    matched, reason = verdict(ST + "}", if_='"synchroteam_datetime(env.TOKEN)"', env={"TOKEN": "hunter22"})
     assert (matched, reason) == (
-        False, "if: synchroteam_datetime(env.TOKEN): TypeError: "
-               "expected a datetime or Unix seconds, got '***'")
+        False,
+        "if: synchroteam_datetime(env.TOKEN): TypeError: expected a datetime or Unix seconds, got '***'",
+    )
 
 
 def test_long_values_are_cut_short_in_reasons(verdict):
@@ -213,26 +255,40 @@ def test_long_values_are_cut_short_in_reasons(verdict):
 
 
 def test_a_loader_returning_a_non_mapping_counts_as_no_entity(verdict):
-    assert verdict(ST + "}", if_="\"entity.id\"", record=["not", "a", "record"]) == (
-        False, "if: entity.id: the entity could not be loaded, so it has no field 'id'")
+    assert verdict(ST + "}", if_='"entity.id"', record=["not", "a", "record"]) == (
+        False,
+        "if: entity.id: the entity could not be loaded, so it has no field 'id'",
+    )
 
 
-@pytest.mark.parametrize(("if_", "reason"), [
-    ("event.entity.id == 1", "if: event.entity.id == 1 is false; event.entity.id was 35769"),
-    ("event.action == 'created'", "if: event.action == 'created' is false; event.action was 'updated'"),
-    ("changes.status.new == 'canceled'",
-     "if: changes.status.new == 'canceled' is false; changes.status.new was 'completed'"),
-    ("vars.team == 'south'", "if: vars.team == 'south' is false; vars.team was 'north'"),
-    ("now.year == 2023", "if: now.year == 2023 is false; now.year was 2024"),
-    ("tz(now, 'America/New_York').hour == 12",
-     "if: tz(now, 'America/New_York').hour == 12 is false; tz(now, 'America/New_York').hour was 8"),
-    ("(entity.completedOn | fromtimestamp).year == 2015",
-     "if: (entity.completedOn | fromtimestamp).year == 2015 is false; "
-     "(entity.completedOn | fromtimestamp).year was 2014"),
-])
+@pytest.mark.parametrize(
+    ("if_", "reason"),
+    [
+        ("event.entity.id == 1", "if: event.entity.id == 1 is false; event.entity.id was 35769"),
+        ("event.action == 'created'", "if: event.action == 'created' is false; event.action was 'updated'"),
+        (
+            "changes.status.new == 'canceled'",
+            "if: changes.status.new == 'canceled' is false; changes.status.new was 'completed'",
+        ),
+        ("vars.team == 'south'", "if: vars.team == 'south' is false; vars.team was 'north'"),
+        ("now.year == 2023", "if: now.year == 2023 is false; now.year was 2024"),
+        (
+            "tz(now, 'America/New_York').hour == 12",
+            "if: tz(now, 'America/New_York').hour == 12 is false; tz(now, 'America/New_York').hour was 8",
+        ),
+        (
+            "(entity.completedOn | fromtimestamp).year == 2015",
+            "if: (entity.completedOn | fromtimestamp).year == 2015 is false; "
+            "(entity.completedOn | fromtimestamp).year was 2014",
+        ),
+    ],
+)
 def test_each_name_an_if_sees_can_also_fail(load, make_event, if_, reason):
-    text = (f"vars: {{team: north}}\nrules:\n  - name: r\n    when: {{source: servicetrade}}\n    if: \"{if_}\"\n"
-            "    then: [{http.request: {url: x}}]\n")
-    (result,) = evaluate_rules(load(text).rules, make_event(changes=STATUS), lambda: job_record(),
-                               now=datetime(2024, 5, 1, 12, tzinfo=UTC))
+    text = (
+        f'vars: {{team: north}}\nrules:\n  - name: r\n    when: {{source: servicetrade}}\n    if: "{if_}"\n'
+        "    then: [{http.request: {url: x}}]\n"
+    )
+    (result,) = evaluate_rules(
+        load(text).rules, make_event(changes=STATUS), lambda: job_record(), now=datetime(2024, 5, 1, 12, tzinfo=UTC)
+    )
     assert (result.matched, result.reason) == (False, reason)

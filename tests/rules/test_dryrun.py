@@ -23,8 +23,7 @@ def test_explain_shows_matches_with_rendered_calls_and_reasons(action_params, ma
         "  then[0] synchroteam.customer.upsert  id=customer",
         '    {"myId": "st-company-39", "name": "Big Bang Burger Bar"}',
         "  then[1] synchroteam.job.upsert  id=job",
-        '    {"myId": "st-job-35769", "description": "Job 112233", '
-        '"customer": {"myId": "<steps.customer.myId>"}}',
+        '    {"myId": "st-job-35769", "description": "Job 112233", "customer": {"myId": "<steps.customer.myId>"}}',
         "  on_failure[0] servicetrade.job.comment  (only if a step fails)",
     ]
     assert text.splitlines()[-2:] == [
@@ -53,8 +52,10 @@ def test_example_cases_pass():
 
 
 def test_a_wrong_expectation_is_reported(write_rules, tmp_path):
-    write_rules("rules:\n  - name: r\n    when: {source: servicetrade, entity: job}\n"
-                "    then: [{http.request: {url: 'https://x/{{ event.entity.id }}'}}]\n")
+    write_rules(
+        "rules:\n  - name: r\n    when: {source: servicetrade, entity: job}\n"
+        "    then: [{http.request: {url: 'https://x/{{ event.entity.id }}'}}]\n"
+    )
     cases = tmp_path / "rules" / "cases"
     cases.mkdir()
     (cases / "c.yaml").write_text(
@@ -70,15 +71,18 @@ def test_a_wrong_expectation_is_reported(write_rules, tmp_path):
     assert not report.passed
     assert [r.problems for r in report.results] == [
         ["expected matched ['r'], got [] (r: when.entity: wanted 'job', event had 'invoice')"],
-        ["r.then[0]: expected {'http.request': {'url': 'https://x/3'}}, "
-         "rendered {'http.request': {'url': 'https://x/2'}}"],
+        [
+            "r.then[0]: expected {'http.request': {'url': 'https://x/3'}}, "
+            "rendered {'http.request': {'url': 'https://x/2'}}"
+        ],
     ]
     assert str(report).endswith("0 passed, 2 failed")
 
 
 def test_broken_case_files_and_rules_are_failures_not_crashes(write_rules, tmp_path):
-    rules_file = write_rules("rules:\n  - name: r\n    when: {source: servicetrade}\n"
-                             "    then: [{http.request: {url: x}}]\n")
+    rules_file = write_rules(
+        "rules:\n  - name: r\n    when: {source: servicetrade}\n    then: [{http.request: {url: x}}]\n"
+    )
     cases = tmp_path / "rules" / "cases"
     cases.mkdir()
     (cases / "bad.yaml").write_text("cases:\n  - nme: x\n")

@@ -33,13 +33,13 @@ def test_the_example_rule_skips_other_job_types(action_params, make_event):
     ruleset = load_rules(EXAMPLES, action_params)
     event = make_event(changes={"status": ("new", "completed")})
     first = evaluate(ruleset, event, CountingLoader(job_record(type="cleaning")))[0]
-    assert first.reason == ("if: entity.type in ['repair', 'inspection'] is false; "
-                            "entity.type was 'cleaning'")
+    assert first.reason == ("if: entity.type in ['repair', 'inspection'] is false; entity.type was 'cleaning'")
 
 
 def test_entity_loader_is_called_once_for_many_rules(load, make_event):
-    rules = "".join(f"  - name: r{i}\n    when: {{source: servicetrade}}\n"
-                    f"    if: \"entity.id == {i}\"\n" + THEN for i in range(5))
+    rules = "".join(
+        f'  - name: r{i}\n    when: {{source: servicetrade}}\n    if: "entity.id == {i}"\n' + THEN for i in range(5)
+    )
     loader = CountingLoader(job_record(id=3))
     verdicts = evaluate(load("rules:\n" + rules), make_event(), loader)
     assert [v.matched for v in verdicts] == [False, False, False, True, False]
@@ -50,8 +50,10 @@ def test_entity_loader_is_not_called_when_no_candidate_needs_it(load, make_event
     ruleset = load(
         "rules:\n"
         "  - name: plain\n    when: {source: servicetrade, changed: {status: {to: completed}}}\n"
-        "    if: \"event.entity.id > 0\"\n" + THEN +
-        "  - name: reads-entity\n    when: {source: synergist}\n    if: \"entity.id\"\n" + THEN
+        '    if: "event.entity.id > 0"\n'
+        + THEN
+        + '  - name: reads-entity\n    when: {source: synergist}\n    if: "entity.id"\n'
+        + THEN
     )
     loader = CountingLoader(job_record())
     verdicts = evaluate(ruleset, make_event(changes={"status": ("new", "completed")}), loader)
@@ -60,7 +62,7 @@ def test_entity_loader_is_not_called_when_no_candidate_needs_it(load, make_event
 
 
 def test_entity_loader_failure_propagates_so_the_worker_retries(load, make_event):
-    ruleset = load("rules:\n  - name: r\n    when: {source: servicetrade}\n    if: \"entity.id\"\n" + THEN)
+    ruleset = load('rules:\n  - name: r\n    when: {source: servicetrade}\n    if: "entity.id"\n' + THEN)
 
     def broken():
         raise ConnectionError("servicetrade unavailable")
@@ -72,16 +74,22 @@ def test_entity_loader_failure_propagates_so_the_worker_retries(load, make_event
 def test_needs_entity_is_computed_per_rule(load):
     ruleset = load(
         "rules:\n"
-        "  - name: in-if\n    when: {source: servicetrade}\n    if: {not: \"entity.type == 'x'\"}\n" + THEN +
-        "  - name: in-params\n    when: {source: servicetrade}\n"
+        "  - name: in-if\n    when: {source: servicetrade}\n    if: {not: \"entity.type == 'x'\"}\n"
+        + THEN
+        + "  - name: in-params\n    when: {source: servicetrade}\n"
         "    then: [{http.request: {url: 'https://x/{{ entity.id }}'}}]\n"
-        "  - name: in-on-failure\n    when: {source: servicetrade}\n" + THEN +
-        "    on_failure: [{http.request: {url: '{{ entity.name }}'}}]\n"
-        "  - name: event-only\n    when: {source: servicetrade}\n    if: \"event.entity.id\"\n"
+        "  - name: in-on-failure\n    when: {source: servicetrade}\n"
+        + THEN
+        + "    on_failure: [{http.request: {url: '{{ entity.name }}'}}]\n"
+        '  - name: event-only\n    when: {source: servicetrade}\n    if: "event.entity.id"\n'
         "    then: [{http.request: {url: 'https://x/{{ event.entity.id }}/{{ vars }}'}}]\n"
     )
     assert {r.name: r.needs_entity for r in ruleset} == {
-        "in-if": True, "in-params": True, "in-on-failure": True, "event-only": False}
+        "in-if": True,
+        "in-params": True,
+        "in-on-failure": True,
+        "event-only": False,
+    }
 
 
 json_values = st.recursive(
@@ -97,18 +105,24 @@ field_names = known_fields | st.text(max_size=6)
 def events(draw):
     source = draw(st.sampled_from(["servicetrade", "synchroteam", "synergist"]))
     entity = draw(st.sampled_from(ENTITY_TYPES[source]) | st.text(max_size=8))
-    changes = draw(st.none() | st.dictionaries(
-        field_names, st.builds(FieldChange, old=json_values, new=json_values), max_size=3))
+    changes = draw(
+        st.none() | st.dictionaries(field_names, st.builds(FieldChange, old=json_values, new=json_values), max_size=3)
+    )
     return ChangeEvent(
-        source=source, via=draw(st.sampled_from(["webhook", "poll"])),
+        source=source,
+        via=draw(st.sampled_from(["webhook", "poll"])),
         action=draw(st.sampled_from(["created", "updated", "deleted"])),
         entity=EntityRef(type=entity, id=draw(st.integers() | st.text(max_size=6))),
-        occurred_at=draw(st.integers(min_value=0, max_value=2**40)), changes=changes,
+        occurred_at=draw(st.integers(min_value=0, max_value=2**40)),
+        changes=changes,
     )
 
 
-entities = st.none() | st.dictionaries(field_names, json_values, max_size=6) | st.builds(
-    job_record, type=json_values, customer=json_values, status=json_values, name=json_values)
+entities = (
+    st.none()
+    | st.dictionaries(field_names, json_values, max_size=6)
+    | st.builds(job_record, type=json_values, customer=json_values, status=json_values, name=json_values)
+)
 
 
 @functools.cache

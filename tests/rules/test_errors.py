@@ -15,8 +15,11 @@ def test_rule_error_format_and_pickling():
 
 
 def test_load_error_sorts_by_file_then_position():
-    errors = [RuleError("b.yaml", 1, 1, "x", "m"), RuleError("a.yaml", 9, 1, "x", "m"),
-              RuleError("a.yaml", 2, 5, "x", "m")]
+    errors = [
+        RuleError("b.yaml", 1, 1, "x", "m"),
+        RuleError("a.yaml", 9, 1, "x", "m"),
+        RuleError("a.yaml", 2, 5, "x", "m"),
+    ]
     assert [(e.file, e.line) for e in RuleLoadError(errors).errors] == [("a.yaml", 2), ("a.yaml", 9), ("b.yaml", 1)]
     assert str(RuleLoadError(errors)).splitlines()[0] == "3 errors in rule files"
 
@@ -26,6 +29,11 @@ def test_format_path():
 
 
 def test_describe_keeps_unknown_error_kinds_readable():
-    err = {"type": "string_too_short", "msg": "String should have at least 1 character", "input": "",
-           "loc": ("name",), "ctx": {"min_length": 1}}
+    err = {
+        "type": "string_too_short",
+        "msg": "String should have at least 1 character",
+        "input": "",
+        "loc": ("name",),
+        "ctx": {"min_length": 1},
+    }
     assert describe(err) == "string should have at least 1 character, got ''"

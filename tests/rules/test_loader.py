@@ -26,8 +26,7 @@ def rule(*lines: str, then: str = OK_THEN) -> str:
 MISTAKES = [
     pytest.param(
         "rules:\n  - name: [x\n",
-        "rules.yaml:3:1: <yaml>: expected ',' or ']', but got '<stream end>' "
-        "(while parsing a flow sequence at line 2)",
+        "rules.yaml:3:1: <yaml>: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence at line 2)",
         id="yaml-syntax",
     ),
     pytest.param(
@@ -102,28 +101,39 @@ MISTAKES = [
         id="unknown-action",
     ),
     pytest.param(
-        rule("when: {source: servicetrade}",
-             then="    then:\n      - synchroteam.job.upsert:\n          customer: {myId: x}\n"),
+        rule(
+            "when: {source: servicetrade}",
+            then="    then:\n      - synchroteam.job.upsert:\n          customer: {myId: x}\n",
+        ),
         "rules.yaml:5:9: rules[0].then[0].synchroteam.job.upsert.myId: field required",
         id="missing-required-param",
     ),
     pytest.param(
-        rule("when: {source: servicetrade}", then="    then:\n      - synchroteam.customer.upsert:\n"
-             "          myId: x\n          name: y\n          adress: z\n"),
+        rule(
+            "when: {source: servicetrade}",
+            then="    then:\n      - synchroteam.customer.upsert:\n"
+            "          myId: x\n          name: y\n          adress: z\n",
+        ),
         "rules.yaml:8:11: rules[0].then[0].synchroteam.customer.upsert.adress: unknown parameter 'adress'; "
         "did you mean 'address'?",
         id="unknown-param",
     ),
     pytest.param(
-        rule("when: {source: servicetrade}", then="    then:\n      - synchroteam.job.upsert:\n"
-             "          myId: x\n          customer: {myid: '{{ entity.id }}'}\n"),
+        rule(
+            "when: {source: servicetrade}",
+            then="    then:\n      - synchroteam.job.upsert:\n"
+            "          myId: x\n          customer: {myid: '{{ entity.id }}'}\n",
+        ),
         "rules.yaml:7:22: rules[0].then[0].synchroteam.job.upsert.customer.myid: unknown parameter 'myid'; "
         "did you mean 'myId'?",
         id="unknown-nested-param-beside-template",
     ),
     pytest.param(
-        rule("when: {source: servicetrade}", then="    then:\n      - synchroteam.job.upsert:\n"
-             "          myId: x\n          customer: {myId: y}\n          duration: soon\n"),
+        rule(
+            "when: {source: servicetrade}",
+            then="    then:\n      - synchroteam.job.upsert:\n"
+            "          myId: x\n          customer: {myId: y}\n          duration: soon\n",
+        ),
         "rules.yaml:8:11: rules[0].then[0].synchroteam.job.upsert.duration: input should be a valid integer, "
         "unable to parse string as an integer, got 'soon'",
         id="wrong-literal-type",
@@ -135,8 +145,10 @@ MISTAKES = [
         id="wrong-literal-choice",
     ),
     pytest.param(
-        rule("when: {source: servicetrade}",
-             then="    then:\n      - http.request:\n          url: 'https://x/{{ event.entity.id }'\n"),
+        rule(
+            "when: {source: servicetrade}",
+            then="    then:\n      - http.request:\n          url: 'https://x/{{ event.entity.id }'\n",
+        ),
         "rules.yaml:6:11: rules[0].then[0].http.request.url: template syntax error: unexpected '}'",
         id="template-syntax",
     ),
@@ -147,14 +159,12 @@ MISTAKES = [
     ),
     pytest.param(
         rule("when: {source: servicetrade}", "if: {either: [a, b]}"),
-        "rules.yaml:4:5: rules[0].if: expected an expression string, a list, "
-        "or a mapping with one of all/any/not",
+        "rules.yaml:4:5: rules[0].if: expected an expression string, a list, or a mapping with one of all/any/not",
         id="if-shape",
     ),
     pytest.param(
         rule("mode: fast", "when: {source: servicetrade}"),
-        "rules.yaml:3:5: rules[0].mode: 'fast' is not one of 'queued', 'latest' or 'parallel'; "
-        "did you mean 'latest'?",
+        "rules.yaml:3:5: rules[0].mode: 'fast' is not one of 'queued', 'latest' or 'parallel'; did you mean 'latest'?",
         id="bad-mode",
     ),
     pytest.param(
@@ -174,25 +184,31 @@ MISTAKES = [
         id="empty-then",
     ),
     pytest.param(
-        rule("when: {source: servicetrade}", then="    then:\n      - http.request: {url: a}\n"
-             "        servicetrade.job.comment: {jobId: 1, content: x}\n"),
+        rule(
+            "when: {source: servicetrade}",
+            then="    then:\n      - http.request: {url: a}\n"
+            "        servicetrade.job.comment: {jobId: 1, content: x}\n",
+        ),
         "rules.yaml:6:9: rules[0].then[0].servicetrade.job.comment: one action per step; "
         "put each action in its own list item",
         id="two-actions-in-one-step",
     ),
     pytest.param(
-        rule("when: {source: servicetrade}", then="    then:\n      - id: customer\n"
-             "        synchroteam.customer.upsert: {myId: a, name: b}\n"
-             "      - http.request:\n          url: '{{ steps.custmer.myId }}'\n"),
-        "rules.yaml:7:9: rules[0].then[1]: steps.custmer is not the id of an earlier step; "
-        "did you mean 'customer'?",
+        rule(
+            "when: {source: servicetrade}",
+            then="    then:\n      - id: customer\n"
+            "        synchroteam.customer.upsert: {myId: a, name: b}\n"
+            "      - http.request:\n          url: '{{ steps.custmer.myId }}'\n",
+        ),
+        "rules.yaml:7:9: rules[0].then[1]: steps.custmer is not the id of an earlier step; did you mean 'customer'?",
         id="unknown-step-id",
     ),
     pytest.param(
-        rule("when: {source: servicetrade}",
-             then="    then:\n      - http.request:\n          url: \"{{ ''.__class__.__mro__ }}\"\n"),
-        "rules.yaml:6:11: rules[0].then[0].http.request.url: "
-        "access to '__class__' is not allowed in rule templates",
+        rule(
+            "when: {source: servicetrade}",
+            then="    then:\n      - http.request:\n          url: \"{{ ''.__class__.__mro__ }}\"\n",
+        ),
+        "rules.yaml:6:11: rules[0].then[0].http.request.url: access to '__class__' is not allowed in rule templates",
         id="sandbox-escape",
     ),
     pytest.param(
@@ -217,12 +233,12 @@ def test_every_error_is_reported_sorted_by_line(load_errors):
 def test_errors_in_several_rules_are_all_reported(load_errors):
     text = (
         "rules:\n"
-        "  - name: a\n    when: {source: nope}\n" + OK_THEN +
-        "  - name: b\n    when: {source: servicetrade}\n    then: [{http.request: {}}]\n"
+        "  - name: a\n    when: {source: nope}\n"
+        + OK_THEN
+        + "  - name: b\n    when: {source: servicetrade}\n    then: [{http.request: {}}]\n"
     )
     assert load_errors(text) == [
-        "rules.yaml:3:12: rules[0].when.source: "
-        "'nope' is not one of 'servicetrade', 'synchroteam', 'synergist'",
+        "rules.yaml:3:12: rules[0].when.source: 'nope' is not one of 'servicetrade', 'synchroteam', 'synergist'",
         "rules.yaml:7:13: rules[1].then[0].http.request.url: field required",
     ]
 
@@ -232,7 +248,7 @@ def test_a_bad_when_does_not_hide_the_errors_of_if_and_then(load_errors):
         "rules:\n"
         "  - name: a\n"
         "    when: {source: servicetrade, entity: jobb}\n"
-        "    if: \"entity.type ==\"\n"
+        '    if: "entity.type =="\n'
         "    then:\n"
         "      - synchroteam.job.upsert: {myId: a, customer: {myId: b}, colour: red}\n"
         "    on_failure:\n"
@@ -287,7 +303,9 @@ def test_non_yaml_files_are_ignored(write_rules, action_params):
 def test_examples_load_with_the_expected_warning(action_params):
     ruleset = load_rules(EXAMPLES, action_params)
     assert [r.name for r in ruleset.rules] == [
-        "completed-job-to-synchroteam", "completed-job-to-synergist-activity", "canceled-job-notify",
+        "completed-job-to-synchroteam",
+        "completed-job-to-synergist-activity",
+        "canceled-job-notify",
     ]
     assert [w.message for w in ruleset.warnings] == [
         "writes to ServiceTrade, which triggers this rule (possible loop)",
@@ -332,10 +350,17 @@ def test_rule_keeps_its_source_position_and_settings(load):
     )
     (only,) = ruleset.rules
     assert (only.name, only.line, only.priority, only.mode, only.debounce, only.enabled) == (
-        "a", 3, 3, "latest", 2.5, False)
+        "a",
+        3,
+        3,
+        "latest",
+        2.5,
+        False,
+    )
     assert only.vars == {"team": "north"}
     assert [(c.name, c.id, c.params, c.line) for c in only.then] == [
-        ("http.request", "post", {"url": "{{ vars.team }}"}, 10)]
+        ("http.request", "post", {"url": "{{ vars.team }}"}, 10)
+    ]
 
 
 def test_without_action_params_only_templates_are_checked(write_rules):
@@ -343,31 +368,36 @@ def test_without_action_params_only_templates_are_checked(write_rules):
     assert load_rules(path.parent, None).rules[0].then[0].name == "anything.at.all"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    pytest.param(
-        "vars: {team: north}\n" + rule("when: {source: servicetrade}",
-                                       then="    then: [{http.request: {url: '{{ vars.tem }}'}}]\n"),
-        "rules.yaml:5:12: rules[0].then[0]: vars.tem is not defined in this file's vars; "
-        "did you mean 'team'?",
-        id="unknown-var",
-    ),
-    pytest.param(
-        rule("when: {source: servicetrade}", "if: {any: [\"event.entity.id\", \"event.entiy.id > 3\"]}"),
-        "rules.yaml:4:35: rules[0].if.any[1]: event.entiy is not an event field; did you mean 'entity'?",
-        id="unknown-event-field",
-    ),
-    pytest.param(
-        rule("when: {source: servicetrade}", "if: \"steps.customer\""),
-        "rules.yaml:4:5: rules[0].if: steps are only known inside then/on_failure",
-        id="steps-in-if",
-    ),
-    pytest.param(
-        rule("when: {source: servicetrade}", then="    then:\n      - id: a\n        http.request: {url: x}\n"
-             "      - id: a\n        http.request: {url: y}\n"),
-        "rules.yaml:7:9: rules[0].then[1].id: step id 'a' is used twice in this rule",
-        id="duplicate-step-id",
-    ),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "vars: {team: north}\n"
+            + rule("when: {source: servicetrade}", then="    then: [{http.request: {url: '{{ vars.tem }}'}}]\n"),
+            "rules.yaml:5:12: rules[0].then[0]: vars.tem is not defined in this file's vars; did you mean 'team'?",
+            id="unknown-var",
+        ),
+        pytest.param(
+            rule("when: {source: servicetrade}", 'if: {any: ["event.entity.id", "event.entiy.id > 3"]}'),
+            "rules.yaml:4:35: rules[0].if.any[1]: event.entiy is not an event field; did you mean 'entity'?",
+            id="unknown-event-field",
+        ),
+        pytest.param(
+            rule("when: {source: servicetrade}", 'if: "steps.customer"'),
+            "rules.yaml:4:5: rules[0].if: steps are only known inside then/on_failure",
+            id="steps-in-if",
+        ),
+        pytest.param(
+            rule(
+                "when: {source: servicetrade}",
+                then="    then:\n      - id: a\n        http.request: {url: x}\n"
+                "      - id: a\n        http.request: {url: y}\n",
+            ),
+            "rules.yaml:7:9: rules[0].then[1].id: step id 'a' is used twice in this rule",
+            id="duplicate-step-id",
+        ),
+    ],
+)
 def test_references_that_can_never_resolve(load_errors, text, expected):
     assert load_errors(text) == [expected]
 
@@ -376,8 +406,10 @@ def test_anchors_and_merge_keys_point_at_where_the_value_is_written(load_errors,
     text = (
         "x-job: &job\n  source: servicetrade\n  entity: jobb\n"
         "rules:\n"
-        "  - name: a\n    when:\n      <<: *job\n      action: updatd\n" + OK_THEN +
-        "  - name: b\n    when: *job\n" + OK_THEN
+        "  - name: a\n    when:\n      <<: *job\n      action: updatd\n"
+        + OK_THEN
+        + "  - name: b\n    when: *job\n"
+        + OK_THEN
     )
     assert load_errors(text) == [
         "rules.yaml:3:3: rules[0].when.entity: 'jobb' is not a ServiceTrade entity type; did you mean 'job'?",
@@ -387,11 +419,35 @@ def test_anchors_and_merge_keys_point_at_where_the_value_is_written(load_errors,
     ]
     ruleset = load(text.replace("jobb", "job").replace("updatd", "updated"))
     assert [(r.name, r.when.entity, r.when.action) for r in ruleset] == [
-        ("a", ["job"], ["updated"]), ("b", ["job"], None)]
+        ("a", ["job"], ["updated"]),
+        ("b", ["job"], None),
+    ]
 
 
-JUNK = [None, True, 0, -1, 1.5, "", "x", "{{", "{{ x }}", "{% if %}", [], {}, [1, "a"], {"a": 1},
-        {"to": None}, "__class__", "jobb", {"{{": 1}, {1: 2}, [[]], "{{ steps.x }}", "{{ vars.nope }}"]
+JUNK = [
+    None,
+    True,
+    0,
+    -1,
+    1.5,
+    "",
+    "x",
+    "{{",
+    "{{ x }}",
+    "{% if %}",
+    [],
+    {},
+    [1, "a"],
+    {"a": 1},
+    {"to": None},
+    "__class__",
+    "jobb",
+    {"{{": 1},
+    {1: 2},
+    [[]],
+    "{{ steps.x }}",
+    "{{ vars.nope }}",
+]
 
 
 def mutate(node: Any, rng: random.Random) -> Any:

@@ -17,9 +17,13 @@ from tests.rules.conftest import job_record
 def context(make_event):
     def make(entity=None):
         event = make_event(changes={"status": ("scheduled", "completed")})
-        return build_context(event, LazyEntity(lambda: job_record() if entity is None else entity),
-                             vars={"team": "north", "n": 3}, now=datetime(2024, 5, 1, 12, tzinfo=UTC),
-                             env={"REGION": "us"})
+        return build_context(
+            event,
+            LazyEntity(lambda: job_record() if entity is None else entity),
+            vars={"team": "north", "n": 3},
+            now=datetime(2024, 5, 1, 12, tzinfo=UTC),
+            env={"REGION": "us"},
+        )
 
     return make
 
@@ -59,12 +63,15 @@ def test_the_fast_path_gives_what_jinja_gives(source, context):
     assert expr.evaluate(ctx) == jinja(expr, ctx)
 
 
-@pytest.mark.parametrize("source", [
-    "entity.get('type')",            # calls need Jinja's sandboxed call
-    "entity.name[0:3]",              # slices
-    "entity.tags | join(',')",       # a filter that takes the eval context
-    "tz(now, 'UTC')",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "entity.get('type')",  # calls need Jinja's sandboxed call
+        "entity.name[0:3]",  # slices
+        "entity.tags | join(',')",  # a filter that takes the eval context
+        "tz(now, 'UTC')",
+    ],
+)
 def test_what_the_fast_path_cannot_do_stays_on_jinja(source, context):
     expr = compile_expression(source)
     assert expr.fast is None

@@ -73,8 +73,7 @@ def test_a_name_outside_the_allowlist_is_a_load_error(write_rules, action_params
     ]
 
 
-def test_an_allowed_but_unset_name_warns_at_load_and_fails_clearly_at_render(secret_rules, make_event,
-                                                                            monkeypatch):
+def test_an_allowed_but_unset_name_warns_at_load_and_fails_clearly_at_render(secret_rules, make_event, monkeypatch):
     monkeypatch.delenv("CHAT_TOKEN", raising=False)
     ruleset = secret_rules()
     assert [str(w).split(": ", 1)[1] for w in ruleset.warnings] == [
@@ -83,35 +82,40 @@ def test_an_allowed_but_unset_name_warns_at_load_and_fails_clearly_at_render(sec
     ]
     with pytest.raises(TemplateError) as info:
         render_params(ruleset.rules[0].then[0], build_context(make_event(), None, env={}))
-    assert str(info.value) == ("http.request.headers.Authorization: secret 'CHAT_TOKEN' is not set in the "
-                               "environment (it must be set and listed in FIELDRELAY_RULES_ENV)")
+    assert str(info.value) == (
+        "http.request.headers.Authorization: secret 'CHAT_TOKEN' is not set in the "
+        "environment (it must be set and listed in FIELDRELAY_RULES_ENV)"
+    )
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    pytest.param(
-        "vars:\n  token: !secret CHAT_TOKEN\nrules: []\n",
-        "rules.yaml:2:10: vars.token: !secret is only allowed in action parameters (then/on_failure)",
-        id="in-vars",
-    ),
-    pytest.param(
-        RULES.replace("entity: job}", "entity: job, changed: {status: {to: !secret CHAT_TOKEN}}}"),
-        "rules.yaml:3:70: rules[0].when.changed.status.to: "
-        "!secret is only allowed in action parameters (then/on_failure)",
-        id="in-when",
-    ),
-    pytest.param(
-        RULES.replace("!secret CHAT_TOKEN", "!secret chat-token"),
-        "rules.yaml:7:36: rules[0].then[0].http.request.headers.Authorization: "
-        "!secret takes an environment variable name like CHAT_TOKEN, got 'chat-token'",
-        id="bad-name",
-    ),
-    pytest.param(
-        RULES.replace("!secret CHAT_TOKEN", "!secret [CHAT_TOKEN]"),
-        "rules.yaml:7:36: rules[0].then[0].http.request.headers.Authorization: "
-        "!secret takes an environment variable name like CHAT_TOKEN, got ''",
-        id="not-a-name",
-    ),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "vars:\n  token: !secret CHAT_TOKEN\nrules: []\n",
+            "rules.yaml:2:10: vars.token: !secret is only allowed in action parameters (then/on_failure)",
+            id="in-vars",
+        ),
+        pytest.param(
+            RULES.replace("entity: job}", "entity: job, changed: {status: {to: !secret CHAT_TOKEN}}}"),
+            "rules.yaml:3:70: rules[0].when.changed.status.to: "
+            "!secret is only allowed in action parameters (then/on_failure)",
+            id="in-when",
+        ),
+        pytest.param(
+            RULES.replace("!secret CHAT_TOKEN", "!secret chat-token"),
+            "rules.yaml:7:36: rules[0].then[0].http.request.headers.Authorization: "
+            "!secret takes an environment variable name like CHAT_TOKEN, got 'chat-token'",
+            id="bad-name",
+        ),
+        pytest.param(
+            RULES.replace("!secret CHAT_TOKEN", "!secret [CHAT_TOKEN]"),
+            "rules.yaml:7:36: rules[0].then[0].http.request.headers.Authorization: "
+            "!secret takes an environment variable name like CHAT_TOKEN, got ''",
+            id="not-a-name",
+        ),
+    ],
+)
 def test_secret_mistakes(write_rules, action_params, monkeypatch, text, expected):
     monkeypatch.setenv("CHAT_TOKEN", TOKEN)
     assert errors_of(write_rules, action_params, text) == [expected]
@@ -130,8 +134,9 @@ def test_dry_runs_print_stars_and_never_the_value(secret_rules, make_event, monk
 
 def test_env_values_are_starred_in_dry_runs_and_hidden_in_errors(make_event):
     env = {"CHAT_TOKEN": TOKEN}
-    call = ActionCall("http.request", None, {"url": "https://x/{{ env.CHAT_TOKEN }}",
-                                             "n": "{{ env.CHAT_TOKEN | int + 'a' }}"}, 1)
+    call = ActionCall(
+        "http.request", None, {"url": "https://x/{{ env.CHAT_TOKEN }}", "n": "{{ env.CHAT_TOKEN | int + 'a' }}"}, 1
+    )
     with pytest.raises(TemplateError) as info:
         render_params(call, build_context(make_event(), None, env=env))
     assert TOKEN not in str(info.value)
@@ -148,7 +153,8 @@ def test_a_secret_in_a_test_case_renders_as_stars(write_rules, action_params, tm
         "cases:\n  - name: job\n    event: {source: servicetrade, action: updated, entity: {type: job, id: 7}}\n"
         "    expect:\n      matched: [notify]\n      actions:\n        notify:\n"
         "          - http.request: {url: 'https://chat.example.com/hook', "
-        "headers: {Authorization: '***'}, json: {text: job 7}}\n")
+        "headers: {Authorization: '***'}, json: {text: job 7}}\n"
+    )
     report = run_cases(cases, action_params=action_params, env_names=["CHAT_TOKEN"])
     assert report.passed, str(report)
 
@@ -156,11 +162,14 @@ def test_a_secret_in_a_test_case_renders_as_stars(write_rules, action_params, tm
 def test_a_secret_read_in_an_if_is_hidden_in_the_reason(load, make_event):
     from rules.engine import evaluate_rules
 
-    ruleset = load("rules:\n  - name: r\n    when: {source: servicetrade}\n"
-                   "    if: \"secret('CHAT_TOKEN') == 'other'\"\n    then: [{http.request: {url: x}}]\n")
+    ruleset = load(
+        "rules:\n  - name: r\n    when: {source: servicetrade}\n"
+        "    if: \"secret('CHAT_TOKEN') == 'other'\"\n    then: [{http.request: {url: x}}]\n"
+    )
     (verdict,) = evaluate_rules(ruleset.rules, make_event(), lambda: None, env={"CHAT_TOKEN": TOKEN})
-    assert verdict.reason == ("if: secret('CHAT_TOKEN') == 'other' is false; "
-                              "secret('CHAT_TOKEN') was (hidden: reads secret)")
+    assert verdict.reason == (
+        "if: secret('CHAT_TOKEN') == 'other' is false; secret('CHAT_TOKEN') was (hidden: reads secret)"
+    )
 
 
 def test_a_secret_behind_a_yaml_anchor_is_checked_where_it_is_used(write_rules, action_params, monkeypatch):

@@ -17,8 +17,14 @@ from tests.rules.conftest import job_record
 def context(make_event):
     def make(entity=None, steps=None, **kw):
         event = make_event(changes={"status": ("scheduled", "completed")})
-        return build_context(event, job_record() if entity is None else entity, steps=steps,
-                             vars={"team": "north"}, now=datetime(2024, 5, 1, 12, tzinfo=UTC), **kw)
+        return build_context(
+            event,
+            job_record() if entity is None else entity,
+            steps=steps,
+            vars={"team": "north"},
+            now=datetime(2024, 5, 1, 12, tzinfo=UTC),
+            **kw,
+        )
 
     return make
 
@@ -28,16 +34,34 @@ def render(params, context):
 
 
 def test_a_lone_expression_renders_the_native_value(context):
-    out = render({"id": "{{ event.entity.id }}", "customer": "{{ entity.customer }}",
-                  "tags": "{{ ['a', 'b'] }}", "none": "{{ entity.get('missing') }}",
-                  "spaced": "{{- entity.number -}}"}, context())
-    assert out == {"id": 35769, "customer": job_record()["customer"], "tags": ["a", "b"], "none": None,
-                   "spaced": 112233}
+    out = render(
+        {
+            "id": "{{ event.entity.id }}",
+            "customer": "{{ entity.customer }}",
+            "tags": "{{ ['a', 'b'] }}",
+            "none": "{{ entity.get('missing') }}",
+            "spaced": "{{- entity.number -}}",
+        },
+        context(),
+    )
+    assert out == {
+        "id": 35769,
+        "customer": job_record()["customer"],
+        "tags": ["a", "b"],
+        "none": None,
+        "spaced": 112233,
+    }
 
 
 def test_mixed_text_renders_a_string(context):
-    out = render({"myId": "st-job-{{ event.entity.id }}", "two": "{{ 1 }}{{ 2 }}",
-                  "block": "{% if entity.type == 'repair' %}fix{% endif %}"}, context())
+    out = render(
+        {
+            "myId": "st-job-{{ event.entity.id }}",
+            "two": "{{ 1 }}{{ 2 }}",
+            "block": "{% if entity.type == 'repair' %}fix{% endif %}",
+        },
+        context(),
+    )
     assert out == {"myId": "st-job-35769", "two": "12", "block": "fix"}
 
 
@@ -54,16 +78,16 @@ def test_datetimes_render_as_iso_strings(context):
 def test_undefined_is_an_error_naming_the_param(context):
     with pytest.raises(TemplateError) as info:
         render({"customer": {"myId": "st-{{ entity.customer.idd }}"}}, context())
-    assert str(info.value) == ("test.action.customer.myId: no field 'idd' "
-                               "(fields here: externalIds, id, name)")
+    assert str(info.value) == ("test.action.customer.myId: no field 'idd' (fields here: externalIds, id, name)")
     with pytest.raises(TemplateError) as info:
         render({"x": ["{{ nothing }}"]}, context())
     assert str(info.value) == "test.action.x[0]: 'nothing' is undefined"
 
 
 def test_field_names_win_over_dict_methods(context):
-    out = render({"items": "{{ entity['items'] }}", "attr": "{{ entity.items }}"},
-                 context(entity={"items": [1, 2], "values": 3}))
+    out = render(
+        {"items": "{{ entity['items'] }}", "attr": "{{ entity.items }}"}, context(entity={"items": [1, 2], "values": 3})
+    )
     assert out == {"items": [1, 2], "attr": [1, 2]}
 
 
@@ -78,8 +102,9 @@ def test_sandbox_escape_is_refused_at_compile_time():
 def test_sandbox_escape_is_refused_at_render_time(context):
     with pytest.raises(TemplateSecurityError) as info:
         render({"x": "{{ ''|attr('__class__') }}"}, context())
-    assert str(info.value) == ("test.action.x: refused by the sandbox: "
-                               "access to attribute '__class__' of 'str' object is unsafe.")
+    assert str(info.value) == (
+        "test.action.x: refused by the sandbox: access to attribute '__class__' of 'str' object is unsafe."
+    )
     with pytest.raises(TemplateSecurityError):
         render({"x": "{{ (''|attr('__class__')).__mro__ }}"}, context())
 
@@ -93,10 +118,14 @@ def test_syntax_errors_are_template_errors():
 def test_steps_render_results_or_placeholders(context):
     params = {"customer": {"myId": "{{ steps.customer.myId }}"}, "text": "c={{ steps.customer.myId }}"}
     assert render(params, context(steps={"customer": {"myId": "st-company-39"}})) == {
-        "customer": {"myId": "st-company-39"}, "text": "c=st-company-39"}
+        "customer": {"myId": "st-company-39"},
+        "text": "c=st-company-39",
+    }
     placeholders = {"customer": Placeholder("steps.customer")}
     assert render(params, context(steps=placeholders)) == {
-        "customer": {"myId": "<steps.customer.myId>"}, "text": "c=<steps.customer.myId>"}
+        "customer": {"myId": "<steps.customer.myId>"},
+        "text": "c=<steps.customer.myId>",
+    }
 
 
 def test_step_references_are_found_at_compile_time():
@@ -115,24 +144,30 @@ def test_lazy_entity_loads_once_and_only_when_read(make_event):
     assert isinstance(ctx["entity"], LazyEntity)
     assert render({"x": "{{ event.entity.id }}"}, ctx) == {"x": 35769}
     assert calls == []
-    assert render({"x": "{{ entity.customer.id }}", "y": "{{ entity.name }}"}, ctx) == {
-        "x": 39, "y": "Job 112233"}
+    assert render({"x": "{{ entity.customer.id }}", "y": "{{ entity.name }}"}, ctx) == {"x": 39, "y": "Job 112233"}
     assert calls == [1]
 
 
 def test_date_helpers(context):
     ctx = context()
-    out = render({
-        "ts": "{{ 1401833052 | fromtimestamp }}",
-        "st": "{{ synchroteam_datetime(1401833052) }}",
-        "parsed": "{{ synchroteam_date('19/07/2016 14:43:00') }}",
-        "sg": "{{ synergist_date('2017-04-01') }}",
-        "sg_null": "{{ synergist_date('0000-00-00') }}",
-        "ny": "{{ tz(now, 'America/New_York') }}",
-    }, ctx)
+    out = render(
+        {
+            "ts": "{{ 1401833052 | fromtimestamp }}",
+            "st": "{{ synchroteam_datetime(1401833052) }}",
+            "parsed": "{{ synchroteam_date('19/07/2016 14:43:00') }}",
+            "sg": "{{ synergist_date('2017-04-01') }}",
+            "sg_null": "{{ synergist_date('0000-00-00') }}",
+            "ny": "{{ tz(now, 'America/New_York') }}",
+        },
+        ctx,
+    )
     assert out == {
-        "ts": "2014-06-03T22:04:12+00:00", "st": "2014-06-03 22:04:12", "parsed": "2016-07-19T14:43:00+00:00",
-        "sg": date(2017, 4, 1).isoformat(), "sg_null": None, "ny": "2024-05-01T08:00:00-04:00",
+        "ts": "2014-06-03T22:04:12+00:00",
+        "st": "2014-06-03 22:04:12",
+        "parsed": "2016-07-19T14:43:00+00:00",
+        "sg": date(2017, 4, 1).isoformat(),
+        "sg_null": None,
+        "ny": "2024-05-01T08:00:00-04:00",
     }
 
 
@@ -144,8 +179,9 @@ def test_helper_misuse_is_a_template_error(context):
 
 def test_a_hand_built_context_still_sees_the_helpers():
     now = datetime(2024, 5, 1, 12, tzinfo=UTC)
-    assert render({"h": "{{ tz(now, 'America/New_York').hour }}", "s": "{{ now | synergist_date }}!"},
-                  {"now": now}) == {"h": 8, "s": "2024-05-01!"}
+    assert render(
+        {"h": "{{ tz(now, 'America/New_York').hour }}", "s": "{{ now | synergist_date }}!"}, {"now": now}
+    ) == {"h": 8, "s": "2024-05-01!"}
 
 
 def test_expressions_must_be_one_expression():

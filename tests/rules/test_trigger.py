@@ -15,8 +15,13 @@ from rules.trigger import EventView, Trigger
 
 WHEN: TypeAdapter[Any] = TypeAdapter(When)
 FIELDS = ["status", "type", "source.status"]
-values = st.one_of(st.none(), st.sampled_from(["completed", "scheduled", "5", ""]), st.integers(-2, 6),
-                   st.booleans(), st.floats(allow_nan=False, width=16))
+values = st.one_of(
+    st.none(),
+    st.sampled_from(["completed", "scheduled", "5", ""]),
+    st.integers(-2, 6),
+    st.booleans(),
+    st.floats(allow_nan=False, width=16),
+)
 wanted = st.one_of(values, st.lists(values, max_size=3))
 transition = st.one_of(
     st.just(True),
@@ -33,15 +38,22 @@ whens = st.fixed_dictionaries(
 )
 events = st.builds(
     lambda source, via, action, entity, changes: ChangeEvent(
-        source=source, via=via, action=action, entity=EntityRef(type=entity, id=7), occurred_at=1,
+        source=source,
+        via=via,
+        action=action,
+        entity=EntityRef(type=entity, id=7),
+        occurred_at=1,
         changes=None if changes is None else {k: FieldChange(old=o, new=n) for k, (o, n) in changes.items()},
     ),
-    st.sampled_from(["servicetrade", "synergist"]), st.sampled_from(["webhook", "poll"]),
-    st.sampled_from(["created", "updated", "deleted"]), st.sampled_from(["job", "activity", "job_item"]),
+    st.sampled_from(["servicetrade", "synergist"]),
+    st.sampled_from(["webhook", "poll"]),
+    st.sampled_from(["created", "updated", "deleted"]),
+    st.sampled_from(["job", "activity", "job_item"]),
     st.none() | st.dictionaries(st.sampled_from(FIELDS), st.tuples(values, values), max_size=3),
 )
-records = st.none() | st.fixed_dictionaries({}, optional={"status": values, "type": values,
-                                                          "source": st.fixed_dictionaries({"status": values})})
+records = st.none() | st.fixed_dictionaries(
+    {}, optional={"status": values, "type": values, "source": st.fixed_dictionaries({"status": values})}
+)
 
 
 @settings(max_examples=300, deadline=None)

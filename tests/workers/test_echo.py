@@ -11,7 +11,10 @@ from workers.echo import SLACK, EchoGuard, written
 
 def job_event(changes: dict[str, tuple[object, object]] | None, at: float | None = None) -> ChangeEvent:
     return ChangeEvent(
-        source="servicetrade", via="webhook", action="updated", entity=EntityRef(type="job", id=35769),
+        source="servicetrade",
+        via="webhook",
+        action="updated",
+        entity=EntityRef(type="job", id=35769),
         occurred_at=int(at or time.time()),
         changes=None if changes is None else {k: FieldChange(old=o, new=n) for k, (o, n) in changes.items()},
     )
@@ -23,12 +26,14 @@ def update_params(**fields: object):
 
 def test_what_each_kind_of_action_wrote():
     assert written("servicetrade.job.update", update_params(customerPo="PO-1"), {}) == [
-        ("servicetrade", "job", "35769", ["customerPo"])]
+        ("servicetrade", "job", "35769", ["customerPo"])
+    ]
     comment = ACTIONS["servicetrade.job.comment"].params.model_validate({"jobId": 1, "content": "x"})
     assert written("servicetrade.job.comment", comment, {"id": 9}) == [("servicetrade", "job", "1", None)]
     job = ACTIONS["synchroteam.job.upsert"].params.model_validate({"myId": "st-job-1", "description": "d"})
     assert written("synchroteam.job.upsert", job, {"id": "265_1", "myId": "st-job-1"}) == [
-        ("synchroteam", "job", "265_1", ["description"])]
+        ("synchroteam", "job", "265_1", ["description"])
+    ]
     http = ACTIONS["http.request"].params.model_validate({"url": "https://example.com/x"})
     assert written("http.request", http, {"status": 200}) == []
 
@@ -46,8 +51,13 @@ def test_other_fields_later_changes_and_other_records_still_run(redis_client):
     guard.remember("servicetrade.job.update", update_params(customerPo="PO-1"), {})
     assert not guard.is_echo(job_event({"status": ("scheduled", "completed")}))
     assert not guard.is_echo(job_event({"customerPo": (None, "PO-1")}, at=time.time() + SLACK + 5))
-    other = ChangeEvent(source="servicetrade", via="webhook", action="updated",
-                        entity=EntityRef(type="job", id=1), occurred_at=int(time.time()))
+    other = ChangeEvent(
+        source="servicetrade",
+        via="webhook",
+        action="updated",
+        entity=EntityRef(type="job", id=1),
+        occurred_at=int(time.time()),
+    )
     assert not guard.is_echo(other)
 
 

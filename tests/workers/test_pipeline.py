@@ -42,8 +42,13 @@ rules:
           customer: {myId: "{{ steps.customer.myId }}"}
 """
 
-JOB = {"id": 35769, "type": "repair", "status": "completed", "description": "Fix the hood",
-       "customer": {"id": 39, "name": "Big Bang Burger Bar"}}
+JOB = {
+    "id": 35769,
+    "type": "repair",
+    "status": "completed",
+    "description": "Fix the hood",
+    "customer": {"id": 39, "name": "Big Bang Burger Bar"},
+}
 
 
 class FakeAPIs:
@@ -58,8 +63,11 @@ class FakeAPIs:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if path == "/api/auth":
-            return httpx.Response(200, json={"data": {"authenticated": True, "authToken": "sess"}},
-                                  headers={"set-cookie": "PHPSESSID=sess"})
+            return httpx.Response(
+                200,
+                json={"data": {"authenticated": True, "authToken": "sess"}},
+                headers={"set-cookie": "PHPSESSID=sess"},
+            )
         if path.startswith("/api/job/") and request.method == "PUT":
             job_id = int(path.rsplit("/", 1)[1])
             return httpx.Response(200, json={"data": {"id": job_id, **json.loads(request.content)}})
@@ -85,9 +93,14 @@ def apis() -> FakeAPIs:
 @pytest.fixture
 def runtime(redis_client: redis.Redis, tmp_path: Path, apis: FakeAPIs):
     (tmp_path / "rules.yaml").write_text(RULES)
-    settings = Settings(servicetrade_base_url="http://st.test/api", synchroteam_base_url="http://stm.test",
-                        servicetrade_username="u", servicetrade_password="p",
-                        synchroteam_domain="d", synchroteam_api_key="k")
+    settings = Settings(
+        servicetrade_base_url="http://st.test/api",
+        synchroteam_base_url="http://stm.test",
+        servicetrade_username="u",
+        servicetrade_password="p",
+        synchroteam_domain="d",
+        synchroteam_api_key="k",
+    )
     enqueued: list[tuple[str, str, int, str]] = []
     scheduled: list[tuple[str, list, str, float]] = []
     rt = Runtime(
@@ -107,10 +120,14 @@ def runtime(redis_client: redis.Redis, tmp_path: Path, apis: FakeAPIs):
 
 
 def completed(job_id: int = 35769, changes: bool = True) -> ChangeEvent:
-    return ChangeEvent(source="servicetrade", via="webhook", action="updated",
-                       entity=EntityRef(type="job", id=job_id, uri=f"https://api.servicetrade.com/api/job/{job_id}"),
-                       occurred_at=1401833052,
-                       changes={"status": FieldChange(old="scheduled", new="completed")} if changes else None)
+    return ChangeEvent(
+        source="servicetrade",
+        via="webhook",
+        action="updated",
+        entity=EntityRef(type="job", id=job_id, uri=f"https://api.servicetrade.com/api/job/{job_id}"),
+        occurred_at=1401833052,
+        changes={"status": FieldChange(old="scheduled", new="completed")} if changes else None,
+    )
 
 
 def test_matched_rule_starts_its_first_action_on_the_target_queue(runtime):
@@ -140,8 +157,11 @@ def test_actions_run_in_order_with_step_results_and_are_not_repeated(runtime, ap
     pipeline.run_action(event.id, digest, 1, runtime)
     assert runtime.enqueued == []  # last step
     assert [p for p, _ in apis.sent] == ["/api/v3/customer/send", "/api/v3/job/send"]
-    assert apis.sent[1][1] == {"myId": "st-job-35769", "description": "Fix the hood",
-                               "customer": {"myId": "st-company-39"}}
+    assert apis.sent[1][1] == {
+        "myId": "st-job-35769",
+        "description": "Fix the hood",
+        "customer": {"myId": "st-company-39"},
+    }
 
     pipeline.run_action(event.id, digest, 0, runtime)  # a redelivered task
     assert len(apis.sent) == 2  # the ledger says done: not sent again
@@ -158,8 +178,9 @@ def test_entity_fetch_failure_raises_for_retry_and_enqueues_nothing(runtime, api
 
 
 def test_the_entity_is_not_fetched_when_no_candidate_rule_needs_it(runtime, apis):
-    event = ChangeEvent(source="servicetrade", via="webhook", action="created",
-                        entity=EntityRef(type="invoice", id=1), occurred_at=1)
+    event = ChangeEvent(
+        source="servicetrade", via="webhook", action="created", entity=EntityRef(type="invoice", id=1), occurred_at=1
+    )
     assert pipeline.process_event(event, "t", runtime) == []
     assert apis.gets == 0
     [none] = [s for s in runtime.state.load_trace(event.id) if s["step"] == "rules.none"]
@@ -167,8 +188,9 @@ def test_the_entity_is_not_fetched_when_no_candidate_rule_needs_it(runtime, apis
 
 
 def test_invalid_rendered_parameters_fail_permanently_with_the_field(runtime, tmp_path):
-    (tmp_path / "rules.yaml").write_text(RULES.replace('myId: "st-job-{{ event.entity.id }}"',
-                                                       'myId: "{{ entity.customer }}"'))
+    (tmp_path / "rules.yaml").write_text(
+        RULES.replace('myId: "st-job-{{ event.entity.id }}"', 'myId: "{{ entity.customer }}"')
+    )
     runtime.rulebook = RuleBook(tmp_path, action_params())
     event = completed()
     pipeline.process_event(event, "task-1", runtime)
@@ -197,8 +219,10 @@ def test_a_429_defers_without_failing_and_blocks_the_target_until_reset(runtime,
 
     reset = int(time.time()) + 30
     apis.synchroteam_answer = httpx.Response(
-        429, json={"error": "Too Many Requests", "message": "You have gone above your rate limit"},
-        headers={"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)})
+        429,
+        json={"error": "Too Many Requests", "message": "You have gone above your rate limit"},
+        headers={"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)},
+    )
     event_id, digest = first_action(runtime)
     with pytest.raises(Deferred) as deferred:
         pipeline.run_action(event_id, digest, 0, runtime)
@@ -212,8 +236,10 @@ def test_an_exhausted_quota_pauses_the_target_and_alerts_once(runtime, apis):
     alerts: list[tuple[str, dict]] = []
     runtime.alert = lambda message, tags: alerts.append((message, tags))
     apis.synchroteam_answer = httpx.Response(
-        429, json={"error": "Too Many Requests", "message": "You have gone above your daily quota"},
-        headers={"X-Quota-Limit": "10000", "X-Quota-Remaining": "0"})
+        429,
+        json={"error": "Too Many Requests", "message": "You have gone above your daily quota"},
+        headers={"X-Quota-Limit": "10000", "X-Quota-Remaining": "0"},
+    )
     event_id, digest = first_action(runtime)
     for _ in range(3):
         with pytest.raises(Deferred) as deferred:
@@ -236,9 +262,17 @@ rules:
           customer: {myId: "st-company-39"}
 """)
     runtime.rulebook = RuleBook(tmp_path, action_params())
-    burst = [ChangeEvent(source="servicetrade", via="webhook", action="updated",
-                         entity=EntityRef(type="job", id=35769), occurred_at=1_700_000_000 + n,
-                         changes={"description": FieldChange(old=n, new=n + 1)}) for n in range(20)]
+    burst = [
+        ChangeEvent(
+            source="servicetrade",
+            via="webhook",
+            action="updated",
+            entity=EntityRef(type="job", id=35769),
+            occurred_at=1_700_000_000 + n,
+            changes={"description": FieldChange(old=n, new=n + 1)},
+        )
+        for n in range(20)
+    ]
     for n, event in enumerate(burst):
         pipeline.process_event(event, f"task-{n}", runtime)
     assert runtime.enqueued == []
@@ -254,15 +288,26 @@ rules:
 
 def test_an_event_older_than_the_newest_applied_is_skipped_as_stale(runtime):
     newer = completed()
-    older = ChangeEvent(source="servicetrade", via="webhook", action="updated",
-                        entity=newer.entity, occurred_at=newer.occurred_at - 60,
-                        changes={"status": FieldChange(old="new", new="scheduled")})
+    older = ChangeEvent(
+        source="servicetrade",
+        via="webhook",
+        action="updated",
+        entity=newer.entity,
+        occurred_at=newer.occurred_at - 60,
+        changes={"status": FieldChange(old="new", new="scheduled")},
+    )
     assert pipeline.process_event(newer, "t1", runtime)
     assert pipeline.process_event(older, "t2", runtime) == []
     [stale] = [s for s in runtime.state.load_trace(older.id) if s["step"] == "event.stale"]
     assert stale["newest_applied"] == newer.occurred_at
-    same_second = ChangeEvent(source="servicetrade", via="webhook", action="updated", entity=newer.entity,
-                              occurred_at=newer.occurred_at, changes={"description": FieldChange(old="a", new="b")})
+    same_second = ChangeEvent(
+        source="servicetrade",
+        via="webhook",
+        action="updated",
+        entity=newer.entity,
+        occurred_at=newer.occurred_at,
+        changes={"description": FieldChange(old="a", new="b")},
+    )
     pipeline.process_event(same_second, "t3", runtime)
     assert not [s for s in runtime.state.load_trace(same_second.id) if s["step"] == "event.stale"]
 
@@ -280,14 +325,26 @@ rules:
 """)
     runtime.rulebook = RuleBook(tmp_path, action_params())
     now = int(time.time())
-    human = ChangeEvent(source="servicetrade", via="webhook", action="updated", entity=EntityRef(type="job", id=5),
-                        occurred_at=now, changes={"status": FieldChange(old="new", new="scheduled")})
+    human = ChangeEvent(
+        source="servicetrade",
+        via="webhook",
+        action="updated",
+        entity=EntityRef(type="job", id=5),
+        occurred_at=now,
+        changes={"status": FieldChange(old="new", new="scheduled")},
+    )
     pipeline.process_event(human, "t1", runtime)
     event_id, digest, index, _ = runtime.enqueued.pop()
     pipeline.run_action(event_id, digest, index, runtime)
 
-    echo = ChangeEvent(source="servicetrade", via="webhook", action="updated", entity=EntityRef(type="job", id=5),
-                       occurred_at=now + 1, changes={"customerPo": FieldChange(old=None, new="FR-5")})
+    echo = ChangeEvent(
+        source="servicetrade",
+        via="webhook",
+        action="updated",
+        entity=EntityRef(type="job", id=5),
+        occurred_at=now + 1,
+        changes={"customerPo": FieldChange(old=None, new="FR-5")},
+    )
     assert pipeline.process_event(echo, "t2", runtime) == []
     assert runtime.enqueued == []
     assert "event.own_write" in [s["step"] for s in runtime.state.load_trace(echo.id)]
@@ -311,18 +368,27 @@ def test_entities_of_polled_systems_are_fetched_from_their_own_api():
         if request.url.path == "/api/v3/job/details":
             return httpx.Response(200, json={"id": "265_1", "status": "completed"})
         if request.url.path == "/jsonapi/activities.json":
-            return httpx.Response(200, json={"success": True, "errorcode": 0, "data": [
-                {"activityID": 6712, "activitySubject": "Visit"}]})
+            return httpx.Response(
+                200, json={"success": True, "errorcode": 0, "data": [{"activityID": 6712, "activitySubject": "Visit"}]}
+            )
         return httpx.Response(404, json={"error": "Not Found", "message": "no"})
 
-    settings = Settings(synchroteam_base_url="http://stm.test", synchroteam_domain="d", synchroteam_api_key="k",
-                        synergist_base_url="http://syn.test", synergist_user="u", synergist_password="p")
+    settings = Settings(
+        synchroteam_base_url="http://stm.test",
+        synchroteam_domain="d",
+        synchroteam_api_key="k",
+        synergist_base_url="http://syn.test",
+        synergist_user="u",
+        synergist_password="p",
+    )
     clients = SettingsClients(settings, transport=httpx.MockTransport(handler))
-    job = ChangeEvent(source="synchroteam", via="poll", action="updated", entity=EntityRef(type="job", id="265_1"),
-                      occurred_at=1)
+    job = ChangeEvent(
+        source="synchroteam", via="poll", action="updated", entity=EntityRef(type="job", id="265_1"), occurred_at=1
+    )
     assert fetch_entity(job, clients) == {"id": "265_1", "status": "completed"}
-    activity = ChangeEvent(source="synergist", via="poll", action="created",
-                           entity=EntityRef(type="activity", id=6712), occurred_at=1)
+    activity = ChangeEvent(
+        source="synergist", via="poll", action="created", entity=EntityRef(type="activity", id=6712), occurred_at=1
+    )
     assert fetch_entity(activity, clients)["activitySubject"] == "Visit"
     gone = job.model_copy(update={"entity": EntityRef(type="customer", id=9)})
     assert fetch_entity(gone, clients) is None  # 404: the record is gone
@@ -412,9 +478,11 @@ def test_a_redelivered_task_takes_back_its_own_step_lock(runtime, apis):
 
 
 def test_the_rate_headers_a_target_sent_are_recorded_for_operators(runtime, apis):
-    apis.synchroteam_answer = httpx.Response(200, json={"id": 1, "myId": "st-company-39"},
-                                             headers={"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "3",
-                                                      "X-Quota-Remaining": "900"})
+    apis.synchroteam_answer = httpx.Response(
+        200,
+        json={"id": 1, "myId": "st-company-39"},
+        headers={"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "3", "X-Quota-Remaining": "900"},
+    )
     event_id, digest = first_action(runtime)
     pipeline.run_action(event_id, digest, 0, runtime)
     runtime.record_rates()

@@ -15,9 +15,15 @@ from rules import load_rules
 from workers.actions.registry import action_params
 from workers.replay import ReplayError, forget_ledger, replay, select
 
-EVENT = {"source": "servicetrade", "via": "webhook", "action": "updated", "occurred_at": 1401833052,
-         "entity": {"type": "job", "id": 35769, "uri": "https://api.servicetrade.com/api/job/35769"},
-         "message_id": "m", "changes": {"status": {"old": "scheduled", "new": "completed"}}}
+EVENT = {
+    "source": "servicetrade",
+    "via": "webhook",
+    "action": "updated",
+    "occurred_at": 1401833052,
+    "entity": {"type": "job", "id": 35769, "uri": "https://api.servicetrade.com/api/job/35769"},
+    "message_id": "m",
+    "changes": {"status": {"old": "scheduled", "new": "completed"}},
+}
 
 
 @pytest.fixture

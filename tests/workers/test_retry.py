@@ -45,10 +45,12 @@ def test_run_step_hands_each_outcome_to_its_caller():
     def raising(exc: Exception):
         def step() -> None:
             raise exc
+
         return step
 
-    run_step(raising(Unavailable("http", None, "/")), 0, POLICY, again=again.append,
-             fail=lambda e, n: failed.append((e, n)))
+    run_step(
+        raising(Unavailable("http", None, "/")), 0, POLICY, again=again.append, fail=lambda e, n: failed.append((e, n))
+    )
     run_step(raising(ValueError("boom")), 0, POLICY, again=again.append, fail=lambda e, n: failed.append((e, n)))
     run_step(lambda: None, 0, POLICY, again=again.append, fail=lambda e, n: failed.append((e, n)))
     assert [n.kind for n in again] == ["retry"]

@@ -9,8 +9,13 @@ from workers.runs import LATEST_WINDOW, RunCoordinator
 
 
 def event(n: int, job: int = 1) -> ChangeEvent:
-    return ChangeEvent(source="servicetrade", via="webhook", action="updated",
-                       entity=EntityRef(type="job", id=job), occurred_at=1000 + n)
+    return ChangeEvent(
+        source="servicetrade",
+        via="webhook",
+        action="updated",
+        entity=EntityRef(type="job", id=job),
+        occurred_at=1000 + n,
+    )
 
 
 @pytest.fixture

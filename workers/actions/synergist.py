@@ -185,9 +185,7 @@ def create_activity(clients: Clients, params: ActivityCreate, ctx: ActionContext
 
 def update_activity(clients: Clients, params: ActivityUpdate, ctx: ActionContext) -> dict[str, Any]:
     fields = params.payload("activityID", "activityRecordVersionNumber")
-    return clients.synergist.update_activity(
-        params.activityID, fields, version=params.activityRecordVersionNumber
-    )
+    return clients.synergist.update_activity(params.activityID, fields, version=params.activityRecordVersionNumber)
 
 
 def delete_activity(clients: Clients, params: ActivityDelete, ctx: ActionContext) -> dict[str, Any]:

@@ -86,9 +86,7 @@ class OutboundClient:
             all_headers["Idempotency-Key"] = idempotency_key
         # Header values may carry tokens: they are scrubbed from any error text.
         secrets = tuple(v for v in all_headers.values() if len(v) >= 8)
-        response = send(
-            self._http, FAMILY, method.upper(), url, headers=all_headers, json=json, secrets=secrets
-        )
+        response = send(self._http, FAMILY, method.upper(), url, headers=all_headers, json=json, secrets=secrets)
         body = json_body(response)
         text = None if body is not None else response.text[:MAX_TEXT]
         if response.is_success:

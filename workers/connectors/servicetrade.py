@@ -169,9 +169,7 @@ class ServiceTradeClient:
                 return
             page += 1
 
-    def comment_job(
-        self, job_id: int | str, text: str, visibility: Sequence[str] | None = None
-    ) -> dict[str, Any]:
+    def comment_job(self, job_id: int | str, text: str, visibility: Sequence[str] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"content": text}
         if visibility is not None:
             body["visibility"] = list(visibility)
@@ -187,9 +185,7 @@ class ServiceTradeClient:
     def update_appointment(self, appointment_id: int | str, fields: Mapping[str, Any]) -> dict[str, Any]:
         return _dict(self._call("PUT", f"/appointment/{appointment_id}", json=dict(fields)))
 
-    def create_webhook(
-        self, hook_url: str, enabled: bool = True, include_changesets: bool = True
-    ) -> dict[str, Any]:
+    def create_webhook(self, hook_url: str, enabled: bool = True, include_changesets: bool = True) -> dict[str, Any]:
         body = {"hookUrl": hook_url, "enabled": enabled, "includeChangesets": include_changesets}
         return _dict(self._call("POST", "/webhook", json=body))
 
@@ -223,9 +219,7 @@ class ServiceTradeClient:
         if 400 <= response.status_code < 500 and response.status_code != 429:
             # Any refused login is an auth failure, never NotFound: a 404 here means a wrong base URL,
             # and callers read NotFound as "the record is gone".
-            raise ServiceTradeAuthFailed(
-                API, response.status_code, response.request.url.path, _detail(response)
-            )
+            raise ServiceTradeAuthFailed(API, response.status_code, response.request.url.path, _detail(response))
         data = _dict(self._decode(response))
         token = data.get("authToken")
         if not token:

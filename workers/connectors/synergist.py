@@ -132,9 +132,7 @@ class SynergistClient:
     def activity(self, activity_id: int) -> dict[str, Any]:
         return self._one("activities", "activitydetails", activityid=activity_id)
 
-    def iter_activities(
-        self, timestamp_from: int | str | None = None, **filters: Any
-    ) -> Iterator[dict[str, Any]]:
+    def iter_activities(self, timestamp_from: int | str | None = None, **filters: Any) -> Iterator[dict[str, Any]]:
         filters.setdefault("view", "-1700")
         return self.iter_list("activities", "activitylist", timestamp_from, **filters)
 
@@ -209,9 +207,7 @@ class SynergistClient:
         seen: set[str] = set()
         page, total, repeats = 0, None, 0
         while True:
-            body = self.call(
-                area, style="modeldata", modelstructure=modelstructure, page=page, rows=rows, **filters
-            )
+            body = self.call(area, style="modeldata", modelstructure=modelstructure, page=page, rows=rows, **filters)
             batch = body.get("data") or []
             fresh = [r for r in batch if _row_key(r) not in seen]
             total = body.get("totalrows", total)
@@ -224,9 +220,7 @@ class SynergistClient:
                 return
             page += 1
 
-    def call(
-        self, area: str, action: str | None = None, *, input: Any = None, **params: Any
-    ) -> dict[str, Any]:
+    def call(self, area: str, action: str | None = None, *, input: Any = None, **params: Any) -> dict[str, Any]:
         """One API call; the decoded envelope with lower-cased keys, or a typed error."""
         query: dict[str, Any] = {"version": self.version, "company": self.company, "user": self.user}
         if self._sha512 is not None:
@@ -238,9 +232,7 @@ class SynergistClient:
         if input is not None:
             query["input"] = json.dumps(input, separators=(",", ":"))
         query.update({k: v for k, v in params.items() if v is not None})
-        response = send(
-            self._http, FAMILY, "GET", f"/jsonapi/{area}.json", params=query, secrets=self._secrets()
-        )
+        response = send(self._http, FAMILY, "GET", f"/jsonapi/{area}.json", params=query, secrets=self._secrets())
         return self._decode(response)
 
     def _one(self, area: str, modelstructure: str, **key: Any) -> dict[str, Any]:

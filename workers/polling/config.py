@@ -24,9 +24,22 @@ from fieldrelay.settings import Settings, parse_poll_start
 
 # (system, entity) -> options; fields in `ignore` change on every save and say nothing about the change.
 CATALOG: dict[str, dict[str, Any]] = {
-    **{f"servicetrade.{e}": {} for e in (
-        "job", "appointment", "location", "company", "contact", "invoice", "quote", "deficiency", "asset",
-        "servicerequest", "user")},
+    **{
+        f"servicetrade.{e}": {}
+        for e in (
+            "job",
+            "appointment",
+            "location",
+            "company",
+            "contact",
+            "invoice",
+            "quote",
+            "deficiency",
+            "asset",
+            "servicerequest",
+            "user",
+        )
+    },
     "synchroteam.job": {"show_deleted": True},
     "synchroteam.customer": {},
     "synchroteam.site": {},
@@ -38,11 +51,29 @@ CATALOG: dict[str, dict[str, Any]] = {
 IGNORED_FIELDS = {
     "servicetrade": ("updated", "distance"),
     "synchroteam": ("dateModified",),
-    "synergist": ("activityTimeStampModified", "activityRecordVersionNumber", "jobTimeStampModified",
-                  "jobRecommendedVersionNumber"),
+    "synergist": (
+        "activityTimeStampModified",
+        "activityRecordVersionNumber",
+        "jobTimeStampModified",
+        "jobRecommendedVersionNumber",
+    ),
 }
-KNOWN_KEYS = {"enabled", "interval", "overlap", "start", "lease", "webhook_grace", "ignore_fields",
-              "page_size", "show_deleted", "days_back", "days_ahead", "full_scan_every", "filters", "reserve"}
+KNOWN_KEYS = {
+    "enabled",
+    "interval",
+    "overlap",
+    "start",
+    "lease",
+    "webhook_grace",
+    "ignore_fields",
+    "page_size",
+    "show_deleted",
+    "days_back",
+    "days_ahead",
+    "full_scan_every",
+    "filters",
+    "reserve",
+}
 
 
 class PollConfigError(Exception):
@@ -90,9 +121,15 @@ def load_pollers(settings: Settings) -> list[PollerSpec]:
     if chosen == ["none"]:
         return []
     wanted = set(chosen) or configured_systems(settings)
-    base = PollerSpec("", "", interval=settings.poll_interval, overlap=settings.poll_overlap,
-                      start=parse_poll_start(settings.poll_start), lease=settings.poll_lease,
-                      webhook_grace=settings.poll_webhook_grace)
+    base = PollerSpec(
+        "",
+        "",
+        interval=settings.poll_interval,
+        overlap=settings.poll_overlap,
+        start=parse_poll_start(settings.poll_start),
+        lease=settings.poll_lease,
+        webhook_grace=settings.poll_webhook_grace,
+    )
     overrides = _read_yaml(settings.poll_config) if settings.poll_config else {}
     defaults = overrides.get("defaults") or {}
     specs = []
@@ -102,8 +139,7 @@ def load_pollers(settings: Settings) -> list[PollerSpec]:
         enabled = tuned.pop("enabled", name in wanted or system in wanted)
         if not enabled:
             continue
-        spec = replace(base, system=system, entity=entity, ignore_fields=IGNORED_FIELDS[system],
-                       options=dict(options))
+        spec = replace(base, system=system, entity=entity, ignore_fields=IGNORED_FIELDS[system], options=dict(options))
         specs.append(_tune(spec, tuned))
     return specs
 
@@ -129,7 +165,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict) or set(data) - {"defaults", "pollers"}:
         raise PollConfigError(f"{path}: expected a mapping with `defaults` and/or `pollers`")
-    for name in (data.get("pollers") or {}):
+    for name in data.get("pollers") or {}:
         if name not in CATALOG:
             raise PollConfigError(f"{path}: unknown poller {name!r}; known: {', '.join(CATALOG)}")
     return data

@@ -42,8 +42,14 @@ class PollContext:
         spec = self.specs[name]
         clients = self.clients
         assert clients is not None
-        return Poller(spec, build_source(spec, clients), self.store, enqueue=self.enqueue,
-                      requests=lambda: clients.requests(spec.system), seen_at=self.seen_at)
+        return Poller(
+            spec,
+            build_source(spec, clients),
+            self.store,
+            enqueue=self.enqueue,
+            requests=lambda: clients.requests(spec.system),
+            seen_at=self.seen_at,
+        )
 
 
 def polling_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

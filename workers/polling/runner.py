@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fieldrelay.events import ChangeEvent, EntityRef, FieldChange
+from fieldrelay.poll_metrics import PollMetrics
+from workers.connectors.errors import RateLimited, Unavailable
 from workers.polling.config import PollerSpec
 from workers.polling.diff import changeset, comparable
 from workers.polling.lease import Lease
-from fieldrelay.poll_metrics import PollMetrics
 from workers.polling.record import Record, Source
 from workers.polling.store import Cursor, PollStore, Snapshot, digest
-from workers.connectors.errors import RateLimited, Unavailable
 
 log = logging.getLogger("fieldrelay.polling")
 
@@ -56,8 +56,16 @@ class Poller:
     RunReport(poller='servicetrade.job', status='ok', events=1, ...)
     """
 
-    def __init__(self, spec: PollerSpec, source: Source, store: PollStore, *, enqueue: Enqueue,
-                 requests: Callable[[], int], seen_at: SeenAt | None = None) -> None:
+    def __init__(
+        self,
+        spec: PollerSpec,
+        source: Source,
+        store: PollStore,
+        *,
+        enqueue: Enqueue,
+        requests: Callable[[], int],
+        seen_at: SeenAt | None = None,
+    ) -> None:
         self.spec, self.source, self.store, self.enqueue = spec, source, store, enqueue
         self.requests, self.seen_at = requests, seen_at
         self.metrics = PollMetrics(store.r)
@@ -140,8 +148,11 @@ class Poller:
             # The listing outlived the lease and another run may hold the lock now: leave the rest to it.
             report.status = "lease_lost"
             return
-        if src.verify_filter and not full and any(
-                r.modified_at is not None and r.modified_at < since for r in listed.values()):
+        if (
+            src.verify_filter
+            and not full
+            and any(r.modified_at is not None and r.modified_at < since for r in listed.values())
+        ):
             # The server ignored the modification filter: trust only full scans from now on.
             log.warning("poll %s: %s filter ignored by the server; full scans from now on", spec.name, since)
             cursor.untrusted_filter = True
@@ -156,8 +167,16 @@ class Poller:
         report.events = len(events)
         if complete:
             fresh = max(cursor.fresh_until, horizon)
-            self.store.save_cursor(spec.name, Cursor(self._position(cursor, listed, newest, horizon), cursor.since,
-                                                     fresh, cursor.runs + 1, cursor.untrusted_filter))
+            self.store.save_cursor(
+                spec.name,
+                Cursor(
+                    self._position(cursor, listed, newest, horizon),
+                    cursor.since,
+                    fresh,
+                    cursor.runs + 1,
+                    cursor.untrusted_filter,
+                ),
+            )
             self.metrics.mark_fresh(spec.name, fresh)
 
     def _before_watch(self, record: Record, cursor: Cursor) -> bool:
@@ -191,8 +210,9 @@ class Poller:
                 absent.add(rid)
         return absent
 
-    def _derive(self, listed: dict[str, Record], cursor: Cursor, horizon: int, now: int, report: RunReport,
-                absent: set[str]) -> tuple[list[dict[str, Any]], dict[str, Snapshot], int | None]:
+    def _derive(
+        self, listed: dict[str, Record], cursor: Cursor, horizon: int, now: int, report: RunReport, absent: set[str]
+    ) -> tuple[list[dict[str, Any]], dict[str, Snapshot], int | None]:
         spec = self.spec
         known = self.store.snapshots(spec.name, list(listed))
         events: list[dict[str, Any]] = []
@@ -238,8 +258,11 @@ class Poller:
                     continue
                 report.missed_webhooks += 1
             event = ChangeEvent(
-                source=spec.system, via="poll", action=action,
-                entity=EntityRef(type=spec.entity, id=record.id, uri=record.uri), occurred_at=occurred,
+                source=spec.system,
+                via="poll",
+                action=action,
+                entity=EntityRef(type=spec.entity, id=record.id, uri=record.uri),
+                occurred_at=occurred,
                 changes=None if changes is None else {k: FieldChange(**v) for k, v in changes.items()},
             )
             events.append(event.model_dump(mode="json"))

@@ -19,13 +19,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workers.polling.clients import PollClients
-from workers.polling.config import PollerSpec
-from workers.polling.record import Record, Source
 from workers.connectors.errors import NotFound
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.connectors.synchroteam import SynchroteamClient, parse_job_date
 from workers.connectors.synergist import SynergistClient
+from workers.polling.clients import PollClients
+from workers.polling.config import PollerSpec
+from workers.polling.record import Record, Source
 
 # Extra list passes where one query misses records: locations default to `isCustomer=true`.
 SERVICETRADE_PASSES: dict[str, tuple[dict[str, Any], ...]] = {"location": ({}, {"isVendor": "true"})}
@@ -56,8 +56,7 @@ class ServiceTradeSource:
         for extra in SERVICETRADE_PASSES.get(self.entity, ({},)):
             bound = {} if full else {"updatedAfter": since}
             for row in self.client.iter_list(self.entity, **self.filters, **extra, **bound):
-                yield Record(row["id"], row, _int(row.get("updated")), _int(row.get("created")),
-                             uri=row.get("uri"))
+                yield Record(row["id"], row, _int(row.get("updated")), _int(row.get("created")), uri=row.get("uri"))
 
     def recheck(self, record_id: int | str) -> Record | None:
         try:
@@ -96,8 +95,13 @@ class SynchroteamSource:
         return int(time.time())
 
     def _record(self, row: dict[str, Any], deleted: bool = False) -> Record:
-        return Record(row["id"], row, _synchroteam_time(row.get("dateModified")),
-                      _synchroteam_time(row.get("dateCreated")), deleted=deleted)
+        return Record(
+            row["id"],
+            row,
+            _synchroteam_time(row.get("dateModified")),
+            _synchroteam_time(row.get("dateCreated")),
+            deleted=deleted,
+        )
 
     def fetch(self, since: int, full: bool) -> Iterator[Record]:
         size = int(self.options.get("page_size", 100))
@@ -105,8 +109,12 @@ class SynchroteamSource:
             today = datetime.now(UTC)
             start = today - timedelta(days=int(self.options.get("days_back", 30)))
             end = today + timedelta(days=int(self.options.get("days_ahead", 90)))
-            for row in self.client.iter_list("activity", page_size=size, startDate=start.strftime("%Y-%m-%d 00:00"),
-                                             endDate=end.strftime("%Y-%m-%d 23:59")):
+            for row in self.client.iter_list(
+                "activity",
+                page_size=size,
+                startDate=start.strftime("%Y-%m-%d 00:00"),
+                endDate=end.strftime("%Y-%m-%d 23:59"),
+            ):
                 yield self._record(row)
             return
         changed = None if full else datetime.fromtimestamp(since, UTC)

@@ -46,8 +46,7 @@ class Snapshot:
 
 
 def digest(record: dict[str, Any]) -> str:
-    return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS, default=str),
-                           digest_size=12).hexdigest()
+    return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS, default=str), digest_size=12).hexdigest()
 
 
 def _text(value: bytes | str) -> str:
@@ -82,8 +81,9 @@ class PollStore:
         for rid, raw in zip(ids, self.r.hmget(self.key("snap", poller), ids), strict=True):
             if raw is not None:
                 data = orjson.loads(raw)
-                found[rid] = Snapshot(data["h"], data["r"], data["t"], data.get("i", rid), data.get("d", False),
-                                      data.get("a", False))
+                found[rid] = Snapshot(
+                    data["h"], data["r"], data["t"], data.get("i", rid), data.get("d", False), data.get("a", False)
+                )
         return found
 
     def all_snapshot_ids(self, poller: str) -> set[str]:
@@ -91,11 +91,23 @@ class PollStore:
 
     def save_snapshots(self, poller: str, snapshots: dict[str, Snapshot]) -> None:
         if snapshots:
-            self.r.hset(self.key("snap", poller), mapping={
-                rid: orjson.dumps({"h": s.digest, "r": s.record, "t": s.occurred_at, "i": s.entity_id,
-                                   "d": s.deleted, "a": s.absent}, default=str)
-                for rid, s in snapshots.items()
-            })
+            self.r.hset(
+                self.key("snap", poller),
+                mapping={
+                    rid: orjson.dumps(
+                        {
+                            "h": s.digest,
+                            "r": s.record,
+                            "t": s.occurred_at,
+                            "i": s.entity_id,
+                            "d": s.deleted,
+                            "a": s.absent,
+                        },
+                        default=str,
+                    )
+                    for rid, s in snapshots.items()
+                },
+            )
 
     def observed_at(self, poller: str, rid: str, version: str, now: int) -> int:
         """When this version of a record without a modification time was first seen (now, if never)."""

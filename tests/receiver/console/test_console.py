@@ -17,15 +17,27 @@ from workers.actions.registry import action_params
 
 ROOT = Path(__file__).parents[3]
 TOKEN = "console-token-0123456789"
-EVENT = {"source": "servicetrade", "via": "webhook", "action": "updated", "occurred_at": 1700000000,
-         "entity": {"type": "job", "id": 35769, "uri": None}, "message_id": "m-1", "changes": None}
+EVENT = {
+    "source": "servicetrade",
+    "via": "webhook",
+    "action": "updated",
+    "occurred_at": 1700000000,
+    "entity": {"type": "job", "id": 35769, "uri": None},
+    "message_id": "m-1",
+    "changes": None,
+}
 
 
 @pytest.fixture
 def settings(redis_url, tmp_path) -> Settings:
-    return Settings(redis_url=redis_url, data_dir=tmp_path, webhook_tokens="hook-token-abcdef",
-                    console_token=TOKEN, rules_dir=ROOT / "rules" / "examples",
-                    synchroteam_api_key="synchro-secret-key-1")
+    return Settings(
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        webhook_tokens="hook-token-abcdef",
+        console_token=TOKEN,
+        rules_dir=ROOT / "rules" / "examples",
+        synchroteam_api_key="synchro-secret-key-1",
+    )
 
 
 @pytest.fixture
@@ -55,13 +67,36 @@ def failed_event(state: PipelineState) -> str:
     state.save_rule("d1", {"name": "mirror"})
     state.trace("ev1", "event.received", via="webhook")
     state.trace("ev1", "rule.matched", rule="mirror", reason="")
-    state.trace("ev1", "action.started", rule="mirror", index=0, action="synchroteam.job.upsert",
-                params={"myId": "st-job-35769"})
-    state.trace("ev1", "action.failed", rule="mirror", index=0, action="synchroteam.job.upsert",
-                target="synchroteam", error="SynchroteamRejected: 400 no customer", attempts=1)
-    return state.dead_letter({"event_id": "ev1", "rule": "mirror", "rule_digest": "d1", "index": 0,
-                              "action": "synchroteam.job.upsert", "target": "synchroteam",
-                              "error": "SynchroteamRejected: 400 no customer", "attempts": 1})
+    state.trace(
+        "ev1",
+        "action.started",
+        rule="mirror",
+        index=0,
+        action="synchroteam.job.upsert",
+        params={"myId": "st-job-35769"},
+    )
+    state.trace(
+        "ev1",
+        "action.failed",
+        rule="mirror",
+        index=0,
+        action="synchroteam.job.upsert",
+        target="synchroteam",
+        error="SynchroteamRejected: 400 no customer",
+        attempts=1,
+    )
+    return state.dead_letter(
+        {
+            "event_id": "ev1",
+            "rule": "mirror",
+            "rule_digest": "d1",
+            "index": 0,
+            "action": "synchroteam.job.upsert",
+            "target": "synchroteam",
+            "error": "SynchroteamRejected: 400 no customer",
+            "attempts": 1,
+        }
+    )
 
 
 def test_pages_need_the_token(client):
@@ -84,8 +119,14 @@ def test_event_list_and_trace_page(signed_in, state):
     assert "/console/events/ev1" in page and "mirror" in page
     assert "ev1" not in signed_in.get("/console/events?outcome=succeeded").text
     trace = signed_in.get("/console/events/ev1").text
-    for text in ("event.received", "rule.matched", "action.failed", "SynchroteamRejected: 400 no customer",
-                 "st-job-35769", "Retry"):
+    for text in (
+        "event.received",
+        "rule.matched",
+        "action.failed",
+        "SynchroteamRejected: 400 no customer",
+        "st-job-35769",
+        "Retry",
+    ):
         assert text in trace
     assert signed_in.get("/console/events/nope").status_code == 404
 
@@ -147,9 +188,18 @@ def test_metrics_endpoint(client, state):
 def test_rules_page_shows_what_the_workers_run(signed_in, redis_client):
     import json as _json
 
-    redis_client.set("fieldrelay:rules:status", _json.dumps(
-        {"ok": False, "rules": 3, "digest": "0" * 16, "loaded_at": 1700000000.0,
-         "errors": ["rules/x.yaml:2:3: rules[0].when.entity: 'jobb' is not a ServiceTrade entity type"]}))
+    redis_client.set(
+        "fieldrelay:rules:status",
+        _json.dumps(
+            {
+                "ok": False,
+                "rules": 3,
+                "digest": "0" * 16,
+                "loaded_at": 1700000000.0,
+                "errors": ["rules/x.yaml:2:3: rules[0].when.entity: 'jobb' is not a ServiceTrade entity type"],
+            }
+        ),
+    )
     page = signed_in.get("/console/rules").text
     assert "Workers run 3 rule(s), loaded 2023-11-14 22:13:20Z" in page
     assert "a different set from the files this receiver reads" in page

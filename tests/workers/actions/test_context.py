@@ -31,9 +31,7 @@ def test_clients_are_built_lazily_and_once(clients: SettingsClients) -> None:
 
 
 def test_client_reprs_hide_the_settings_secrets(clients: SettingsClients) -> None:
-    text = " ".join(
-        repr(c) for c in (clients.servicetrade, clients.synchroteam, clients.synergist, clients.http)
-    )
+    text = " ".join(repr(c) for c in (clients.servicetrade, clients.synchroteam, clients.synergist, clients.http))
     for secret in ("st-pass", "sy-key", "sg-pass"):
         assert secret not in text
 
@@ -41,9 +39,7 @@ def test_client_reprs_hide_the_settings_secrets(clients: SettingsClients) -> Non
 def test_a_rate_limit_reaches_the_pipeline_typed(
     apis: FakeApis, clients: SettingsClients, make_context: Callable[..., ActionContext]
 ) -> None:
-    apis.responder = lambda r: httpx.Response(
-        429, json={"message": "slow"}, headers={"X-RateLimit-Reset": "99"}
-    )
+    apis.responder = lambda r: httpx.Response(429, json={"message": "slow"}, headers={"X-RateLimit-Reset": "99"})
     spec = ACTIONS["synchroteam.job.upsert"]
     with pytest.raises(RateLimited) as info:
         spec.run(clients, spec.params.model_validate({"myId": "st-1"}), make_context())

@@ -35,9 +35,7 @@ def writes(apis: FakeApis) -> list[tuple[str, str, Any]]:
     return [(r.method, r.url.path, json.loads(r.content)) for r in apis.requests if r.url.path != "/api/auth"]
 
 
-def test_comment_is_posted_once_per_call(
-    apis: FakeApis, clients: SettingsClients, make_context: MakeContext
-) -> None:
+def test_comment_is_posted_once_per_call(apis: FakeApis, clients: SettingsClients, make_context: MakeContext) -> None:
     apis.responder = servicetrade_fake
     store = MemoryLinkStore()
     params = {"jobId": 34872, "content": "Scheduled in Synchroteam", "visibility": ["tech"]}

@@ -15,9 +15,7 @@ from workers.actions.registry import ACTIONS
 from workers.clients import SettingsClients
 
 
-def run(
-    name: str, params: dict[str, object], clients: SettingsClients, ctx: ActionContext
-) -> dict[str, object]:
+def run(name: str, params: dict[str, object], clients: SettingsClients, ctx: ActionContext) -> dict[str, object]:
     spec = ACTIONS[name]
     return spec.run(clients, spec.params.model_validate(params), ctx)
 
@@ -38,13 +36,9 @@ def test_job_upsert_sends_only_given_fields(
     assert apis.bodies() == [params]
 
 
-def test_customer_upsert(
-    apis: FakeApis, clients: SettingsClients, make_context: Callable[..., ActionContext]
-) -> None:
+def test_customer_upsert(apis: FakeApis, clients: SettingsClients, make_context: Callable[..., ActionContext]) -> None:
     apis.responder = echo
-    result = run(
-        "synchroteam.customer.upsert", {"myId": "st-39", "name": "Big Bang"}, clients, make_context()
-    )
+    result = run("synchroteam.customer.upsert", {"myId": "st-39", "name": "Big Bang"}, clients, make_context())
     assert result == {"id": 42, "myId": "st-39", "name": "Big Bang"}
     assert apis.requests[0].url.path == "/api/v3/customer/send"
 
@@ -104,9 +98,7 @@ def test_lifecycle_actions(
     apis.responder = lambda r: httpx.Response(200, json=[{"id": "265_1", "status": "x"}])
     ctx = make_context()
     window = {"scheduledStart": "2018-12-12 15:00:00", "scheduledEnd": "2018-12-12 17:00:00"}
-    result = run(
-        "synchroteam.job.schedule", {"myId": "j", **window, "technician": {"id": 1551}}, clients, ctx
-    )
+    result = run("synchroteam.job.schedule", {"myId": "j", **window, "technician": {"id": 1551}}, clients, ctx)
     assert result == {"id": "265_1", "status": "x"}
     actual = {"actualStart": "2019-11-06 13:13", "actualEnd": "2019-11-06 14:28"}
     run("synchroteam.job.complete", {"num": 3, **actual}, clients, ctx)

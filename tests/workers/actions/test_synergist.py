@@ -88,9 +88,7 @@ def test_activity_create_twice_updates_the_first(
     assert store.links == {"synergist.activity.create:ev1:rule:0": "6743"}
 
 
-def test_activity_update_and_delete(
-    apis: FakeApis, clients: SettingsClients, make_context: MakeContext
-) -> None:
+def test_activity_update_and_delete(apis: FakeApis, clients: SettingsClients, make_context: MakeContext) -> None:
     apis.responder = synergist_fake
     ctx = make_context()
     run(
@@ -140,9 +138,7 @@ def test_job_create_twice_updates_with_the_update_spelling(
     assert updated == {"jobComments": "c", "jobCustomField9": "n", "jobNumber": "8/00MJP20"}
 
 
-def test_calendar_create_update_delete(
-    apis: FakeApis, clients: SettingsClients, make_context: MakeContext
-) -> None:
+def test_calendar_create_update_delete(apis: FakeApis, clients: SettingsClients, make_context: MakeContext) -> None:
     apis.responder = synergist_fake
     store = MemoryLinkStore()
     booking = {

@@ -41,9 +41,7 @@ class FakeServiceTrade:
         if path == "/auth":
             creds = json.loads(request.content)
             if creds != {"username": "joe", "password": PASSWORD}:
-                return httpx.Response(
-                    403, json={"messages": {"error": ["Invalid credentials provided"]}, "data": {}}
-                )
+                return httpx.Response(403, json={"messages": {"error": ["Invalid credentials provided"]}, "data": {}})
             self.logins += 1
             token = f"tok{self.logins}"
             self.valid.add(token)
@@ -60,9 +58,7 @@ class FakeServiceTrade:
 
 
 def make_client(fake: FakeServiceTrade, password: str = PASSWORD) -> ServiceTradeClient:
-    return ServiceTradeClient(
-        "https://st.test/api", "joe", SecretStr(password), transport=httpx.MockTransport(fake)
-    )
+    return ServiceTradeClient("https://st.test/api", "joe", SecretStr(password), transport=httpx.MockTransport(fake))
 
 
 def test_logs_in_lazily_once_and_sends_the_session_cookie() -> None:
@@ -216,9 +212,7 @@ def test_job_actions_and_webhooks() -> None:
 def test_status_codes_map_to_typed_errors(status: int, cls: type, generic: type) -> None:
     fake = FakeServiceTrade()
     body = {"messages": {"error": ["bad"], "validation": {"customerPo": ["Too long"]}}}
-    fake.routes[("PUT", "/job/5")] = lambda r: httpx.Response(
-        status, json=body, headers={"Retry-After": "30"}
-    )
+    fake.routes[("PUT", "/job/5")] = lambda r: httpx.Response(status, json=body, headers={"Retry-After": "30"})
     with pytest.raises(cls) as info:
         make_client(fake).update_job(5, {"customerPo": "x" * 50})
     err = info.value

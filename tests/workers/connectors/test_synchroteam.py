@@ -99,9 +99,7 @@ def test_iter_list_caps_page_size_and_stops_on_empty_page() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         sizes.append(request.url.params["pageSize"])
-        return httpx.Response(
-            200, json={"page": 1, "pageSize": 100, "records": 0, "recordsTotal": 0, "data": []}
-        )
+        return httpx.Response(200, json={"page": 1, "pageSize": 100, "records": 0, "recordsTotal": 0, "data": []})
 
     assert list(make_client(handler).iter_list("customer", page_size=500)) == []
     assert sizes == ["100"]
@@ -135,17 +133,13 @@ def test_lifecycle_formats_dates_and_unwraps_the_list() -> None:
         "/api/v3/job/complete",
         {"num": 4, "actualStart": "2019-11-06 13:13", "actualEnd": "2019-11-06 14:28"},
     )
-    assert [p for p, _ in bodies[2:]] == [
-        f"/api/v3/job/{op}" for op in ("unschedule", "cancel", "validate", "confirm")
-    ]
+    assert [p for p, _ in bodies[2:]] == [f"/api/v3/job/{op}" for op in ("unschedule", "cancel", "validate", "confirm")]
 
 
 def test_rate_limited_429_carries_reset_time() -> None:
     headers = {**RATE, "X-RateLimit-Remaining": "0"}
     client = make_client(
-        lambda r: httpx.Response(
-            429, json={"error": "Too Many Requests", "message": "slow down"}, headers=headers
-        )
+        lambda r: httpx.Response(429, json={"error": "Too Many Requests", "message": "slow down"}, headers=headers)
     )
     with pytest.raises(SynchroteamRateLimited) as info:
         client.details("job", id="1")

@@ -53,9 +53,7 @@ def test_create_activity_puts_everything_in_the_query_string() -> None:
         seen.append(request)
         return ok({"activityID": 6743, "activityRecordVersionNumber": 1})
 
-    result = make_client(handler).create_activity(
-        {"activityActivitytypeCode": "Notes", "activityClientCode": "1/C4"}
-    )
+    result = make_client(handler).create_activity({"activityActivitytypeCode": "Notes", "activityClientCode": "1/C4"})
     assert result == {"activityID": 6743, "activityRecordVersionNumber": 1}
     request = seen[0]
     params = request.url.params

@@ -50,12 +50,16 @@ class Sandboxes:
 
 def start_sandboxes(**synchroteam_limits: Any) -> Sandboxes:
     clocks = {name: Clock() for name in ("servicetrade", "synchroteam", "synergist")}
-    states = {"servicetrade": ServiceTradeState(clock=clocks["servicetrade"]),
-              "synchroteam": SynchroteamState(clock=clocks["synchroteam"]),
-              "synergist": SynergistState(clock=clocks["synergist"])}
-    apps = {"servicetrade": servicetrade.create_app(states["servicetrade"]),
-            "synchroteam": synchroteam.create_app(states["synchroteam"], **synchroteam_limits),
-            "synergist": synergist.create_app(states["synergist"])}
+    states = {
+        "servicetrade": ServiceTradeState(clock=clocks["servicetrade"]),
+        "synchroteam": SynchroteamState(clock=clocks["synchroteam"]),
+        "synergist": SynergistState(clock=clocks["synergist"]),
+    }
+    apps = {
+        "servicetrade": servicetrade.create_app(states["servicetrade"]),
+        "synchroteam": synchroteam.create_app(states["synchroteam"], **synchroteam_limits),
+        "synergist": synergist.create_app(states["synergist"]),
+    }
     return Sandboxes(SandboxRunner(apps).start(), clocks, states)
 
 
@@ -80,11 +84,18 @@ def sandbox_values(sandboxes: Sandboxes, redis_url: str, **overrides: Any) -> di
     urls = sandboxes.runner.urls
     values: dict[str, Any] = dict(
         redis_url=redis_url,
-        servicetrade_base_url=urls["servicetrade"], servicetrade_username="sandbox",
+        servicetrade_base_url=urls["servicetrade"],
+        servicetrade_username="sandbox",
         servicetrade_password="sandbox-password",
-        synchroteam_base_url=urls["synchroteam"], synchroteam_domain="sandbox", synchroteam_api_key=SYNCHROTEAM_KEY,
-        synergist_base_url=urls["synergist"], synergist_user="sandbox", synergist_password="sandbox-password",
-        poll_overlap=30, poll_webhook_grace=0, poll_interval=0.001,  # tests poll back to back
+        synchroteam_base_url=urls["synchroteam"],
+        synchroteam_domain="sandbox",
+        synchroteam_api_key=SYNCHROTEAM_KEY,
+        synergist_base_url=urls["synergist"],
+        synergist_user="sandbox",
+        synergist_password="sandbox-password",
+        poll_overlap=30,
+        poll_webhook_grace=0,
+        poll_interval=0.001,  # tests poll back to back
     )
     values.update(overrides)
     return values

@@ -66,7 +66,8 @@ def check_storm(ctx: PollContext, events: list[dict], tight_sandboxes: Sandboxes
 
     assert "partial" in statuses or "backoff" in statuses  # the storm was felt
     assert sorted(str(e["entity"]["id"]) for e in events if e["entity"]["type"] == "job") == sorted(
-        str(j["id"]) for j in jobs)
+        str(j["id"]) for j in jobs
+    )
     assert [e["entity"]["id"] for e in events if e["entity"]["type"] == "customer"] == [35604]
     metrics = PollMetrics(ctx.redis)
     assert metrics.value("fieldrelay_poll_rate_limited_total", source="synchroteam") >= 1
@@ -80,10 +81,14 @@ def check_storm(ctx: PollContext, events: list[dict], tight_sandboxes: Sandboxes
 def test_injected_429s_on_servicetrade_delay_the_change_but_keep_it(sandboxes: Sandboxes, capture: MakeCapture):
     cap = capture(poll_sources="servicetrade.job")
     cap.poll("servicetrade.job")
-    httpx.patch(sandboxes.control("servicetrade", "/entities/job/35775"), json={"status": "completed"},
-                timeout=10).raise_for_status()
-    httpx.post(sandboxes.control("servicetrade", "/faults"),
-               json={"status": 429, "count": 2, "path_prefix": "/api/job"}, timeout=10).raise_for_status()
+    httpx.patch(
+        sandboxes.control("servicetrade", "/entities/job/35775"), json={"status": "completed"}, timeout=10
+    ).raise_for_status()
+    httpx.post(
+        sandboxes.control("servicetrade", "/faults"),
+        json={"status": 429, "count": 2, "path_prefix": "/api/job"},
+        timeout=10,
+    ).raise_for_status()
     statuses: list[str] = []
     deadline = time.monotonic() + 10
     while "ok" not in statuses and time.monotonic() < deadline:

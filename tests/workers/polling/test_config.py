@@ -23,7 +23,8 @@ def test_systems_with_credentials_are_polled_by_default():
     assert "servicetrade.job" in polled and "synchroteam.activity" in polled
     assert not any(n.startswith("synergist.") for n in polled)
     assert names(**CREDENTIALS, poll_sources="synchroteam.job,servicetrade") == [
-        n for n in polled if n.startswith("servicetrade.") or n == "synchroteam.job"]
+        n for n in polled if n.startswith("servicetrade.") or n == "synchroteam.job"
+    ]
     assert names(**CREDENTIALS, poll_sources="none") == []
 
 
@@ -48,11 +49,14 @@ def test_yaml_file_tunes_pollers(tmp_path: Path):
     assert schedule["poll servicetrade.job"]["args"] == ("servicetrade.job",)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("pollers: {servicetrade.jobs: {}}", "unknown poller 'servicetrade.jobs'"),
-    ("pollers: {servicetrade.job: {intervall: 5}}", "servicetrade.job: unknown option(s) intervall"),
-    ("- a list", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("pollers: {servicetrade.jobs: {}}", "unknown poller 'servicetrade.jobs'"),
+        ("pollers: {servicetrade.job: {intervall: 5}}", "servicetrade.job: unknown option(s) intervall"),
+        ("- a list", "expected a mapping"),
+    ],
+)
 def test_bad_yaml_is_refused_with_its_reason(tmp_path: Path, text: str, message: str):
     config = tmp_path / "pollers.yaml"
     config.write_text(text)

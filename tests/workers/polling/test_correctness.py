@@ -37,8 +37,9 @@ ctx.poller(sys.argv[2]).run()
 
 
 def patch_job(sandboxes: Sandboxes, job_id: int, **fields: object) -> None:
-    httpx.patch(sandboxes.control("servicetrade", f"/entities/job/{job_id}"), json=fields,
-                timeout=10).raise_for_status()
+    httpx.patch(
+        sandboxes.control("servicetrade", f"/entities/job/{job_id}"), json=fields, timeout=10
+    ).raise_for_status()
 
 
 @pytest.mark.parametrize("point", ["save_snapshots", "save_cursor"])
@@ -50,8 +51,11 @@ def test_poller_killed_after_enqueue_reemits_nothing_new(
     patch_job(sandboxes, 35770, status="completed")
     patch_job(sandboxes, 35771, status="canceled")
     values = sandbox_values(sandboxes, redis_url, poll_sources="servicetrade.job", poll_lease=1)
-    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, json.dumps(values), "servicetrade.job", point],
-                            capture_output=True, timeout=60)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, json.dumps(values), "servicetrade.job", point],
+        capture_output=True,
+        timeout=60,
+    )
     assert killed.returncode == 9, killed.stderr.decode()
     first = [json.loads(raw) for raw in redis_client.lrange("test:enqueued", 0, -1)]
     assert {e["entity"]["id"] for e in first} == {35770, 35771}
@@ -66,7 +70,8 @@ def test_poller_killed_after_enqueue_reemits_nothing_new(
         # Snapshots were not written: the same changes come again, with the same ids, and the
         # worker's claim drops them as duplicates.
         assert sorted(ChangeEvent.model_validate(e).id for e in again) == sorted(
-            ChangeEvent.model_validate(e).id for e in first)
+            ChangeEvent.model_validate(e).id for e in first
+        )
         assert not any(state.claim_event(ChangeEvent.model_validate(e).id, "rerun") for e in again)
     else:
         assert again == []  # snapshots were written: the re-read window is unchanged
@@ -75,9 +80,7 @@ def test_poller_killed_after_enqueue_reemits_nothing_new(
 
 
 @pytest.mark.parametrize("system", ["servicetrade", "synchroteam"])
-def test_equal_timestamps_across_a_page_boundary_lose_nothing(
-    sandboxes: Sandboxes, capture: MakeCapture, system: str
-):
+def test_equal_timestamps_across_a_page_boundary_lose_nothing(sandboxes: Sandboxes, capture: MakeCapture, system: str):
     # Every change in the same second, two records per page, and no overlap to hide behind.
     sandboxes.clocks[system].frozen = float(int(time.time()))
     cap = capture(poll_sources=f"{system}.job", poll_overlap=0)
@@ -89,9 +92,11 @@ def test_equal_timestamps_across_a_page_boundary_lose_nothing(
 
     def create(n: int) -> object:
         if system == "servicetrade":
-            return httpx.post(sandboxes.control("servicetrade", "/entities/job"),
-                              json={"status": "new", "type": "repair", "description": f"same second {n}"},
-                              timeout=10).json()["id"]
+            return httpx.post(
+                sandboxes.control("servicetrade", "/entities/job"),
+                json={"status": "new", "type": "repair", "description": f"same second {n}"},
+                timeout=10,
+            ).json()["id"]
         return sync.upsert_job({"myId": f"same-second-{n}", "customer": {"id": 35604}})["id"]
 
     made = [create(n) for n in range(3)]
@@ -121,8 +126,11 @@ def test_clock_skew_within_the_overlap_loses_nothing(sandboxes: Sandboxes, captu
     for name in names:
         cap.poll(name)
     events = sorted((e["source"], e["entity"]["type"], str(e["entity"]["id"])) for e in cap.take())
-    assert events == [("servicetrade", "job", "35772"), ("synchroteam", "customer", "35605"),
-                      ("synchroteam", "job", "265_160719144323649")]
+    assert events == [
+        ("servicetrade", "job", "35772"),
+        ("synchroteam", "customer", "35605"),
+        ("synchroteam", "job", "265_160719144323649"),
+    ]
     for name in names:
         cap.poll(name)
     assert cap.take() == []
@@ -145,8 +153,11 @@ def test_concurrent_runs_poll_once(sandboxes: Sandboxes, capture: MakeCapture):
     caps = [capture(poll_sources="servicetrade.job") for _ in range(2)]  # two processes' worth of state
     caps[0].poll("servicetrade.job")
     patch_job(sandboxes, 35773, status="completed")
-    httpx.post(sandboxes.control("servicetrade", "/faults"),
-               json={"latency_ms": 300, "count": 4, "path_prefix": "/api/job"}, timeout=10).raise_for_status()
+    httpx.post(
+        sandboxes.control("servicetrade", "/faults"),
+        json={"latency_ms": 300, "count": 4, "path_prefix": "/api/job"},
+        timeout=10,
+    ).raise_for_status()
     reports: list[object] = []
     threads = [threading.Thread(target=lambda c=c: reports.append(c.poll("servicetrade.job"))) for c in caps]
     for t in threads:
@@ -172,8 +183,11 @@ def test_a_5xx_fails_the_run_and_the_next_one_catches_up(sandboxes: Sandboxes, c
     cap = capture(poll_sources="servicetrade.job")
     cap.poll("servicetrade.job")
     patch_job(sandboxes, 35774, status="completed")
-    httpx.post(sandboxes.control("servicetrade", "/faults"),
-               json={"status": 503, "count": 1, "path_prefix": "/api/job"}, timeout=10).raise_for_status()
+    httpx.post(
+        sandboxes.control("servicetrade", "/faults"),
+        json={"status": 503, "count": 1, "path_prefix": "/api/job"},
+        timeout=10,
+    ).raise_for_status()
     failed = cap.poll("servicetrade.job")
     assert failed.status == "failed" and "503" in failed.error and cap.take() == []
     assert [e["entity"]["id"] for e in (cap.poll("servicetrade.job"), cap.take())[1]] == [35774]

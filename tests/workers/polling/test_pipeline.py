@@ -35,11 +35,22 @@ def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     client.close()
     data = tmp_path_factory.mktemp("poll-stack")
     config = StackConfig(
-        data_dir=data, redis_url=redis_server, receiver_port=free_port(), servicetrade_port=free_port(),
-        synchroteam_port=free_port(), synergist_port=free_port(), webhook_tokens=TOKEN,
-        rules_dir=ROOT / "rules" / "examples", worker_concurrency=1, log_dir=data / "logs",
-        extra_env={"FIELDRELAY_POLL_SOURCES": "servicetrade.job", "FIELDRELAY_POLL_WEBHOOK_GRACE": "0",
-                   "FIELDRELAY_POLL_OVERLAP": "30", "FIELDRELAY_POLL_INTERVAL": "1"},
+        data_dir=data,
+        redis_url=redis_server,
+        receiver_port=free_port(),
+        servicetrade_port=free_port(),
+        synchroteam_port=free_port(),
+        synergist_port=free_port(),
+        webhook_tokens=TOKEN,
+        rules_dir=ROOT / "rules" / "examples",
+        worker_concurrency=1,
+        log_dir=data / "logs",
+        extra_env={
+            "FIELDRELAY_POLL_SOURCES": "servicetrade.job",
+            "FIELDRELAY_POLL_WEBHOOK_GRACE": "0",
+            "FIELDRELAY_POLL_OVERLAP": "30",
+            "FIELDRELAY_POLL_INTERVAL": "1",
+        },
     )
     stack = Stack(config)
     try:
@@ -133,13 +144,24 @@ def test_two_beat_processes_still_poll_once_per_interval(stack: Stack, redis_cli
 
     for n, path in enumerate(logs):
         log = open(path, "wb")  # noqa: SIM115 (closed below, after the process)
-        code = ("from workers.celery_app import app; "
-                f"app.start(['beat', '--loglevel', 'INFO', '--schedule', {str(tmp_path / f'schedule{n}')!r}])")
-        beats.append((subprocess.Popen([sys.executable, "-c", code], env=stack.config.env(), stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True), log))
+        code = (
+            "from workers.celery_app import app; "
+            f"app.start(['beat', '--loglevel', 'INFO', '--schedule', {str(tmp_path / f'schedule{n}')!r}])"
+        )
+        beats.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, "-c", code],
+                    env=stack.config.env(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                ),
+                log,
+            )
+        )
     try:
-        wait_for(lambda: all(b"Sending due task" in log.read_bytes() for log in logs), "both beats to send",
-                 timeout=30)
+        wait_for(lambda: all(b"Sending due task" in log.read_bytes() for log in logs), "both beats to send", timeout=30)
         sent_before, runs_before, started = sent(), runs(), time.monotonic()
         time.sleep(5)
         sent_during, done, elapsed = sent() - sent_before, runs() - runs_before, time.monotonic() - started

@@ -23,17 +23,22 @@ def only(events: list[dict]) -> dict:
 def test_servicetrade_update_and_create(sandboxes: Sandboxes, capture: MakeCapture):
     cap = capture(poll_sources="servicetrade.job")
     assert cap.poll("servicetrade.job").events == 0  # first run starts now: no history replayed
-    httpx.patch(sandboxes.control("servicetrade", "/entities/job/34872"), json={"status": "scheduled"},
-                timeout=10).raise_for_status()
+    httpx.patch(
+        sandboxes.control("servicetrade", "/entities/job/34872"), json={"status": "scheduled"}, timeout=10
+    ).raise_for_status()
     cap.poll("servicetrade.job")
     event = only(cap.take())
     assert event["via"] == "poll" and event["action"] == "updated"
     assert event["entity"]["type"] == "job" and event["entity"]["id"] == 34872
     assert event["changes"] is None  # the first sighting of a record that existed before: no old state
-    httpx.patch(sandboxes.control("servicetrade", "/entities/job/34872"), json={"status": "completed"},
-                timeout=10).raise_for_status()
-    created = httpx.post(sandboxes.control("servicetrade", "/entities/job"),
-                         json={"status": "new", "type": "repair", "locationId": 33}, timeout=10).json()
+    httpx.patch(
+        sandboxes.control("servicetrade", "/entities/job/34872"), json={"status": "completed"}, timeout=10
+    ).raise_for_status()
+    created = httpx.post(
+        sandboxes.control("servicetrade", "/entities/job"),
+        json={"status": "new", "type": "repair", "locationId": 33},
+        timeout=10,
+    ).json()
     report = cap.poll("servicetrade.job")
     events = {e["entity"]["id"]: e for e in cap.take()}
     assert report.events == 2 and set(events) == {34872, created["id"]}
@@ -48,8 +53,9 @@ def test_servicetrade_update_and_create(sandboxes: Sandboxes, capture: MakeCaptu
 def test_servicetrade_canceled_jobs_are_polled(sandboxes: Sandboxes, capture: MakeCapture):
     cap = capture(poll_sources="servicetrade.job")
     cap.poll("servicetrade.job")
-    httpx.patch(sandboxes.control("servicetrade", "/entities/job/35770"), json={"status": "canceled"},
-                timeout=10).raise_for_status()
+    httpx.patch(
+        sandboxes.control("servicetrade", "/entities/job/35770"), json={"status": "canceled"}, timeout=10
+    ).raise_for_status()
     cap.poll("servicetrade.job")
     assert only(cap.take())["entity"]["id"] == 35770  # `status=all` leaves canceled out
 
@@ -91,8 +97,15 @@ def test_synchroteam_activities_are_diffed_by_date_window(sandboxes: Sandboxes, 
     cap.poll("synchroteam.activity")
     assert cap.take() == []  # the first scan of the window is the baseline (activities carry no times)
     today = datetime.now(UTC).strftime("%Y-%m-%d")
-    activity = client.upsert_activity({"activityType": {"id": 597}, "user": {"id": 265}, "note": "lunch",
-                                       "dateStart": f"{today} 12:00", "dateEnd": f"{today} 12:30"})
+    activity = client.upsert_activity(
+        {
+            "activityType": {"id": 597},
+            "user": {"id": 265},
+            "note": "lunch",
+            "dateStart": f"{today} 12:00",
+            "dateEnd": f"{today} 12:30",
+        }
+    )
     cap.poll("synchroteam.activity")
     assert only(cap.take())["action"] == "created"
     client.upsert_activity({"id": activity["id"], "note": "changed for the poll test"})
@@ -110,8 +123,9 @@ def test_synergist_update_and_delete(sandboxes: Sandboxes, capture: MakeCapture)
     client = SynergistClient(sandboxes.runner.urls["synergist"], "sandbox", SecretStr("sandbox-password"), "1")
     cap.poll("synergist.activity")
     cap.take()  # the seed's records carry the sandbox's start time: inside the first run's overlap
-    made = client.create_activity({"activityActivitytypeCode": "Notes", "activityClientCode": "1/F667",
-                                   "activitySubject": "poll me"})
+    made = client.create_activity(
+        {"activityActivitytypeCode": "Notes", "activityClientCode": "1/F667", "activitySubject": "poll me"}
+    )
     cap.poll("synergist.activity")
     assert only(cap.take())["action"] == "created"
     client.update_activity(made["activityID"], {"activitySubject": "polled"})
