@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from pydantic import SecretStr
 
 from fieldrelay.settings import Settings, load_settings
 from sandbox import servicetrade, synchroteam, synergist
@@ -17,6 +18,8 @@ from sandbox.runner import SandboxRunner
 from sandbox.servicetrade_store import ServiceTradeState
 from sandbox.synchroteam_store import SynchroteamState
 from sandbox.synergist_store import SynergistState
+from workers.connectors.synchroteam import SynchroteamClient
+from workers.connectors.synergist import SynergistClient
 from workers.polling.pollers import PollContext
 
 SYNCHROTEAM_KEY = "5e1d2c3b-0000-4000-8000-000000000001"
@@ -136,3 +139,19 @@ def capture(sandboxes: Sandboxes, redis_url: str) -> Iterator[MakeCapture]:
         assert one.context.clients is not None
         one.context.clients.close()
         one.context.redis.close()
+
+
+@pytest.fixture
+def synchroteam_client(sandboxes: Sandboxes) -> Iterator[SynchroteamClient]:
+    """A client of the Synchroteam sandbox, closed however the test ends: a client left open by a failed
+    assertion warns about its socket when collected, in whichever later test that happens."""
+    client = SynchroteamClient(sandboxes.runner.urls["synchroteam"], "sandbox", SecretStr(SYNCHROTEAM_KEY))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def synergist_client(sandboxes: Sandboxes) -> Iterator[SynergistClient]:
+    client = SynergistClient(sandboxes.runner.urls["synergist"], "sandbox", SecretStr("sandbox-password"), "1")
+    yield client
+    client.close()

@@ -11,14 +11,13 @@ import time
 import httpx
 import pytest
 import redis
-from pydantic import SecretStr
 
 from fieldrelay.events import ChangeEvent
 from fieldrelay.state import PipelineState
 from workers.connectors.synchroteam import SynchroteamClient
 from workers.polling.lease import Lease
 
-from .conftest import SYNCHROTEAM_KEY, MakeCapture, Sandboxes, sandbox_values
+from .conftest import MakeCapture, Sandboxes, sandbox_values
 
 # A poll run in its own process, killed (os._exit) at `point` after its events were enqueued.
 KILLED_RUN = """
@@ -80,7 +79,9 @@ def test_poller_killed_after_enqueue_reemits_nothing_new(
 
 
 @pytest.mark.parametrize("system", ["servicetrade", "synchroteam"])
-def test_equal_timestamps_across_a_page_boundary_lose_nothing(sandboxes: Sandboxes, capture: MakeCapture, system: str):
+def test_equal_timestamps_across_a_page_boundary_lose_nothing(
+    sandboxes: Sandboxes, capture: MakeCapture, system: str, synchroteam_client: SynchroteamClient
+):
     # Every change in the same second, two records per page, and no overlap to hide behind.
     sandboxes.clocks[system].frozen = float(int(time.time()))
     cap = capture(poll_sources=f"{system}.job", poll_overlap=0)
@@ -88,7 +89,11 @@ def test_equal_timestamps_across_a_page_boundary_lose_nothing(sandboxes: Sandbox
     spec.options.update({"filters": {"limit": 2}} if system == "servicetrade" else {"page_size": 2})
     cap.poll(spec.name)
     cap.take()
-    sync = SynchroteamClient(sandboxes.runner.urls["synchroteam"], "sandbox", SecretStr(SYNCHROTEAM_KEY))
+    # The changes below must land in the very second the first run left its cursor at. ServiceTrade's
+    # poller reads the server's (frozen) clock, Synchroteam's reads ours: when our clock crossed a second
+    # between the freeze and that run, the cursor sat a second past the changes and nothing paged.
+    sandboxes.clocks[system].frozen = float(cap.context.store.cursor(spec.name).position)
+    sync = synchroteam_client
 
     def create(n: int) -> object:
         if system == "servicetrade":
@@ -107,11 +112,12 @@ def test_equal_timestamps_across_a_page_boundary_lose_nothing(sandboxes: Sandbox
     events = cap.take()
     assert sorted(e["entity"]["id"] for e in events) == sorted(made)
     assert {e["action"] for e in events} == {"created"}
-    sync.close()
 
 
 @pytest.mark.parametrize("skew", [-20, 20])
-def test_clock_skew_within_the_overlap_loses_nothing(sandboxes: Sandboxes, capture: MakeCapture, skew: int):
+def test_clock_skew_within_the_overlap_loses_nothing(
+    sandboxes: Sandboxes, capture: MakeCapture, skew: int, synchroteam_client: SynchroteamClient
+):
     for clock in sandboxes.clocks.values():
         clock.offset = skew
     names = ("servicetrade.job", "synchroteam.job", "synchroteam.customer")
@@ -119,7 +125,7 @@ def test_clock_skew_within_the_overlap_loses_nothing(sandboxes: Sandboxes, captu
     for name in names:
         cap.poll(name)
     cap.take()
-    sync = SynchroteamClient(sandboxes.runner.urls["synchroteam"], "sandbox", SecretStr(SYNCHROTEAM_KEY))
+    sync = synchroteam_client
     patch_job(sandboxes, 35772, status="completed")
     sync.upsert_job({"id": "265_160719144323649", "description": "skewed"})
     sync.upsert_customer({"id": 35605, "contactPhone": "555-0123"})
@@ -134,19 +140,19 @@ def test_clock_skew_within_the_overlap_loses_nothing(sandboxes: Sandboxes, captu
     for name in names:
         cap.poll(name)
     assert cap.take() == []
-    sync.close()
 
 
-def test_overlap_shorter_than_the_skew_is_what_loses_changes(sandboxes: Sandboxes, capture: MakeCapture):
+def test_overlap_shorter_than_the_skew_is_what_loses_changes(
+    sandboxes: Sandboxes, capture: MakeCapture, synchroteam_client: SynchroteamClient
+):
     # The control case: customers carry no modification time, so their cursor is our clock.
     sandboxes.clocks["synchroteam"].offset = -20
     cap = capture(poll_sources="synchroteam.customer", poll_overlap=5)
     cap.poll("synchroteam.customer")
-    sync = SynchroteamClient(sandboxes.runner.urls["synchroteam"], "sandbox", SecretStr(SYNCHROTEAM_KEY))
+    sync = synchroteam_client
     sync.upsert_customer({"id": 35605, "contactPhone": "555-0124"})
     cap.poll("synchroteam.customer")
     assert cap.take() == []
-    sync.close()
 
 
 def test_concurrent_runs_poll_once(sandboxes: Sandboxes, capture: MakeCapture):

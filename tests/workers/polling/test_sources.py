@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import httpx
-from pydantic import SecretStr
 
 from fieldrelay.events import ChangeEvent
 from workers.connectors.synchroteam import SynchroteamClient
 from workers.connectors.synergist import SynergistClient
 
-from .conftest import SYNCHROTEAM_KEY, MakeCapture, Sandboxes
+from .conftest import MakeCapture, Sandboxes
 
 
 def only(events: list[dict]) -> dict:
@@ -60,9 +59,11 @@ def test_servicetrade_canceled_jobs_are_polled(sandboxes: Sandboxes, capture: Ma
     assert only(cap.take())["entity"]["id"] == 35770  # `status=all` leaves canceled out
 
 
-def test_synchroteam_update_and_delete(sandboxes: Sandboxes, capture: MakeCapture):
+def test_synchroteam_update_and_delete(
+    sandboxes: Sandboxes, capture: MakeCapture, synchroteam_client: SynchroteamClient
+):
     cap = capture(poll_sources="synchroteam")
-    client = SynchroteamClient(sandboxes.runner.urls["synchroteam"], "sandbox", SecretStr(SYNCHROTEAM_KEY))
+    client = synchroteam_client
     for name in ("synchroteam.job", "synchroteam.customer"):
         cap.poll(name)
     cap.take()
@@ -88,12 +89,13 @@ def test_synchroteam_update_and_delete(sandboxes: Sandboxes, capture: MakeCaptur
     for name in ("synchroteam.job", "synchroteam.customer"):
         cap.poll(name)
     assert cap.take() == []
-    client.close()
 
 
-def test_synchroteam_activities_are_diffed_by_date_window(sandboxes: Sandboxes, capture: MakeCapture):
+def test_synchroteam_activities_are_diffed_by_date_window(
+    sandboxes: Sandboxes, capture: MakeCapture, synchroteam_client: SynchroteamClient
+):
     cap = capture(poll_sources="synchroteam.activity")
-    client = SynchroteamClient(sandboxes.runner.urls["synchroteam"], "sandbox", SecretStr(SYNCHROTEAM_KEY))
+    client = synchroteam_client
     cap.poll("synchroteam.activity")
     assert cap.take() == []  # the first scan of the window is the baseline (activities carry no times)
     today = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -115,12 +117,11 @@ def test_synchroteam_activities_are_diffed_by_date_window(sandboxes: Sandboxes, 
     assert event["changes"]["note"]["new"] == "changed for the poll test"
     cap.poll("synchroteam.activity")
     assert cap.take() == []
-    client.close()
 
 
-def test_synergist_update_and_delete(sandboxes: Sandboxes, capture: MakeCapture):
+def test_synergist_update_and_delete(sandboxes: Sandboxes, capture: MakeCapture, synergist_client: SynergistClient):
     cap = capture(poll_sources="synergist.activity")
-    client = SynergistClient(sandboxes.runner.urls["synergist"], "sandbox", SecretStr("sandbox-password"), "1")
+    client = synergist_client
     cap.poll("synergist.activity")
     cap.take()  # the seed's records carry the sandbox's start time: inside the first run's overlap
     made = client.create_activity(
@@ -139,4 +140,3 @@ def test_synergist_update_and_delete(sandboxes: Sandboxes, capture: MakeCapture)
     report = cap.poll("synergist.activity")
     event = only(cap.take())
     assert report.full_scan and event["action"] == "deleted" and event["entity"]["id"] == made["activityID"]
-    client.close()
