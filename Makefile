@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast test-slow lint bench bench-receiver bench-rules compose-config rules-check clean
+.PHONY: run test test-fast test-slow lint bench bench-receiver bench-rules bench-pipeline compose-config rules-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -33,13 +33,16 @@ lint: $(STAMP)
 rules-check: $(STAMP)
 	$(BIN)/fieldrelay rules check
 
-bench: bench-receiver bench-rules
+bench: bench-receiver bench-rules bench-pipeline
 
 bench-receiver: $(STAMP)
 	$(BIN)/python bench/receiver_throughput.py
 
 bench-rules: $(STAMP)
 	$(BIN)/python bench/rules_matching.py
+
+bench-pipeline: $(STAMP)
+	$(BIN)/python bench/pipeline_throughput.py
 
 compose-config:
 	@if docker compose version >/dev/null 2>&1; then docker compose config -q; else docker-compose config -q; fi && echo 'docker-compose.yml is valid'
