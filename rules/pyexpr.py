@@ -22,8 +22,8 @@ from typing import Any
 
 from jinja2 import Environment, nodes
 from jinja2.optimizer import optimize
-from jinja2.runtime import missing, str_join
-from jinja2.utils import _PassArg
+from jinja2.runtime import str_join
+from jinja2.utils import _PassArg, missing
 
 from rules.context import LazyEntity
 
