@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -90,7 +91,7 @@ def test_equal_timestamps_across_a_page_boundary_lose_nothing(sandboxes: Sandbox
     cap.take()
     sync = SynchroteamClient(sandboxes.runner.urls["synchroteam"], "sandbox", SecretStr(SYNCHROTEAM_KEY))
 
-    def create(n: int) -> object:
+    def create(n: int) -> Any:  # a ServiceTrade job id (int) or a Synchroteam one (str)
         if system == "servicetrade":
             return httpx.post(
                 sandboxes.control("servicetrade", "/entities/job"),
