@@ -73,10 +73,10 @@ class ContactRef(TypedDict, total=False):
 
 class LocationRef(Ref, total=False):
     """Seed 002, Embedded Object Reference, "Location"; jobs and appointments add ``distance`` (miles,
-    null when unknown) and ``generalManager``. [INCONS] ``legacyId`` is typed string here but
-    the job sample returns ``4567``."""
+    null when unknown) and ``generalManager``. [INCONS] ``legacyId`` is typed string here, but
+    the samples return ``4567`` or null."""
 
-    legacyId: str | int
+    legacyId: str | int | None
     lat: float
     lon: float
     address: Address
