@@ -184,6 +184,7 @@ class PipelineState:
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Every dead letter, oldest first, each with its `id` and the `at` it failed."""
+        # redis-py types zrange as the union of its forms; without withscores each item is bytes or str.
         ids = [_text(x) for x in self.r.zrange(self.key("dlq"), 0, -1)]  # type: ignore[arg-type]
         if not ids:
             return []
@@ -237,7 +238,7 @@ class PipelineState:
 
     def rules_status(self) -> RulesStatus | None:
         raw = self.r.get(RULES_STATUS_KEY)
-        return None if raw is None else orjson.loads(raw)  # type: ignore[no-any-return]
+        return None if raw is None else orjson.loads(raw)
 
     def first_alert(self, name: str, ttl: int) -> bool:
         """True for the first caller in `ttl` seconds: an alert about the same thing is sent once."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -53,8 +54,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ]
     if args.name:
         argv += ["-n", args.name]
-    code = app.start(argv)  # not worker_main, which drops the worker's exit code
-    return int(code or 0)
+    # Not worker_main, which drops the worker's exit code. celery-types declares start() NoReturn,
+    # but Celery 5 catches click's Exit and returns its code (None after a clean stop).
+    start: Callable[[list[str]], int | None] = app.start
+    return int(start(argv) or 0)
 
 
 def _worker_flags(args: argparse.Namespace) -> list[str]:
@@ -72,8 +75,8 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
     schedule = settings.data_dir / "celerybeat-schedule"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    code = app.start(["beat", "--loglevel", args.loglevel, "--schedule", str(schedule)])
-    return int(code or 0)
+    start: Callable[[list[str]], int | None] = app.start  # returns the exit code; see cmd_worker
+    return int(start(["beat", "--loglevel", args.loglevel, "--schedule", str(schedule)]) or 0)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 class LazyEntity(Mapping[str, Any]):
     """The fetched record, loaded on first use so rules that never look at it cost no API call."""
 
-    def __init__(self, loader: Callable[[], dict[str, Any] | None]) -> None:
+    def __init__(self, loader: Callable[[], Mapping[str, Any] | None]) -> None:
         self._loader = loader
         self._loaded = False
         self._value: dict[str, Any] | None = None

@@ -22,11 +22,11 @@ _verdict = tuple.__new__
 class _OnceLoader:
     """Calls the real loader at most once and remembers its failure, which evaluate re-raises."""
 
-    def __init__(self, loader: Callable[[], dict[str, Any] | None]) -> None:
+    def __init__(self, loader: Callable[[], Mapping[str, Any] | None]) -> None:
         self.loader = loader
         self.error: BaseException | None = None
 
-    def __call__(self) -> dict[str, Any] | None:
+    def __call__(self) -> Mapping[str, Any] | None:
         try:
             return self.loader()
         except Exception as exc:
@@ -61,7 +61,7 @@ def allowed_env(names: Iterable[str], environ: Mapping[str, str] | None = None) 
 def evaluate_rules(
     rules: Iterable[Rule],
     event: ChangeEvent,
-    entity_loader: Callable[[], dict[str, Any] | None],
+    entity_loader: Callable[[], Mapping[str, Any] | None],
     *,
     now: datetime | None = None,
     env: Mapping[str, str] | None = None,
@@ -89,7 +89,7 @@ def evaluate_rules(
 def evaluate(
     ruleset: RuleSet,
     event: ChangeEvent,
-    entity_loader: Callable[[], dict[str, Any] | None],
+    entity_loader: Callable[[], Mapping[str, Any] | None],
     *,
     now: datetime | None = None,
     env: Mapping[str, str] | None = None,

@@ -22,8 +22,8 @@ from typing import Any
 
 from jinja2 import Environment, nodes
 from jinja2.optimizer import optimize
-from jinja2.runtime import missing, str_join
-from jinja2.utils import _PassArg
+from jinja2.runtime import str_join
+from jinja2.utils import _PassArg, missing
 
 from rules.context import LazyEntity
 
@@ -111,6 +111,7 @@ class _Writer:
         func = table.get(node.name)
         if func is None or node.dyn_args is not None or node.dyn_kwargs is not None:
             raise _Unsupported
+        # jinja2 types from_obj's argument as a callable TypeVar; its filter and test tables hold Any.
         pass_arg = _PassArg.from_obj(func)  # type: ignore[type-var]
         if pass_arg not in (None, _PassArg.environment):
             raise _Unsupported

@@ -261,7 +261,7 @@ def render_params(call: ActionCall, context: Mapping[str, Any]) -> Any:
 
 def build_context(
     event: ChangeEvent,
-    entity: Mapping[str, Any] | Callable[[], dict[str, Any] | None] | None,
+    entity: Mapping[str, Any] | Callable[[], Mapping[str, Any] | None] | None,
     steps: Mapping[str, Any] | None = None,
     vars: Mapping[str, Any] | None = None,
     now: datetime | None = None,

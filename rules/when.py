@@ -62,6 +62,7 @@ def _entities(source: str) -> Any:
     return Annotated[list[item] | None, BeforeValidator(_as_list)]
 
 
+# pydantic reads the Annotated type `_entities` builds; mypy cannot evaluate a call in an annotation.
 class WhenServiceTrade(WhenBase):
     source: Literal["servicetrade"]
     entity: _entities("servicetrade") = None  # type: ignore[valid-type]

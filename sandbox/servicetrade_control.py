@@ -12,7 +12,8 @@ from starlette.routing import Route
 from sandbox.recorder import CONTROL_PREFIX
 from sandbox.servicetrade_http import base_url
 from sandbox.servicetrade_lists import LIST_KEYS
-from sandbox.servicetrade_store import Change, ServiceTradeState
+from sandbox.servicetrade_store import ServiceTradeState
+from sandbox.webhook_delivery import Change
 
 ACTIONS = {"created", "updated", "deleted"}
 

@@ -11,8 +11,9 @@ from starlette.routing import Route
 
 from sandbox.servicetrade_http import base_url, envelope, read_json
 from sandbox.servicetrade_lists import APPOINTMENT_STATUSES, JOB_STATUSES, InvalidQuery
-from sandbox.servicetrade_store import Change, ServiceTradeState
+from sandbox.servicetrade_store import ServiceTradeState
 from sandbox.servicetrade_views import Renderer
+from sandbox.webhook_delivery import Change
 
 # The job POST/PUT parameters the docs list; `locationId` is "valid on post only".
 JOB_FIELDS = {

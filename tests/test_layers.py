@@ -53,6 +53,8 @@ def imports(path: Path, modules: dict[str, Path]) -> Iterator[tuple[str, int, bo
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             in_function.update(id(n) for n in ast.walk(node) if n is not node)
     for node in ast.walk(tree):
+        if not isinstance(node, ast.Import | ast.ImportFrom):
+            continue
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol, TypeVar, cast
 
 import httpx
 
@@ -14,6 +14,18 @@ from workers.connectors.outbound import OutboundClient
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.connectors.synchroteam import SynchroteamClient
 from workers.connectors.synergist import SynergistClient
+
+
+class _Client(Protocol):
+    """What every connector has in common, as far as the cache of built clients cares."""
+
+    @property
+    def last_rate(self) -> RateInfo | None: ...
+
+    def close(self) -> None: ...
+
+
+_C = TypeVar("_C", bound=_Client)
 
 
 class SettingsClients:
@@ -26,7 +38,7 @@ class SettingsClients:
     def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
         self.settings, self._transport = settings, transport
         self._lock = threading.Lock()
-        self._built: dict[str, Any] = {}
+        self._built: dict[str, _Client] = {}
 
     def last_rate(self, target: str) -> RateInfo | None:
         with self._lock:
@@ -44,11 +56,12 @@ class SettingsClients:
         """The transport a system's client is built with (once, under the lock); subclasses wrap it."""
         return self._transport
 
-    def _once(self, name: str, build: Callable[[], Any]) -> Any:
+    def _once(self, name: str, build: Callable[[], _C]) -> _C:
         with self._lock:
             if name not in self._built:
                 self._built[name] = build()
-            return self._built[name]
+            # Each name is only ever built by its own property, so the entry is what `build` makes.
+            return cast(_C, self._built[name])
 
     @property
     def servicetrade(self) -> ServiceTradeClient:

@@ -58,6 +58,7 @@ class DelayedTasks:
         import base64
 
         out: list[tuple[str, list[object], float]] = []
+        # redis-py types zrange as the union of its forms; withscores=True gives (member, score) pairs.
         entries: list[tuple[bytes, float]] = self.r.zrange(self.key, 0, -1, withscores=True)  # type: ignore[assignment]
         for member, due in entries:
             envelope = orjson.loads(member.split(b"\n", 1)[1])

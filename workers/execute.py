@@ -14,6 +14,9 @@ from workers.actions.context import ActionContext, Clients
 from workers.actions.registry import ACTIONS
 from workers.admission import Deferred, admit, deferral, observe
 from workers.connectors.errors import NotFound, RateLimited
+from workers.connectors.servicetrade_records import ServiceTradeEntity
+from workers.connectors.synchroteam_records import SynchroteamRecord
+from workers.connectors.synergist_records import SynergistRecord
 from workers.runtime import Runtime
 
 
@@ -28,7 +31,9 @@ class PipelineError(Exception):
         return f"rule {self.rule!r} action {self.index} for event {self.event_id}: {self.detail}"
 
 
-def fetch_entity(event: ChangeEvent, clients: Clients) -> dict[str, Any] | None:
+def fetch_entity(
+    event: ChangeEvent, clients: Clients
+) -> ServiceTradeEntity | SynchroteamRecord | SynergistRecord | None:
     """The entity's current state from its source system, or None when it is gone."""
     if event.action == "deleted":
         return None

@@ -8,7 +8,8 @@ from typing import Any
 from fieldrelay.events import ChangeEvent
 from fieldrelay.steps import Step
 from rules import rule_from_json
-from rules.engine import Verdict, evaluate
+from rules.engine import evaluate
+from rules.models import Verdict
 from workers.actions.registry import ACTIONS
 from workers.execute import PipelineError, execute, fetch_entity
 from workers.lifecycle import finish, follow

@@ -114,4 +114,5 @@ class RunCoordinator:
         head = result[1] if len(result) > 1 else None
         member = head.decode() if isinstance(head, bytes) else head
         event_id, _, digest = member.partition("|") if member else (None, "", "")
+        # `kind` is one of the four words the Lua script answers; a str read from Redis is not a Literal.
         return Decision(kind, event_id, delay if kind == "schedule" else 0.0, digest or None)  # type: ignore[arg-type]

@@ -41,7 +41,7 @@ def ingest(events: list[dict[str, Any]]) -> None:
 
 @app.task(name=PROCESS_EVENT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def process_event(
-    self: Task, event: dict[str, Any], replay: bool = False, attempt: int = 0, claim: str | None = None
+    self: Task[..., None], event: dict[str, Any], replay: bool = False, attempt: int = 0, claim: str | None = None
 ) -> None:
     """Evaluate the rules for one normalized event.
 
@@ -49,6 +49,8 @@ def process_event(
     """
     parsed = ChangeEvent.model_validate(event)
     token = claim or self.request.id
+    if token is None:  # Celery gives every task it runs an id; only a direct call outside a worker has none
+        raise RuntimeError("process_event needs a task id (or a claim) to claim the event with")
 
     def again(next_: Next) -> None:
         rt = runtime()
@@ -73,9 +75,9 @@ def next_run(run_key: str, rule_digest: str) -> None:
 
 
 @app.task(name=RUN_ACTION_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
-def run_action(self: Task, event_id: str, rule_digest: str, index: int, attempt: int = 0) -> None:
+def run_action(self: Task[..., None], event_id: str, rule_digest: str, index: int, attempt: int = 0) -> None:
     """Run one action of a matched rule; arguments are ids, the state lives in Redis."""
-    queue = self.request.delivery_info.get("routing_key") or ACTION_QUEUES["http"]
+    queue = (self.request.delivery_info or {}).get("routing_key") or ACTION_QUEUES["http"]
 
     def again(next_: Next) -> None:
         rt = runtime()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fieldrelay.queries import OperationError
 from workers.connectors.servicetrade import ServiceTradeClient
+from workers.connectors.servicetrade_records import Webhook
 
 
-def register_webhook(client: ServiceTradeClient, url: str) -> tuple[dict[str, Any], bool]:
+def register_webhook(client: ServiceTradeClient, url: str) -> tuple[Webhook, bool]:
     """The webhook for `url`, enabled and with changesets; created only if none has that URL.
 
     Returns the hook and whether it was created. Running it again changes nothing.
@@ -21,7 +20,7 @@ def register_webhook(client: ServiceTradeClient, url: str) -> tuple[dict[str, An
     return client.create_webhook(url, enabled=True, include_changesets=True), True
 
 
-def set_webhook_enabled(client: ServiceTradeClient, url_or_id: str, enabled: bool) -> dict[str, Any]:
+def set_webhook_enabled(client: ServiceTradeClient, url_or_id: str, enabled: bool) -> Webhook:
     for hook in client.list_webhooks():
         if url_or_id in (hook.get("hookUrl"), str(hook.get("id"))):
             return client.update_webhook(hook["id"], enabled=enabled)

@@ -62,7 +62,7 @@ class World:
         (self.rules_dir / "rules.yaml").write_text(rules.replace("HOOK_URL", self.url("hook")))
         load_rules(self.rules_dir, action_params())  # the file must load: every parameter checked at file:line
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             servicetrade_base_url=self.url("servicetrade"),
             servicetrade_username="sandbox",
             servicetrade_password=SecretStr(PASSWORD),

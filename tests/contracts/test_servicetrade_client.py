@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -72,7 +72,7 @@ def test_comment_job_posts_a_comment_the_job_then_lists(sandbox: Served, client:
     assert comment["visibility"] == ["tech"]
     assert comment["entity"]["id"] == 35769
     assert comment["author"]["id"] == 2  # the sandbox user the session belongs to
-    listed = client.get("/job/35769/comment")
+    listed: Mapping[str, Any] = client.get("/job/35769/comment")  # a list path: data.comments
     assert [c["id"] for c in listed["comments"]] == [comment["id"]]
 
 

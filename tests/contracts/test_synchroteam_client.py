@@ -232,6 +232,7 @@ def test_429_carries_the_reset_time_and_the_window_reopens(client_for: Callable[
     assert isinstance(caught.value, RateLimited) and isinstance(caught.value, Unavailable)
     assert (caught.value.status, caught.value.detail) == (429, "Too Many Requests: You have gone above your rate limit")
     assert caught.value.reset_at == window_reset
+    assert caught.value.reset_at is not None
     assert caught.value.rate.remaining == 0
     assert [r["status"] for r in sandbox.requests()] == [200, 200, 200, 429]
     time.sleep(max(0.0, caught.value.reset_at - time.time()) + 0.05)
@@ -249,7 +250,7 @@ def test_an_exhausted_daily_quota_waits_until_utc_midnight(client_for: Callable[
     # The connector reports the quota; when it comes back ("resets at UTC midnight") is the target's row.
     tomorrow = datetime.now(UTC).date() + timedelta(days=1)
     assert isinstance(caught.value, QuotaExceeded) and caught.value.reset_at is None
-    limits = target_limits(Settings(_env_file=None))["synchroteam"]  # type: ignore[call-arg]
+    limits = target_limits(Settings(_env_file=None))["synchroteam"]
     assert quota_reset(limits, time.time()) == float(calendar.timegm(tomorrow.timetuple()))
     assert caught.value.detail == "Too Many Requests: You have gone above your daily quota"
     assert caught.value.rate.quota_remaining == 0

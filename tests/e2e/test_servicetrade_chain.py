@@ -3,7 +3,7 @@ Synchroteam and one Synergist activity; the same change delivered again makes no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -170,8 +170,8 @@ def test_three_shuffled_deliveries_make_one_chain_and_a_repeat_makes_nothing(sta
 
         # customer/list and site/list document no myId filter: list them all and pick.
         customers = [c for c in synchroteam.iter_list("customer") if c["myId"] == "st-company-40"]
-        sites = [s for s in synchroteam.iter_list("site") if s["myId"] == "st-location-36"]
-        jobs = list(synchroteam.iter_list("job", myId=f"st-job-{JOB_ID}"))
+        sites: list[Mapping[str, Any]] = [s for s in synchroteam.iter_list("site") if s["myId"] == "st-location-36"]
+        jobs: list[Mapping[str, Any]] = list(synchroteam.iter_list("job", myId=f"st-job-{JOB_ID}"))
         assert [c["id"] for c in customers] == [35605]  # the seeded customer with that myId, updated
         assert [(s["name"], s["customer"]["myId"]) for s in sites] == [("Salmon Ella's Seafood Shack", "st-company-40")]
         assert [(j["customer"]["myId"], j["site"]["myId"]) for j in jobs] == [("st-company-40", "st-location-36")]

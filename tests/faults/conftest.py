@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ from fieldrelay_cli.devstack import SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER, Stack
 from fieldrelay_cli.embedded_redis import free_port
 from tests.pipeline_waits import PipelineWaits
 
+T = TypeVar("T")
 TOKEN = "fault-token"
 CUSTOMER = "st-company-40"  # seeded in the Synchroteam sandbox; a new job needs a customer
 
@@ -51,7 +52,7 @@ def webhook(entity_ids: list[int], timestamp: int, message_id: str) -> dict[str,
     }
 
 
-def batches(ids: list[int], size: int) -> list[list[int]]:
+def batches(ids: list[T], size: int) -> list[list[T]]:
     return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 

@@ -57,7 +57,8 @@ def trace_steps(handle: FaultStack) -> Counter[str]:
         steps.update(
             f"{step}"
             for step in (
-                entry.split(b'"step":"', 1)[1].split(b'"', 1)[0].decode() for entry in handle.redis.lrange(key, 0, -1)
+                (entry.decode() if isinstance(entry, bytes) else entry).split('"step":"', 1)[1].split('"', 1)[0]
+                for entry in handle.redis.lrange(key, 0, -1)
             )
         )
     return steps

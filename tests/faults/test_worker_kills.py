@@ -71,7 +71,7 @@ def test_random_child_kills_lose_nothing_and_duplicate_no_job(fault_stack):
         killer.stop()
     handle.wait_idle(timeout=60, quiet=2.0)
     elapsed = time.monotonic() - started
-    log = (handle.config.log_dir / "worker1.log").read_text(errors="replace")  # type: ignore[operator]
+    log = (handle.config.log_dir / "worker1.log").read_text(errors="replace")
     interrupted = log.count("Task handler raised error: WorkerLostError")
     # A child killed inside an action leaves that step's lock (fieldrelay/state.py lock_step) to its 120 s lease.
     busy = log.count('"reason":"busy"')

@@ -17,6 +17,7 @@ from fieldrelay.logs import JsonFormatter, logging_config
 from fieldrelay.redaction import Redactor
 from fieldrelay.settings import Settings
 from fieldrelay.state import PipelineState
+from fieldrelay.steps import Step
 from tests.sentry_server import SentryCapture
 
 ROOT = Path(__file__).parents[2]
@@ -65,10 +66,10 @@ def test_a_record_is_one_json_line_with_extras_and_no_secrets(lines):
 
 def test_every_trace_step_logs_one_line_with_event_and_rule(lines, redis_client):
     state = PipelineState(redis_client)
-    state.trace("ev1", "rule.matched", rule="mirror", reason="")
+    state.trace("ev1", Step.RULE_MATCHED, rule="mirror", reason="")
     state.trace(
         "ev1",
-        "action.started",
+        Step.ACTION_STARTED,
         rule="mirror",
         index=0,
         action="synchroteam.job.upsert",

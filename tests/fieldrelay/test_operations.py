@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -13,12 +14,13 @@ from fieldrelay import operations, queries
 from fieldrelay.queues import RUN_ACTION_TASK
 from fieldrelay.redaction import Redactor
 from fieldrelay.state import PipelineState
+from fieldrelay.steps import Step
 from sandbox import servicetrade
 from sandbox.runner import SandboxRunner
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.webhooks import register_webhook, set_webhook_enabled
 
-EVENT = {
+EVENT: dict[str, Any] = {
     "source": "servicetrade",
     "via": "webhook",
     "action": "updated",
@@ -153,9 +155,9 @@ def test_rate_info_is_recorded_for_status(state):
 
 def test_the_event_index_follows_trace_steps(state):
     state.save_event("ev1", EVENT)
-    state.trace("ev1", "event.received", via="webhook")
-    state.trace("ev1", "rule.matched", rule="mirror", reason="")
-    state.trace("ev1", "action.started", rule="mirror", index=0, action="synchroteam.job.upsert")
+    state.trace("ev1", Step.RECEIVED, via="webhook")
+    state.trace("ev1", Step.RULE_MATCHED, rule="mirror", reason="")
+    state.trace("ev1", Step.ACTION_STARTED, rule="mirror", index=0, action="synchroteam.job.upsert")
     state.trace(
         "ev1", "action.failed", rule="mirror", index=0, action="synchroteam.job.upsert", target="synchroteam", error="x"
     )
@@ -168,7 +170,7 @@ def test_the_event_index_follows_trace_steps(state):
     assert [e["id"] for e in queries.list_events(state, queries.EventFilter(source="synergist"))] == ["ev2"]
     assert [e["outcome"] for e in queries.list_events(state, queries.EventFilter(outcome="no match"))] == ["no match"]
     detail = queries.event_detail(state, "ev1")
-    assert [s["step"] for s in detail["trace"]][-1] == "action.failed"
+    assert detail is not None and [s["step"] for s in detail["trace"]][-1] == "action.failed"
     assert queries.event_detail(state, "nope") is None
 
 
@@ -213,9 +215,9 @@ def test_a_bad_time_says_what_is_accepted():
 
 def test_a_retried_step_that_succeeds_clears_the_failed_outcome(state):
     state.save_event("ev1", EVENT)
-    state.trace("ev1", "event.received", via="webhook")
-    state.trace("ev1", "rule.matched", rule="mirror", reason="")
-    state.trace("ev1", "action.failed", rule="mirror", index=0, action="synchroteam.job.upsert", error="x")
+    state.trace("ev1", Step.RECEIVED, via="webhook")
+    state.trace("ev1", Step.RULE_MATCHED, rule="mirror", reason="")
+    state.trace("ev1", Step.ACTION_FAILED, rule="mirror", index=0, action="synchroteam.job.upsert", error="x")
     assert queries.list_events(state)[0]["outcome"] == "failed"
     state.trace("ev1", "action.succeeded", rule="mirror", index=0, action="synchroteam.job.upsert", result={})
     assert queries.list_events(state)[0]["outcome"] == "succeeded"
@@ -287,14 +289,14 @@ def test_a_dead_letter_keeps_the_rendered_request_from_its_trace(redis_client):
     state = PipelineState(redis_client, redactor=Redactor(["api-secret-123"]))
     state.trace(
         "ev1",
-        "action.started",
+        Step.ACTION_STARTED,
         rule="mirror",
         index=0,
         action="http.request",
         params={"url": "https://x/?key=api-secret-123", "headers": {"Authorization": "Bearer z"}},
     )
-    dlq_id = failed(state)
-    assert state.dead_letter_entry(dlq_id)["params"] == {
+    entry = state.dead_letter_entry(failed(state))
+    assert entry is not None and entry["params"] == {
         "url": "https://x/?key=[redacted]",
         "headers": {"Authorization": "[redacted]"},
     }

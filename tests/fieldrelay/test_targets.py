@@ -14,7 +14,7 @@ def test_each_target_has_a_row_with_its_documented_or_configured_limits():
         Settings(
             _env_file=None,
             synergist_rate_limit=30,
-            servicetrade_rate_limit=0,  # type: ignore[call-arg]
+            servicetrade_rate_limit=0,
             synchroteam_domain="acme",
             synergist_user="ops",
         )

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from fieldrelay.state import PipelineState
+from fieldrelay.steps import Step
 from fieldrelay_cli.main import main
 
 ROOT = Path(__file__).parents[2]
@@ -78,8 +79,8 @@ def test_explain_prints_the_stored_trace(redis_url, monkeypatch, capsys):
             "changes": {"status": {"old": "scheduled", "new": "completed"}},
         },
     )
-    state.trace("ev1", "event.received", via="webhook")
-    state.trace("ev1", "rule.skipped", rule="r", reason="when.entity: wanted 'job'")
+    state.trace("ev1", Step.RECEIVED, via="webhook")
+    state.trace("ev1", Step.RULE_SKIPPED, rule="r", reason="when.entity: wanted 'job'")
     monkeypatch.setenv("FIELDRELAY_REDIS_URL", redis_url)
     assert main(["rules", "explain", "ev1"]) == 0
     out = capsys.readouterr().out

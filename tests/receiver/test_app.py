@@ -19,7 +19,7 @@ from receiver.app import MAX_BODY, create_app
 from receiver.spool import Spool
 from workers.actions.registry import action_params
 
-SAMPLE = {
+SAMPLE: dict[str, Any] = {
     "messageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
     "timestamp": "1401833057",
     "data": [

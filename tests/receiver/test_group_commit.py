@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -32,12 +33,13 @@ def test_concurrent_publishes_all_land_and_in_order(redis_url, redis_client):
         calls = 0
         original = client.lpush
 
-        async def counting_lpush(*args: object) -> int:
+        async def counting_lpush(*args: Any) -> int:
             nonlocal calls
             calls += 1
             return await original(*args)
 
-        client.lpush = counting_lpush  # type: ignore[method-assign]
+        # A counting wrapper in place of the bound method; redis types lpush per client flavour.
+        client.lpush = counting_lpush  # type: ignore[method-assign, assignment]
         await asyncio.gather(*(publisher.publish([event(i)]) for i in range(100)))
         await client.aclose()
         return calls

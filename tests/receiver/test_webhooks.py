@@ -27,7 +27,8 @@ def test_changeset_absent_empty_and_present_stay_distinct():
     by_id = {e.entity.id: e for e in to_events(parse_message(SAMPLE))}
     assert by_id[34872].changes is None
     assert by_id[9623].changes == {}
-    assert by_id[35769].changes["status"].new == "completed"
+    changes = by_id[35769].changes
+    assert changes is not None and changes["status"].new == "completed"
 
 
 def test_duplicate_deliveries_normalize_to_the_same_event_ids():

@@ -125,7 +125,7 @@ def make_event() -> Callable[..., ChangeEvent]:
         return ChangeEvent(
             source=source,
             via=via,
-            action=action,  # type: ignore[arg-type]
+            action=action,
             entity=EntityRef(type=entity, id=id),
             occurred_at=1401833052,
             changes=fields,

@@ -424,7 +424,7 @@ def test_anchors_and_merge_keys_point_at_where_the_value_is_written(load_errors,
     ]
 
 
-JUNK = [
+JUNK: list[Any] = [
     None,
     True,
     0,

@@ -10,8 +10,8 @@ from pydantic import TypeAdapter
 
 from fieldrelay.events import ChangeEvent, EntityRef, FieldChange
 from rules.context import LazyEntity
-from rules.models import When
 from rules.trigger import EventView, Trigger
+from rules.when import When
 
 WHEN: TypeAdapter[Any] = TypeAdapter(When)
 FIELDS = ["status", "type", "source.status"]

@@ -103,9 +103,12 @@ def test_st_webhook_crud(st: TestClient) -> None:
 def test_st_webhook_message_matches_the_documented_sample(st: TestClient, example: str, changesets: bool) -> None:
     received: list[dict[str, Any]] = []
     app_state = st.app.state.sandbox  # type: ignore[attr-defined]
-    app_state.dispatcher.transport = httpx.MockTransport(
-        lambda request: received.append(json.loads(request.content)) or httpx.Response(200)
-    )
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        received.append(json.loads(request.content))
+        return httpx.Response(200)
+
+    app_state.dispatcher.transport = httpx.MockTransport(receive)
     st.post("/api/auth", json={"username": "joeuser", "password": "joepassword"})
     st.post(
         "/api/webhook", json={"hookUrl": "http://www.example.com/catcher?xuid=2346", "includeChangesets": changesets}

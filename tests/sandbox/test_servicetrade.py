@@ -189,7 +189,8 @@ def test_reset_restores_the_seed(st_client: TestClient, st_app: Any) -> None:
     st_client.put("/api/job/35770", json={"status": "completed"})
     assert st_client.post("/_sandbox/reset").status_code == 204
     state: servicetrade.ServiceTradeState = st_app.state.sandbox
-    assert state.get("job", 35770)["status"] == "scheduled"
+    job = state.get("job", 35770)
+    assert job is not None and job["status"] == "scheduled"
     assert state.sessions == {}
 
 

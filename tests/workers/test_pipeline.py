@@ -389,7 +389,8 @@ def test_entities_of_polled_systems_are_fetched_from_their_own_api():
     activity = ChangeEvent(
         source="synergist", via="poll", action="created", entity=EntityRef(type="activity", id=6712), occurred_at=1
     )
-    assert fetch_entity(activity, clients)["activitySubject"] == "Visit"
+    record = fetch_entity(activity, clients)
+    assert record is not None and record.get("activitySubject") == "Visit"
     gone = job.model_copy(update={"entity": EntityRef(type="customer", id=9)})
     assert fetch_entity(gone, clients) is None  # 404: the record is gone
     assert seen[0] == "/api/v3/job/details?id=265_1"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, cast, overload
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
 
+from workers.connectors import servicetrade_records as records
 from workers.connectors.errors import (
     AuthFailed,
     ConnectorError,
@@ -131,20 +132,57 @@ class ServiceTradeClient:
     def close(self) -> None:
         self._http.close()
 
-    def get(self, uri_or_path: str, **params: Any) -> dict[str, Any]:
-        """The ``data`` of ``GET`` on an entity uri (absolute or not) or an API path."""
-        return _dict(self._call("GET", api_path(uri_or_path), params=params or None))
+    def get(self, uri_or_path: str, **params: Any) -> records.ServiceTradeEntity:
+        """The ``data`` of ``GET`` on an entity uri (absolute or not) or an API path.
 
-    def get_entity(self, entity_type: str, entity_id: int | str) -> dict[str, Any]:
+        Seed 002, "Getting Started": the record is in ``data``, and records link each other by absolute
+        ``uri``. Typed as the entity record the worker reads through it; a list path answers ``data``
+        with its named array instead ("Pagination").
+        """
+        return cast(records.ServiceTradeEntity, _dict(self._call("GET", api_path(uri_or_path), params=params or None)))
+
+    def heartbeat(self) -> records.Heartbeat:
+        """``GET /``: the API version and the server's clock (seed 002, "Heartbeat")."""
+        return cast(records.Heartbeat, _dict(self._call("GET", "/")))
+
+    @overload
+    def get_entity(self, entity_type: Literal["job"], entity_id: int | str) -> records.Job: ...
+    @overload
+    def get_entity(self, entity_type: Literal["appointment"], entity_id: int | str) -> records.Appointment: ...
+    @overload
+    def get_entity(self, entity_type: Literal["location"], entity_id: int | str) -> records.Location: ...
+    @overload
+    def get_entity(self, entity_type: Literal["company"], entity_id: int | str) -> records.Company: ...
+    @overload
+    def get_entity(self, entity_type: Literal["contact"], entity_id: int | str) -> records.Contact: ...
+    @overload
+    def get_entity(self, entity_type: Literal["invoice"], entity_id: int | str) -> records.Invoice: ...
+    @overload
+    def get_entity(self, entity_type: Literal["quote"], entity_id: int | str) -> records.Quote: ...
+    @overload
+    def get_entity(self, entity_type: Literal["deficiency"], entity_id: int | str) -> records.Deficiency: ...
+    @overload
+    def get_entity(self, entity_type: Literal["asset"], entity_id: int | str) -> records.Asset: ...
+    @overload
+    def get_entity(self, entity_type: Literal["user"], entity_id: int | str) -> records.User: ...
+    @overload
+    def get_entity(self, entity_type: Literal["attachment"], entity_id: int | str) -> records.Attachment: ...
+    @overload
+    def get_entity(self, entity_type: Literal["servicerequest"], entity_id: int | str) -> records.ServiceRequest: ...
+    @overload
+    def get_entity(self, entity_type: str, entity_id: int | str) -> records.ServiceTradeEntity: ...
+    def get_entity(self, entity_type: str, entity_id: int | str) -> records.ServiceTradeEntity:
+        """``GET /{entity_type}/{id}``: the record of seed 002's "Returned Elements" for that resource."""
         return self.get(f"/{entity_type}/{entity_id}")
 
-    def iter_list(self, entity_type: str, **filters: Any) -> Iterator[dict[str, Any]]:
+    def iter_list(self, entity_type: str, **filters: Any) -> Iterator[records.ServiceTradeEntity]:
         """Every record of a list, page after page.
 
         Jobs without ``status`` (and without ``number``) yield ``status=all`` and then
         ``status=canceled``: the API would otherwise default to ``scheduled``, and ``all``
         leaves canceled jobs out. Appointments default to every status (the API drops
         ``unscheduled``); locations ask for the maximum ``limit`` instead of the default 10.
+        Seed 002: "Job" and "Appointment" Query Params (``status``), "Location" (``limit``).
         """
         if entity_type == "job" and "status" not in filters and "number" not in filters:
             yield from self._pages("job", {**filters, "status": "all"})
@@ -156,7 +194,8 @@ class ServiceTradeClient:
             filters.setdefault("limit", 5000)
         yield from self._pages(entity_type, filters)
 
-    def _pages(self, entity_type: str, filters: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    def _pages(self, entity_type: str, filters: Mapping[str, Any]) -> Iterator[records.ServiceTradeEntity]:
+        """Seed 002, "Pagination": ``data`` holds ``totalPages``, ``page`` (from 1) and a named array."""
         page = 1
         while True:
             data = _dict(self._call("GET", f"/{entity_type}", params={**filters, "page": page}))
@@ -164,7 +203,7 @@ class ServiceTradeClient:
             rows = data.get(key) if key else None
             if rows is None:
                 rows = next((v for v in data.values() if isinstance(v, list)), [])
-            yield from rows
+            yield from cast(list[records.ServiceTradeEntity], rows)
             if not rows or page >= int(data.get("totalPages") or 1):
                 return
             page += 1
@@ -185,22 +224,26 @@ class ServiceTradeClient:
     def update_appointment(self, appointment_id: int | str, fields: Mapping[str, Any]) -> dict[str, Any]:
         return _dict(self._call("PUT", f"/appointment/{appointment_id}", json=dict(fields)))
 
-    def create_webhook(self, hook_url: str, enabled: bool = True, include_changesets: bool = True) -> dict[str, Any]:
+    def create_webhook(self, hook_url: str, enabled: bool = True, include_changesets: bool = True) -> records.Webhook:
+        """``POST /webhook`` with ``hookUrl`` (required), ``enabled``, ``includeChangesets``: the new webhook
+        (seed 002, "Webhook"; it starts ``"confirmed": false``)."""
         body = {"hookUrl": hook_url, "enabled": enabled, "includeChangesets": include_changesets}
-        return _dict(self._call("POST", "/webhook", json=body))
+        return cast(records.Webhook, _dict(self._call("POST", "/webhook", json=body)))
 
-    def list_webhooks(self) -> list[dict[str, Any]]:
-        return list(self._pages("webhook", {}))
+    def list_webhooks(self) -> list[records.Webhook]:
+        """``GET /webhook``: ``data.webhooks`` on every page (seed 002, "Webhook")."""
+        return cast(list[records.Webhook], list(self._pages("webhook", {})))
 
     def update_webhook(
         self, webhook_id: int | str, *, enabled: bool | None = None, include_changesets: bool | None = None
-    ) -> dict[str, Any]:
+    ) -> records.Webhook:
+        """``PUT /webhook/{id}`` with ``enabled`` and/or ``includeChangesets`` (seed 002, "Webhook")."""
         body: dict[str, Any] = {}
         if enabled is not None:
             body["enabled"] = enabled
         if include_changesets is not None:
             body["includeChangesets"] = include_changesets
-        return _dict(self._call("PUT", f"/webhook/{webhook_id}", json=body))
+        return cast(records.Webhook, _dict(self._call("PUT", f"/webhook/{webhook_id}", json=body)))
 
     def delete_webhook(self, webhook_id: int | str) -> None:
         self._call("DELETE", f"/webhook/{webhook_id}")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 import httpx
 from pydantic import SecretStr
 
+from workers.connectors import synchroteam_records as records
 from workers.connectors.errors import (
     AuthFailed,
     ConnectorError,
@@ -131,9 +132,27 @@ class SynchroteamClient:
     def upsert_activity(self, activity: Mapping[str, Any]) -> dict[str, Any]:
         return self.send("activity", activity)
 
-    def details(self, kind: str, **key: str | int) -> dict[str, Any]:
-        """One record by ``id``, ``myId`` or ``num`` (``name``/``email`` where documented)."""
-        return self._dict(self._call("GET", f"/api/v3/{kind}/details", params=_key(key)))
+    @overload
+    def details(self, kind: Literal["job"], **key: str | int) -> records.Job: ...
+    @overload
+    def details(self, kind: Literal["customer"], **key: str | int) -> records.Customer: ...
+    @overload
+    def details(self, kind: Literal["site"], **key: str | int) -> records.Site: ...
+    @overload
+    def details(self, kind: Literal["equipment"], **key: str | int) -> records.Equipment: ...
+    @overload
+    def details(self, kind: Literal["activity"], **key: str | int) -> records.Activity: ...
+    @overload
+    def details(self, kind: str, **key: str | int) -> records.SynchroteamRecord: ...
+    def details(self, kind: str, **key: str | int) -> records.SynchroteamRecord:
+        """One record by ``id``, ``myId`` or ``num`` (``name``/``email`` where documented).
+
+        Seed 000, "Retrieve a job" (and a customer, site, equipment, activity): ``GET /api/v3/<kind>/details``
+        answers the object itself, or 404 for a missing record.
+        """
+        return cast(
+            records.SynchroteamRecord, self._dict(self._call("GET", f"/api/v3/{kind}/details", params=_key(key)))
+        )
 
     def delete(self, kind: str, **key: str | int) -> Any:
         return self._call("DELETE", f"/api/v3/{kind}/delete", params=_key(key))
@@ -144,8 +163,12 @@ class SynchroteamClient:
         changed_since: datetime | None = None,
         page_size: int = MAX_PAGE_SIZE,
         **filters: Any,
-    ) -> Iterator[dict[str, Any]]:
-        """Every record of ``kind/list``, page after page; ``changed_since`` is sent as UTC."""
+    ) -> Iterator[records.SynchroteamRecord]:
+        """Every record of ``kind/list``, page after page; ``changed_since`` is sent as UTC.
+
+        Seed 000, "Pagination": ``page`` from 1, ``pageSize`` up to 100, rows in ``data``; "List customers"
+        and the other lists: ``changedSince`` is "modified after the UTC date+time".
+        """
         params = dict(filters, pageSize=max(1, min(page_size, MAX_PAGE_SIZE)))
         if changed_since is not None:
             # [INCONS] the customer curl sample says changedFrom; every parameter table says changedSince.
@@ -154,7 +177,7 @@ class SynchroteamClient:
         while True:
             body = self._call("GET", f"/api/v3/{kind}/list", params=dict(params, page=page))
             rows = (body.get("data") or []) if isinstance(body, dict) else (body or [])
-            yield from rows
+            yield from cast(list[records.SynchroteamRecord], rows)
             total = body.get("recordsTotal") if isinstance(body, dict) else None
             seen = (page - 1) * params["pageSize"] + len(rows)
             if not rows or len(rows) < params["pageSize"] or (total is not None and seen >= total):

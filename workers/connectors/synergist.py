@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, quote_plus
 
 import httpx
 from pydantic import SecretStr
 
+from workers.connectors import synergist_records as records
 from workers.connectors.errors import (
     AuthFailed,
     ConnectorError,
@@ -129,12 +130,14 @@ class SynergistClient:
     def delete_activity(self, activity_id: int) -> dict[str, Any]:
         return self.write("activities", "delete", {"activityID": activity_id})
 
-    def activity(self, activity_id: int) -> dict[str, Any]:
-        return self._one("activities", "activitydetails", activityid=activity_id)
+    def activity(self, activity_id: int) -> records.Activity:
+        """Seed 001, "Activity details": ``modelstructure=activitydetails&activityid=``, one row of ``data``."""
+        return cast(records.Activity, self._one("activities", "activitydetails", activityid=activity_id))
 
-    def iter_activities(self, timestamp_from: int | str | None = None, **filters: Any) -> Iterator[dict[str, Any]]:
+    def iter_activities(self, timestamp_from: int | str | None = None, **filters: Any) -> Iterator[records.Activity]:
+        """Seed 001, "Using data models": the ``activitylist`` model, page after page."""
         filters.setdefault("view", "-1700")
-        return self.iter_list("activities", "activitylist", timestamp_from, **filters)
+        return cast(Iterator[records.Activity], self.iter_list("activities", "activitylist", timestamp_from, **filters))
 
     def create_job(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """From a template: needs ``varJobTemplate`` and ``jobClientCode``."""
@@ -143,12 +146,14 @@ class SynergistClient:
     def update_job(self, job_number: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         return self.write("jobs", "update", {**fields, "jobNumber": job_number})
 
-    def job(self, job_number: str) -> dict[str, Any]:
-        return self._one("jobs", "jobdetails", job=job_number)
+    def job(self, job_number: str) -> records.Job:
+        """Seed 001, "Job details": ``modelstructure=jobdetails&job=1/00000510``, one row of ``data``."""
+        return cast(records.Job, self._one("jobs", "jobdetails", job=job_number))
 
-    def iter_jobs(self, timestamp_from: int | str | None = None, **filters: Any) -> Iterator[dict[str, Any]]:
+    def iter_jobs(self, timestamp_from: int | str | None = None, **filters: Any) -> Iterator[records.Job]:
+        """Seed 001, "List jobs": the ``jobslist`` model, page after page."""
         filters.setdefault("view", "-1303")
-        return self.iter_list("jobs", "jobslist", timestamp_from, **filters)
+        return cast(Iterator[records.Job], self.iter_list("jobs", "jobslist", timestamp_from, **filters))
 
     def create_booking(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         return self.write("calendar", "create", fields)

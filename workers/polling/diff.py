@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -13,7 +13,7 @@ def _canonical(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
 
 
-def comparable(record: dict[str, Any], ignore: Iterable[str]) -> dict[str, Any]:
+def comparable(record: Mapping[str, Any], ignore: Iterable[str]) -> dict[str, Any]:
     """The record without its volatile fields (`updated`, `dateModified`, version numbers...)."""
     skip = set(ignore)
     return {k: v for k, v in record.items() if k not in skip}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -12,7 +12,7 @@ class Record:
     """A record as listed; `modified_at`/`created_at` are Unix seconds, None where the API has none."""
 
     id: int | str
-    data: dict[str, Any]
+    data: Mapping[str, Any]  # the record as its connector returned it (its API's TypedDict)
     modified_at: int | None
     created_at: int | None = None
     deleted: bool = False

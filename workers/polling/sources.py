@@ -15,14 +15,16 @@ from __future__ import annotations
 import calendar
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from workers.connectors.errors import NotFound
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.connectors.synchroteam import SynchroteamClient, parse_job_date
+from workers.connectors.synchroteam_records import SynchroteamRecord
 from workers.connectors.synergist import SynergistClient
+from workers.connectors.synergist_records import SynergistRecord
 from workers.polling.clients import PollClients
 from workers.polling.config import PollerSpec
 from workers.polling.record import Record, Source
@@ -49,7 +51,7 @@ class ServiceTradeSource:
 
     def clock(self) -> int:
         # The server's clock, not ours: the first window and the webhook grace are then skew-free.
-        server = _int(self.client.get("/").get("serverTime"))
+        server = _int(self.client.heartbeat().get("serverTime"))
         return server if server is not None else int(time.time())
 
     def fetch(self, since: int, full: bool) -> Iterator[Record]:
@@ -94,7 +96,7 @@ class SynchroteamSource:
     def clock(self) -> int:
         return int(time.time())
 
-    def _record(self, row: dict[str, Any], deleted: bool = False) -> Record:
+    def _record(self, row: SynchroteamRecord, deleted: bool = False) -> Record:
         return Record(
             row["id"],
             row,
@@ -158,8 +160,9 @@ class SynergistSource:
     def clock(self) -> int:
         return int(time.time())
 
-    def _record(self, row: dict[str, Any]) -> Record:
-        return Record(row[self.key], row, _int(row.get(self.stamp)))
+    def _record(self, row: SynergistRecord) -> Record:
+        fields: Mapping[str, Any] = row  # which fields are the key and the stamp depends on the entity
+        return Record(fields[self.key], row, _int(fields.get(self.stamp)))
 
     def fetch(self, since: int, full: bool) -> Iterator[Record]:
         rows = int(self.options.get("page_size", 100))

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 
 from fieldrelay.settings import Settings
 from fieldrelay.state import PipelineState
+from fieldrelay.steps import Step
 from receiver.app import create_app
 from workers.actions.registry import action_params
 
@@ -59,17 +60,19 @@ def state(redis_url) -> PipelineState:
 
 
 def csrf(page: str) -> str:
-    return re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert match is not None, "no csrf field in the page"
+    return match.group(1)
 
 
 def failed_event(state: PipelineState) -> str:
     state.save_event("ev1", EVENT)
     state.save_rule("d1", {"name": "mirror"})
-    state.trace("ev1", "event.received", via="webhook")
-    state.trace("ev1", "rule.matched", rule="mirror", reason="")
+    state.trace("ev1", Step.RECEIVED, via="webhook")
+    state.trace("ev1", Step.RULE_MATCHED, rule="mirror", reason="")
     state.trace(
         "ev1",
-        "action.started",
+        Step.ACTION_STARTED,
         rule="mirror",
         index=0,
         action="synchroteam.job.upsert",
@@ -77,7 +80,7 @@ def failed_event(state: PipelineState) -> str:
     )
     state.trace(
         "ev1",
-        "action.failed",
+        Step.ACTION_FAILED,
         rule="mirror",
         index=0,
         action="synchroteam.job.upsert",

@@ -40,7 +40,7 @@ def apis() -> FakeApis:
 @pytest.fixture
 def clients(apis: FakeApis) -> SettingsClients:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         servicetrade_base_url="https://st.test/api",
         servicetrade_username="bot",
         servicetrade_password=SecretStr("st-pass"),

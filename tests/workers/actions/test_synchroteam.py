@@ -29,7 +29,12 @@ def test_job_upsert_sends_only_given_fields(
     apis: FakeApis, clients: SettingsClients, make_context: Callable[..., ActionContext]
 ) -> None:
     apis.responder = lambda r: httpx.Response(200, json={"id": "265_1", "num": 3, "myId": "st-34872"})
-    params = {"myId": "st-34872", "description": "Fix", "priority": "high", "customer": {"myId": "st-39"}}
+    params: dict[str, object] = {
+        "myId": "st-34872",
+        "description": "Fix",
+        "priority": "high",
+        "customer": {"myId": "st-39"},
+    }
     result = run("synchroteam.job.upsert", params, clients, make_context())
     assert result["id"] == "265_1"
     assert apis.requests[0].url.path == "/api/v3/job/send"
@@ -79,7 +84,7 @@ def test_activity_upsert_reuses_the_linked_id(
 ) -> None:
     apis.responder = lambda r: httpx.Response(200, json={"id": 5697, **json.loads(r.content)})
     store = MemoryLinkStore()
-    params = {
+    params: dict[str, object] = {
         "activityType": {"id": 596},
         "dateStart": "2018-01-01 14:22",
         "dateEnd": "2018-01-01 14:50",

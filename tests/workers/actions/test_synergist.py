@@ -41,7 +41,7 @@ def synergist_fake(request: httpx.Request) -> httpx.Response:
     area, action = request.url.path.removeprefix("/jsonapi/"), p.get("action")
     if action is None:  # details read
         return envelope({"activityID": 6743, "activityRecordVersionNumber": 4})
-    row = {
+    rows: dict[tuple[str, str | None], dict[str, Any]] = {
         ("activities.json", "create"): {"activityID": 6743, "activityRecordVersionNumber": 1},
         ("activities.json", "update"): {"activityID": 6743, "activityRecordVersionNumber": 5},
         ("activities.json", "delete"): {"activityID": 6743},
@@ -52,8 +52,8 @@ def synergist_fake(request: httpx.Request) -> httpx.Response:
         ("calendar.json", "delete"): {"calDiaryInternal": 56570},
         ("tspending.json", "create"): {"tspEntryNo": 3636},
         ("tspending.json", "update"): {"tspEntryNo": 3636},
-    }[(area, action)]
-    return envelope(row)
+    }
+    return envelope(rows[(area, action)])
 
 
 def test_activity_create_twice_updates_the_first(

@@ -7,7 +7,7 @@ import pickle
 import httpx
 import pytest
 
-from workers.connectors.errors import AuthFailed, NotFound, RateLimited, Rejected, Unavailable
+from workers.connectors.errors import AuthFailed, ConnectorError, NotFound, RateLimited, Rejected, Unavailable
 from workers.connectors.outbound import (
     OutboundClient,
     OutboundNotFound,
@@ -49,7 +49,7 @@ def test_text_answers_come_back_as_text() -> None:
         (503, OutboundUnavailable, Unavailable),
     ],
 )
-def test_statuses_map_to_typed_errors(status: int, cls: type, generic: type) -> None:
+def test_statuses_map_to_typed_errors(status: int, cls: type[ConnectorError], generic: type) -> None:
     response = httpx.Response(status, headers={"Retry-After": "5", "Location": "https://elsewhere.test/"})
     client = OutboundClient(transport=httpx.MockTransport(lambda r: response))
     token = "Bearer very-secret-token"

@@ -209,7 +209,7 @@ def test_job_actions_and_webhooks() -> None:
         (429, ServiceTradeRateLimited, RateLimited),
     ],
 )
-def test_status_codes_map_to_typed_errors(status: int, cls: type, generic: type) -> None:
+def test_status_codes_map_to_typed_errors(status: int, cls: type[ServiceTradeError], generic: type) -> None:
     fake = FakeServiceTrade()
     body = {"messages": {"error": ["bad"], "validation": {"customerPo": ["Too long"]}}}
     fake.routes[("PUT", "/job/5")] = lambda r: httpx.Response(status, json=body, headers={"Retry-After": "30"})
@@ -221,7 +221,7 @@ def test_status_codes_map_to_typed_errors(status: int, cls: type, generic: type)
     clone = pickle.loads(pickle.dumps(err))
     assert type(clone) is cls and clone.detail == err.detail
     if status == 429:
-        assert clone.reset_at is not None
+        assert isinstance(clone, RateLimited) and clone.reset_at is not None
 
 
 @pytest.mark.parametrize("exc", [httpx.ConnectError("refused"), httpx.ConnectTimeout("slow")])

@@ -12,9 +12,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from workers.connectors.errors import AuthFailed, NotFound, QuotaExceeded, RateLimited, Rejected, Unavailable
+from workers.connectors.errors import AuthFailed, NotFound, QuotaExceeded, RateInfo, RateLimited, Rejected, Unavailable
 from workers.connectors.synchroteam import (
-    RateInfo,
     SynchroteamAuthFailed,
     SynchroteamClient,
     SynchroteamError,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -79,7 +80,12 @@ def test_password_hash_is_fetched_as_a_secret() -> None:
 
 def test_sha512_password_replaces_the_password() -> None:
     seen: list[httpx.URL] = []
-    client = make_client(lambda r: seen.append(r.url) or ok(), sha512password=SecretStr("e9a7" * 32))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        return ok()
+
+    client = make_client(handler, sha512password=SecretStr("e9a7" * 32))
     client.call("system", "version")
     assert seen[0].params["sha512password"] == "e9a7" * 32 and "password" not in seen[0].params
 
@@ -96,7 +102,8 @@ def test_jobs_bookings_timesheets_and_lookups() -> None:
     client = make_client(handler)
     client.create_job({"varJobTemplate": "8/00800001", "jobClientCode": "8/1244"})
     client.update_job("1/00008772", {"jobDescription": "x"})
-    assert client.job("1/00000510")["echo"]["job"] == "1/00000510"
+    job: Mapping[str, Any] = client.job("1/00000510")  # the fake echoes the query back
+    assert job["echo"]["job"] == "1/00000510"
     client.create_booking({"calTimeSummaryInternal": "1005543"})
     client.update_booking(56566, {"calAllDay": "false"})
     client.delete_booking(56568)
@@ -222,7 +229,7 @@ def test_update_activity_other_rejections_are_not_retried() -> None:
     ],
 )
 def test_errors_are_typed_and_never_show_the_password(
-    response: httpx.Response, cls: type, generic: type, code: str
+    response: httpx.Response, cls: type[SynergistError], generic: type, code: str
 ) -> None:
     client = make_client(lambda r: response)
     with pytest.raises(cls) as info:

@@ -53,7 +53,7 @@ class Sandboxes:
 
 def start_sandboxes(**synchroteam_limits: Any) -> Sandboxes:
     clocks = {name: Clock() for name in ("servicetrade", "synchroteam", "synergist")}
-    states = {
+    states: dict[str, Any] = {
         "servicetrade": ServiceTradeState(clock=clocks["servicetrade"]),
         "synchroteam": SynchroteamState(clock=clocks["synchroteam"]),
         "synergist": SynergistState(clock=clocks["synergist"]),

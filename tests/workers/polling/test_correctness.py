@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -95,7 +96,7 @@ def test_equal_timestamps_across_a_page_boundary_lose_nothing(
     sandboxes.clocks[system].frozen = float(cap.context.store.cursor(spec.name).position)
     sync = synchroteam_client
 
-    def create(n: int) -> object:
+    def create(n: int) -> Any:  # a ServiceTrade job id (int) or a Synchroteam one (str)
         if system == "servicetrade":
             return httpx.post(
                 sandboxes.control("servicetrade", "/entities/job"),
