@@ -93,7 +93,9 @@ def test_equal_timestamps_across_a_page_boundary_lose_nothing(
     # The changes below must land in the very second the first run left its cursor at. ServiceTrade's
     # poller reads the server's (frozen) clock, Synchroteam's reads ours: when our clock crossed a second
     # between the freeze and that run, the cursor sat a second past the changes and nothing paged.
-    sandboxes.clocks[system].frozen = float(cap.context.store.cursor(spec.name).position)
+    cursor = cap.context.store.cursor(spec.name)
+    assert cursor is not None
+    sandboxes.clocks[system].frozen = float(cursor.position)
     sync = synchroteam_client
 
     def create(n: int) -> Any:  # a ServiceTrade job id (int) or a Synchroteam one (str)
