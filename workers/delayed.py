@@ -68,21 +68,39 @@ class DelayedTasks:
 
 
 class DelayedMover(threading.Thread):
-    """A daemon thread in each worker's main process; several movers are safe (the script is atomic)."""
+    """A daemon thread in each worker's main process; several movers are safe (the script is atomic).
 
-    def __init__(self, delayed: DelayedTasks, interval: float = 0.25) -> None:
+    While Redis is unreachable it backs off (doubling up to `max_backoff`) and logs only the
+    change of state: one warning when moving stops, one line when it works again.
+    """
+
+    def __init__(self, delayed: DelayedTasks, interval: float = 0.25, max_backoff: float = 10.0) -> None:
         super().__init__(name="fieldrelay-delayed-mover", daemon=True)
         self.delayed = delayed
         self.interval = interval
+        self.max_backoff = max_backoff
+        self.failures = 0
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        while not self.stopping.wait(self.interval):
-            try:
-                while self.delayed.move_due() >= 500:
-                    pass
-            except redis.RedisError as exc:
-                log.warning("delayed tasks not moved this round: %s", exc)
+        wait = self.interval
+        while not self.stopping.wait(wait):
+            wait = self.step()
+
+    def step(self) -> float:
+        """Move every due task once; returns how long to wait before the next round."""
+        try:
+            while self.delayed.move_due() >= 500:
+                pass
+        except redis.RedisError as exc:
+            self.failures += 1
+            if self.failures == 1:
+                log.warning("delayed tasks are not moving, Redis is unreachable (retrying with backoff): %s", exc)
+            return min(self.max_backoff, self.interval * 2**self.failures)
+        if self.failures:
+            log.info("delayed tasks are moving again after %d failed rounds", self.failures)
+            self.failures = 0
+        return self.interval
 
     def stop(self) -> None:
         self.stopping.set()

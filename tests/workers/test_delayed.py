@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import time
 
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from fieldrelay_cli.embedded_redis import free_port
 from workers.delayed import DelayedMover, DelayedTasks
 
 
@@ -56,3 +62,21 @@ def test_mover_thread_releases_when_due(redis_client):
     finally:
         mover.stop()
         mover.join()
+
+
+def test_an_unreachable_redis_is_logged_once_and_backed_off_then_recovery_once(redis_client, caplog):
+    """The mover ran every 250 ms and logged each failed round (196 lines a minute with Redis down)."""
+    port = free_port()  # nothing listens here
+    down = redis.Redis(port=port, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    mover = DelayedMover(DelayedTasks(down), interval=0.25, max_backoff=10.0)
+    with caplog.at_level(logging.INFO, logger="fieldrelay.delayed"):
+        waits = [mover.step() for _ in range(8)]
+        mover.delayed = DelayedTasks(redis_client)  # Redis is back
+        after = [mover.step(), mover.step()]
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+    assert after == [0.25, 0.25]
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("delayed tasks are not moving, Redis is unreachable")
+    assert messages[1] == "delayed tasks are moving again after 8 failed rounds"
+    down.close()
