@@ -1,5 +1,8 @@
 """Structured logs: one JSON object per line, with `event_id` and `rule` when known, secrets masked.
 
+`FIELDRELAY_LOG_FORMAT=text` writes the same records as one readable line each, for a person at a
+terminal; JSON is the default, and what `fieldrelay run` writes to `var/logs/`.
+
 `grep '"event_id": "<id>"'` across the receiver's and workers' logs follows one event end to end:
 every trace step is logged once (`fieldrelay.trace`, from `fieldrelay.metrics.observe`).
 
@@ -11,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import sys
 import time
 import traceback
+from types import TracebackType
 from typing import Any
 
 import orjson
@@ -63,19 +68,43 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(self.redactor.scrub(out), default=str).decode()
 
 
-def logging_config(settings: Settings | None = None, level: str = "INFO") -> dict[str, Any]:
-    """A `logging.config.dictConfig` mapping: JSON to stderr for our loggers, uvicorn's and Celery's.
+class TextFormatter(JsonFormatter):
+    """The same record as one readable line: `12:00:01 INFO fieldrelay.trace: action.started event_id=ab12`.
 
-    uvicorn applies it in each of its worker processes (`uvicorn.run(log_config=...)`).
+    >>> record = logging.makeLogRecord({"msg": "token=s3cret-token", "event_id": "ab12", "name": "x"})
+    >>> TextFormatter(Redactor(["s3cret-token"])).format(record)[13:]
+    'INFO x: token=[redacted] event_id=ab12'
     """
-    formatter: dict[str, Any] = {"()": JsonFormatter}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = orjson.loads(super().format(record))
+        head = f"{out.pop('time')[11:23]} {out.pop('level')} {out.pop('logger')}: {out.pop('message')}"
+        exception = out.pop("exception", None)
+        extras = " ".join(f"{k}={v if isinstance(v, str) else orjson.dumps(v).decode()}" for k, v in out.items())
+        line = f"{head} {extras}" if extras else head
+        return f"{line}\n{exception}" if exception else line
+
+
+FORMATTERS: dict[str, type[JsonFormatter]] = {"json": JsonFormatter, "text": TextFormatter}
+
+
+def logging_config(settings: Settings | None = None, level: str = "INFO") -> dict[str, Any]:
+    """A `logging.config.dictConfig` mapping: one format to stderr for our loggers, uvicorn's and Celery's.
+
+    The format is `settings.log_format` (json or text). uvicorn applies the mapping in each of its
+    worker processes (`uvicorn.run(log_config=...)`).
+    """
+    kind = settings.log_format if settings is not None else _format_from_environment()
+    formatter: dict[str, Any] = {"()": FORMATTERS[kind]}
     if settings is not None:
         formatter["redactor"] = redactor_for(settings)
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": formatter},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "formatters": {"fieldrelay": formatter},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "fieldrelay", "stream": "ext://sys.stderr"}
+        },
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {
             # uvicorn's own handlers print plain text; route them through the root instead.
@@ -85,5 +114,22 @@ def logging_config(settings: Settings | None = None, level: str = "INFO") -> dic
     }
 
 
+def _format_from_environment() -> str:
+    try:
+        return load_settings().log_format
+    except Exception:  # an invalid setting is reported by the command that loads the settings
+        return "json"
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    logging.getLogger("fieldrelay.uncaught").critical("uncaught %s", kind.__name__, exc_info=(kind, exc, tb))
+
+
 def setup_logging(settings: Settings | None = None, level: str = "INFO") -> None:
+    """Every record of this process in one format, Python's warnings and uncaught exceptions included."""
     logging.config.dictConfig(logging_config(settings, level))
+    logging.captureWarnings(True)  # warnings.warn (Celery's SecurityWarning as root, say) -> logger py.warnings
+    sys.excepthook = _log_uncaught

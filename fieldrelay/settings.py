@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -103,6 +103,15 @@ class Settings(BaseSettings):
         default=60, ge=0, description="ServiceTrade changes younger than this are left to their webhook."
     )
     poll_config: Path | None = Field(default=None, description="Optional YAML file tuning each poller.")
+
+    # How processes log, and where `fieldrelay receiver|sandbox|run` listen (their --port options win).
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one JSON object per line; text: one readable line per record."
+    )
+    receiver_port: int = Field(default=8000, ge=1, le=65535, description="Port of `fieldrelay receiver` and `run`.")
+    sandbox_servicetrade_port: int = Field(default=8781, ge=1, le=65535, description="ServiceTrade sandbox port.")
+    sandbox_synchroteam_port: int = Field(default=8782, ge=1, le=65535, description="Synchroteam sandbox port.")
+    sandbox_synergist_port: int = Field(default=8783, ge=1, le=65535, description="Synergist sandbox port.")
 
     @field_validator("redis_url")
     @classmethod

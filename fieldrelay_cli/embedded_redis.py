@@ -90,6 +90,10 @@ class EmbeddedRedis:
         self.stop()
         raise EmbeddedRedisError(f"redis-server did not answer on port {self.port} within {timeout}s")
 
+    def returncode(self) -> int | None:
+        """The server's exit code once it has died; None while it runs (or before it starts)."""
+        return self.proc.poll() if self.proc is not None else None
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()

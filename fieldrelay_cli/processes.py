@@ -12,18 +12,26 @@ import uvicorn
 from fieldrelay.logs import logging_config, setup_logging
 from fieldrelay.queues import ALL_QUEUES
 from fieldrelay_cli.common import settings_or_exit, with_redis
-from fieldrelay_cli.devstack import run_stack
+from fieldrelay_cli.devstack import RunOptions, run_stack
+from fieldrelay_cli.ports import PortTakenError, check_ports
 from fieldrelay_cli.supervise import supervise
 from sandbox.server import serve
 
 
 def cmd_receiver(args: argparse.Namespace) -> int:
-    settings = with_redis(settings_or_exit())
+    settings = settings_or_exit()
+    setup_logging(settings)
+    port = args.port or settings.receiver_port
+    try:
+        check_ports(args.host, {"receiver": (port, "--port or FIELDRELAY_RECEIVER_PORT")})
+    except PortTakenError as exc:
+        sys.exit(f"fieldrelay receiver: {exc}")
+    settings = with_redis(settings)
     uvicorn.run(
         "fieldrelay_cli.asgi:app",
         factory=True,
         host=args.host,
-        port=args.port,
+        port=port,
         workers=args.workers,
         log_level="info",
         access_log=False,
@@ -33,7 +41,9 @@ def cmd_receiver(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    settings = with_redis(settings_or_exit())
+    settings = settings_or_exit()
+    setup_logging(settings)
+    settings = with_redis(settings)
     if not args.once:
         # The Celery worker runs as a child that fieldrelay.supervise starts again when it dies. `-P`
         # keeps the working directory off sys.path: an ops repository's own `rules/` folder must
@@ -44,6 +54,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from workers.celery_app import app  # the app reads the settings, Redis URL included, when imported
 
     argv = [
+        "--quiet",  # no banner on stdout: workers/signals.py logs what it says as one line
         "worker",
         "--loglevel",
         args.loglevel,
@@ -69,30 +80,78 @@ def _worker_flags(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
-    settings = with_redis(settings_or_exit())
+    settings = settings_or_exit()
     setup_logging(settings)
+    settings = with_redis(settings)
     from workers.celery_app import app  # the app reads the settings, Redis URL included, when imported
 
     schedule = settings.data_dir / "celerybeat-schedule"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     start: Callable[[list[str]], int | None] = app.start  # returns the exit code; see cmd_worker
-    return int(start(["beat", "--loglevel", args.loglevel, "--schedule", str(schedule)]) or 0)
+    return int(start(["--quiet", "beat", "--loglevel", args.loglevel, "--schedule", str(schedule)]) or 0)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    serve(host=args.host)
+    settings = settings_or_exit()
+    setup_logging(settings)
+    ports = {
+        "servicetrade": args.servicetrade_port or settings.sandbox_servicetrade_port,
+        "synchroteam": args.synchroteam_port or settings.sandbox_synchroteam_port,
+        "synergist": args.synergist_port or settings.sandbox_synergist_port,
+    }
+    try:
+        check_ports(
+            args.host,
+            {
+                f"{name} sandbox": (port, f"--{name}-port or FIELDRELAY_SANDBOX_{name.upper()}_PORT")
+                for name, port in ports.items()
+            },
+        )
+    except PortTakenError as exc:
+        sys.exit(f"fieldrelay sandbox: {exc}")
+    serve(
+        host=args.host,
+        servicetrade_port=ports["servicetrade"],
+        synchroteam_port=ports["synchroteam"],
+        synergist_port=ports["synergist"],
+        log_config=None,
+    )
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return run_stack(receiver_port=args.port)
+    options = RunOptions(
+        keep=args.keep,
+        host=args.host,
+        receiver_port=args.port,
+        servicetrade_port=args.servicetrade_port,
+        synchroteam_port=args.synchroteam_port,
+        synergist_port=args.synergist_port,
+    )
+    return run_stack(settings_or_exit(), options)
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 1-65535."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (1-65535): {text!r}")
+    return int(text)
+
+
+def _sandbox_port_options(p: argparse.ArgumentParser) -> None:
+    for name, setting in (("servicetrade", 8781), ("synchroteam", 8782), ("synergist", 8783)):
+        p.add_argument(
+            f"--{name}-port",
+            type=_port,
+            help=f"{name} sandbox port (default: FIELDRELAY_SANDBOX_{name.upper()}_PORT, else {setting})",
+        )
 
 
 def register(sub: Any) -> None:
     """Add the process commands to the `fieldrelay` command's subparsers."""
     p = sub.add_parser("receiver", help="serve ServiceTrade webhooks")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, help="default: FIELDRELAY_RECEIVER_PORT, else 8000")
     p.add_argument("--workers", type=int, default=1, help="uvicorn processes")
     p.set_defaults(func=cmd_receiver)
 
@@ -108,10 +167,18 @@ def register(sub: Any) -> None:
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(func=cmd_beat)
 
-    p = sub.add_parser("sandbox", help="serve the three API simulators on their documented ports")
+    p = sub.add_parser("sandbox", help="serve the three API simulators (ports 8781-8783 unless told)")
     p.add_argument("--host", default="127.0.0.1")
+    _sandbox_port_options(p)
     p.set_defaults(func=cmd_sandbox)
 
     p = sub.add_parser("run", help="everything on one laptop: embedded Redis, sandboxes, receiver, worker, beat")
-    p.add_argument("--port", type=int, default=8000, help="receiver port")
+    p.add_argument("--host", default="127.0.0.1", help="where every part listens")
+    p.add_argument("--port", type=_port, help="receiver port (default: FIELDRELAY_RECEIVER_PORT, else 8000)")
+    _sandbox_port_options(p)
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the last run's Redis data (events, traces, dead letters) instead of starting clean",
+    )
     p.set_defaults(func=cmd_run)

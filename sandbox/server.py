@@ -1,4 +1,4 @@
-"""Runs the three sandboxes in one process on their documented local ports, for `make run` and ops trials."""
+"""Runs the three sandboxes in one process on their local ports (8781-8783 unless told), for `make run` and trials."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.config import LOGGING_CONFIG
 
 from sandbox import servicetrade, synchroteam, synergist
 
@@ -26,11 +27,13 @@ def build_servers(
     apps: dict[str, Starlette] | None = None,
     *,
     synchroteam_options: dict[str, Any] | None = None,
+    log_config: dict[str, Any] | None = LOGGING_CONFIG,
 ) -> list[uvicorn.Server]:
     """One uvicorn server per sandbox; pass `apps` to serve pre-built (e.g. pre-seeded) apps.
 
     `synchroteam_options` are keyword arguments for `synchroteam.create_app` (rate_limit,
     window_seconds, daily_quota, quota_period): the fault tests start it with other limits.
+    `log_config=None` leaves logging as the caller set it up (`fieldrelay sandbox` logs JSON).
     """
     built = apps or {
         "servicetrade": servicetrade.create_app(),
@@ -38,7 +41,11 @@ def build_servers(
         "synergist": synergist.create_app(),
     }
     return [
-        uvicorn.Server(uvicorn.Config(built[name], host=host, port=port, log_level="warning", lifespan="off"))
+        uvicorn.Server(
+            uvicorn.Config(
+                built[name], host=host, port=port, log_level="warning", lifespan="off", log_config=log_config
+            )
+        )
         for name, port in ports.items()
     ]
 
@@ -50,11 +57,12 @@ async def serve_async(
     synchroteam_port: int = PORTS["synchroteam"],
     synergist_port: int = PORTS["synergist"],
     synchroteam_options: dict[str, Any] | None = None,
+    log_config: dict[str, Any] | None = LOGGING_CONFIG,
 ) -> None:
     ports = {"servicetrade": servicetrade_port, "synchroteam": synchroteam_port, "synergist": synergist_port}
     for name, port in ports.items():
         logger.warning("%s sandbox on http://%s:%d", name, host, port)
-    servers = build_servers(host, ports, synchroteam_options=synchroteam_options)
+    servers = build_servers(host, ports, synchroteam_options=synchroteam_options, log_config=log_config)
     await asyncio.gather(*(server.serve() for server in servers))
 
 
@@ -65,6 +73,7 @@ def serve(
     synergist_port: int = PORTS["synergist"],
     *,
     synchroteam_options: dict[str, Any] | None = None,
+    log_config: dict[str, Any] | None = LOGGING_CONFIG,
 ) -> None:
     """Serve all three sandboxes until interrupted."""
     asyncio.run(
@@ -74,6 +83,7 @@ def serve(
             synchroteam_port=synchroteam_port,
             synergist_port=synergist_port,
             synchroteam_options=synchroteam_options,
+            log_config=log_config,
         )
     )
 

@@ -39,6 +39,24 @@ def _beat_sentry(**_: Any) -> None:
     init_sentry(settings(), "beat")
 
 
+@signals.celeryd_after_setup.connect
+def _log_worker_start(sender: Any = None, instance: Any = None, **_: Any) -> None:
+    """What Celery's banner says (it is off: `--quiet`), as one log line like every other."""
+    queues = getattr(getattr(getattr(instance, "app", None), "amqp", None), "queues", None)
+    consuming = sorted(queues.consume_from) if queues is not None and queues.consume_from else []
+    log.info(
+        "worker starting",
+        extra={"node": str(sender), "queues": consuming, "concurrency": getattr(instance, "concurrency", None)},
+    )
+
+
+@signals.beat_init.connect
+def _log_beat_start(sender: Any = None, **_: Any) -> None:
+    scheduler = getattr(sender, "scheduler", None)
+    entries = sorted(getattr(scheduler, "schedule", None) or {})
+    log.info("beat starting", extra={"entries": entries, "schedule_file": getattr(sender, "schedule_filename", None)})
+
+
 class _Mover:
     """The delayed-task mover of this worker's main process (several, one per worker, are safe)."""
 

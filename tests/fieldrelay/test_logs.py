@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from fieldrelay.logs import JsonFormatter, logging_config
+from fieldrelay.logs import JsonFormatter, TextFormatter, logging_config
 from fieldrelay.redaction import Redactor
 from fieldrelay.settings import Settings
 from fieldrelay.state import PipelineState
@@ -85,7 +85,7 @@ def test_every_trace_step_logs_one_line_with_event_and_rule(lines, redis_client)
 
 def test_the_logging_config_travels_to_uvicorn_workers():
     config = logging_config(Settings(synchroteam_api_key=SECRET))
-    assert pickle.loads(pickle.dumps(config))["formatters"]["json"]["redactor"].text(SECRET) == "[redacted]"
+    assert pickle.loads(pickle.dumps(config))["formatters"]["fieldrelay"]["redactor"].text(SECRET) == "[redacted]"
 
 
 SENTRY_SCRIPT = """
@@ -182,3 +182,50 @@ def test_beat_schedules_check_in_to_sentry_crons(redis_server, tmp_path):
     assert started[0]["monitor_config"]["schedule"] == {"type": "interval", "value": 1, "unit": "minute"}
     assert [(c["status"], c["check_in_id"]) for c in finished] == [("ok", started[0]["check_in_id"])]
     assert all(c["environment"] == "e2e" for c in check_ins)
+
+
+LOGGING_SCRIPT = """
+import logging, warnings
+from fieldrelay.logs import setup_logging
+setup_logging()
+logging.getLogger("fieldrelay.test").info("hello", extra={"event_id": "ab12"})
+warnings.warn("a warning from a library", UserWarning)
+raise RuntimeError("uncaught, with synchro-secret-0001 in it")
+"""
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_warnings_and_uncaught_exceptions_go_through_the_one_format(fmt):
+    """Celery's root SecurityWarning and a crash's traceback were plain text in worker.log."""
+    env = {"FIELDRELAY_LOG_FORMAT": fmt, "FIELDRELAY_SYNCHROTEAM_API_KEY": SECRET, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", LOGGING_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert SECRET not in result.stderr
+    if fmt == "json":
+        records = [json.loads(line) for line in result.stderr.splitlines()]
+        assert [(r["level"], r["logger"]) for r in records] == [
+            ("INFO", "fieldrelay.test"),
+            ("WARNING", "py.warnings"),
+            ("CRITICAL", "fieldrelay.uncaught"),
+        ]
+        assert records[0]["event_id"] == "ab12"
+        assert "UserWarning: a warning from a library" in records[1]["message"]
+        assert "RuntimeError: uncaught, with [redacted] in it" in records[2]["exception"]
+    else:
+        first, second = result.stderr.splitlines()[:2]
+        assert first[12:] == " INFO fieldrelay.test: hello event_id=ab12"
+        assert " WARNING py.warnings: " in second
+        assert "RuntimeError: uncaught, with [redacted] in it" in result.stderr
+
+
+def test_the_text_format_is_one_readable_line_per_record():
+    formatter = TextFormatter(Redactor([SECRET]))
+    record = logging.makeLogRecord(
+        {"name": "fieldrelay.trace", "msg": "action.started", "levelname": "INFO", "created": 0.5, "msecs": 500.0}
+    )
+    record.event_id, record.params = "ab12", {"key": SECRET}
+    assert formatter.format(record) == (
+        '00:00:00.500 INFO fieldrelay.trace: action.started event_id=ab12 params={"key":"[redacted]"}'
+    )
