@@ -20,6 +20,8 @@ from rules.templating import Refs, compile_template, is_template
 
 ActionParams = Mapping[str, type[BaseModel]]
 _STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Keys of a step beside its one action: its id, and the reason a write-back to the rule's source is safe.
+STEP_KEYS = ("id", "loop_ok")
 
 
 def parse_action(
@@ -33,14 +35,23 @@ def parse_action(
     step_id = raw.get("id")
     if "id" in raw and (not isinstance(step_id, str) or not _STEP_ID.match(step_id)):
         problems.append(((*loc, "id"), f"a step id must be a plain name like 'customer', got {step_id!r}"))
-    names = [k for k in raw if k != "id"]
+    loop_ok = raw.get("loop_ok")
+    if "loop_ok" in raw and (not isinstance(loop_ok, str) or not loop_ok.strip()):
+        problems.append(
+            (
+                (*loc, "loop_ok"),
+                f"loop_ok takes the reason this write-back is safe, as text "
+                f"(e.g. loop_ok: a comment changes no field this rule reads), got {loop_ok!r}",
+            )
+        )
+    names = [k for k in raw if k not in STEP_KEYS]
     if not names:
         problems.append((loc, "no action given; expected one key naming the action"))
         return None, frozenset()
     if action_params is not None:
         unknown = [n for n in names if n not in action_params]
         for name in unknown:
-            choices = [*action_params, "id"] if len(names) > 1 else list(action_params)
+            choices = [*action_params, *STEP_KEYS] if len(names) > 1 else list(action_params)
             problems.append(((*loc, name), f"unknown action {name!r}{did_you_mean(str(name), choices)}"))
         if unknown:
             return None, frozenset()
@@ -55,7 +66,13 @@ def parse_action(
     refs = compile_strings(params, (*loc, name), problems)
     if action_params is not None:
         check_params(action_params[name], params, (*loc, name), problems)
-    call = ActionCall(name, step_id if isinstance(step_id, str) else None, params, line)
+    call = ActionCall(
+        name,
+        step_id if isinstance(step_id, str) else None,
+        params,
+        line,
+        loop_ok.strip() if isinstance(loop_ok, str) else None,
+    )
     return (call if len(problems) == before else None), refs
 
 

@@ -204,9 +204,13 @@ def _warnings(rule: Rule, prefix: Loc) -> list[tuple[Loc, str]]:
         out.append(((*prefix, "when", "changed"), "only 'updated' events carry changesets; this rule never matches"))
     for section, calls in (("then", rule.then), ("on_failure", rule.on_failure)):
         for i, call in enumerate(calls):
-            if call.name.split(".")[0] == when.source:
+            if call.name.split(".")[0] == when.source and call.loop_ok is None:
                 out.append(
-                    ((*prefix, section, i, call.name), f"writes to {title}, which triggers this rule (possible loop)")
+                    (
+                        (*prefix, section, i, call.name),
+                        f"writes to {title}, which triggers this rule (possible loop); if the loop guard or "
+                        "the rule's `when` makes it safe, say why with `loop_ok: <reason>` on this step",
+                    )
                 )
     return out
 

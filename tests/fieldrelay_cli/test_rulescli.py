@@ -88,3 +88,11 @@ def test_explain_prints_the_stored_trace(redis_url, monkeypatch, capsys):
     assert "status: 'scheduled' -> 'completed'" in out
     assert "rule.skipped" in out and "when.entity: wanted 'job'" in out
     assert main(["rules", "explain", "nope"]) == 1
+
+
+def test_check_of_the_examples_prints_no_warning(capsys):
+    """A newcomer's first lint is clean: the example acknowledges its one write-back with `loop_ok`."""
+    assert main(["rules", "check", str(EXAMPLES)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out == "3 rule(s) in 1 file(s) OK\n"

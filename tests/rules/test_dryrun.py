@@ -27,7 +27,7 @@ def test_explain_shows_matches_with_rendered_calls_and_reasons(action_params, ma
         "  on_failure[0] servicetrade.job.comment  (only if a step fails)",
     ]
     assert text.splitlines()[-2:] == [
-        f"no    canceled-job-notify  ({file}:53)",
+        f"no    canceled-job-notify  ({file}:59)",
         "  when.changed.status.to: wanted 'canceled', event had 'completed'",
     ]
 
@@ -48,7 +48,7 @@ def test_explain_marks_non_candidates_and_render_errors(load, make_event):
 def test_example_cases_pass():
     report = run_cases(EXAMPLES / "cases")
     assert report.passed, str(report)
-    assert len(report.results) == 6
+    assert len(report.results) == 7
 
 
 def test_a_wrong_expectation_is_reported(write_rules, tmp_path):

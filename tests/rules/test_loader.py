@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from rules import RuleLoadError, load_rule_file, load_rules
+from rules.loader import rule_from_json
 
 EXAMPLES = Path(__file__).parents[2] / "rules" / "examples"
 
@@ -300,17 +302,54 @@ def test_non_yaml_files_are_ignored(write_rules, action_params):
     assert [r.name for r in load_rules(path.parent, action_params)] == ["a"]
 
 
-def test_examples_load_with_the_expected_warning(action_params):
+def test_examples_load_without_a_warning(action_params):
+    """The example's write-back to ServiceTrade says why it is safe (`loop_ok`), so a first lint is clean."""
     ruleset = load_rules(EXAMPLES, action_params)
     assert [r.name for r in ruleset.rules] == [
         "completed-job-to-synchroteam",
         "completed-job-to-synergist-activity",
         "canceled-job-notify",
     ]
-    assert [w.message for w in ruleset.warnings] == [
-        "writes to ServiceTrade, which triggers this rule (possible loop)",
+    assert ruleset.warnings == []
+    [comment] = ruleset.get("completed-job-to-synchroteam").on_failure
+    assert comment.loop_ok.startswith("a comment changes no job status")
+
+
+WRITE_BACK = """\
+rules:
+  - name: a
+    when: {source: servicetrade, entity: job, action: updated, changed: {status: {to: completed}}}
+    then:
+      - servicetrade.job.comment: {jobId: 1, content: done}
+"""
+
+
+def test_a_write_back_to_the_rule_source_warns_and_says_how_to_acknowledge_it(load):
+    ruleset = load(WRITE_BACK)
+    assert [str(w).split(": ", 1)[1] for w in ruleset.warnings] == [
+        "rules[0].then[0].servicetrade.job.comment: writes to ServiceTrade, which triggers this rule (possible loop); "
+        "if the loop guard or the rule's `when` makes it safe, say why with `loop_ok: <reason>` on this step",
     ]
-    assert ruleset.warnings[0].path == "rules[0].on_failure[0].servicetrade.job.comment"
+
+
+def test_loop_ok_with_a_reason_acknowledges_the_write_back(load):
+    ruleset = load(WRITE_BACK + "        loop_ok: a comment changes no status\n")
+    assert ruleset.warnings == []
+    assert ruleset.rules[0].then[0].loop_ok == "a comment changes no status"
+
+
+@pytest.mark.parametrize("value", ["true", '""', "{why: x}"])
+def test_loop_ok_needs_the_reason_as_text(load_errors, value):
+    assert load_errors(WRITE_BACK + f"        loop_ok: {value}\n") == [
+        "rules.yaml:6:9: rules[0].then[0].loop_ok: loop_ok takes the reason this write-back is safe, as text "
+        "(e.g. loop_ok: a comment changes no field this rule reads), got "
+        + {"true": "True", '""': "''", "{why: x}": "{'why': 'x'}"}[value],
+    ]
+
+
+def test_loop_ok_survives_the_trip_to_the_workers(load):
+    rule = load(WRITE_BACK + "        loop_ok: safe\n").rules[0]
+    assert rule_from_json(json.loads(json.dumps(rule.to_json()))).then[0].loop_ok == "safe"
 
 
 def test_warns_on_undocumented_changed_field(load):
