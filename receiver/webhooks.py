@@ -30,7 +30,9 @@ def _int_from_digits(value: Any) -> Any:
     return value
 
 
-UnixTime = Annotated[StrictInt, BeforeValidator(_int_from_digits)]
+# Ids and times leave as JSON for Celery and Redis; orjson writes 64-bit integers, no wider.
+Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+UnixTime = Annotated[Int64, BeforeValidator(_int_from_digits)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -42,7 +44,7 @@ class ChangesetItem(TypedDict):
 
 class WebhookEntity(TypedDict):
     type: NonEmpty
-    id: StrictInt
+    id: Int64
     uri: NonEmpty
 
 
