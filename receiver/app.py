@@ -20,6 +20,7 @@ from starlette.routing import Mount, Route
 from fieldrelay.settings import Settings
 from fieldrelay.state import RULES_STATUS_KEY
 from receiver.console import create_console, metrics_endpoint
+from receiver.openapi import openapi_route
 from receiver.publisher import EventPublisher, ingest_message
 from receiver.spool import Spool
 from receiver.webhooks import WebhookError, normalize, parse_message, token_matches
@@ -124,6 +125,7 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         metrics_endpoint(settings),
+        openapi_route(),
         Mount("/console", app=create_console(settings, actions)),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
