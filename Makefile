@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Where `make run` keeps its dev state (FIELDRELAY_DATA_DIR's default).
+DATA_DIR ?= var
 
-.PHONY: run test test-fast test-slow lint bench bench-receiver bench-rules bench-pipeline compose-config rules-check clean
+.PHONY: run reset test test-fast test-slow lint bench bench-receiver bench-rules bench-pipeline compose-config rules-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -13,8 +15,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Starts from a clean dev state; `make run KEEP=1` keeps the last run's Redis data (README: Every run starts clean).
 run: $(STAMP)
-	$(BIN)/fieldrelay run
+	$(BIN)/fieldrelay run $(if $(KEEP),--keep)
+
+# Removes the dev state under var/ (Redis data, spool, beat schedule, logs), unless a `fieldrelay run` uses it.
+reset:
+	@if [ -e $(DATA_DIR)/run.lock ] && ! flock -n $(DATA_DIR)/run.lock true; then \
+		echo "a fieldrelay run is using $(DATA_DIR)/: stop it first (Ctrl-C)"; exit 1; fi
+	rm -rf $(DATA_DIR)
+	@echo "removed $(DATA_DIR)/; the next \`make run\` starts from a clean dev state"
 
 # Everything, including the slow chaos/fault suites (marked `slow`).
 test: $(STAMP)
