@@ -12,6 +12,7 @@ every trace step is logged once (`fieldrelay.trace`, from `fieldrelay.metrics.ob
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.config
 import sys
@@ -133,3 +134,45 @@ def setup_logging(settings: Settings | None = None, level: str = "INFO") -> None
     logging.config.dictConfig(logging_config(settings, level))
     logging.captureWarnings(True)  # warnings.warn (Celery's SecurityWarning as root, say) -> logger py.warnings
     sys.excepthook = _log_uncaught
+
+
+class PrintsToLog(io.TextIOBase):
+    """A stand-in for stdout that turns each printed line into a log record (logger `stdout`).
+
+    Celery prints some lines itself, straight to `sys.__stdout__`: "worker: Warm shutdown
+    (MainProcess)" on SIGTERM, for one. In the worker and beat, those become records like any other.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self.logger = logger
+        self._partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            if line.strip():
+                self.logger.info(line.strip())
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial.strip():
+            self.logger.info(self._partial.strip())
+        self._partial = ""
+
+    def isatty(self) -> bool:
+        return False
+
+
+def capture_prints() -> None:
+    """Route this process's prints (Python's `sys.stdout` and `sys.__stdout__`) through logging.
+
+    For the worker and beat only: commands that print their results (`fieldrelay dlq list`) keep stdout.
+    """
+    capture = PrintsToLog(logging.getLogger("stdout"))
+    for name in ("stdout", "__stdout__"):  # Celery prints to `sys.__stdout__`, looked up when it prints
+        setattr(sys, name, capture)

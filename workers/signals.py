@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import signals
 
-from fieldrelay.logs import setup_logging
+from fieldrelay.logs import capture_prints, setup_logging
 from fieldrelay.observability import init_sentry
 from fieldrelay.queues import RUN_ACTION_TASK
 from workers.delayed import DelayedMover, DelayedTasks
@@ -25,6 +25,7 @@ log = logging.getLogger("fieldrelay.signals")
 def _setup_logging(**_: Any) -> None:
     """JSON logs in the worker and beat; connecting this also stops Celery configuring its own."""
     setup_logging(settings())
+    capture_prints()  # what Celery prints itself ("worker: Warm shutdown") becomes a record too
 
 
 @signals.celeryd_init.connect
