@@ -453,6 +453,8 @@ def _run(stack: Stack, cleared: list[str] | None, out: IO[str]) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
         stack.stop()
 
 
