@@ -136,6 +136,31 @@ def setup_logging(settings: Settings | None = None, level: str = "INFO") -> None
     sys.excepthook = _log_uncaught
 
 
+class OutageLog:
+    """An outage is logged twice, when it starts and when it ends; never once per failed attempt.
+
+    >>> outage = OutageLog(log, "delayed tasks are not moving", "delayed tasks are moving again")  # doctest: +SKIP
+    >>> outage.failed(exc)   # the first failure logs `down`, with the error; the next ones only count
+    >>> outage.recovered()   # logs `up` with the count, once
+    """
+
+    def __init__(self, logger: logging.Logger, down: str, up: str, *, level: int = logging.WARNING) -> None:
+        self.logger, self.down, self.up, self.level = logger, down, up, level
+        self.failures = 0
+
+    def failed(self, error: object) -> int:
+        """Count one failed attempt; returns how many in a row."""
+        self.failures += 1
+        if self.failures == 1:
+            self.logger.log(self.level, "%s: %s", self.down, error)
+        return self.failures
+
+    def recovered(self) -> None:
+        if self.failures:
+            self.logger.info("%s (after %d failed attempts)", self.up, self.failures)
+            self.failures = 0
+
+
 class PrintsToLog(io.TextIOBase):
     """A stand-in for stdout that turns each printed line into a log record (logger `stdout`).
 

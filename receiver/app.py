@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from fieldrelay.logs import OutageLog
 from fieldrelay.settings import Settings
 from fieldrelay.state import RULES_STATUS_KEY
 from receiver.console import create_console, metrics_endpoint
@@ -68,6 +69,13 @@ def create_app(
     )
     publisher = EventPublisher(client)
     spool = Spool(settings.data_dir / "spool")
+    # One line when Redis stops answering and one when it answers again, not one per webhook.
+    outage = OutageLog(
+        log,
+        "enqueue failed, spooling webhooks to disk and answering 503 until Redis answers",
+        "Redis takes webhooks again",
+        level=logging.ERROR,
+    )
 
     async def servicetrade_webhook(request: Request) -> Response:
         if not token_matches(request.path_params["token"], tokens):
@@ -85,9 +93,10 @@ def create_app(
         try:
             await publisher.publish(events)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            log.error("enqueue failed, spooling to disk and answering 503: %s", type(exc).__name__)
+            outage.failed(type(exc).__name__)
             await asyncio.to_thread(spool.write, publisher.queue, ingest_message(events, publisher.queue))
             return json_response({"error": "queue unavailable, retry later"}, 503, {"Retry-After": "5"})
+        outage.recovered()
         return json_response({"accepted": len(events)})
 
     async def healthz(request: Request) -> Response:

@@ -18,6 +18,7 @@ import orjson
 import redis
 
 from fieldrelay.celery_messages import task_message
+from fieldrelay.logs import OutageLog
 
 log = logging.getLogger("fieldrelay.delayed")
 KEY = "fieldrelay:delayed"
@@ -79,7 +80,11 @@ class DelayedMover(threading.Thread):
         self.delayed = delayed
         self.interval = interval
         self.max_backoff = max_backoff
-        self.failures = 0
+        self.outage = OutageLog(
+            log,
+            "delayed tasks are not moving, Redis is unreachable (retrying with backoff)",
+            "delayed tasks are moving again",
+        )
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -93,13 +98,8 @@ class DelayedMover(threading.Thread):
             while self.delayed.move_due() >= 500:
                 pass
         except redis.RedisError as exc:
-            self.failures += 1
-            if self.failures == 1:
-                log.warning("delayed tasks are not moving, Redis is unreachable (retrying with backoff): %s", exc)
-            return min(self.max_backoff, self.interval * 2**self.failures)
-        if self.failures:
-            log.info("delayed tasks are moving again after %d failed rounds", self.failures)
-            self.failures = 0
+            return min(self.max_backoff, self.interval * 2 ** self.outage.failed(exc))
+        self.outage.recovered()
         return self.interval
 
     def stop(self) -> None:

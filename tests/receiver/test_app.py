@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -167,6 +168,20 @@ def test_redis_unreachable_is_503_so_servicetrade_retries(make_client, tmp_path)
     assert Spool(tmp_path / "spool").pending() == 1  # kept on disk too, replayed when Redis is back
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
+
+
+def test_an_outage_is_logged_when_it_starts_not_once_per_webhook(make_client, tmp_path, caplog):
+    client = make_client(url=f"redis://127.0.0.1:{free_port()}/0")
+    with caplog.at_level(logging.INFO, logger="fieldrelay.receiver"):
+        answers = [client.post("/webhooks/servicetrade/tok-new", json=SAMPLE).status_code for _ in range(5)]
+    assert answers == [503] * 5
+    assert Spool(tmp_path / "spool").pending() == 5
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "fieldrelay.receiver"] == [
+        (
+            "ERROR",
+            "enqueue failed, spooling webhooks to disk and answering 503 until Redis answers: ConnectionError",
+        )
+    ]
 
 
 def test_health_and_ready(make_client):

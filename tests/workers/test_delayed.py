@@ -78,5 +78,5 @@ def test_an_unreachable_redis_is_logged_once_and_backed_off_then_recovery_once(r
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2, messages
     assert messages[0].startswith("delayed tasks are not moving, Redis is unreachable")
-    assert messages[1] == "delayed tasks are moving again after 8 failed rounds"
+    assert messages[1] == "delayed tasks are moving again (after 8 failed attempts)"
     down.close()
