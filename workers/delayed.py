@@ -98,7 +98,8 @@ class DelayedMover(threading.Thread):
             while self.delayed.move_due() >= 500:
                 pass
         except redis.RedisError as exc:
-            return min(self.max_backoff, self.interval * 2 ** self.outage.failed(exc))
+            backoff: float = self.interval * 2 ** self.outage.failed(exc)
+            return min(self.max_backoff, backoff)
         self.outage.recovered()
         return self.interval
 

@@ -311,8 +311,10 @@ def test_examples_load_without_a_warning(action_params):
         "canceled-job-notify",
     ]
     assert ruleset.warnings == []
-    [comment] = ruleset.get("completed-job-to-synchroteam").on_failure
-    assert comment.loop_ok.startswith("a comment changes no job status")
+    rule = ruleset.get("completed-job-to-synchroteam")
+    assert rule is not None
+    [comment] = rule.on_failure
+    assert comment.loop_ok is not None and comment.loop_ok.startswith("a comment changes no job status")
 
 
 WRITE_BACK = """\
