@@ -95,3 +95,4 @@ class ActionSpec:
     run: Callable[[Clients, Any, ActionContext], dict[str, Any]]
     target: Target
     description: str = ""
+    writes: bool = True  # False for reads whose result feeds later steps: the loop guard records nothing
