@@ -133,8 +133,8 @@ class SynergistClient:
         a stale write, anything else is raised as it came.
 
         On a stale write only ``fields`` are written again, on the fresh version. A field a person changed
-        since our last write (``base``: the values we last wrote; without one, any field whose current value
-        differs from ours) follows ``on_conflict``: ``overwrite`` writes ours, ``keep_theirs`` leaves theirs
+        since our last write (``base``: the values we last wrote, from the link store; a field without a
+        remembered value cannot be shown to be theirs) follows ``on_conflict``: ``overwrite`` writes ours, ``keep_theirs`` leaves theirs
         and writes the rest, ``fail`` raises ``SynergistConflict``. The answer carries ``conflict`` when that
         happened, so the trace shows it.
         """
@@ -155,12 +155,13 @@ class SynergistClient:
                 moved = int(current.get("activityRecordVersionNumber") or 0)
                 if moved == version:
                     raise  # not a stale version: some other refusal
-                theirs = [
-                    k
-                    for k in pending
-                    if (current.get(k) != base[k] if base is not None and k in base else current.get(k) != pending[k])
-                ]
+                # A field is theirs when it differs from what we last wrote to it; without that memory
+                # nothing proves a person touched it, and ours is written.
+                known = base or {}
+                theirs = [k for k in pending if k in known and current.get(k) != known[k]]
                 report = {"policy": on_conflict, "their_version": moved, "sent_version": version, "fields": theirs}
+                if base is None:
+                    report["base"] = "unknown"
                 if theirs and on_conflict == "fail":
                     detail = f"activity {activity_id}: fields changed by someone else: {', '.join(theirs)}"
                     raise SynergistConflict(API, exc.status, exc.path, detail) from None
