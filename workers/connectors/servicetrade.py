@@ -259,9 +259,9 @@ class ServiceTradeClient:
         Seed 002, "Pagination": list ``data`` holds ``totalPages`` and ``page`` (from 1); "different resources
         may have different numbers of results per page". Each list's ``limit``: "limit the jobs returned
         (default 2000, maximum 2000)". Two readings: ``limit`` is the page size (then ``totalPages`` says
-        there is more), or it caps the answer (then the rows past it are simply not returned). An answer
-        with exactly ``limit`` rows on its last page is therefore treated as capped under the second
-        reading, dropped, and its window read again as two halves; a one-second window that is still
+        there is more), or it caps the answer (then the rows past it are simply not returned). A single
+        page (or one without paging fields) holding exactly ``limit`` rows is therefore treated as capped
+        under the second reading, dropped, and its window read again as two halves; a one-second window that is still
         capped raises ``ServiceTradeCapped``. ``updatedAfter``/``updatedBefore`` are "on or after"/"on or before".
 
         ``mark`` resumes a listing where ``on_page`` last reported it: the windows still to read and the
@@ -275,7 +275,9 @@ class ServiceTradeClient:
             query = {**filters, "updatedAfter": low, "updatedBefore": high}
             rows, total = self._page(entity_type, query, page)
             last = total is None or page >= total
-            if last and limit and len(rows) >= limit:
+            # More than one page means `limit` is the page size here; one full page (or no paging fields at
+            # all) may be an answer cut at `limit`.
+            if page == 1 and (total or 1) == 1 and limit and len(rows) >= limit:
                 if high <= low:
                     raise ServiceTradeCapped(API, 200, f"/{entity_type}", f"{len(rows)} rows in one second at {low}")
                 middle = (low + high) // 2
