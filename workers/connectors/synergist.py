@@ -182,7 +182,14 @@ class SynergistClient:
         raise SynergistConflict(API, None, "/jsonapi/activities.json", detail)
 
     def delete_activity(self, activity_id: int) -> dict[str, Any]:
-        return self.write("activities", "delete", {"activityID": activity_id})
+        """Seed 001, "Delete an activity"; a refusal is read again: a record that is gone is ``SynergistNotFound``."""
+        try:
+            return self.write("activities", "delete", {"activityID": activity_id})
+        except SynergistRejected as exc:
+            if isinstance(exc, AuthFailed):
+                raise
+            self.activity(activity_id)  # raises SynergistNotFound when the record is gone
+            raise
 
     def activity(self, activity_id: int) -> records.Activity:
         """Seed 001, "Activity details": ``modelstructure=activitydetails&activityid=``, one row of ``data``.
@@ -195,8 +202,8 @@ class SynergistClient:
         except SynergistNotFound:
             raise
         except SynergistRejected as exc:
-            if isinstance(exc, AuthFailed):
-                raise
+            if isinstance(exc, AuthFailed) or exc.detail.startswith(f"{NOT_RECOGNISED}:"):
+                raise  # the request itself was not understood: a listing would fail the same way
             rows = self.call("activities", style="modeldata", modelstructure="activitylist", Activityid=activity_id)
             if not (rows.get("data") or []):
                 raise SynergistNotFound(API, exc.status, exc.path, f"no activity {activity_id}; {exc.detail}") from None
