@@ -151,11 +151,11 @@ class ServiceTradeState:
         self.webhooks[new_id] = hook
         return hook
 
-    def confirm_webhooks(self) -> None:
-        # The docs do not say how confirmation works, only that it "typically" follows creation at once.
-        if self.dispatcher.controls.auto_confirm:
-            for hook in self.webhooks.values():
-                hook["confirmed"] = True
+    async def confirm_webhook(self, hook: dict[str, Any]) -> None:
+        """Seed 002, "Confirmation": "automatic ... typically immediately after creation. To be confirmed, a
+        webhook must meet all the requirements listed in 'Webhook Requirements'": the URL is probed."""
+        if self.dispatcher.controls.auto_confirm and not hook["confirmed"]:
+            hook["confirmed"] = await self.dispatcher.meets_requirements(hook["hookUrl"])
 
     def notify(self, changes: Iterable[Change], base: str) -> list[tuple[str, dict[str, Any]]]:
         """Address one message about `changes` to every enabled, confirmed hook (snapshot taken now)."""
