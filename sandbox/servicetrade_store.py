@@ -29,6 +29,7 @@ ENTITY_TYPES = (
     "attachment",
     "servicerequest",
     "comment",
+    "clock",
 )
 # The docs' session limits: past the hard limit the oldest sessions go until the soft limit is met.
 SESSION_SOFT_LIMIT, SESSION_HARD_LIMIT = 100, 200
@@ -68,6 +69,12 @@ class ServiceTradeState:
             "location": 5000,
         }
         self.public_base_url: str | None = None
+        # Seed 002, "Pagination" and each list's `limit`: "page" reads limit as the page size (with totalPages),
+        # "cap" as a cap on the answer with no paging fields; which one the API does is not documented.
+        self.limit_mode = "page"
+        self.contents: dict[int, bytes] = {}  # uploaded attachments' bytes
+        self.bearer_tokens: dict[str, str] = {}  # OAuth2 access token -> username
+        self.oauth_clients: dict[str, str] = {"sandbox-client": "sandbox-client-secret"}
         self.dispatcher = WebhookDispatcher(clock=clock)
         self.reset()
 
@@ -80,6 +87,8 @@ class ServiceTradeState:
         for entity_type, rows in copy.deepcopy(self._seed).items():
             self.records.setdefault(entity_type, {}).update({row["id"]: row for row in rows})
         self.sessions.clear()
+        self.bearer_tokens.clear()
+        self.contents.clear()
         self.webhooks.clear()
         self.dispatcher.reset()
 

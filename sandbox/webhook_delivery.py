@@ -192,7 +192,9 @@ class WebhookDispatcher:
             return False
         # 200-499 counts as answered; 405 says the URL does not take POST, the first requirement.
         ok = 200 <= response.status_code < 500 and response.status_code != 405
-        self.probes.append({"url": url, "outcome": "confirmed" if ok else "unconfirmed", "status": response.status_code})
+        self.probes.append(
+            {"url": url, "outcome": "confirmed" if ok else "unconfirmed", "status": response.status_code}
+        )
         return ok
 
     def describe(self) -> dict[str, Any]:
