@@ -69,9 +69,14 @@ def test_the_technician_completes_and_the_api_reads_report_photos_and_parts(sync
     assert bare["job"]["myId"] == "done-1" and bare["photos"][0]["imageData"] is None
     full = sync_client.get("/api/v3/job/photos", params={"myId": "done-1", "getImageData": "true"}).json()
     assert base64.b64decode(full["photos"][0]["imageData"]).startswith(b"\x89PNG")
-    parts = sync_client.post("/api/v3/job/parts/send", json={"myId": "done-1", "parts": [{"reference": "1002", "quantity": 2}]})
+    parts = sync_client.post(
+        "/api/v3/job/parts/send", json={"myId": "done-1", "parts": [{"reference": "1002", "quantity": 2}]}
+    )
     assert parts.status_code == 200 and len(parts.json()["id"]) == 36
-    assert sync_client.post("/api/v3/job/parts/send", json={"myId": "done-1", "parts": [{"quantity": 1}]}).status_code == 400
+    assert (
+        sync_client.post("/api/v3/job/parts/send", json={"myId": "done-1", "parts": [{"quantity": 1}]}).status_code
+        == 400
+    )
     details = sync_client.get("/api/v3/job/details", params={"myId": "done-1"}).json()
     assert details["parts"] == [{"reference": "1002", "quantity": 2}] and details["timeEntries"]
     assert sync_client.get("/api/v3/customfield/list").status_code == 400

@@ -35,11 +35,17 @@ def capped_server(jobs: list[int], limit_mode: str) -> tuple[Any, list[dict[str,
     def handler(request: httpx.Request) -> httpx.Response:
         q = dict(request.url.params)
         asked.append(q)
-        rows = [{"id": n, "updated": t} for n, t in enumerate(jobs) if int(q["updatedAfter"]) <= t <= int(q["updatedBefore"])]
+        rows = [
+            {"id": n, "updated": t}
+            for n, t in enumerate(jobs)
+            if int(q["updatedAfter"]) <= t <= int(q["updatedBefore"])
+        ]
         limit, page = int(q.get("limit", 2000)), int(q.get("page", 1))
         if limit_mode == "page":
             total = max(1, -(-len(rows) // limit))
-            return httpx.Response(200, json={"data": {"totalPages": total, "page": page, "jobs": rows[(page - 1) * limit : page * limit]}})
+            return httpx.Response(
+                200, json={"data": {"totalPages": total, "page": page, "jobs": rows[(page - 1) * limit : page * limit]}}
+            )
         return httpx.Response(200, json={"data": {"jobs": rows[:limit]}})
 
     return login_or(handler), asked
@@ -114,7 +120,10 @@ def test_oauth2_password_grant_sends_bearer_and_logs_in_again_on_401() -> None:
     assert len(token_calls) == 2
     form = dict(httpx.QueryParams(token_calls[0].content.decode()))
     assert form == {"grant_type": "password", "username": "bot", "password": "pw"}
-    assert [r.headers.get("authorization") for r in seen if r.url.path == "/api/job/7"] == ["Bearer stale", "Bearer fresh"]
+    assert [r.headers.get("authorization") for r in seen if r.url.path == "/api/job/7"] == [
+        "Bearer stale",
+        "Bearer fresh",
+    ]
     assert not any("cookie" in r.headers for r in seen)
 
 

@@ -6,7 +6,7 @@ import base64
 import json
 import pickle
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -225,5 +225,5 @@ def test_errors_pickle_and_hide_the_key() -> None:
 
 
 def test_parse_job_date() -> None:
-    assert parse_job_date("19/07/2016 14:43:00") == datetime(2016, 7, 19, 14, 43, tzinfo=timezone.utc)
+    assert parse_job_date("19/07/2016 14:43:00") == datetime(2016, 7, 19, 14, 43, tzinfo=UTC)
     assert parse_job_date(None) is None

@@ -25,7 +25,9 @@ def client(handler, tz: str = "UTC") -> SynchroteamClient:
 
 
 def page(rows: list[dict]) -> httpx.Response:
-    return httpx.Response(200, json={"page": 1, "pageSize": 100, "records": len(rows), "recordsTotal": len(rows), "data": rows})
+    return httpx.Response(
+        200, json={"page": 1, "pageSize": 100, "records": len(rows), "recordsTotal": len(rows), "data": rows}
+    )
 
 
 def test_schedule_sends_the_account_wall_time_not_utc() -> None:

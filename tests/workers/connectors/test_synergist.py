@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from workers.connectors.errors import AuthFailed, NotFound, Rejected, Unavailable
+from workers.connectors.errors import AuthFailed, Rejected, Unavailable
 from workers.connectors.synergist import (
     SynergistAuthFailed,
     SynergistClient,

@@ -84,7 +84,9 @@ def test_a_stale_write_rewrites_only_the_rule_fields_and_follows_the_policy(poli
     fields = {"activitySubject": "ours", "activityDetails": "ours"}
     base = {"activitySubject": "old", "activityDetails": "old"}
     result = make_client(handler).update_activity(1, fields, version=7, base=base, on_conflict=policy)  # type: ignore[arg-type]
-    assert {k: v for k, v in writes[-1].items() if k.startswith("activity") and "ID" not in k and "Version" not in k} == expected
+    assert {
+        k: v for k, v in writes[-1].items() if k.startswith("activity") and "ID" not in k and "Version" not in k
+    } == expected
     assert "activityStatus" not in writes[-1]  # never a field the rule did not set
     assert result["conflict"]["fields"] == ["activitySubject"] and result["conflict"]["policy"] == policy
     assert result["activityRecordVersionNumber"] == 9
