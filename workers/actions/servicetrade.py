@@ -196,24 +196,35 @@ def create_appointment(clients: Clients, params: AppointmentCreate, ctx: ActionC
     return result
 
 
-def _appointment_id(clients: Clients, params: AppointmentRef) -> int:
+def _appointment_id(clients: Clients, params: AppointmentRef, ctx: ActionContext) -> int:
+    """The appointment named, or the job's: its `currentAppointment`, else (once that one is completed and no
+    longer current) the one this call chose before, else the job's latest appointment by window."""
     if params.appointmentId is not None:
         return params.appointmentId
+    link = f"servicetrade.appointment.of-job:{ctx.call_key()}"
+    if known := ctx.link_store.get(link):
+        return int(known)
     job = clients.servicetrade.get_entity("job", str(params.jobId))
     current = job.get("currentAppointment") or {}
-    if not current.get("id"):
-        raise ValueError(f"job {params.jobId} has no currentAppointment")
-    return int(current["id"])
+    chosen = current.get("id")
+    if not chosen:
+        appointments = list(clients.servicetrade.iter_list("appointment", jobId=params.jobId))
+        latest = max(appointments, key=lambda a: a.get("windowStart") or 0, default=None)
+        if latest is None:
+            raise ValueError(f"job {params.jobId} has no appointment")
+        chosen = latest["id"]
+    ctx.link_store.set(link, str(chosen))
+    return int(chosen)
 
 
 def update_appointment(clients: Clients, params: AppointmentUpdate, ctx: ActionContext) -> dict[str, Any]:
-    appointment_id = _appointment_id(clients, params)
+    appointment_id = _appointment_id(clients, params, ctx)
     result = clients.servicetrade.update_appointment(appointment_id, params.payload("appointmentId", "jobId"))
     return {"id": appointment_id, **result}
 
 
 def complete_appointment(clients: Clients, params: AppointmentComplete, ctx: ActionContext) -> dict[str, Any]:
-    appointment_id = _appointment_id(clients, params)
+    appointment_id = _appointment_id(clients, params, ctx)
     result = {"id": appointment_id, **clients.servicetrade.update_appointment(appointment_id, {"status": "completed"})}
     if params.services == "done":
         done = []

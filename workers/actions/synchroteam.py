@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from workers.actions.context import ActionContext, ActionSpec, Clients
 from workers.actions.params import ActionParams
+from workers.connectors.errors import NotFound
 
 
 class Params(ActionParams):
@@ -289,7 +290,10 @@ def send_parts(clients: Clients, params: JobParts, ctx: ActionContext) -> dict[s
 
 
 def read_report(clients: Clients, params: JobReport, ctx: ActionContext) -> dict[str, Any]:
-    blocks = clients.synchroteam.job_report(**params.key())
+    try:
+        blocks = clients.synchroteam.job_report(**params.key())
+    except NotFound:
+        blocks = []  # "If the block is not found a 404 Error is returned": nothing filled in yet
     result: dict[str, Any] = {"blocks": blocks, "summary": report_summary(list(blocks))}
     if params.photos:
         photos = clients.synchroteam.job_photos(image_data=False, **params.key()).get("photos") or []
