@@ -208,8 +208,10 @@ def _appointment_id(clients: Clients, params: AppointmentRef, ctx: ActionContext
     current = job.get("currentAppointment") or {}
     chosen = current.get("id")
     if not chosen:
-        appointments = list(clients.servicetrade.iter_list("appointment", jobId=params.jobId))
-        latest = max(appointments, key=lambda a: a.get("windowStart") or 0, default=None)
+        appointments: list[dict[str, Any]] = [
+            dict(a) for a in clients.servicetrade.iter_list("appointment", jobId=params.jobId)
+        ]
+        latest = max(appointments, key=lambda a: int(a.get("windowStart") or 0), default=None)
         if latest is None:
             raise ValueError(f"job {params.jobId} has no appointment")
         chosen = latest["id"]
