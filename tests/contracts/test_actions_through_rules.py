@@ -547,7 +547,8 @@ CASES: dict[str, tuple[str, Callable[[World, list[dict[str, Any]]], None]]] = {
     "servicetrade.appointment.update": (
         rule("""
       - id: appt
-        servicetrade.appointment.create: {jobId: "{{ event.entity.id }}", windowStart: 1800000000, windowEnd: 1800003600}
+        servicetrade.appointment.create:
+          {jobId: "{{ event.entity.id }}", windowStart: 1800000000, windowEnd: 1800003600}
       - servicetrade.appointment.update:
           appointmentId: "{{ steps.appt.id }}"
           windowStart: 1800007200
@@ -557,7 +558,8 @@ CASES: dict[str, tuple[str, Callable[[World, list[dict[str, Any]]], None]]] = {
     ),
     "servicetrade.appointment.complete": (
         rule("""
-      - servicetrade.appointment.create: {jobId: "{{ event.entity.id }}", windowStart: 1800000000, windowEnd: 1800003600}
+      - servicetrade.appointment.create:
+          {jobId: "{{ event.entity.id }}", windowStart: 1800000000, windowEnd: 1800003600}
       - servicetrade.appointment.complete: {jobId: "{{ event.entity.id }}"}"""),
         check_appointment_complete,
     ),

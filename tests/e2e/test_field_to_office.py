@@ -86,6 +86,11 @@ def clients(stack: Pipeline) -> tuple[ServiceTradeClient, SynchroteamClient, Syn
     )
 
 
+def job_comments(servicetrade: ServiceTradeClient) -> list[dict[str, Any]]:
+    listing: dict[str, Any] = dict(servicetrade.get(f"/job/{ST_JOB}/comment"))
+    return [dict(c) for c in listing.get("comments") or []]
+
+
 def timesheets(synergist: SynergistClient) -> list[dict[str, Any]]:
     rows = synergist.call("tspending", style="modeldata", modelstructure="tspendingslist", resource='["1/JOHNDOE"]')
     return [r for r in rows.get("data") or [] if r.get("tspJobAndPhase") == "1/00000510.001"]
@@ -132,7 +137,7 @@ def test_a_job_completed_in_the_field_flows_back_to_the_office(stack: Pipeline) 
 
         appointment = servicetrade.get_entity("appointment", APPOINTMENT)
         assert appointment["status"] == "completed"
-        comments = servicetrade.get(f"/job/{ST_JOB}/comment").get("comments") or []
+        comments = job_comments(servicetrade)
         [comment] = [c for c in comments if "Completed in Synchroteam" in str(c.get("content"))]
         assert "Summary: Replaced the alarm relay; cooler holds 3 C." in comment["content"]
         files = {a["fileName"]: a for a in attachments()}
@@ -162,16 +167,7 @@ def test_a_job_completed_in_the_field_flows_back_to_the_office(stack: Pipeline) 
         assert validates == []  # office-appointment-completed-to-field did not run for our write-back
 
         # Each effect happened once, though the poller keeps running.
-        assert (
-            len(
-                [
-                    c
-                    for c in servicetrade.get(f"/job/{ST_JOB}/comment").get("comments") or []
-                    if "Completed in" in str(c.get("content"))
-                ]
-            )
-            == 1
-        )
+        assert len([c for c in job_comments(servicetrade) if "Completed in" in str(c.get("content"))]) == 1
         assert len(timesheets(synergist)) == 1 and len(attachments()) == 2
     finally:
         servicetrade.close()

@@ -134,9 +134,9 @@ class SynergistClient:
 
         On a stale write only ``fields`` are written again, on the fresh version. A field a person changed
         since our last write (``base``: the values we last wrote, from the link store; a field without a
-        remembered value cannot be shown to be theirs) follows ``on_conflict``: ``overwrite`` writes ours, ``keep_theirs`` leaves theirs
-        and writes the rest, ``fail`` raises ``SynergistConflict``. The answer carries ``conflict`` when that
-        happened, so the trace shows it.
+        remembered value cannot be shown to be theirs) follows ``on_conflict``: ``overwrite`` writes ours,
+        ``keep_theirs`` leaves theirs and writes the rest, ``fail`` raises ``SynergistConflict``. The answer
+        carries ``conflict`` when that happened, so the trace shows it.
         """
         if on_conflict not in ("overwrite", "keep_theirs", "fail"):
             raise ValueError(f"on_conflict must be overwrite, keep_theirs or fail, not {on_conflict!r}")

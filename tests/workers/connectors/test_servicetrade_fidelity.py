@@ -143,7 +143,7 @@ def test_oauth2_client_credentials_and_its_refusal() -> None:
     with pytest.raises(ValueError, match="client id and a client secret"):
         make(refuse, auth="oauth2", grant="client_credentials")
     with pytest.raises(ValueError, match="'session' or 'oauth2'"):
-        make(refuse, auth="cookie")  # type: ignore[arg-type]
+        make(refuse, auth="cookie")
 
 
 def test_upload_is_multipart_with_the_documented_fields() -> None:
