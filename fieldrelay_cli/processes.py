@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import uvicorn
 
@@ -80,7 +82,15 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    serve(host=args.host)
+    zone = args.synchroteam_timezone
+    if zone:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            print(f"--synchroteam-timezone: not an IANA time zone name (e.g. Europe/Paris): {zone!r}", file=sys.stderr)
+            return 2
+    options = {"timezone": zone} if zone else None
+    serve(host=args.host, synchroteam_options=options)
     return 0
 
 
@@ -110,6 +120,11 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("sandbox", help="serve the three API simulators on their documented ports")
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument(
+        "--synchroteam-timezone",
+        default=os.environ.get("FIELDRELAY_SYNCHROTEAM_TIMEZONE"),
+        help="IANA zone the Synchroteam sandbox writes local dates in (default: FIELDRELAY_SYNCHROTEAM_TIMEZONE, UTC)",
+    )
     p.set_defaults(func=cmd_sandbox)
 
     p = sub.add_parser("run", help="everything on one laptop: embedded Redis, sandboxes, receiver, worker, beat")
