@@ -67,6 +67,7 @@ def settings_secrets(settings: Settings) -> list[str]:
     rule_values = [os.environ[name] for name in settings.rules_env if os.environ.get(name)]
     values: list[SecretStr | None] = [
         settings.servicetrade_password,
+        settings.servicetrade_client_secret,  # OAuth2 (issue 15)
         settings.synchroteam_api_key,
         settings.synergist_password,
         settings.synergist_sha512password,

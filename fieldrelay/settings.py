@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -51,6 +52,16 @@ class Settings(BaseSettings):
     servicetrade_base_url: str = Field(default="https://api.servicetrade.com/api")
     servicetrade_username: str = ""
     servicetrade_password: SecretStr = SecretStr("")
+    servicetrade_auth: Literal["session", "oauth2"] = Field(
+        default="session",
+        description="session: POST /auth and the PHPSESSID cookie (documented); oauth2: bearer tokens from "
+        "POST /oauth2/token, as the official SDK's setBearerToken sends them.",
+    )
+    servicetrade_oauth_grant: Literal["password", "client_credentials"] = Field(
+        default="password", description="The OAuth2 grant: the username and password, or a client id and secret."
+    )
+    servicetrade_client_id: str = ""
+    servicetrade_client_secret: SecretStr = SecretStr("")
     servicetrade_rate_limit: int = Field(
         default=0, ge=0, description="Requests per window to ServiceTrade for all workers together; 0 = unpaced."
     )
@@ -65,6 +76,10 @@ class Settings(BaseSettings):
     synchroteam_rate_window: float = Field(default=60.0, gt=0, description="The rate-limit window in seconds.")
     synchroteam_quota_period: float = Field(
         default=86400.0, gt=0, description="Seconds between daily-quota resets (UTC midnight); tests compress it."
+    )
+    synchroteam_timezone: str = Field(
+        default="UTC",
+        description="IANA zone of the Synchroteam account: every date the doc does not mark as UTC is local.",
     )
 
     # Synergist is hosted per customer (http://<SERVER>/jsonapi/...): there is no public default host.
@@ -140,6 +155,15 @@ class Settings(BaseSettings):
     @classmethod
     def _poll_start(cls, value: str) -> str:
         parse_poll_start(value)  # raises ValueError naming the bad value
+        return value
+
+    @field_validator("synchroteam_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"not an IANA time zone name (e.g. Europe/Paris): {value!r}") from None
         return value
 
     @field_validator("servicetrade_base_url", "synchroteam_base_url", "synergist_base_url")

@@ -272,6 +272,8 @@ def stack_config(settings: Settings, options: RunOptions) -> StackConfig:
         webhook_tokens=",".join(t.get_secret_value() for t in settings.webhook_tokens) or DEMO_TOKEN,
         console_token=settings.console_token.get_secret_value() if settings.console_token else DEMO_CONSOLE_TOKEN,
         log_dir=settings.data_dir / "logs",
+        # The Synchroteam sandbox writes its dates in the same account zone the workers read them in.
+        synchroteam_options={"timezone": settings.synchroteam_timezone},
     )
 
 
@@ -405,6 +407,10 @@ Send ServiceTrade's documented sample webhook:
 Then see the job it created in the Synchroteam sandbox:
   curl -s -u {SANDBOX_USER}:{SANDBOX_SYNCHROTEAM_KEY} '{stm}/api/v3/job/details?myId=st-job-35769'
   curl -s {stm}/_sandbox/requests        # every request the sandbox received
+
+Two-way flow (README "Two-way flow"): complete that job as the technician and watch ServiceTrade and Synergist:
+  curl -s -X POST {stm}/_sandbox/technician/complete -H 'Content-Type: application/json' \\
+       -d '{{"job": {{"myId": "st-job-35769"}}, "summary": "Hood cleaned"}}'
 
 Ctrl-C stops everything."""
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import uvicorn
 
@@ -94,6 +95,12 @@ def cmd_beat(args: argparse.Namespace) -> int:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     settings = settings_or_exit()
     setup_logging(settings)
+    zone = args.synchroteam_timezone or settings.synchroteam_timezone
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        print(f"--synchroteam-timezone: not an IANA time zone name (e.g. Europe/Paris): {zone!r}", file=sys.stderr)
+        return 2
     ports = {
         "servicetrade": args.servicetrade_port or settings.sandbox_servicetrade_port,
         "synchroteam": args.synchroteam_port or settings.sandbox_synchroteam_port,
@@ -114,6 +121,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         servicetrade_port=ports["servicetrade"],
         synchroteam_port=ports["synchroteam"],
         synergist_port=ports["synergist"],
+        synchroteam_options={"timezone": zone},
         log_config=None,
     )
     return 0
@@ -170,6 +178,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("sandbox", help="serve the three API simulators (ports 8781-8783 unless told)")
     p.add_argument("--host", default="127.0.0.1")
     _sandbox_port_options(p)
+    p.add_argument(
+        "--synchroteam-timezone",
+        help="IANA zone the Synchroteam sandbox writes local dates in (default: FIELDRELAY_SYNCHROTEAM_TIMEZONE, UTC)",
+    )
     p.set_defaults(func=cmd_sandbox)
 
     p = sub.add_parser("run", help="everything on one laptop: embedded Redis, sandboxes, receiver, worker, beat")

@@ -20,14 +20,56 @@ def _as_datetime(value: Any) -> datetime:
     raise TypeError(f"expected a datetime or Unix seconds, got {value!r}")
 
 
+_SYNCHROTEAM_ZONE: list[ZoneInfo] = [ZoneInfo("UTC")]
+
+
+def use_synchroteam_zone(name: str) -> None:
+    """Set the Synchroteam account's zone (`FIELDRELAY_SYNCHROTEAM_TIMEZONE`); each process does it at start."""
+    _SYNCHROTEAM_ZONE[0] = ZoneInfo(name)
+
+
+def synchroteam_zone() -> ZoneInfo:
+    return _SYNCHROTEAM_ZONE[0]
+
+
+def _synchroteam_local(value: Any) -> datetime:
+    # Seed 000 marks only `changedSince` as UTC (and activities as "Local time"): every other date is a
+    # wall time of the account. Aware datetimes and Unix seconds move into its zone; naive ones are kept.
+    moment = _as_datetime(value)
+    return moment.astimezone(synchroteam_zone()) if moment.tzinfo is not None else moment
+
+
 def synchroteam_datetime(value: Any) -> str:
-    """Synchroteam's schedule and filter format, `yyyy-mm-dd HH:mm:ss`."""
-    return _as_datetime(value).strftime("%Y-%m-%d %H:%M:%S")
+    """Synchroteam's schedule format, `yyyy-mm-dd HH:mm:ss`, in the account's zone."""
+    return _synchroteam_local(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def synchroteam_job_datetime(value: Any) -> str:
+    """The job object's `dd/MM/yyyy HH:mm:ss` (`scheduledStart` in a job upsert), in the account's zone."""
+    return _synchroteam_local(value).strftime("%d/%m/%Y %H:%M:%S")
+
+
+def synchroteam_short_datetime(value: Any) -> str:
+    """`yyyy-mm-dd hh:mm` (complete, activities), in the account's zone."""
+    return _synchroteam_local(value).strftime("%Y-%m-%d %H:%M")
 
 
 def synchroteam_date(value: str) -> datetime:
-    """Parse Synchroteam's record dates (`19/07/2016 14:43:00`); the zone is undocumented, so UTC."""
-    return datetime.strptime(value.strip(), "%d/%m/%Y %H:%M:%S").replace(tzinfo=UTC)
+    """Parse Synchroteam's record dates (`19/07/2016 14:43:00`, or `2019-11-06 13:13[:00]`) as a wall time in
+    the account's zone (`FIELDRELAY_SYNCHROTEAM_TIMEZONE`); the result is aware."""
+    text = value.strip()
+    for fmt in ("%d/%m/%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=synchroteam_zone())
+        except ValueError:
+            continue
+    raise ValueError(f"not a Synchroteam date (dd/MM/yyyy HH:mm:ss or yyyy-mm-dd hh:mm): {value!r}")
+
+
+def hours_between(start: Any, end: Any) -> float:
+    """Hours from `start` to `end` (datetimes or Unix seconds), rounded to the quarter hour for timesheets."""
+    seconds = (_as_datetime(end) - _as_datetime(start)).total_seconds()
+    return round(max(0.0, seconds) / 900) / 4
 
 
 def synergist_date(value: Any) -> Any:
@@ -52,7 +94,10 @@ def tz(value: Any, name: str) -> datetime:
 HELPERS = {
     "fromtimestamp": fromtimestamp,
     "synchroteam_datetime": synchroteam_datetime,
+    "synchroteam_job_datetime": synchroteam_job_datetime,
+    "synchroteam_short_datetime": synchroteam_short_datetime,
     "synchroteam_date": synchroteam_date,
+    "hours_between": hours_between,
     "synergist_date": synergist_date,
     "tz": tz,
 }

@@ -191,7 +191,13 @@ def _rule_from_json(data: Mapping[str, Any]) -> Rule:
     return rule
 
 
-def _warnings(rule: Rule, prefix: Loc) -> list[tuple[Loc, str]]:
+def _writes(action: str, action_params: ActionParams | None) -> bool:
+    """Whether an action changes its target: a parameter model that says `writes = False` only reads."""
+    model = (action_params or {}).get(action)
+    return bool(getattr(model, "writes", True))
+
+
+def _warnings(rule: Rule, prefix: Loc, action_params: ActionParams | None) -> list[tuple[Loc, str]]:
     out: list[tuple[Loc, str]] = []
     when, title = rule.when, SOURCE_TITLES[rule.when.source]
     for field in when.changed:
@@ -204,7 +210,7 @@ def _warnings(rule: Rule, prefix: Loc) -> list[tuple[Loc, str]]:
         out.append(((*prefix, "when", "changed"), "only 'updated' events carry changesets; this rule never matches"))
     for section, calls in (("then", rule.then), ("on_failure", rule.on_failure)):
         for i, call in enumerate(calls):
-            if call.name.split(".")[0] == when.source and call.loop_ok is None:
+            if call.name.split(".")[0] == when.source and call.loop_ok is None and _writes(call.name, action_params):
                 out.append(
                     (
                         (*prefix, section, i, call.name),
@@ -289,7 +295,7 @@ def _load_file(path: Path, action_params: ActionParams | None, env_names: Collec
         if rule is not None:
             out.rules.append(rule)
             out.names.append(_at(root, (*prefix, "name")))
-            warnings.extend(_warnings(rule, prefix))
+            warnings.extend(_warnings(rule, prefix, action_params))
     out.errors.extend(RuleError(file, *_at(root, loc), message) for loc, message in problems)
     out.warnings = [RuleWarning(file, *_at(root, loc), message) for loc, message in warnings]
     for loc, tag in find_secrets(root):

@@ -60,6 +60,26 @@ class RateLimiter:
         with self._lock:
             self._usage.clear()
 
+    def peek(self, key: str) -> dict[str, str]:
+        """The five headers for `key` without counting a request (answers refused before the budget)."""
+        now = self.clock()
+        day = int(now // self.quota_period)
+        with self._lock:
+            usage = self._usage.get(key)
+            if usage is None or now >= usage.window_start + self.window_seconds:
+                usage = Usage(now, 0, day, usage.day_count if usage and usage.day == day else 0)
+            day_count = usage.day_count if usage.day == day else 0
+            return self._headers(usage.window_start, usage.window_count, day_count)
+
+    def _headers(self, window_start: float, window_count: int, day_count: int) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(max(0, self.limit - window_count)),
+            "X-RateLimit-Reset": str(math.ceil(window_start + self.window_seconds)),
+            "X-Quota-Limit": str(self.daily_quota),
+            "X-Quota-Remaining": str(max(0, self.daily_quota - day_count)),
+        }
+
     def check(self, key: str) -> Verdict:
         """Count one request for `key` unless it is over budget; rejected requests are not counted."""
         now = self.clock()
@@ -80,11 +100,5 @@ class RateLimiter:
                 reason = ""
                 usage.window_count += 1
                 usage.day_count += 1
-            headers = {
-                "X-RateLimit-Limit": str(self.limit),
-                "X-RateLimit-Remaining": str(max(0, self.limit - usage.window_count)),
-                "X-RateLimit-Reset": str(math.ceil(usage.window_start + self.window_seconds)),
-                "X-Quota-Limit": str(self.daily_quota),
-                "X-Quota-Remaining": str(max(0, self.daily_quota - usage.day_count)),
-            }
+            headers = self._headers(usage.window_start, usage.window_count, usage.day_count)
         return Verdict(not reason, reason, headers)

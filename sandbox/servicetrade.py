@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request, cookie_parser
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.control import build_app
 from sandbox.servicetrade_control import control_routes
+from sandbox.servicetrade_files import file_routes
 from sandbox.servicetrade_http import base_url, envelope, read_json
 from sandbox.servicetrade_jobs import job_routes
-from sandbox.servicetrade_lists import LIST_KEYS, InvalidQuery, select
+from sandbox.servicetrade_lists import LIST_KEYS, InvalidQuery, NotAllowed, select
 from sandbox.servicetrade_store import ServiceTradeState
 from sandbox.servicetrade_views import Renderer
 from sandbox.servicetrade_webhooks import webhook_routes
@@ -89,19 +93,52 @@ def create_app(
             return envelope(404, error=f"resource {entity_type} not found")
         try:
             rows, page, total = select(entity_type, request.query_params, st)
+        except NotAllowed as exc:
+            return envelope(405, error=str(exc))
         except InvalidQuery as exc:
             return envelope(
                 400, error="missing, incomplete or invalid parameters", validation={exc.field: [exc.message]}
             )
         view = Renderer(st, base_url(request))
-        return envelope(
-            200,
-            data={
-                "totalPages": total,
-                "page": page,
-                LIST_KEYS[entity_type]: [view.full(entity_type, r) for r in rows],
-            },
-        )
+        listed = [view.full(entity_type, r) for r in rows]
+        if total is None:  # limit_mode "cap": the rows past `limit` are simply not there
+            return envelope(200, data={LIST_KEYS[entity_type]: listed})
+        return envelope(200, data={"totalPages": total, "page": page, LIST_KEYS[entity_type]: listed})
+
+    async def oauth_token(request: Request) -> Response:
+        """Not in seed 002: the official SDK sends `Authorization: Bearer` tokens (setBearerToken). Served
+        the RFC 6749 way: `password` or `client_credentials` grant, form-encoded (JSON accepted too)."""
+        raw = (await request.body()).decode("utf-8", "replace")
+        form: dict[str, Any]
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                form = dict(json.loads(raw or "{}"))
+            except ValueError:
+                form = {}
+        else:
+            form = dict(parse_qsl(raw))
+        grant = form.get("grant_type")
+        if grant == "password":
+            if form.get("username") != username or form.get("password") != password:
+                return JSONResponse({"error": "invalid_grant", "error_description": "bad credentials"}, 400)
+            user = username
+        elif grant == "client_credentials":
+            secret = st.oauth_clients.get(str(form.get("client_id")))
+            if secret is None or secret != form.get("client_secret"):
+                return JSONResponse({"error": "invalid_client", "error_description": "unknown client"}, 401)
+            user = username
+        else:
+            return JSONResponse({"error": "unsupported_grant_type"}, 400)
+        token = secrets.token_urlsafe(24)
+        st.bearer_tokens[token] = user
+        return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+
+    async def set_lists(request: Request) -> Response:
+        mode = (await request.json()).get("limit_mode")
+        if mode not in ("page", "cap"):
+            return JSONResponse({"error": "limit_mode must be page or cap"}, 400)
+        st.limit_mode = mode
+        return JSONResponse({"limit_mode": mode})
 
     async def entity_get(request: Request) -> Response:
         entity_type, entity_id = request.path_params["type"], request.path_params["id"]
@@ -120,6 +157,8 @@ def create_app(
         Route("/api/auth", logout, methods=["DELETE"]),
         Route("/api/auth", not_allowed, methods=["PUT"]),
         Route("/api/auth/{rest:path}", not_allowed, methods=["GET", "POST", "PUT", "DELETE"]),
+        Route("/api/oauth2/token", oauth_token, methods=["POST"]),
+        *file_routes(st),
         *webhook_routes(st),
         Route("/api/job", not_allowed, methods=["DELETE"]),
         *job_routes(st),
@@ -132,7 +171,7 @@ def create_app(
         reset=st.reset,
         identify=lambda headers, query, body: identify(st, headers, body),
         error_body=lambda status, message: {"messages": {"error": [message]}},
-        extra_control=control_routes(st),
+        extra_control=[*control_routes(st), Route("/_sandbox/lists", set_lists, methods=["PUT"])],
         middleware=[Middleware(SessionGuard, state=st)],
     )
 
@@ -151,7 +190,7 @@ def identify(st: ServiceTradeState, headers: Headers, body: Any) -> dict[str, An
 class SessionGuard:
     """Answers 401 for any `/api/*` call without a live PHPSESSID, except the heartbeat and `/auth`."""
 
-    OPEN = ("/api", "/api/", "/api/auth")
+    OPEN = ("/api", "/api/", "/api/auth", "/api/oauth2/token")
 
     def __init__(self, app: ASGIApp, state: ServiceTradeState) -> None:
         self.app = app
@@ -166,8 +205,13 @@ class SessionGuard:
             and not path.startswith("/api/auth/")
         )
         if guarded:
-            token = cookie_parser(Headers(scope=scope).get("cookie", "")).get("PHPSESSID")
-            if token not in self.state.sessions:
+            headers = Headers(scope=scope)
+            token = cookie_parser(headers.get("cookie", "")).get("PHPSESSID")
+            scheme, _, bearer = headers.get("authorization", "").partition(" ")
+            signed_in = token in self.state.sessions or (
+                scheme.lower() == "bearer" and bearer in self.state.bearer_tokens
+            )
+            if not signed_in:
                 response = envelope(401, error="unauthorized request: log in at /api/auth and send PHPSESSID")
                 await response(scope, receive, send)
                 return

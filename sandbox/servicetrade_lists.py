@@ -212,13 +212,22 @@ def _filters(entity_type: str, query: QueryParams, state: ServiceTradeState) -> 
     return filters
 
 
-def select(entity_type: str, query: QueryParams, state: ServiceTradeState) -> tuple[list[dict[str, Any]], int, int]:
-    """Return (records on the requested page, page, totalPages).
+class NotAllowed(ValueError):
+    """A list the docs answer with 405 ("missing required query params")."""
 
-    The docs give `limit` defaults but no page size, so `limit` is used as the page size.
+
+def select(
+    entity_type: str, query: QueryParams, state: ServiceTradeState
+) -> tuple[list[dict[str, Any]], int, int | None]:
+    """Return (records on the requested page, page, totalPages or None when the answer has no paging).
+
+    The docs give `limit` defaults but no page size. `state.limit_mode` picks the reading: "page" uses
+    `limit` as the page size; "cap" returns at most `limit` rows and no paging fields.
     """
-    if entity_type == "attachment" and not ({"entityId", "entityType"} <= set(query) or set(BOUNDS) & set(query)):
-        raise InvalidQuery("entityId", "entityId and entityType are required")
+    if entity_type == "attachment" and not {"entityId", "entityType"} <= set(query):
+        # Seed 002, "Attachment": GET /attachment 405 "missing required query params" (entityId and
+        # entityType are "required"). Old: answered 400, and 200 with only an updated bound.
+        raise NotAllowed("missing required query params: entityId and entityType")
     filters = _filters(entity_type, query, state)
     rows = [r for r in state.all(entity_type) if all(f(r) for f in filters)]
     default = state.default_limits.get(entity_type, state.fallback_limit)
@@ -229,5 +238,7 @@ def select(entity_type: str, query: QueryParams, state: ServiceTradeState) -> tu
         raise InvalidQuery("limit", "Must be numeric") from None
     limit = max(1, min(limit, state.max_limits.get(entity_type, max(default, limit))))
     page = max(1, page)
+    if state.limit_mode == "cap":
+        return rows[:limit], 1, None
     total_pages = max(1, math.ceil(len(rows) / limit))
     return rows[(page - 1) * limit : page * limit], page, total_pages

@@ -29,6 +29,7 @@ ENTITY_TYPES = (
     "attachment",
     "servicerequest",
     "comment",
+    "clock",
 )
 # The docs' session limits: past the hard limit the oldest sessions go until the soft limit is met.
 SESSION_SOFT_LIMIT, SESSION_HARD_LIMIT = 100, 200
@@ -68,6 +69,12 @@ class ServiceTradeState:
             "location": 5000,
         }
         self.public_base_url: str | None = None
+        # Seed 002, "Pagination" and each list's `limit`: "page" reads limit as the page size (with totalPages),
+        # "cap" as a cap on the answer with no paging fields; which one the API does is not documented.
+        self.limit_mode = "page"
+        self.contents: dict[int, bytes] = {}  # uploaded attachments' bytes
+        self.bearer_tokens: dict[str, str] = {}  # OAuth2 access token -> username
+        self.oauth_clients: dict[str, str] = {"sandbox-client": "sandbox-client-secret"}
         self.dispatcher = WebhookDispatcher(clock=clock)
         self.reset()
 
@@ -80,6 +87,8 @@ class ServiceTradeState:
         for entity_type, rows in copy.deepcopy(self._seed).items():
             self.records.setdefault(entity_type, {}).update({row["id"]: row for row in rows})
         self.sessions.clear()
+        self.bearer_tokens.clear()
+        self.contents.clear()
         self.webhooks.clear()
         self.dispatcher.reset()
 
@@ -151,11 +160,11 @@ class ServiceTradeState:
         self.webhooks[new_id] = hook
         return hook
 
-    def confirm_webhooks(self) -> None:
-        # The docs do not say how confirmation works, only that it "typically" follows creation at once.
-        if self.dispatcher.controls.auto_confirm:
-            for hook in self.webhooks.values():
-                hook["confirmed"] = True
+    async def confirm_webhook(self, hook: dict[str, Any]) -> None:
+        """Seed 002, "Confirmation": "automatic ... typically immediately after creation. To be confirmed, a
+        webhook must meet all the requirements listed in 'Webhook Requirements'": the URL is probed."""
+        if self.dispatcher.controls.auto_confirm and not hook["confirmed"]:
+            hook["confirmed"] = await self.dispatcher.meets_requirements(hook["hookUrl"])
 
     def notify(self, changes: Iterable[Change], base: str) -> list[tuple[str, dict[str, Any]]]:
         """Address one message about `changes` to every enabled, confirmed hook (snapshot taken now)."""

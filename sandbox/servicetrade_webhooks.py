@@ -47,7 +47,7 @@ def webhook_routes(st: ServiceTradeState) -> list[Route]:
         # The documented create answer shows confirmed:false; confirming right after it, not in a
         # background task, means a change made straight after creation is never missed.
         data = shown(request, dict(hook))
-        st.confirm_webhooks()
+        await st.confirm_webhook(hook)
         return envelope(200, data=data)
 
     async def update_hook(request: Request) -> Response:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, QueryParams
@@ -22,6 +24,7 @@ from sandbox.synchroteam_jobs import ACTIONS, run_action
 from sandbox.synchroteam_lists import list_page
 from sandbox.synchroteam_payloads import render, send
 from sandbox.synchroteam_store import Invalid, SynchroteamState
+from sandbox.synchroteam_technician import technician_routes
 
 __all__ = ["SynchroteamState", "create_app"]
 
@@ -80,11 +83,15 @@ class Gate:
             return
         headers = Headers(scope=scope)
         accept = headers.get("accept", "*/*")
+        creds = basic_credentials(headers)
+        # Seed 000, "Rate Limits and Quotas": the budget is "provided in the response headers of every
+        # request", refused ones included (they are not counted against it).
+        budget = self.limiter.peek(creds[1] if creds else "")
         if not any(t in accept for t in ("json", "*/*", "application/*", "text/*")):
-            await error(406, "Only application/json or text/json responses are available")(scope, receive, send)
+            await error(406, "Only application/json or text/json responses are available", budget)(scope, receive, send)
             return
-        if basic_credentials(headers) != (self.domain, self.api_key):
-            await error(401, "Your API key is wrong")(scope, receive, send)
+        if creds != (self.domain, self.api_key):
+            await error(401, "Your API key is wrong", budget)(scope, receive, send)
             return
         verdict = self.limiter.check(self.api_key)
         if not verdict.allowed:
@@ -119,12 +126,16 @@ def create_app(
     window_seconds: float = 60.0,
     daily_quota: int = 10000,
     quota_period: float = 86400.0,
+    timezone: str | None = None,
 ) -> Starlette:
     """Build the Synchroteam sandbox; clients use `http://HOST:PORT` and paths under `/api/v3`.
 
     `quota_period` (seconds from the epoch; UTC days by default) lets tests compress the quota day.
+    `timezone` (IANA) is the account's zone, in which it writes every date the doc does not mark as UTC.
     """
     st = state if state is not None else SynchroteamState()
+    if timezone is not None:
+        st.zone = ZoneInfo(timezone)
     limiter = RateLimiter(
         limit=rate_limit,
         window_seconds=window_seconds,
@@ -180,6 +191,69 @@ def create_app(
             return JSONResponse({key: [{"id": r["id"], flag: True} for r in matches]})
         return JSONResponse([{"id": r["id"], "deleted": True} for r in matches])
 
+    def job_of(query: QueryParams) -> dict[str, Any]:
+        found = st.find("job", _query_keys(query, "job"))
+        if found is None:
+            raise Invalid("job not found", 404)
+        return found
+
+    async def job_report(request: Request) -> Response:
+        """Seed 000, "Retrieve a job report": the blocks; "If the block is not found a 404 Error is returned"."""
+        try:
+            job = job_of(request.query_params)
+        except Invalid as exc:
+            return error(exc.status, exc.message)
+        blocks = st.reports.get(str(job["id"]))
+        return error(404, "no report for this job") if blocks is None else JSONResponse(blocks)
+
+    async def job_photos(request: Request) -> Response:
+        """Seed 000, "Retrieve job photos": a simplified job and its photos; imageData only with getImageData."""
+        try:
+            job = job_of(request.query_params)
+        except Invalid as exc:
+            return error(exc.status, exc.message)
+        with_data = request.query_params.get("getImageData", "false").lower() == "true"
+        photos = [
+            {**p, "imageData": p.get("imageData") if with_data else None} for p in st.photos.get(str(job["id"]), [])
+        ]
+        return JSONResponse({"job": {k: job.get(k) for k in ("id", "myId", "num")}, "photos": photos})
+
+    async def job_parts(request: Request) -> Response:
+        """Seed 000, "Send job parts": the job by id/num/myId, `parts[{id|reference, quantity, serialNumbers}]`."""
+        try:
+            body = await body_of(request)
+            if not isinstance(body, dict):
+                raise Invalid("request body must be a JSON object")
+            job = st.find("job", {k: body.get(k) for k in ("id", "myId", "num") if body.get(k)})
+            if job is None:
+                raise Invalid("job not found", 404)
+            parts = body.get("parts")
+            if not isinstance(parts, list) or not parts:
+                raise Invalid("parts: a non-empty list is required")
+            for part in parts:
+                if not isinstance(part, dict) or not (part.get("reference") or part.get("id")):
+                    raise Invalid("each part needs a reference or an id")
+                if part.get("quantity") is None and not part.get("serialNumbers"):
+                    raise Invalid("each part needs a quantity, or serialNumbers for a serialized part")
+        except Invalid as exc:
+            return error(exc.status, exc.message)
+        job["parts"] = [*(job.get("parts") or []), *parts]
+        st.touch(job)
+        # [INCONS] the sample answer's `id` is a GUID, not the job's id.
+        return JSONResponse({"id": str(uuid.uuid4()), "parts": parts})
+
+    async def custom_fields(request: Request) -> Response:
+        """Seed 000, "List Custom Fields by object type": `type` (mandatory) job, customer, site, equipment, user."""
+        kind = request.query_params.get("type")
+        if kind not in ("job", "customer", "site", "equipment", "user"):
+            return error(400, "type is mandatory: job, customer, site, equipment or user")
+        return paged(st.custom_fields.get(kind, []))
+
+    def paged(table: list[dict[str, Any]]) -> Response:
+        return JSONResponse(
+            {"page": 1, "pageSize": len(table), "records": len(table), "recordsTotal": len(table), "data": table}
+        )
+
     async def lookup_list(request: Request) -> Response:
         kind = request.url.path.rsplit("/", 2)[-2]
         table = {
@@ -205,6 +279,10 @@ def create_app(
                 Route(f"{prefix}/{kind}/list", lookup_list, methods=["GET"])
                 for kind in ("activityType", "jobtype", "jobReportTemplate")
             ),
+            Route(f"{prefix}/jobReport/details", job_report, methods=["GET"]),
+            Route(f"{prefix}/job/photos", job_photos, methods=["GET"]),
+            Route(f"{prefix}/job/parts/send", job_parts, methods=["POST"]),
+            Route(f"{prefix}/customfield/list", custom_fields, methods=["GET"]),
             Route(f"{prefix}/{{kind}}/{{verb}}", resource, methods=["GET", "POST", "PUT", "DELETE"]),
         )
     ]
@@ -223,6 +301,7 @@ def create_app(
         reset=reset,
         identify=identify,
         error_body=lambda status, message: {"error": ERRORS.get(status, "Error"), "message": message},
+        extra_control=technician_routes(st),
         middleware=[Middleware(Gate, domain=domain, api_key=api_key, limiter=limiter)],
     )
     app.state.limiter = limiter

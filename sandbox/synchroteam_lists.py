@@ -68,7 +68,20 @@ SORTS = {
         "datemodified": "_modified",
     },
     "customer": {"name": "name", "datemodified": "_modified", "datecreated": "_created", "myid": "myId"},
+    # Seed 000, "List activities": `sort` "takes one of four values: startDate, endDate, activityType_name
+    # and user_login (Optional. Default is startDate)".
+    "activity": {
+        "startdate": "dateStart",
+        "enddate": "dateEnd",
+        "activitytype_name": "activityType.name",
+        "user_login": "user.login",
+    },
+    # "List Custom Fields": `sort` label (default) or order.
+    "customfield": {"label": "label", "order": "order"},
 }
+# Seed 000: customer, site and equipment lists return records "modified after" changedSince; job/list checks
+# the modification "on or after" it.
+INCLUSIVE_SINCE = {"job"}
 JOB_DATE_FIELDS = {"scheduledStart", "scheduledEnd", "actualStart", "actualEnd"}
 
 
@@ -80,7 +93,7 @@ def _path(record: dict[str, Any], path: str) -> Any:
 
 
 def _sort_key(record: dict[str, Any], shown: dict[str, Any], field: str) -> tuple[int, Any]:
-    value = record.get(field) if field.startswith("_") else shown.get(field)
+    value = record.get(field) if field.startswith("_") else _path(shown, field)
     if value is None:
         return (1, "")
     if field in JOB_DATE_FIELDS:
@@ -128,8 +141,11 @@ def list_page(st: SynchroteamState, kind: str, query: QueryParams) -> dict[str, 
     # [INCONS] The text names the filter `changedSince` but the curl sample sends `changedFrom`.
     since = query.get("changedSince", query.get("changedFrom"))
     if since is not None:
-        bound = parse_date(since, FILTER_DATE, "changedSince").timestamp()
-        filters.append(lambda r, s: r["_modified"] >= bound)
+        bound = parse_date(since, FILTER_DATE, "changedSince").timestamp()  # "the UTC date+time"
+        if kind in INCLUSIVE_SINCE:
+            filters.append(lambda r, s: r["_modified"] >= bound)
+        else:
+            filters.append(lambda r, s: r["_modified"] > bound)
     for name, (path, how) in MATCHES.get(kind, {}).items():
         if name not in query:
             continue

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.synchroteam_store import (
@@ -127,7 +126,7 @@ def render(st: SynchroteamState, record: dict[str, Any], *, simplified: bool = F
         ]
     if kind == "job":
         for field, key in (("dateCreated", "_created"), ("dateModified", "_modified")):
-            out[field] = datetime.fromtimestamp(record[key], UTC).strftime(JOB_DATE)
+            out[field] = st.local(record[key], JOB_DATE)
     if kind == "activity":
         kind_ref = next((t for t in st.activity_types if t["id"] == (out.get("activityType") or {}).get("id")), {})
         out["activityType"] = {k: kind_ref.get(k) for k in ("id", "name", "category", "payable")}

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 SEED_PATH = Path(__file__).parent / "data" / "synchroteam.json"
 TYPES = ("customer", "site", "equipment", "job", "activity")
@@ -62,7 +63,12 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "site": (
         *names("id myId name"),
         *ADDRESS,
-        *names("contactName contactPhone contactMobile contactEmail contactFax publicLink customer tags"),
+        # [INCONS] "The site object": the JSON sample has contactName, the field table contactFirstName and
+        # contactLastName; all three are kept.
+        *names(
+            "contactName contactFirstName contactLastName contactPhone contactMobile contactEmail contactFax "
+            "publicLink customer tags"
+        ),
     ),
     "equipment": names("id myId name publicLink customer site customFieldValues tags"),
     "job": (
@@ -106,8 +112,13 @@ class SynchroteamState:
     154872
     """
 
-    def __init__(self, seed: dict[str, Any] | None = None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, seed: dict[str, Any] | None = None, *, clock: Callable[[], float] = time.time, timezone: str = "UTC"
+    ) -> None:
         self.clock = clock
+        # Seed 000 marks only `changedSince` as UTC and activities as "Local time": the account's zone is
+        # what every other date (dateCreated, dateModified, the schedule) is written in.
+        self.zone = ZoneInfo(timezone)
         self._seed = seed if seed is not None else json.loads(SEED_PATH.read_text())
         self.records: dict[str, dict[Any, dict[str, Any]]] = {}
         self.reset()
@@ -119,6 +130,10 @@ class SynchroteamState:
         self.job_types: list[dict[str, Any]] = seed.get("jobTypes", [])
         self.report_templates: list[dict[str, Any]] = seed.get("reportTemplates", [])
         self.activity_types: list[dict[str, Any]] = seed.get("activityTypes", [])
+        self.custom_fields: dict[str, list[dict[str, Any]]] = seed.get("customFields", {})
+        # Job id -> the technician's report blocks and photos (seed 000, "Retrieve a job report", "...photos").
+        self.reports: dict[str, list[dict[str, Any]]] = seed.get("reports", {})
+        self.photos: dict[str, list[dict[str, Any]]] = seed.get("photos", {})
         self.records = {t: {row["id"]: row for row in seed.get(t, [])} for t in TYPES}
         for kind, rows in self.records.items():
             for row in rows.values():
@@ -164,6 +179,10 @@ class SynchroteamState:
         return {"id": found["id"]}
 
     # Writes
+
+    def local(self, stamp: float, fmt: str = JOB_DATE) -> str:
+        """A Unix time as the account's wall time."""
+        return datetime.fromtimestamp(stamp, UTC).astimezone(self.zone).strftime(fmt)
 
     def touch(self, record: dict[str, Any]) -> None:
         record["_modified"] = self.clock()

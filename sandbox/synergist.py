@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from html import escape
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -14,14 +15,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.control import build_app
+from sandbox.recorder import CONTROL_PREFIX
 from sandbox.synergist_areas import Handler, activities, clients, jobs, system, users
-from sandbox.synergist_bookings import calendar, tspending
+from sandbox.synergist_bookings import calendar, phases, tspending
 from sandbox.synergist_calls import Call, Result
 from sandbox.synergist_store import (
     ACCOUNT_DISABLED,
     BAD_COMPANY,
     BAD_CREDENTIALS,
     BAD_INPUT,
+    ERROR_FORMS,
     NO_CREDENTIALS,
     NOT_RECOGNISED,
     SynergistError,
@@ -39,6 +42,7 @@ AREAS: dict[str, Handler] = {
     "clients": clients,
     "calendar": calendar,
     "tspending": tspending,
+    "phases": phases,
 }
 VERSIONS = {"3", "3.0", "3.1", "3.2"}  # [INCONS] a few examples send version=3.1; the overview uses 3.
 WRITES = {"create", "update", "delete"}
@@ -81,8 +85,14 @@ def failure_body(code: int, message: str) -> dict[str, Any]:
     }
 
 
-def failure(exc: SynergistError) -> Response:
-    return JSONResponse(failure_body(exc.code, exc.message), status_code=404)
+def failure(exc: SynergistError, form: str) -> Response:
+    """The error in the configured form: 404 + XML (seed 001's stated one), 404 + JSON, or 200 + success:false."""
+    if form == "xml":
+        text = escape(exc.message)
+        error = f'    <Error ErrorID="{exc.code}">\n        <ErrorText>{text}</ErrorText>\n    </Error>'
+        xml = f"<Responses>\n{error}\n</Responses>"
+        return Response(xml, status_code=404, media_type="text/xml")
+    return JSONResponse(failure_body(exc.code, exc.message), status_code=404 if form == "json404" else 200)
 
 
 def create_app(
@@ -91,9 +101,17 @@ def create_app(
     user: str = "sandbox",
     password: str = "sandbox-password",
     company: str = "1",
+    error_form: str = "xml",
 ) -> Starlette:
-    """Build the Synergist sandbox; clients call `http://HOST:PORT/jsonapi/<area>.json?...`."""
+    """Build the Synergist sandbox; clients call `http://HOST:PORT/jsonapi/<area>.json?...`.
+
+    `error_form` is how errors are answered (`xml`, `json404`, `json200`); `PUT /_sandbox/errors
+    {"form": ...}` changes it at run time.
+    """
+    if error_form not in ERROR_FORMS:
+        raise ValueError(f"error_form must be one of {', '.join(ERROR_FORMS)}, not {error_form!r}")
     st = state if state is not None else SynergistState()
+    st.default_error_form = st.error_form = error_form
 
     def authenticate(params: dict[str, str]) -> dict[str, Any]:
         given_user = params.get("user")
@@ -134,7 +152,17 @@ def create_app(
                 call.items = parse_input(params.get("input"))
             return JSONResponse(envelope(AREAS[area](st, call), call))
         except SynergistError as exc:
-            return failure(exc)
+            return failure(exc, st.error_form)
+
+    async def set_errors(request: Request) -> Response:
+        try:
+            form = (await request.json()).get("form")
+        except ValueError:
+            form = None
+        if form not in ERROR_FORMS:
+            return JSONResponse({"error": f"form must be one of {', '.join(ERROR_FORMS)}"}, status_code=400)
+        st.error_form = form
+        return JSONResponse({"form": form})
 
     def identify(headers: Headers, query: QueryParams, body: Any) -> dict[str, Any]:
         given = query.get("user")
@@ -153,6 +181,7 @@ def create_app(
         reset=st.reset,
         identify=identify,
         error_body=lambda status, message: failure_body(NOT_RECOGNISED if status == 404 else 404500, message),
+        extra_control=[Route(f"{CONTROL_PREFIX}/errors", set_errors, methods=["PUT"])],
     )
 
 

@@ -123,12 +123,9 @@ def activities(st: SynergistState, call: Call) -> Result:
             need(item, "activityID", "activityRecordVersionNumber")
             record = st.get("activities", item["activityID"])
             if int(item["activityRecordVersionNumber"]) != record["activityRecordVersionNumber"]:
-                raise SynergistError(
-                    VERSION_CONFLICT,
-                    "the record has been updated by another user "
-                    f"(version {record['activityRecordVersionNumber']}, "
-                    f"sent {item['activityRecordVersionNumber']})",
-                )
+                # Seed 001: "If the record has been updated by another user in the meantime, the update will
+                # fail." The failure's text is undocumented; this one names no cause a client could match.
+                raise SynergistError(VERSION_CONFLICT, f"activity {record['activityID']}: update rejected")
             st.touch(
                 "activities",
                 record,

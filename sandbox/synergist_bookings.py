@@ -38,6 +38,16 @@ def calendar(st: SynergistState, call: Call) -> Result:
         return Result([booking_view(st, r) for r in rows], paged=True)
     if call.action == "users":
         return Result(list(st.users), paged=True)
+    if call.action == "unallocated":
+        # Seed 001, "Unallocated list": estimates to book against. The sample row names the booking key
+        # calTimeSummarySelect ([INCONS] a booking's create takes calTimeSummaryInternal): echoed as shown.
+        rows = [unallocated_row(st, t) for t in st.time_summaries]
+        if (client := call.param("client")) is not None:
+            rows = [r for r in rows if r["_client"] == client]
+        for param, key in (("job", "_job"), ("jobphase", "calJobPhaseSelect")):
+            if (wanted := call.param(param)) is not None:
+                rows = [r for r in rows if r[key] == wanted]
+        return Result([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], paged=True)
     if call.action not in {"create", "update", "delete"}:
         raise SynergistError(NOT_RECOGNISED, f"invalid action {call.action}")
     out = []
@@ -131,3 +141,55 @@ def tspending(st: SynergistState, call: Call) -> Result:
         out.append(tsp_view(st, record))
     # The documented tspending create answer is a paged list envelope, unlike the other writes.
     return Result(out, paged=call.action == "create", message="data processed successfully.")
+
+
+def unallocated_row(st: SynergistState, summary: dict[str, Any]) -> dict[str, Any]:
+    job = next((j for j in st.tables["jobs"].values() if summary["jobAndPhase"].startswith(f"{j['jobNumber']}.")), {})
+    client = next((c for c in st.clients if c["clientCode"] == job.get("jobClientCode")), {})
+    booked = sum(
+        float(r.get("calDurationDecimalHours") or 0)
+        for r in st.tables["calendar"].values()
+        if str(r["calTimeSummaryInternal"]) == str(summary["calTimeSummaryInternal"])
+    )
+    estimated = float(summary.get("estimatedHours", 0))
+    return {
+        "_client": job.get("jobClientCode", ""),
+        "_job": job.get("jobNumber", ""),
+        "calBookedSelect": booked,
+        "calChargeCodeSelect": summary.get("chargeCode", ""),
+        "calChargeDescSelect": summary.get("chargeCodeDescription", ""),
+        "calClientSelect": client.get("clientName", ""),
+        "calDescriptionSelect": summary.get("phaseDescription", ""),
+        "calEstimatedSelect": estimated,
+        "calJobPhaseSelect": summary["jobAndPhase"],
+        "calRemainingSelect": estimated - booked,
+        "calStatusSelect": "Live",
+        "calTimeSummarySelect": summary["calTimeSummaryInternal"],
+        "calUniqueSelect": f"{summary['jobAndPhase']}###{summary.get('chargeCode', '')}",
+    }
+
+
+def phases(st: SynergistState, call: Call) -> Result:
+    """Seed 001, "Phases": `phaseslist` rows (phaseJobAndPhase, phasePhase, phaseStatus...); the sandbox's
+    phases are those its time summaries book against. Create, update and delete are not documented."""
+    if call.action != "":
+        raise SynergistError(NOT_RECOGNISED, f"invalid action {call.action}")
+    seen: dict[str, dict[str, Any]] = {}
+    for summary in st.time_summaries:
+        code = summary["jobAndPhase"]
+        number, _, phase = code.partition(".")
+        seen.setdefault(
+            code,
+            {
+                "phaseuuid": f"PH{summary['calTimeSummaryInternal']}",
+                "phaseTimeStampModified": 0,
+                "phaseRecordVersionNumber": 1,
+                "phaseJobNumber": number,
+                "phaseJobAndPhase": code,
+                "phasePhase": phase,
+                "phaseDescription": summary.get("phaseDescription", ""),
+                "phaseStatus": "Live",
+            },
+        )
+    rows = key_filter(call, list(seen.values()), "phase", {"job": "phaseJobNumber", "jobphase": "phaseJobAndPhase"})
+    return Result(rows, paged=True)

@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sandbox.synergist_store import BAD_INPUT, MISSING_FIELD, SynergistError
+from sandbox.synergist_store import BAD_INPUT, MISSING_FIELD, UNKNOWN_VIEW, SynergistError
+
+# Seed 001, "Table of views": a view is a saved query; `views.json` lists them. The doc's sample names one,
+# -1703 "My open activities"; its examples also pass -1700 (activities), -1303 (jobs) and -1307 (phases)
+# without saying what they select, so the sandbox lets those select every record of their area.
+VIEWS: dict[str, dict[str, str]] = {
+    "activity": {"-1703": "My open activities", "-1700": "Activities (doc example)"},
+    "job": {"-1303": "Jobs (doc example)"},
+    "phase": {"-1307": "Phases (doc example)"},
+}
 
 
 @dataclass
@@ -51,8 +60,10 @@ def _timestamp(raw: str, name: str) -> int:
 
 
 def key_filter(call: Call, rows: list[dict[str, Any]], prefix: str, keys: dict[str, str]) -> list[dict[str, Any]]:
-    """Apply the documented key-field filters (`Job=`, `Client=`, `Uuid=`, `Timestampfrom=`...)."""
+    """Apply a `view` and the documented key-field filters (`Job=`, `Client=`, `Uuid=`, `Timestampfrom=`...)."""
     stamp = f"{prefix}TimeStampModified"
+    if (view := call.param("view")) is not None:
+        rows = apply_view(call, rows, prefix, view)
     for param, fieldname in {
         **keys,
         "uuid": f"{prefix}uuid" if prefix == "activity" else f"{prefix}Uuid",
@@ -66,4 +77,15 @@ def key_filter(call: Call, rows: list[dict[str, Any]], prefix: str, keys: dict[s
         rows = [r for r in rows if r.get(stamp, 0) <= _timestamp(high, "Timestampto")]
     if (search := call.param("Search")) is not None:
         rows = [r for r in rows if search.lower() in " ".join(str(v) for v in r.values()).lower()]
+    return rows
+
+
+def apply_view(call: Call, rows: list[dict[str, Any]], prefix: str, view: str) -> list[dict[str, Any]]:
+    """A known saved query, or the documented error for any other id (an error code in 404000-404999)."""
+    known = VIEWS.get(prefix, {})
+    if view not in known:
+        raise SynergistError(UNKNOWN_VIEW, f"view {view}: no saved query with this id for {prefix} records")
+    if view == "-1703":  # "My open activities": the caller's, not completed
+        owner = call.user.get("userUserId")
+        return [r for r in rows if r.get("activityOwnerID") == owner and not r.get("activityCompleted")]
     return rows

@@ -39,6 +39,11 @@ BAD_INPUT = 404011
 MISSING_FIELD = 404012
 NOT_FOUND = 404013
 VERSION_CONFLICT = 404014
+UNKNOWN_VIEW = 404015
+# Seed 001, "JSON Response": an error is `Success false` + Errormessage/Errorcode, and "In case of any error,
+# the Synergist server will return an HTTP 404 error together with an XML structure". Which one a server sends
+# is configurable: "xml" (404 + XML, the stated one), "json404" (404 + JSON) or "json200" (200 + success:false).
+ERROR_FORMS = ("xml", "json404", "json200")
 
 
 def sha512(password: str) -> str:
@@ -60,10 +65,12 @@ class SynergistState:
     def __init__(self, seed: dict[str, Any] | None = None, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._seed = seed if seed is not None else json.loads(SEED_PATH.read_text())
+        self.default_error_form = "xml"
         self.reset()
 
     def reset(self) -> None:
         self.disabled = False  # back to the seed means a working account too
+        self.error_form = self.default_error_form
         seed = copy.deepcopy(self._seed)
         self.companies: list[dict[str, Any]] = seed.get("companies", [])
         self.users: list[dict[str, Any]] = seed.get("users", [])
@@ -94,7 +101,8 @@ class SynergistState:
         if record is None and isinstance(key, str) and key.isdigit():
             record = rows.get(int(key))
         if record is None:
-            raise SynergistError(NOT_FOUND, f"{TABLES[table][0]} {key} not found")
+            # The doc gives no text for a missing record: a plain one, worded like no client's pattern.
+            raise SynergistError(NOT_FOUND, f"{TABLES[table][0]} {key}: unavailable")
         return record
 
     def insert(self, table: str, key: Any, values: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +124,7 @@ class SynergistState:
     def client(self, code: str) -> dict[str, Any]:
         found = next((c for c in self.clients if c["clientCode"] == code), None)
         if found is None:
-            raise SynergistError(NOT_FOUND, f"client {code} not found")
+            raise SynergistError(NOT_FOUND, f"client {code}: unavailable")
         return found
 
     def user_by_login(self, login: str) -> dict[str, Any] | None:

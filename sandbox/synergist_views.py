@@ -95,7 +95,7 @@ def job_view(st: SynergistState, record: dict[str, Any]) -> dict[str, Any]:
 def time_summary(st: SynergistState, internal: Any) -> dict[str, Any]:
     found = next((t for t in st.time_summaries if str(t["calTimeSummaryInternal"]) == str(internal)), None)
     if found is None:
-        raise SynergistError(NOT_FOUND, f"time summary {internal} not found (see calendar.json?action=unallocated)")
+        raise SynergistError(NOT_FOUND, f"time summary {internal}: unavailable (see calendar.json?action=unallocated)")
     return found
 
 

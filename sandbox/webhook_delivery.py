@@ -64,6 +64,7 @@ class WebhookDispatcher:
         self.clock = clock
         self.controls = DeliveryControls()
         self.log: deque[dict[str, Any]] = deque(maxlen=10_000)
+        self.probes: deque[dict[str, Any]] = deque(maxlen=1_000)  # confirmation probes, apart from deliveries
         self.held: list[Delivery] = []
         self._rng = random.Random()
         self._lock = threading.Lock()
@@ -73,6 +74,7 @@ class WebhookDispatcher:
     def reset(self) -> None:
         self.controls = DeliveryControls()
         self.log.clear()
+        self.probes.clear()
         self.held.clear()
 
     def set_controls(self, values: dict[str, Any]) -> None:
@@ -176,6 +178,24 @@ class WebhookDispatcher:
                             "message": message,
                         }
                     )
+
+    async def meets_requirements(self, url: str) -> bool:
+        """Seed 002, "Webhook Requirements" (which "Confirmation" says a hook must meet): the URL must "Accept
+        HTTP POST requests" and "Respond with HTTP status code between 200-499" within 5 seconds. The probe is
+        a message with no entities; how ServiceTrade really checks is not documented."""
+        probe = {"messageId": f"confirm-{uuid.uuid4()}", "timestamp": str(int(self.clock())), "data": []}
+        try:
+            async with httpx.AsyncClient(timeout=self.controls.timeout, transport=self.transport) as client:
+                response = await client.post(url, json=probe)
+        except httpx.HTTPError as exc:
+            self.probes.append({"url": url, "outcome": "unconfirmed", "error": f"{type(exc).__name__}: {exc}"})
+            return False
+        # 200-499 counts as answered; 405 says the URL does not take POST, the first requirement.
+        ok = 200 <= response.status_code < 500 and response.status_code != 405
+        self.probes.append(
+            {"url": url, "outcome": "confirmed" if ok else "unconfirmed", "status": response.status_code}
+        )
+        return ok
 
     def describe(self) -> dict[str, Any]:
         return asdict(self.controls)

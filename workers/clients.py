@@ -74,6 +74,10 @@ class SettingsClients:
                 s.servicetrade_password,
                 transport=self._transport_for("servicetrade"),
                 timeout=s.http_timeout,
+                auth=s.servicetrade_auth,
+                grant=s.servicetrade_oauth_grant,
+                client_id=s.servicetrade_client_id,
+                client_secret=s.servicetrade_client_secret,
             ),
         )
 
@@ -88,6 +92,7 @@ class SettingsClients:
                 s.synchroteam_api_key,
                 transport=self._transport_for("synchroteam"),
                 timeout=s.http_timeout,
+                timezone=s.synchroteam_timezone,
             ),
         )
 

@@ -22,7 +22,18 @@ from fieldrelay.events import ChangeEvent
 SLACK = 120  # seconds between our write and the change time the target reports
 TTL = 900  # pollers may see the write a while later
 # Parameters that name the record rather than change it.
-KEY_FIELDS = {"id", "myId", "num", "jobId", "activityID", "jobNumber", "calDiaryInternal", "tspEntryNo"}
+KEY_FIELDS = {
+    "id",
+    "myId",
+    "num",
+    "jobId",
+    "appointmentId",
+    "serviceRequestId",
+    "activityID",
+    "jobNumber",
+    "calDiaryInternal",
+    "tspEntryNo",
+}
 RESULT_IDS = ("id", "activityID", "jobNumber", "calDiaryInternal", "tspEntryNo")
 
 
@@ -35,9 +46,19 @@ def written(action: str, params: BaseModel, result: dict[str, Any]) -> list[tupl
     out: list[tuple[str, str, str, list[str] | None]] = []
     if target == "servicetrade":
         job_id = getattr(params, "jobId", None)
-        if kind == "job" and job_id is not None:
+        if kind == "job" and job_id is None and result.get("id") is not None:
+            out.append((target, "job", str(result["id"]), None))  # a job we created
+        elif kind == "job" and job_id is not None:
             # A comment changes no job field we know of; ServiceTrade may still report the job updated.
             out.append((target, "job", str(job_id), fields if action.endswith(".update") else None))
+        elif kind == "servicerequest":
+            out.append((target, "servicerequest", str(getattr(params, "serviceRequestId", "")), fields))
+        elif kind == "attachment":
+            # Each file is a new attachment; the job or appointment it hangs on may be reported updated too.
+            for item in result.get("attachments") or []:
+                if item.get("id") is not None:
+                    out.append((target, "attachment", str(item["id"]), None))
+            out.append((target, str(result.get("entityType")), str(result.get("entityId")), None))
         elif kind == "appointment":
             if result.get("id") is not None:
                 out.append((target, "appointment", str(result["id"]), fields))

@@ -117,7 +117,8 @@ def execute(
     finally:
         rt.state.unlock_step(ctx.idempotency_key, token)
         observe(rt.gate, limits, rt.clients.last_rate(spec.target), rt.alert)
-    rt.echoes.remember(call.name, params, result)
+    if spec.writes:
+        rt.echoes.remember(call.name, params, result)
     rt.state.mark_action_done(eid, digest, index, call.id, result)
     rt.state.trace(eid, Step.ACTION_SUCCEEDED, rule=rule.name, index=index, action=call.name, result=result)
     return result

@@ -17,6 +17,7 @@ from fieldrelay.settings import Settings
 from fieldrelay.state import PipelineState
 from fieldrelay.targets import TargetLimits, target_limits
 from rules.engine import allowed_env
+from rules.helpers import use_synchroteam_zone
 from workers.actions.context import Clients
 from workers.actions.registry import action_params
 from workers.alerts import alert
@@ -71,6 +72,7 @@ class Runtime:
 
 def build_runtime(settings: Settings, client: redis.Redis, *, enqueue_action: EnqueueAction) -> Runtime:
     """A worker process's runtime: clients, rules, the shared gate with each target's limits from `settings`."""
+    use_synchroteam_zone(settings.synchroteam_timezone)
     state = PipelineState(client, redactor=redactor_for(settings))
     targets = target_limits(settings)
     rulebook = RuleBook(

@@ -15,7 +15,9 @@ from celery import signals
 from fieldrelay.logs import capture_prints, setup_logging
 from fieldrelay.observability import init_sentry
 from fieldrelay.queues import RUN_ACTION_TASK
+from workers.clients import SettingsClients
 from workers.delayed import DelayedMover, DelayedTasks
+from workers.polling.tasks import context as poll_context
 from workers.process import redis_client, runtime, settings
 
 log = logging.getLogger("fieldrelay.signals")
@@ -74,6 +76,17 @@ def _start_mover(**_: Any) -> None:
 def _stop_mover(**_: Any) -> None:
     if _Mover.thread is not None:
         _Mover.thread.stop()
+
+
+@signals.worker_process_shutdown.connect
+def _close_sessions(**_: Any) -> None:
+    """Close the ServiceTrade sessions this pool process opened (seed 002, "Authentication": a user may hold
+    100 sessions, soft, and 200, hard); the clients are built per process, on first use only."""
+    for built in (runtime, poll_context):
+        if built.cache_info().currsize:
+            clients = built().clients
+            if isinstance(clients, SettingsClients):
+                clients.close()
 
 
 @signals.task_postrun.connect

@@ -331,6 +331,58 @@ def check_appointment(w: World, results: list[dict[str, Any]]) -> None:
     assert (appointment["jobId"], appointment["windowStart"], appointment["techIds"]) == (JOB_ID, 1_800_000_000, [6])
 
 
+def check_job_create(w: World, results: list[dict[str, Any]]) -> None:
+    job = w.state("servicetrade").get("job", results[0]["id"])
+    assert (job["locationId"], job["type"], job["status"]) == (33, "repair", "new")
+
+
+def check_appointment_update(w: World, results: list[dict[str, Any]]) -> None:
+    appointment = w.state("servicetrade").get("appointment", results[0]["id"])
+    assert (appointment["windowStart"], appointment["techIds"]) == (1_800_007_200, [6, 7])
+
+
+def check_appointment_complete(w: World, results: list[dict[str, Any]]) -> None:
+    # The job's currentAppointment: the open one just created, not the completed #757.
+    assert results[1]["id"] == results[0]["id"]
+    assert w.state("servicetrade").get("appointment", results[0]["id"])["status"] == "completed"
+
+
+def check_service_request(w: World, results: list[dict[str, Any]]) -> None:
+    service = w.state("servicetrade").get("servicerequest", 9902)
+    assert service["status"] == "closed" and service["closedOn"]
+
+
+def check_attachment(w: World, results: list[dict[str, Any]]) -> None:
+    [attachment] = w.state("servicetrade").all("attachment")[-1:]
+    assert (attachment["entityId"], attachment["fileName"], attachment["purposeId"]) == (JOB_ID, "report.txt", 1)
+    assert w.state("servicetrade").contents[attachment["id"]] == f"Job {JOB_ID} report".encode()
+
+
+def check_parts(w: World, results: list[dict[str, Any]]) -> None:
+    job = w.state("synchroteam").find("job", {"myId": "ref-job05014"})
+    assert job["parts"] == [{"reference": "1002", "quantity": 2}]
+
+
+def check_report(w: World, results: list[dict[str, Any]]) -> None:
+    assert results[0]["summary"] == (
+        "Sample Block 1 / Item name 1: sample value (hey, this is a comment!) [Issue Reported]\n"
+        "Sample Block 1 / Item name 2: In the street [Resolved]"
+    )
+    assert results[0]["photos"] == [{"fileName": "image.png", "comment": "a Comment", "iteration": 0}]
+
+
+def check_lookup(w: World, results: list[dict[str, Any]]) -> None:
+    assert results[0]["by_name"]["Standard Job"] == 629
+
+
+def check_phases(w: World, results: list[dict[str, Any]]) -> None:
+    assert results[0]["first"] == "1/00000510.001"
+
+
+def check_unallocated(w: World, results: list[dict[str, Any]]) -> None:
+    assert [e["calTimeSummaryInternal"] for e in results[0]["estimates"]] == [1005543]
+
+
 def check_http(w: World, results: list[dict[str, Any]]) -> None:
     [request] = w.log("hook")
     assert (request["method"], request["path"], request["json"]) == (
@@ -483,6 +535,72 @@ CASES: dict[str, tuple[str, Callable[[World, list[dict[str, Any]]], None]]] = {
           windowEnd: 1800003600
           techIds: [6]"""),
         check_appointment,
+    ),
+    "servicetrade.job.create": (
+        rule("""
+      - servicetrade.job.create:
+          locationId: 33
+          type: repair
+          description: "Follow-up of job {{ event.entity.id }}\""""),
+        check_job_create,
+    ),
+    "servicetrade.appointment.update": (
+        rule("""
+      - id: appt
+        servicetrade.appointment.create:
+          {jobId: "{{ event.entity.id }}", windowStart: 1800000000, windowEnd: 1800003600}
+      - servicetrade.appointment.update:
+          appointmentId: "{{ steps.appt.id }}"
+          windowStart: 1800007200
+          windowEnd: 1800010800
+          techIds: [6, 7]"""),
+        check_appointment_update,
+    ),
+    "servicetrade.appointment.complete": (
+        rule("""
+      - servicetrade.appointment.create:
+          {jobId: "{{ event.entity.id }}", windowStart: 1800000000, windowEnd: 1800003600}
+      - servicetrade.appointment.complete: {jobId: "{{ event.entity.id }}"}"""),
+        check_appointment_complete,
+    ),
+    "servicetrade.servicerequest.update": (
+        rule("""
+      - servicetrade.servicerequest.update: {serviceRequestId: 9902, status: closed}"""),
+        check_service_request,
+    ),
+    "servicetrade.attachment.upload": (
+        rule("""
+      - servicetrade.attachment.upload:
+          entityId: "{{ event.entity.id }}"
+          fileName: report.txt
+          contentType: text/plain
+          content: "Job {{ event.entity.id }} report\""""),
+        check_attachment,
+    ),
+    "synchroteam.job.parts": (
+        rule("""
+      - synchroteam.job.parts: {myId: ref-job05014, parts: [{reference: "1002", quantity: 2}]}"""),
+        check_parts,
+    ),
+    "synchroteam.job.report": (
+        rule("""
+      - synchroteam.job.report: {myId: ref-job05014}"""),
+        check_report,
+    ),
+    "synchroteam.lookup": (
+        rule("""
+      - synchroteam.lookup: {kind: jobtype}"""),
+        check_lookup,
+    ),
+    "synergist.phase.list": (
+        rule("""
+      - synergist.phase.list: {job: "1/00000510"}"""),
+        check_phases,
+    ),
+    "synergist.calendar.unallocated": (
+        rule("""
+      - synergist.calendar.unallocated: {client: "1/C4126"}"""),
+        check_unallocated,
     ),
     "http.request": (
         rule("""

@@ -95,7 +95,9 @@ def test_create_then_update_an_appointment(sandbox: Served, client: ServiceTrade
     assert sandbox.state.get("appointment", created["id"])["windowStart"] == 1_800_007_200
 
 
-def test_webhook_crud(client: ServiceTradeClient):
+def test_webhook_crud(client: ServiceTradeClient, sandbox: Served):
+    # receiver.test is not reachable from here: the confirmation probe is answered in-process.
+    sandbox.state.dispatcher.transport = httpx.MockTransport(lambda r: httpx.Response(200))
     hook = client.create_webhook("http://receiver.test/webhooks/servicetrade/t1", include_changesets=True)
     assert (hook["hookUrl"], hook["enabled"], hook["includeChangesets"]) == (
         "http://receiver.test/webhooks/servicetrade/t1",
@@ -109,6 +111,7 @@ def test_webhook_crud(client: ServiceTradeClient):
     assert (disabled["enabled"], disabled["includeChangesets"]) == (False, False)
     client.delete_webhook(hook["id"])
     assert client.list_webhooks() == []
+    sandbox.state.dispatcher.transport = None
 
 
 # Lists and pagination

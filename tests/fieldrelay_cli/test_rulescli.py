@@ -17,7 +17,7 @@ EXAMPLES = ROOT / "rules" / "examples"
 
 def test_check_passes_the_examples(capsys):
     assert main(["rules", "check", str(EXAMPLES)]) == 0
-    assert "rule(s) in 1 file(s) OK" in capsys.readouterr().out
+    assert "rule(s) in 2 file(s) OK" in capsys.readouterr().out
 
 
 def test_check_lists_errors_with_positions_and_fails(tmp_path, capsys):
@@ -95,4 +95,4 @@ def test_check_of_the_examples_prints_no_warning(capsys):
     assert main(["rules", "check", str(EXAMPLES)]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
-    assert captured.out == "3 rule(s) in 1 file(s) OK\n"
+    assert captured.out == "6 rule(s) in 2 file(s) OK\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from fieldrelay.events import ChangeEvent, EntityRef, FieldChange
 from rules import RuleLoadError, RuleSet, load_rules
@@ -59,6 +59,28 @@ class JobComment(Strict):
 ActionParams = dict[str, type[BaseModel]]
 
 
+def loose(*names: str, writes: bool = True) -> type[BaseModel]:
+    """A stand-in that knows a real action's parameter names, not their types (rules/examples uses these)."""
+    fields: dict[str, Any] = {name: (Any, None) for name in names}
+    model = create_model("Loose", __base__=Strict, **fields)
+    model.writes = writes  # type: ignore[attr-defined]  # as the real read-only action's model says
+    return model
+
+
+# The actions rules/examples/field_to_office.yaml calls, by the parameter names it gives them.
+FIELD_TO_OFFICE: ActionParams = {
+    "synchroteam.job.report": loose("id", writes=False),
+    "synchroteam.job.validate": loose("myId"),
+    "servicetrade.appointment.complete": loose("jobId"),
+    "servicetrade.attachment.upload": loose(
+        "entityType", "entityId", "purposeId", "fileName", "contentType", "description", "content", "synchroteam_photos"
+    ),
+    "synergist.timesheet.create": loose(
+        "tspJobAndPhase", "tspTimeDate", "tspResourceCode", "tspHoursNormal", "tspWorkDone"
+    ),
+}
+
+
 @pytest.fixture
 def action_params() -> ActionParams:
     """A fresh action-name -> param-model mapping per test."""
@@ -68,6 +90,7 @@ def action_params() -> ActionParams:
         "synergist.activity.create": ActivityCreate,
         "http.request": HttpRequest,
         "servicetrade.job.comment": JobComment,
+        **FIELD_TO_OFFICE,
     }
 
 

@@ -48,7 +48,7 @@ def test_explain_marks_non_candidates_and_render_errors(load, make_event):
 def test_example_cases_pass():
     report = run_cases(EXAMPLES / "cases")
     assert report.passed, str(report)
-    assert len(report.results) == 7
+    assert len(report.results) == 11  # 7 for servicetrade_to_synchroteam.yaml, 4 for field_to_office.yaml
 
 
 def test_a_wrong_expectation_is_reported(write_rules, tmp_path):

@@ -18,8 +18,25 @@ def test_synchroteam_formats():
     moment = datetime(2016, 7, 19, 14, 43, tzinfo=UTC)
     assert synchroteam_datetime(moment) == "2016-07-19 14:43:00"
     assert synchroteam_date("19/07/2016 14:43:00") == moment
+    assert synchroteam_date("2016-07-19 14:43:00") == moment  # the schedule format reads too
     with pytest.raises(ValueError):
-        synchroteam_date("2016-07-19 14:43:00")
+        synchroteam_date("19.07.2016 14:43")
+
+
+def test_synchroteam_helpers_use_the_account_zone():
+    """Seed 000: only `changedSince` is marked UTC ("List customers"), activities "Local time"; schedule
+    dates and `dateModified` carry no zone, so they are the account's wall time. Old: always UTC."""
+    from rules.helpers import synchroteam_job_datetime, synchroteam_short_datetime, use_synchroteam_zone
+
+    moment = datetime(2026, 1, 15, 14, 0, tzinfo=UTC)
+    try:
+        use_synchroteam_zone("America/New_York")
+        assert synchroteam_datetime(moment) == "2026-01-15 09:00:00"
+        assert synchroteam_job_datetime(moment) == "15/01/2026 09:00:00"
+        assert synchroteam_short_datetime(moment.timestamp()) == "2026-01-15 09:00"
+        assert synchroteam_date("15/01/2026 09:00:00") == moment
+    finally:
+        use_synchroteam_zone("UTC")
 
 
 def test_synergist_dates_both_ways():

@@ -307,6 +307,9 @@ def test_examples_load_without_a_warning(action_params):
     ruleset = load_rules(EXAMPLES, action_params)
     assert [r.name for r in ruleset.rules] == [
         "completed-job-to-synchroteam",
+        "field-completion-to-servicetrade",
+        "field-time-to-synergist",
+        "office-appointment-completed-to-field",
         "completed-job-to-synergist-activity",
         "canceled-job-notify",
     ]

@@ -68,4 +68,4 @@ def sync_client(sync_factory: Callable[..., TestClient]) -> TestClient:
 
 @pytest.fixture
 def syn_client(clock: FakeClock) -> TestClient:
-    return TestClient(synergist.create_app(synergist.SynergistState(clock=clock)))
+    return TestClient(synergist.create_app(synergist.SynergistState(clock=clock), error_form="json404"))

@@ -109,13 +109,20 @@ def test_list_pages_across_the_whole_set(sync_client: TestClient) -> None:
     assert sync_client.get("/api/v3/customer/list", params={"pageSize": 101}).status_code == 400
 
 
-def test_changed_since_is_utc_and_inclusive(sync_client: TestClient, clock: FakeClock) -> None:
+def test_changed_since_is_utc_and_after_for_customers_but_on_or_after_for_jobs(
+    sync_client: TestClient, clock: FakeClock
+) -> None:
+    """Seed 000, "List customers": changedSince returns customers "modified after the UTC date+time";
+    "List jobs": "the older modification checked on or after". Old: customers were inclusive too."""
     clock.now = 1_784_563_200  # 2026-07-20 16:00:00 UTC
     sync_client.post("/api/v3/customer/send", json={"myId": "new", "name": "New"})
-    since = sync_client.get("/api/v3/customer/list", params={"changedSince": "2026-07-20 16:00:00"}).json()
-    assert [c["myId"] for c in since["data"]] == ["new"]
-    later = sync_client.get("/api/v3/customer/list", params={"changedSince": "2026-07-20 16:00:01"}).json()
-    assert later["recordsTotal"] == 0
+    sync_client.post("/api/v3/job/send", json={"myId": "new-job", "customer": {"myId": "new"}})
+    at = sync_client.get("/api/v3/customer/list", params={"changedSince": "2026-07-20 16:00:00"}).json()
+    assert at["recordsTotal"] == 0
+    before = sync_client.get("/api/v3/customer/list", params={"changedSince": "2026-07-20 15:59:59"}).json()
+    assert [c["myId"] for c in before["data"]] == ["new"]
+    jobs = sync_client.get("/api/v3/job/list", params={"changedSince": "2026-07-20 16:00:00"}).json()
+    assert [j["myId"] for j in jobs["data"]] == ["new-job"]
     assert sync_client.get("/api/v3/job/list", params={"changedSince": "20/07/2026"}).status_code == 400
 
 

@@ -18,9 +18,14 @@ class Catcher:
     def __init__(self, *statuses: int) -> None:
         self.statuses = list(statuses)
         self.messages: list[dict[str, Any]] = []
+        self.probes: list[dict[str, Any]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.messages.append(json.loads(request.content))
+        message = json.loads(request.content)
+        if str(message.get("messageId", "")).startswith("confirm-"):
+            self.probes.append(message)  # the confirmation probe: answered, not counted as a message
+            return httpx.Response(200)
+        self.messages.append(message)
         return httpx.Response(self.statuses.pop(0) if self.statuses else 200)
 
 
@@ -38,7 +43,7 @@ def add_hook(client: TestClient, **extra: Any) -> dict[str, Any]:
     return response.json()["data"]
 
 
-def test_webhook_crud_follows_the_docs(st_client: TestClient) -> None:
+def test_webhook_crud_follows_the_docs(st_client: TestClient, catcher: Catcher) -> None:
     created = add_hook(st_client)
     assert created == {
         "id": created["id"],
@@ -49,6 +54,7 @@ def test_webhook_crud_follows_the_docs(st_client: TestClient) -> None:
         "includeChangesets": False,
     }
     assert st_client.get(f"/api/webhook/{created['id']}").json()["data"]["confirmed"] is True
+    assert [p["data"] for p in catcher.probes] == [[]]  # confirmed by a POST the URL answered
     updated = st_client.put(f"/api/webhook/{created['id']}", json={"enabled": False}).json()["data"]
     assert updated["enabled"] is False and updated["includeChangesets"] is False
     listing = st_client.get("/api/webhook").json()["data"]
@@ -108,6 +114,8 @@ def test_network_errors_are_retried(st_app: Any, st_client: TestClient) -> None:
     calls: list[int] = []
 
     def flaky(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["messageId"].startswith("confirm-"):
+            return httpx.Response(200)  # the confirmation probe gets through
         calls.append(1)
         if len(calls) == 1:
             raise httpx.ConnectError("refused")
@@ -180,3 +188,18 @@ def test_control_entities_change_records_and_notify(st_client: TestClient, catch
     assert actions == ["created", "updated", "deleted"]
     assert catcher.messages[1]["data"][0]["changeset"][0]["newValue"] == "scheduled"
     assert st_client.get(f"/api/job/{job_id}").status_code == 404
+
+
+def test_a_hook_that_fails_the_documented_requirements_is_never_confirmed(st_client: TestClient, st_app: Any) -> None:
+    """Seed 002, "Confirmation": "To be confirmed, a webhook must meet all the requirements listed in
+    'Webhook Requirements'" ("Accept HTTP POST requests", "Respond with HTTP status code between 200-499").
+    Old: every hook was confirmed at once, checks or not."""
+    st_app.state.sandbox.dispatcher.transport = httpx.MockTransport(lambda r: httpx.Response(503))
+    refused = add_hook(st_client)
+    st_app.state.sandbox.dispatcher.transport = httpx.MockTransport(lambda r: httpx.Response(405))
+    wrong_verb = add_hook(st_client)
+    st_app.state.sandbox.dispatcher.transport = httpx.MockTransport(lambda r: httpx.Response(204))
+    fine = add_hook(st_client)
+    confirmed = {h["id"]: h["confirmed"] for h in st_client.get("/api/webhook").json()["data"]["webhooks"]}
+    # 405 is inside 200-499, but it says the URL does not "Accept HTTP POST requests".
+    assert confirmed == {refused["id"]: False, wrong_verb["id"]: False, fine["id"]: True}

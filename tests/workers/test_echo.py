@@ -67,3 +67,27 @@ def test_a_comment_echoes_only_without_field_changes(redis_client):
     guard.remember("servicetrade.job.comment", comment, {"id": 1})
     assert guard.is_echo(job_event({}))
     assert not guard.is_echo(job_event({"status": ("scheduled", "completed")}))
+
+
+def test_what_the_two_way_flow_actions_wrote():
+    def params(name: str, **values: object):
+        return ACTIONS[name].params.model_validate(values)
+
+    complete = params("servicetrade.appointment.complete", jobId=35770)
+    assert written("servicetrade.appointment.complete", complete, {"id": 754, "status": "completed"}) == [
+        ("servicetrade", "appointment", "754", ["services"]),
+        ("servicetrade", "job", "35770", None),
+    ]
+    upload = params("servicetrade.attachment.upload", entityId=35770, fileName="r.txt", content="x")
+    result = {"entityType": "job", "entityId": 35770, "attachments": [{"id": 11}, {"id": 12}]}
+    assert written("servicetrade.attachment.upload", upload, result) == [
+        ("servicetrade", "attachment", "11", None),
+        ("servicetrade", "attachment", "12", None),
+        ("servicetrade", "job", "35770", None),
+    ]
+    close = params("servicetrade.servicerequest.update", serviceRequestId=9902, status="closed")
+    assert written("servicetrade.servicerequest.update", close, {"id": 9902}) == [
+        ("servicetrade", "servicerequest", "9902", ["status"])
+    ]
+    created = params("servicetrade.job.create", locationId=33, type="repair")
+    assert written("servicetrade.job.create", created, {"id": 40001}) == [("servicetrade", "job", "40001", None)]

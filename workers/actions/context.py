@@ -95,3 +95,8 @@ class ActionSpec:
     run: Callable[[Clients, Any, ActionContext], dict[str, Any]]
     target: Target
     description: str = ""
+
+    @property
+    def writes(self) -> bool:
+        """False for reads whose result feeds later steps (the parameter model's `writes`)."""
+        return bool(getattr(self.params, "writes", True))

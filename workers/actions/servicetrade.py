@@ -1,10 +1,13 @@
-"""ServiceTrade actions: job comments and updates, appointments."""
+"""ServiceTrade actions: jobs (create, update, comment), appointments (create, update, complete), service
+requests, and attachments (files, or a Synchroteam job's photos and report)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from workers.actions.context import ActionContext, ActionSpec, Clients
 from workers.actions.params import ActionParams
@@ -64,6 +67,110 @@ class AppointmentCreate(Params):
     released: bool | None = None
 
 
+class AppointmentRef(Params):
+    """An appointment by id, or the job whose ``currentAppointment`` it is (seed 002, "Job": the job
+    record embeds ``currentAppointment{id, uri, name, status, techs, released}``)."""
+
+    appointmentId: int | None = None
+    jobId: int | None = Field(default=None, description="use the job's currentAppointment")
+
+    @model_validator(mode="after")
+    def _has_ref(self) -> AppointmentRef:
+        if self.appointmentId is None and self.jobId is None:
+            raise ValueError("appointmentId or jobId is required")
+        return self
+
+
+AppointmentStatus = Literal["scheduled", "canceled_by_vendor", "canceled_by_customer", "completed", "no_show"]
+
+
+class AppointmentUpdate(AppointmentRef):
+    """Change an appointment (``PUT /appointment/{id}``); ``unscheduled`` cannot be set by a PUT."""
+
+    status: AppointmentStatus | None = None
+    techIds: list[int] | None = None
+    windowStart: int | None = Field(default=None, description="Unix seconds")
+    windowEnd: int | None = Field(default=None, description="Unix seconds")
+    released: bool | None = None
+
+
+class AppointmentComplete(AppointmentRef):
+    """Complete an appointment; ``services: done`` also marks each of its service requests done."""
+
+    services: Literal["done", "leave"] = Field(default="leave", description="done: every service completion=done")
+
+
+class JobCreate(Params):
+    """Create a job (``POST /job``); a retry updates the job already created for this source record."""
+
+    locationId: int
+    vendorId: int | None = None
+    customerId: int | None = None
+    ownerId: int | None = None
+    salesId: int | None = None
+    termsId: int | None = None
+    contractId: int | None = None
+    primaryContactId: int | None = None
+    assignedOfficeId: int | None = None
+    type: str | None = Field(default=None, description="repair, inspection, ...")
+    status: str | None = None
+    visibility: list[str] | None = None
+    serviceRequestIds: list[int] | None = None
+    customerPo: str | None = Field(default=None, max_length=40)
+    description: str | None = None
+    budgeted: bool | None = None
+
+
+class ServiceRequestUpdate(Params):
+    """Change a service request (``PUT /servicerequest/{id}``); ``status: closed`` is the close-out."""
+
+    serviceRequestId: int
+    status: Literal["open", "in_progress", "closed", "pending", "canceled", "void"] | None = None
+    description: str | None = None
+    windowStart: int | None = None
+    windowEnd: int | None = None
+    assetId: int | None = None
+
+
+class SynchroteamJobRef(Params):
+    id: str | None = None
+    myId: str | None = None
+    num: int | None = None
+
+    def key(self) -> dict[str, str | int]:
+        return {k: v for k, v in (("id", self.id), ("myId", self.myId), ("num", self.num)) if v is not None}
+
+
+class AttachmentUpload(Params):
+    """Attach files to a job or an appointment: text or base64 content, or a Synchroteam job's photos.
+
+    Uploads once per event and file: a retry answers from the link store.
+    """
+
+    entityType: Literal["job", "appointment"] = "job"
+    entityId: int
+    purposeId: int = Field(default=1, description="1 Job Paperwork, 3 Job Picture, 7 Generic Attachment")
+    description: str | None = None
+    fileName: str | None = Field(default=None, description="with content or content_base64")
+    contentType: str = "application/octet-stream"
+    content: str | None = Field(default=None, description="text to upload as the file")
+    content_base64: str | None = Field(default=None, description="binary file, base64")
+    synchroteam_photos: SynchroteamJobRef | None = Field(
+        default=None, description="every photo of this Synchroteam job (id, myId or num)"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AttachmentUpload:
+        sources = [x for x in (self.content, self.content_base64, self.synchroteam_photos) if x is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of content, content_base64 or synchroteam_photos")
+        if self.synchroteam_photos is None and not self.fileName:
+            raise ValueError("fileName is required with content or content_base64")
+        if self.synchroteam_photos is not None and not self.synchroteam_photos.key():
+            raise ValueError("synchroteam_photos needs id, myId or num")
+        return self
+
+
 def comment(clients: Clients, params: JobComment, ctx: ActionContext) -> dict[str, Any]:
     # A comment has no natural key: post it once per event and answer retries from the link.
     link = f"servicetrade.job.comment:{ctx.call_key()}"
@@ -89,8 +196,118 @@ def create_appointment(clients: Clients, params: AppointmentCreate, ctx: ActionC
     return result
 
 
+def _appointment_id(clients: Clients, params: AppointmentRef, ctx: ActionContext) -> int:
+    """The appointment named, or the job's: its `currentAppointment`, else (once that one is completed and no
+    longer current) the one this call chose before, else the job's latest appointment by window."""
+    if params.appointmentId is not None:
+        return params.appointmentId
+    link = f"servicetrade.appointment.of-job:{ctx.call_key()}"
+    if known := ctx.link_store.get(link):
+        return int(known)
+    job = clients.servicetrade.get_entity("job", str(params.jobId))
+    current = job.get("currentAppointment") or {}
+    chosen = current.get("id")
+    if not chosen:
+        appointments: list[dict[str, Any]] = [
+            dict(a) for a in clients.servicetrade.iter_list("appointment", jobId=params.jobId)
+        ]
+        latest = max(appointments, key=lambda a: int(a.get("windowStart") or 0), default=None)
+        if latest is None:
+            raise ValueError(f"job {params.jobId} has no appointment")
+        chosen = latest["id"]
+    ctx.link_store.set(link, str(chosen))
+    return int(chosen)
+
+
+def update_appointment(clients: Clients, params: AppointmentUpdate, ctx: ActionContext) -> dict[str, Any]:
+    appointment_id = _appointment_id(clients, params, ctx)
+    result = clients.servicetrade.update_appointment(appointment_id, params.payload("appointmentId", "jobId"))
+    return {"id": appointment_id, **result}
+
+
+def complete_appointment(clients: Clients, params: AppointmentComplete, ctx: ActionContext) -> dict[str, Any]:
+    appointment_id = _appointment_id(clients, params, ctx)
+    result = {"id": appointment_id, **clients.servicetrade.update_appointment(appointment_id, {"status": "completed"})}
+    if params.services == "done":
+        done = []
+        for service in result.get("serviceRequests") or []:
+            if service.get("id") is not None and service.get("completion") != "done":
+                clients.servicetrade.complete_appointment_service(appointment_id, service["id"], "done")
+                done.append(service["id"])
+        result["servicesDone"] = done
+    return result
+
+
+def create_job(clients: Clients, params: JobCreate, ctx: ActionContext) -> dict[str, Any]:
+    # No natural key (`number` is generated): the job made for this source record is kept in the link store.
+    link = ctx.link_key("servicetrade.job.create")
+    if known := ctx.link_store.get(link):
+        return {"id": int(known), **clients.servicetrade.update_job(known, params.payload("locationId"))}
+    result = clients.servicetrade.create_job(params.payload())
+    if result.get("id") is not None:
+        ctx.link_store.set(link, str(result["id"]))
+    return result
+
+
+def update_service_request(clients: Clients, params: ServiceRequestUpdate, ctx: ActionContext) -> dict[str, Any]:
+    fields = params.payload("serviceRequestId")
+    return {
+        "id": params.serviceRequestId,
+        **clients.servicetrade.update_service_request(params.serviceRequestId, fields),
+    }
+
+
+def _files(clients: Clients, params: AttachmentUpload) -> list[tuple[str, bytes, str, str | None]]:
+    """(file name, bytes, content type, description) for each file the parameters name."""
+    if params.synchroteam_photos is not None:
+        photos = clients.synchroteam.job_photos(image_data=True, **params.synchroteam_photos.key())
+        files = []
+        for n, photo in enumerate(photos.get("photos") or []):
+            data = photo.get("imageData")
+            if not data:
+                continue  # "imageData ... optional": nothing to upload without it
+            try:
+                content = base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(f"photo {photo.get('fileName')!r}: imageData is not Base64") from None
+            name = photo.get("fileName") or f"photo-{n + 1}.jpg"
+            kind = "image/png" if name.lower().endswith(".png") else "image/jpeg"
+            files.append((name, content, kind, photo.get("comment") or params.description))
+        return files
+    assert params.fileName is not None  # the validator requires it with content
+    if params.content is not None:
+        return [(params.fileName, params.content.encode(), params.contentType, params.description)]
+    try:
+        raw = base64.b64decode(params.content_base64 or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("content_base64 is not Base64") from None
+    return [(params.fileName, raw, params.contentType, params.description)]
+
+
+def upload_attachment(clients: Clients, params: AttachmentUpload, ctx: ActionContext) -> dict[str, Any]:
+    uploaded: list[dict[str, Any]] = []
+    for name, content, kind, description in _files(clients, params):
+        # Once per event and file name: a retry after a partial run uploads only what is missing.
+        link = f"servicetrade.attachment.upload:{ctx.call_key()}:{name}"
+        if known := ctx.link_store.get(link):
+            uploaded.append({"id": int(known) if known.isdigit() else known, "fileName": name, "repeated": True})
+            continue
+        result = clients.servicetrade.upload_attachment(
+            params.entityType, params.entityId, params.purposeId, name, content, kind, description
+        )
+        if result.get("id") is not None:
+            ctx.link_store.set(link, str(result["id"]))
+        uploaded.append({"id": result.get("id"), "fileName": name, "uri": result.get("uri")})
+    return {"entityType": params.entityType, "entityId": params.entityId, "attachments": uploaded}
+
+
 SPECS = [
     ActionSpec("servicetrade.job.comment", JobComment, comment, "servicetrade"),
     ActionSpec("servicetrade.job.update", JobUpdate, update, "servicetrade"),
+    ActionSpec("servicetrade.job.create", JobCreate, create_job, "servicetrade"),
     ActionSpec("servicetrade.appointment.create", AppointmentCreate, create_appointment, "servicetrade"),
+    ActionSpec("servicetrade.appointment.update", AppointmentUpdate, update_appointment, "servicetrade"),
+    ActionSpec("servicetrade.appointment.complete", AppointmentComplete, complete_appointment, "servicetrade"),
+    ActionSpec("servicetrade.servicerequest.update", ServiceRequestUpdate, update_service_request, "servicetrade"),
+    ActionSpec("servicetrade.attachment.upload", AttachmentUpload, upload_attachment, "servicetrade"),
 ]

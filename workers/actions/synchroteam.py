@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from workers.actions.context import ActionContext, ActionSpec, Clients
 from workers.actions.params import ActionParams
+from workers.connectors.errors import NotFound
 
 
 class Params(ActionParams):
@@ -186,6 +187,75 @@ class JobComplete(JobKey):
     actualEnd: str = Field(description="yyyy-mm-dd hh:mm")
 
 
+class PartLine(Params):
+    """A part: ``reference`` (or ``id``) and ``quantity``, or ``serialNumbers`` for serialized parts."""
+
+    id: str | None = None
+    reference: str | None = None
+    quantity: float | None = None
+    serialNumbers: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _named(self) -> PartLine:
+        if self.id is None and not self.reference:
+            raise ValueError("a part needs a reference or an id")
+        if self.quantity is None and not self.serialNumbers:
+            raise ValueError("a part needs a quantity, or serialNumbers for serialized parts")
+        return self
+
+
+class JobParts(JobKey):
+    """Add parts to a job (``job/parts/send``)."""
+
+    parts: list[PartLine] = Field(min_length=1)
+
+
+class JobReport(JobKey):
+    """Read a job's report (and its photos' names): the result feeds later steps (``summary``, ``blocks``)."""
+
+    writes = False
+
+    photos: bool = Field(default=True, description="also list the photos (without their data)")
+
+
+LookupKind = Literal["jobtype", "activityType", "customfield", "jobReportTemplate", "jobschedulingwindow"]
+
+
+class Lookup(Params):
+    """Read a configuration list (job types, activity types, custom fields...) to map codes in later steps."""
+
+    writes = False
+
+    kind: LookupKind
+    type: Literal["job", "customer", "site", "equipment", "user"] | None = Field(
+        default=None, description="customfield only: which object's fields"
+    )
+
+    @model_validator(mode="after")
+    def _type(self) -> Lookup:
+        if (self.kind == "customfield") != (self.type is not None):
+            raise ValueError("type is required for customfield, and only for it")
+        return self
+
+
+def report_summary(blocks: list[Any]) -> str:
+    """One line per filled item, ``Block / Item: value (comment) [issue]``, for a comment or a timesheet."""
+    lines = []
+    for block in blocks:
+        title = block.get("name") or block.get("blockName") or f"Block {block.get('id')}"
+        for item in block.get("items") or []:
+            value = item.get("value")
+            if value in (None, ""):
+                continue
+            line = f"{title} / {item.get('name')}: {value}"
+            if item.get("comment"):
+                line += f" ({item['comment']})"
+            if item.get("issue") not in (None, "", "-", "None"):
+                line += f" [{item['issue']}]"
+            lines.append(line)
+    return "\n".join(lines)
+
+
 def upsert(kind: str) -> Any:
     def run(clients: Clients, params: Params, ctx: ActionContext) -> dict[str, Any]:
         return clients.synchroteam.send(kind, params.payload())
@@ -219,6 +289,28 @@ def complete(clients: Clients, params: JobComplete, ctx: ActionContext) -> dict[
     return clients.synchroteam.complete_job(params.key(), params.actualStart, params.actualEnd)
 
 
+def send_parts(clients: Clients, params: JobParts, ctx: ActionContext) -> dict[str, Any]:
+    return clients.synchroteam.send_parts(params.key(), [p.payload() for p in params.parts])
+
+
+def read_report(clients: Clients, params: JobReport, ctx: ActionContext) -> dict[str, Any]:
+    try:
+        blocks = clients.synchroteam.job_report(**params.key())
+    except NotFound:
+        blocks = []  # "If the block is not found a 404 Error is returned": nothing filled in yet
+    result: dict[str, Any] = {"blocks": blocks, "summary": report_summary(list(blocks))}
+    if params.photos:
+        photos = clients.synchroteam.job_photos(image_data=False, **params.key()).get("photos") or []
+        result["photos"] = [{k: p.get(k) for k in ("fileName", "comment", "iteration")} for p in photos]
+    return result
+
+
+def lookup(clients: Clients, params: Lookup, ctx: ActionContext) -> dict[str, Any]:
+    filters = {"type": params.type} if params.type else {}
+    items = clients.synchroteam.lookup(params.kind, **filters)
+    return {"items": items, "by_name": {str(i.get("name") or i.get("label")): i.get("id") for i in items}}
+
+
 def lifecycle(op: str) -> Any:
     def run(clients: Clients, params: JobKey, ctx: ActionContext) -> dict[str, Any]:
         method = getattr(clients.synchroteam, f"{op}_job")
@@ -235,6 +327,9 @@ SPECS = [
     ActionSpec("synchroteam.activity.upsert", ActivityUpsert, upsert_activity, "synchroteam"),
     ActionSpec("synchroteam.job.schedule", JobSchedule, schedule, "synchroteam"),
     ActionSpec("synchroteam.job.complete", JobComplete, complete, "synchroteam"),
+    ActionSpec("synchroteam.job.parts", JobParts, send_parts, "synchroteam"),
+    ActionSpec("synchroteam.job.report", JobReport, read_report, "synchroteam"),
+    ActionSpec("synchroteam.lookup", Lookup, lookup, "synchroteam"),
     *(
         ActionSpec(f"synchroteam.job.{op}", JobKey, lifecycle(op), "synchroteam", f"{op.capitalize()} a job.")
         for op in ("unschedule", "cancel", "validate", "confirm")

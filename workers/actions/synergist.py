@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, ClassVar, Literal
 
@@ -69,7 +70,11 @@ class ActivityFields(WithCustomFields):
 
 
 class ActivityCreate(ActivityFields):
-    """Create an activity (a retry of the same call updates the one already created)."""
+    """Create an activity (a later run for the same record updates it, following ``on_conflict``)."""
+
+    on_conflict: Literal["overwrite", "keep_theirs", "fail"] = Field(
+        default="keep_theirs", exclude=True, description="on a later update: see synergist.activity.update"
+    )
 
     activityActivitytypeCode: str = Field(description='e.g. "Notes"')
     activityClientCode: str = Field(description='e.g. "1/C4126"')
@@ -78,13 +83,18 @@ class ActivityCreate(ActivityFields):
     activityCompanyNumber: int | None = None
 
 
+OnConflictPolicy = Literal["overwrite", "keep_theirs", "fail"]
+CONFLICT_HELP = "a field someone else changed since our last write: overwrite, keep_theirs (default) or fail"
+
+
 class ActivityUpdate(ActivityFields):
-    """Update an activity; the current ``activityRecordVersionNumber`` is read when not given."""
+    """Update an activity's given fields; on a stale version, re-read and follow ``on_conflict``."""
 
     activityID: int
     activityRecordVersionNumber: int | None = None
     activityActivitytypeCode: str | None = None
     activityClientCode: str | None = None
+    on_conflict: OnConflictPolicy = Field(default="keep_theirs", exclude=True, description=CONFLICT_HELP)
 
 
 class ActivityDelete(Params):
@@ -159,6 +169,24 @@ class BookingDelete(Params):
     diary_diaryinternal: Id
 
 
+class PhaseList(Params):
+    """List a job's phases (``phaseJobAndPhase`` is what timesheets and ``Jobphase`` take)."""
+
+    writes = False
+
+    job: str = Field(description='e.g. "1/00000519"')
+
+
+class Unallocated(Params):
+    """List the estimates that can be booked (``calTimeSummaryInternal`` for ``synergist.calendar.create``)."""
+
+    writes = False
+
+    client: str | None = Field(default=None, description='key field filter, e.g. "1/F667"')
+    job: str | None = None
+    jobphase: str | None = None
+
+
 class TimesheetCreate(Params):
     """Create a pending timesheet entry (a retry updates the entry already created)."""
 
@@ -173,19 +201,51 @@ class TimesheetCreate(Params):
     tspTaskDescription: str | None = None
 
 
+def _written_key(ctx: ActionContext, activity_id: int) -> str:
+    return f"synergist.activity.written:{activity_id}"
+
+
+def _update_with_base(
+    clients: Clients, ctx: ActionContext, activity_id: int, fields: dict[str, Any], version: int | None, policy: str
+) -> dict[str, Any]:
+    """Update through the link store's memory of our last write: its version and the values we wrote."""
+    raw = ctx.link_store.get(_written_key(ctx, activity_id))
+    last = json.loads(raw) if raw else None
+    if version is None and last is not None:
+        version = int(last["version"])
+    result = clients.synergist.update_activity(
+        activity_id,
+        fields,
+        version=version,
+        base=(last or {}).get("fields"),
+        on_conflict=policy,  # type: ignore[arg-type]  # checked by the parameter model's Literal
+    )
+    _remember(ctx, activity_id, result, {**((last or {}).get("fields") or {}), **result.get("written", fields)})
+    return result
+
+
+def _remember(ctx: ActionContext, activity_id: int, result: dict[str, Any], fields: dict[str, Any]) -> None:
+    version = result.get("activityRecordVersionNumber")
+    if version is not None:
+        ctx.link_store.set(_written_key(ctx, activity_id), json.dumps({"version": int(version), "fields": fields}))
+
+
 def create_activity(clients: Clients, params: ActivityCreate, ctx: ActionContext) -> dict[str, Any]:
     link = ctx.link_key("synergist.activity.create")
     if known := ctx.link_store.get(link):
         fields = params.payload("Job", "Jobphase", "activityCompanyNumber")
-        return clients.synergist.update_activity(int(known), fields)
+        return _update_with_base(clients, ctx, int(known), fields, None, params.on_conflict)
     record = clients.synergist.create_activity(params.payload())
     ctx.link_store.set(link, str(record["activityID"]))
+    _remember(ctx, int(record["activityID"]), record, params.payload("Job", "Jobphase", "activityCompanyNumber"))
     return record
 
 
 def update_activity(clients: Clients, params: ActivityUpdate, ctx: ActionContext) -> dict[str, Any]:
     fields = params.payload("activityID", "activityRecordVersionNumber")
-    return clients.synergist.update_activity(params.activityID, fields, version=params.activityRecordVersionNumber)
+    return _update_with_base(
+        clients, ctx, params.activityID, fields, params.activityRecordVersionNumber, params.on_conflict
+    )
 
 
 def delete_activity(clients: Clients, params: ActivityDelete, ctx: ActionContext) -> dict[str, Any]:
@@ -236,6 +296,16 @@ def create_timesheet(clients: Clients, params: TimesheetCreate, ctx: ActionConte
     return record
 
 
+def list_phases(clients: Clients, params: PhaseList, ctx: ActionContext) -> dict[str, Any]:
+    phases = list(clients.synergist.iter_phases(params.job))
+    return {"phases": phases, "first": phases[0].get("phaseJobAndPhase") if phases else None}
+
+
+def unallocated(clients: Clients, params: Unallocated, ctx: ActionContext) -> dict[str, Any]:
+    filters = {k: v for k, v in params.payload().items() if v is not None}
+    return {"estimates": clients.synergist.unallocated(**filters)}
+
+
 SPECS = [
     ActionSpec("synergist.activity.create", ActivityCreate, create_activity, "synergist"),
     ActionSpec("synergist.activity.update", ActivityUpdate, update_activity, "synergist"),
@@ -246,4 +316,6 @@ SPECS = [
     ActionSpec("synergist.calendar.update", BookingUpdate, update_booking, "synergist"),
     ActionSpec("synergist.calendar.delete", BookingDelete, delete_booking, "synergist"),
     ActionSpec("synergist.timesheet.create", TimesheetCreate, create_timesheet, "synergist"),
+    ActionSpec("synergist.phase.list", PhaseList, list_phases, "synergist"),
+    ActionSpec("synergist.calendar.unallocated", Unallocated, unallocated, "synergist"),
 ]

@@ -1,10 +1,21 @@
-"""ServiceTrade client: session login, entity reads by uri, lists, job actions and webhook CRUD."""
+"""ServiceTrade client: session or OAuth2 login, entity reads by uri, lists, job actions, attachments and webhooks.
+
+Authentication, two ways:
+- ``session`` (seed 002, "Authentication"): ``POST /auth`` with username and password gives ``authToken``,
+  sent back as ``Cookie: PHPSESSID=<authToken>``; ``DELETE /auth`` closes it ("session closed"). The doc
+  allows 100 open sessions per user (soft) and 200 (hard), so ``close()`` ends the session it opened.
+- ``oauth2``: not in the seed. The official SDK (servicetrade/servicetrade-nodejs, ``index.js``) sends
+  ``Authorization: Bearer <token>`` (``setBearerToken``) and logs in again when an answer is 401
+  (``axios-auth-refresh``). The SDK takes the token from its caller; where it comes from is the
+  RFC 6749 token endpoint ``POST /oauth2/token`` with a ``password`` or ``client_credentials`` grant.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, cast, overload
 from urllib.parse import urlsplit
 
@@ -45,6 +56,15 @@ LIST_KEYS = {
     "clock": "events",
 }
 APPOINTMENT_STATUSES = "scheduled,unscheduled,canceled_by_vendor,canceled_by_customer,completed,no_show"
+# Seed 002, each list's Query Params: `limit` "default 2000, maximum 2000" (job, appointment, invoice),
+# "default 10, maximum 5000" (location). Where a list documents no limit, none is assumed.
+DEFAULT_LIMITS = {"job": 2000, "appointment": 2000, "invoice": 2000, "location": 10}
+MAX_LIMITS = {"job": 2000, "appointment": 2000, "invoice": 2000, "location": 5000}
+# Seed 002, "Attachment Purpose" and "Entity Types" constants used by uploads.
+ENTITY_TYPES = {"job": 3, "appointment": 16, "location": 11, "quote": 9, "deficiency": 10, "servicerequest": 18}
+log = logging.getLogger("workers.connectors.servicetrade")
+
+PageMark = dict[str, Any]  # {"windows": [[after, before], ...], "page": n}: where a windowed listing stands
 
 
 class ServiceTradeError(ConnectorError):
@@ -69,6 +89,10 @@ class ServiceTradeNotFound(ServiceTradeRejected, NotFound):
 
 class ServiceTradeAuthFailed(ServiceTradeRejected, AuthFailed):
     """Login refused, or a fresh session was still unauthorized."""
+
+
+class ServiceTradeCapped(ServiceTradeError):
+    """A one-second window still answered ``limit`` rows with no further page: rows may be missing."""
 
 
 FAMILY = ErrorFamily(
@@ -117,19 +141,41 @@ class ServiceTradeClient:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 10.0,
+        auth: Literal["session", "oauth2"] = "session",
+        grant: Literal["password", "client_credentials"] = "password",
+        client_id: str = "",
+        client_secret: SecretStr | None = None,
     ) -> None:
+        if auth not in ("session", "oauth2"):
+            raise ValueError(f"ServiceTrade auth must be 'session' or 'oauth2', not {auth!r}")
+        if auth == "oauth2" and grant == "client_credentials" and not (client_id and client_secret):
+            raise ValueError("the client_credentials grant needs a client id and a client secret")
         self.base_url, self.username = base_url.rstrip("/"), username
-        self._password = password
+        self.auth, self.grant, self.client_id = auth, grant, client_id
+        self._password, self._client_secret = password, client_secret or SecretStr("")
         self._http = open_client(
             self.base_url, transport=transport, timeout=timeout, headers={"Accept": "application/json"}
         )
         self._lock = threading.Lock()
         self._token: str | None = None
+        self._expires_at: float | None = None
 
     def __repr__(self) -> str:
-        return f"ServiceTradeClient({self.base_url!r}, username={self.username!r})"
+        return f"ServiceTradeClient({self.base_url!r}, username={self.username!r}, auth={self.auth!r})"
 
     def close(self) -> None:
+        """Close the session this client opened, then the connection pool.
+
+        Seed 002, "Authentication": ``DELETE /auth`` answers 204 "session closed"; sessions above 100 per
+        user are a soft limit, above 200 the oldest are cleaned. A bearer token has nothing to close.
+        """
+        with self._lock:
+            token, self._token = self._token, None
+        if token is not None and self.auth == "session":
+            try:
+                self._send("DELETE", "/auth", token)
+            except ServiceTradeError as exc:  # closing is a courtesy: the server expires sessions anyway
+                log.info("servicetrade session not closed: %s", exc)
         self._http.close()
 
     def get(self, uri_or_path: str, **params: Any) -> records.ServiceTradeEntity:
@@ -176,35 +222,99 @@ class ServiceTradeClient:
         return self.get(f"/{entity_type}/{entity_id}")
 
     def iter_list(self, entity_type: str, **filters: Any) -> Iterator[records.ServiceTradeEntity]:
-        """Every record of a list, page after page.
+        """Every record of a list, page after page, every pass (see ``passes``)."""
+        for extra in self.passes(entity_type, filters):
+            yield from self._pages(entity_type, {**filters, **extra})
 
-        Jobs without ``status`` (and without ``number``) yield ``status=all`` and then
-        ``status=canceled``: the API would otherwise default to ``scheduled``, and ``all``
-        leaves canceled jobs out. Appointments default to every status (the API drops
-        ``unscheduled``); locations ask for the maximum ``limit`` instead of the default 10.
+    @staticmethod
+    def passes(entity_type: str, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The queries that together list every record the caller's filters allow.
+
+        Jobs without ``status`` (and without ``number``) are read as ``status=all`` and then
+        ``status=canceled``: the API would otherwise default to ``scheduled``, and ``all`` leaves
+        canceled jobs out. Appointments default to every status (the API drops ``unscheduled``);
+        locations ask for the maximum ``limit`` instead of the default 10.
         Seed 002: "Job" and "Appointment" Query Params (``status``), "Location" (``limit``).
         """
         if entity_type == "job" and "status" not in filters and "number" not in filters:
-            yield from self._pages("job", {**filters, "status": "all"})
-            yield from self._pages("job", {**filters, "status": "canceled"})
-            return
-        if entity_type == "appointment":
-            filters.setdefault("status", APPOINTMENT_STATUSES)
-        if entity_type == "location":
-            filters.setdefault("limit", 5000)
-        yield from self._pages(entity_type, filters)
+            return [{"status": "all"}, {"status": "canceled"}]
+        if entity_type == "appointment" and "status" not in filters:
+            return [{"status": APPOINTMENT_STATUSES}]
+        if entity_type == "location" and "limit" not in filters:
+            return [{"limit": MAX_LIMITS["location"]}]
+        return [{}]
+
+    def iter_window(
+        self,
+        entity_type: str,
+        after: int,
+        before: int,
+        *,
+        mark: PageMark | None = None,
+        on_page: Callable[[PageMark], None] | None = None,
+        **filters: Any,
+    ) -> Iterator[records.ServiceTradeEntity]:
+        """Records updated in ``[after, before]`` (both inclusive), every page, splitting capped windows.
+
+        Seed 002, "Pagination": list ``data`` holds ``totalPages`` and ``page`` (from 1); "different resources
+        may have different numbers of results per page". Each list's ``limit``: "limit the jobs returned
+        (default 2000, maximum 2000)". Two readings: ``limit`` is the page size (then ``totalPages`` says
+        there is more), or it caps the answer (then the rows past it are simply not returned). A single
+        page (or one without paging fields) holding exactly ``limit`` rows is therefore treated as capped
+        under the second reading, dropped, and its window read again as two halves; a one-second window that is still
+        capped raises ``ServiceTradeCapped``. ``updatedAfter``/``updatedBefore`` are "on or after"/"on or before".
+
+        ``mark`` resumes a listing where ``on_page`` last reported it: the windows still to read and the
+        page to start at (the last complete page is read again, for rows that moved up meanwhile).
+        """
+        windows = [list(w) for w in (mark or {}).get("windows") or [[after, before]]]
+        page = int((mark or {}).get("page") or 1)
+        limit = int(filters.get("limit") or DEFAULT_LIMITS.get(entity_type, 0))
+        while windows:
+            low, high = windows[0]
+            query = {**filters, "updatedAfter": low, "updatedBefore": high}
+            rows, total = self._page(entity_type, query, page)
+            last = total is None or page >= total
+            # More than one page means `limit` is the page size here; one full page (or no paging fields at
+            # all) may be an answer cut at `limit`.
+            if page == 1 and (total or 1) == 1 and limit and len(rows) >= limit:
+                if high <= low:
+                    raise ServiceTradeCapped(API, 200, f"/{entity_type}", f"{len(rows)} rows in one second at {low}")
+                middle = (low + high) // 2
+                log.info(
+                    "servicetrade %s: %d rows in [%d, %d] may be capped; splitting", entity_type, len(rows), low, high
+                )
+                windows[0:1] = [[low, middle], [middle + 1, high]]
+                page = 1
+                continue
+            yield from rows
+            if last:
+                windows.pop(0)
+                page = 1
+            else:
+                page += 1
+            if on_page is not None:
+                on_page({"windows": [list(w) for w in windows], "page": max(1, page - 1) if page > 1 else 1})
+
+    def _page(
+        self, entity_type: str, filters: Mapping[str, Any], page: int
+    ) -> tuple[list[records.ServiceTradeEntity], int | None]:
+        """One page: its rows and ``totalPages`` (None when the answer carries no paging fields)."""
+        data = _dict(self._call("GET", f"/{entity_type}", params={**filters, "page": page}))
+        key = LIST_KEYS.get(entity_type)
+        rows = data.get(key) if key else None
+        if rows is None:
+            rows = next((v for v in data.values() if isinstance(v, list)), [])
+        total = data.get("totalPages")
+        return cast(list[records.ServiceTradeEntity], rows), (int(total) if total is not None else None)
 
     def _pages(self, entity_type: str, filters: Mapping[str, Any]) -> Iterator[records.ServiceTradeEntity]:
         """Seed 002, "Pagination": ``data`` holds ``totalPages``, ``page`` (from 1) and a named array."""
         page = 1
         while True:
-            data = _dict(self._call("GET", f"/{entity_type}", params={**filters, "page": page}))
-            key = LIST_KEYS.get(entity_type)
-            rows = data.get(key) if key else None
-            if rows is None:
-                rows = next((v for v in data.values() if isinstance(v, list)), [])
-            yield from cast(list[records.ServiceTradeEntity], rows)
-            if not rows or page >= int(data.get("totalPages") or 1):
+            rows, total = self._page(entity_type, filters, page)
+            yield from rows
+            if not rows or page >= (total or 1):
                 return
             page += 1
 
@@ -222,7 +332,74 @@ class ServiceTradeClient:
         return _dict(self._call("POST", "/appointment", json={"jobId": job_id, **fields}))
 
     def update_appointment(self, appointment_id: int | str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Seed 002, "Appointment": ``PUT /appointment/{id}`` with POST/PUT Parameters (``status``, ``techIds``,
+        ``windowStart``, ``windowEnd``, ``released``...); ``status`` cannot be set to ``unscheduled``."""
         return _dict(self._call("PUT", f"/appointment/{appointment_id}", json=dict(fields)))
+
+    def complete_appointment_service(
+        self, appointment_id: int | str, service_request_id: int | str, completion: str = "done"
+    ) -> dict[str, Any]:
+        """Seed 002, "Appointment": ``PUT /appointment/123/servicerequest/456`` with ``completion``
+        (``pending``, ``not_done``, ``done`` or ``invalid``)."""
+        path = f"/appointment/{appointment_id}/servicerequest/{service_request_id}"
+        return _dict(self._call("PUT", path, json={"completion": completion}))
+
+    def create_job(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Seed 002, "Job": ``POST /job`` with ``locationId`` (POST only), ``vendorId``, ``customerId``, ``type``,
+        ``status``, ``description``, ``serviceRequestIds[]``...; ``number`` is generated, not settable."""
+        return _dict(self._call("POST", "/job", json=dict(fields)))
+
+    def update_service_request(self, service_request_id: int | str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Seed 002, "Service Request": ``PUT /servicerequest/{id}``; ``status`` one of open, in_progress, closed,
+        pending, canceled, void (the close-out is ``status: closed``)."""
+        return _dict(self._call("PUT", f"/servicerequest/{service_request_id}", json=dict(fields)))
+
+    def upload_attachment(
+        self,
+        entity_type: str,
+        entity_id: int | str,
+        purpose_id: int,
+        file_name: str,
+        content: bytes,
+        content_type: str = "application/octet-stream",
+        description: str | None = None,
+    ) -> records.Attachment:
+        """Attach a file to a job, an appointment or another entity.
+
+        Seed 002, "Attachment": uploads are ``multipart/form-data`` with the file in ``uploadedFile``, and
+        ``purposeId``, ``entityId``, ``entityType`` (required) and ``description`` as form fields ("Upload a
+        file"); ``entityType`` is the "Entity Types" constant (3 Job, 16 Appointment), ``purposeId`` the
+        "Attachment Purpose" one (1 Job Paperwork, 3 Job Quality Control Picture, 7 Generic Attachment).
+        """
+        type_id = ENTITY_TYPES.get(entity_type)
+        if type_id is None:
+            raise ValueError(f"attachments go to one of {', '.join(ENTITY_TYPES)}, not {entity_type!r}")
+        form = {"purposeId": str(purpose_id), "entityType": str(type_id), "entityId": str(entity_id)}
+        if description:
+            form["description"] = description
+        files = {"uploadedFile": (file_name, content, content_type)}
+        return cast(records.Attachment, _dict(self._call("POST", "/attachment", data=form, files=files)))
+
+    def list_attachments(self, entity_type: str, entity_id: int | str, **filters: Any) -> list[records.Attachment]:
+        """Seed 002, "Attachment": ``GET /attachment`` with ``entityId`` and ``entityType`` (both required,
+        else 405), every page; the read-back a retried upload can look in."""
+        query = {**filters, "entityId": entity_id, "entityType": ENTITY_TYPES.get(entity_type, entity_type)}
+        return cast(list[records.Attachment], list(self._pages("attachment", query)))
+
+    def clock_events(self, **filters: Any) -> list[dict[str, Any]]:
+        """Seed 002, "Clockin/Clockout": ``GET /clock`` needs a filter ("403 must provide at least one filter");
+        events carry ``eventTime`` only (no ``updated``). ``paired=false`` asks for the flat ``events`` array."""
+        if not filters:
+            raise ValueError("GET /clock needs at least one filter (userId, startTime, jobId...)")
+        query = {"paired": "false", **filters}
+        data = _dict(self._call("GET", "/clock", params=query))
+        events = data.get("events")
+        if events is None:  # paired answers: matched pairs, then the unpaired clock-ins
+            events = [
+                e for pair in data.get("pairedEvents") or [] for e in (pair if isinstance(pair, list) else [pair])
+            ]
+            events += list(data.get("unpairedEvents") or [])
+        return [dict(e) for e in events if isinstance(e, dict)]
 
     def create_webhook(self, hook_url: str, enabled: bool = True, include_changesets: bool = True) -> records.Webhook:
         """``POST /webhook`` with ``hookUrl`` (required), ``enabled``, ``includeChangesets``: the new webhook
@@ -249,14 +426,16 @@ class ServiceTradeClient:
         self._call("DELETE", f"/webhook/{webhook_id}")
 
     def _session(self, stale: str | None = None) -> str:
-        """The current token; logs in when there is none or ``stale`` was just refused."""
+        """The current token; logs in when there is none, it expired, or ``stale`` was just refused."""
         with self._lock:
-            if self._token is None or self._token == stale:
+            expired = self._expires_at is not None and time.time() >= self._expires_at
+            if self._token is None or self._token == stale or expired:
                 self._token = None
-                self._token = self._login()
+                self._token = self._login() if self.auth == "session" else self._oauth_token()
             return self._token
 
     def _login(self) -> str:
+        """Seed 002, "Authentication": ``POST /auth`` ``{username, password}`` -> ``data.authToken``."""
         body = {"username": self.username, "password": self._password.get_secret_value()}
         response = self._send("POST", "/auth", None, json=body)
         if 400 <= response.status_code < 500 and response.status_code != 429:
@@ -270,17 +449,56 @@ class ServiceTradeClient:
             raise ServiceTradeAuthFailed(API, response.status_code, path, "no authToken in the response")
         return str(token)
 
+    def _oauth_token(self) -> str:
+        """A bearer token from ``POST /oauth2/token`` (RFC 6749 4.3 password / 4.4 client_credentials grant)."""
+        if self.grant == "client_credentials":
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": self.client_id,
+                "client_secret": self._client_secret.get_secret_value(),
+            }
+        else:
+            form = {"grant_type": "password", "username": self.username, "password": self._password.get_secret_value()}
+            if self.client_id:
+                form["client_id"] = self.client_id
+        response = self._send("POST", "/oauth2/token", None, data=form)
+        path = response.request.url.path
+        if 400 <= response.status_code < 500 and response.status_code != 429:
+            raise ServiceTradeAuthFailed(API, response.status_code, path, _oauth_detail(response))
+        body = json_body(response)
+        if not response.is_success or not isinstance(body, dict):
+            self._decode(response)  # 5xx / 429 / not JSON: the usual errors
+            raise ServiceTradeUnavailable(API, response.status_code, path, "token answer is not JSON")
+        inner = body.get("data")
+        data: dict[str, Any] = inner if isinstance(inner, dict) else body
+        token = data.get("access_token")
+        if not token:
+            raise ServiceTradeAuthFailed(API, response.status_code, path, "no access_token in the response")
+        expires = data.get("expires_in")
+        # Renew a little before the stated expiry, so a call in flight does not carry a dead token.
+        self._expires_at = time.time() + max(0.0, float(expires) - 30) if isinstance(expires, int | float) else None
+        return str(token)
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         token = self._session()
         response = self._send(method, path, token, **kwargs)
         if response.status_code == 401:
+            # As the SDK does (axios-auth-refresh): one new login, then the same request once more.
             response = self._send(method, path, self._session(stale=token), **kwargs)
         return self._decode(response)
 
     def _send(self, method: str, path: str, token: str | None, **kwargs: Any) -> httpx.Response:
-        headers = {"Cookie": f"PHPSESSID={token}"} if token else None
-        secrets = (self._password.get_secret_value(), *([token] if token else []))
-        return send(self._http, FAMILY, method, path, secrets=secrets, headers=headers, **kwargs)
+        headers: dict[str, str] | None = None
+        if token and self.auth == "oauth2":
+            headers = {"Authorization": f"Bearer {token}"}
+        elif token:
+            headers = {"Cookie": f"PHPSESSID={token}"}
+        secrets = (
+            self._password.get_secret_value(),
+            self._client_secret.get_secret_value(),
+            *([token] if token else []),
+        )
+        return send(self._http, FAMILY, method, path, secrets=tuple(s for s in secrets if s), headers=headers, **kwargs)
 
     def _decode(self, response: httpx.Response) -> Any:
         path = response.request.url.path
@@ -298,6 +516,14 @@ class ServiceTradeClient:
 
 def _dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
+
+
+def _oauth_detail(response: httpx.Response) -> str:
+    """RFC 6749 5.2 error answers (``error``, ``error_description``), else the envelope's messages."""
+    body = json_body(response)
+    if isinstance(body, dict) and body.get("error") and not isinstance(body.get("error"), dict | list):
+        return ": ".join(str(body[k]) for k in ("error", "error_description") if body.get(k))
+    return _detail(response)
 
 
 def _detail(response: httpx.Response) -> str:

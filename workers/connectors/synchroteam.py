@@ -1,10 +1,17 @@
-"""Synchroteam v3 client: upserts, lists, job lifecycle and rate-limit headers."""
+"""Synchroteam v3 client: upserts, lists, job lifecycle, reports, photos, parts, lookups and rate-limit headers.
+
+Time zones (seed 000, "List customers": ``changedSince`` is "modified after the UTC date+time"; "The activity
+object": ``dateStart``/``dateEnd`` are "Local time"): the doc names UTC for ``changedSince`` only. Every other
+date (schedule, ``actualStart``, ``dateModified``, activity dates) is read and written in the account's zone,
+``FIELDRELAY_SYNCHROTEAM_TIMEZONE`` (IANA, default UTC).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast, overload
+from zoneinfo import ZoneInfo
 
 import httpx
 from pydantic import SecretStr
@@ -53,7 +60,14 @@ class SynchroteamNotFound(SynchroteamRejected, NotFound):
 
 
 class SynchroteamAuthFailed(SynchroteamRejected, AuthFailed):
-    """Domain or API key wrong (401/403)."""
+    """Domain or API key wrong: 401 "Unauthorized -- Your API key is wrong" (seed 000, "Errors")."""
+
+
+class SynchroteamForbidden(SynchroteamRejected):
+    """403 "Forbidden -- The resource you are trying to access is Forbidden" (seed 000, "Errors").
+
+    The key is fine; this one resource is not open to it. Not an auth failure: other calls still work.
+    """
 
 
 FAMILY = ErrorFamily(
@@ -66,16 +80,35 @@ FAMILY = ErrorFamily(
 )
 
 
-def parse_job_date(value: str | None) -> datetime | None:
-    """Parse the job object's ``dd/MM/yyyy HH:mm:ss`` (zone undocumented, returned naive)."""
+# Lists whose `changedSince` is documented as "modified after" (exclusive); job/list says "on or after".
+EXCLUSIVE_SINCE = {"customer", "site", "equipment"}
+LOOKUPS = {"jobtype", "activityType", "jobReportTemplate", "jobschedulingwindow", "block", "customfield"}
+CUSTOM_FIELD_TYPES = ("job", "customer", "site", "equipment", "user")
+
+
+def zone(name: str | ZoneInfo | None) -> ZoneInfo:
+    """The account's zone: an IANA name (``Europe/Paris``), a ZoneInfo, or None for UTC."""
+    return name if isinstance(name, ZoneInfo) else ZoneInfo(name or "UTC")
+
+
+def parse_job_date(value: str | None, tz: str | ZoneInfo | None = None) -> datetime | None:
+    """Parse the job object's ``dd/MM/yyyy HH:mm:ss`` as a wall time in the account's zone (aware).
+
+    Seed 000, "The job object": ``dateCreated``/``dateModified`` and the schedule dates carry no zone; only
+    ``changedSince`` is marked UTC, so these are local to the account (``FIELDRELAY_SYNCHROTEAM_TIMEZONE``).
+    """
     if not value:
         return None
-    return datetime.strptime(value, JOB_DATE_FORMAT)
+    return datetime.strptime(value, JOB_DATE_FORMAT).replace(tzinfo=zone(tz))
 
 
-def format_date(value: datetime | str, fmt: str) -> str:
-    """A datetime in ``fmt``; preformatted strings pass through untouched."""
-    return value if isinstance(value, str) else value.strftime(fmt)
+def format_date(value: datetime | str, fmt: str, tz: str | ZoneInfo | None = None) -> str:
+    """A datetime in ``fmt`` as the account's wall time; naive datetimes and strings are taken as already local."""
+    if isinstance(value, str):
+        return value
+    if value.tzinfo is not None:
+        value = value.astimezone(zone(tz))
+    return value.strftime(fmt)
 
 
 def _utc(value: datetime) -> datetime:
@@ -98,8 +131,10 @@ class SynchroteamClient:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 10.0,
+        timezone: str | ZoneInfo = "UTC",
     ) -> None:
         self.base_url, self.domain = base_url.rstrip("/"), domain
+        self.zone = zone(timezone)
         self._secrets = (api_key.get_secret_value(),)
         self._http = open_client(
             self.base_url, transport=transport, timeout=timeout, headers={"Accept": "application/json"}
@@ -162,22 +197,33 @@ class SynchroteamClient:
         kind: str,
         changed_since: datetime | None = None,
         page_size: int = MAX_PAGE_SIZE,
+        *,
+        start_page: int = 1,
+        on_page: Callable[[int], None] | None = None,
         **filters: Any,
     ) -> Iterator[records.SynchroteamRecord]:
-        """Every record of ``kind/list``, page after page; ``changed_since`` is sent as UTC.
+        """Every record of ``kind/list``, page after page (from ``start_page``); ``changed_since`` is sent as UTC.
 
-        Seed 000, "Pagination": ``page`` from 1, ``pageSize`` up to 100, rows in ``data``; "List customers"
-        and the other lists: ``changedSince`` is "modified after the UTC date+time".
+        Seed 000, "Pagination": ``page`` from 1, ``pageSize`` up to 100, rows in ``data``. "List customers"
+        and "List sites": ``changedSince`` returns records "modified after the UTC date+time" (exclusive);
+        "List jobs": "modification checked on or after" (inclusive). For the exclusive lists the bound is sent
+        one second early, so a record changed at exactly ``changed_since`` is not lost under either reading.
+        ``on_page(page)`` is called after each complete page (a resumable poll keeps it).
         """
         params = dict(filters, pageSize=max(1, min(page_size, MAX_PAGE_SIZE)))
         if changed_since is not None:
+            bound = _utc(changed_since)
+            if kind in EXCLUSIVE_SINCE:
+                bound -= timedelta(seconds=1)
             # [INCONS] the customer curl sample says changedFrom; every parameter table says changedSince.
-            params["changedSince"] = _utc(changed_since).strftime("%Y-%m-%d %H:%M:%S")
-        page = 1
+            params["changedSince"] = bound.strftime("%Y-%m-%d %H:%M:%S")
+        page = start_page
         while True:
             body = self._call("GET", f"/api/v3/{kind}/list", params=dict(params, page=page))
             rows = (body.get("data") or []) if isinstance(body, dict) else (body or [])
             yield from cast(list[records.SynchroteamRecord], rows)
+            if on_page is not None:
+                on_page(page)
             total = body.get("recordsTotal") if isinstance(body, dict) else None
             seen = (page - 1) * params["pageSize"] + len(rows)
             if not rows or len(rows) < params["pageSize"] or (total is not None and seen >= total):
@@ -192,9 +238,11 @@ class SynchroteamClient:
         technician: Mapping[str, Any] | None = None,
         other_technicians: list[Mapping[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        """Seed 000, "Schedule a job": ``scheduledStart``/``scheduledEnd`` as ``yyyy-mm-dd HH:mm:ss``, no zone
+        given, so aware datetimes are sent as the account's wall time."""
         body: dict[str, Any] = {
-            "scheduledStart": format_date(start, "%Y-%m-%d %H:%M:%S"),
-            "scheduledEnd": format_date(end, "%Y-%m-%d %H:%M:%S"),
+            "scheduledStart": format_date(start, "%Y-%m-%d %H:%M:%S", self.zone),
+            "scheduledEnd": format_date(end, "%Y-%m-%d %H:%M:%S", self.zone),
         }
         if technician is not None:
             body["technician"] = dict(technician)
@@ -217,11 +265,66 @@ class SynchroteamClient:
     def complete_job(
         self, key: Mapping[str, str | int], actual_start: datetime | str, actual_end: datetime | str
     ) -> dict[str, Any]:
+        """Seed 000, "Complete a job": ``actualStart``/``actualEnd`` as ``yyyy-mm-dd hh:mm`` (account wall time)."""
         body = {
-            "actualStart": format_date(actual_start, "%Y-%m-%d %H:%M"),
-            "actualEnd": format_date(actual_end, "%Y-%m-%d %H:%M"),
+            "actualStart": format_date(actual_start, "%Y-%m-%d %H:%M", self.zone),
+            "actualEnd": format_date(actual_end, "%Y-%m-%d %H:%M", self.zone),
         }
         return self._lifecycle("complete", key, body)
+
+    def job_report(self, **key: str | int) -> list[records.ReportBlock]:
+        """The technician's report: a list of blocks, each with its items.
+
+        Seed 000, "Retrieve a job report": ``GET /api/v3/jobReport/details?{id|num|myId}=`` answers the
+        list of blocks ("The job report object"); "If the block is not found a 404 Error is returned".
+        [INCONS] the field table describes an object (``id``, ``name``, ``blocks``) while both samples are a
+        bare list of blocks, and the second block names itself ``blockName``: both shapes are read.
+        """
+        body = self._call("GET", "/api/v3/jobReport/details", params=_key(key))
+        if isinstance(body, dict):
+            body = body.get("blocks") or []
+        return cast(list[records.ReportBlock], [b for b in body or [] if isinstance(b, dict)])
+
+    def job_photos(self, *, image_data: bool = False, **key: str | int) -> records.JobPhotos:
+        """The job's photos: ``url``, ``fileName``, ``iteration``, ``comment`` and optionally ``imageData``.
+
+        Seed 000, "Retrieve job photos": ``GET /v3/job/photos?{num|id|myId}=&getImageData=true|false``
+        ("if set to true, image data will be provided in base64 format"; default false). [INCONS] the
+        heading says ``/v3/``, the resource sections ``/api/v3/``: ``/api/v3/`` like every other call.
+        """
+        params = {**_key(key), "getImageData": "true" if image_data else "false"}
+        return cast(records.JobPhotos, self._dict(self._call("GET", "/api/v3/job/photos", params=params)))
+
+    def send_parts(self, key: Mapping[str, str | int], parts: list[Mapping[str, Any]]) -> dict[str, Any]:
+        """Add parts to a job.
+
+        Seed 000, "Send job parts": ``POST /api/v3/job/parts/send`` with the job's ``id``/``num``/``myId`` and
+        ``parts[{id|reference, quantity, serialNumbers}]`` ("For serialized parts, provide a list of serial
+        numbers and omit the quantity"). [INCONS] the answer's ``id`` is a GUID, not the job's id.
+        """
+        return self._dict(self._call("POST", "/api/v3/job/parts/send", json={**_key(key), "parts": list(parts)}))
+
+    def lookup(self, kind: str, **filters: Any) -> list[dict[str, Any]]:
+        """A read-only configuration list, every page: ``jobtype``, ``activityType``, ``customfield``...
+
+        Seed 000, "List Job Types" (``GET /api/v3/jobtype/list``), "List activity types"
+        (``GET /api/v3/activityType/list``), "List Custom Fields by object type" (``GET /api/v3/customfield/list``,
+        ``type`` "job, customer, site, equipment or user (mandatory)"); the "Pagination" envelope.
+        """
+        if kind not in LOOKUPS:
+            raise ValueError(f"unknown Synchroteam lookup {kind!r}; known: {', '.join(sorted(LOOKUPS))}")
+        if kind == "customfield" and filters.get("type") not in CUSTOM_FIELD_TYPES:
+            raise ValueError(f"customfield/list needs type= one of {', '.join(CUSTOM_FIELD_TYPES)}")
+        return [dict(r) for r in self.iter_list(kind, **filters)]
+
+    def job_types(self) -> list[dict[str, Any]]:
+        return self.lookup("jobtype")
+
+    def activity_types(self) -> list[dict[str, Any]]:
+        return self.lookup("activityType")
+
+    def custom_fields(self, object_type: str) -> list[dict[str, Any]]:
+        return self.lookup("customfield", type=object_type)
 
     def _lifecycle(self, op: str, key: Mapping[str, str | int], body: dict[str, Any]) -> dict[str, Any]:
         # [INCONS] the headings say /v3/job/<op>, every curl sample says /api/v3/job/<op>.
@@ -244,7 +347,8 @@ class SynchroteamClient:
                 raise SynchroteamQuotaExceeded(API, 429, path, detail, None, rate)
             raise SynchroteamRateLimited(API, 429, path, detail, rate.reset_at, rate)
         if response.status_code == 403:
-            raise SynchroteamAuthFailed(API, 403, path, detail, rate)
+            # Seed 000, "Errors": 403 "The resource you are trying to access is Forbidden"; 401 is the bad key.
+            raise SynchroteamForbidden(API, 403, path, detail, rate)
         raise FAMILY.for_status(response.status_code, path, detail, rate)
 
     @staticmethod

@@ -228,3 +228,54 @@ class Activity(SynchroteamRecord, total=False):
     distance: Distance | None
     user: ActivityUser
     team: Named | None
+
+
+class ReportItem(TypedDict, total=False):
+    """One item of a report block: seed 000, "The job report object" (``issue`` is ``-``, ``None``,
+    ``Issue Reported`` or ``Resolved``; a ``list`` item's ``listValues`` is not shown)."""
+
+    id: int
+    type: str
+    name: str
+    isMandatory: bool
+    isPrivate: bool
+    conditionByItem: int
+    conditionValue: str
+    position: int
+    value: str
+    comment: str
+    issue: str
+
+
+class ReportBlock(TypedDict, total=False):
+    """One block of ``jobReport/details``: seed 000, "Retrieve a job report".
+
+    [INCONS] the first sample block says ``name``, the second ``blockName``.
+    """
+
+    id: int
+    name: str
+    blockName: str
+    isShared: bool
+    iteration: int
+    isMandatory: bool
+    position: int
+    items: list[ReportItem]
+
+
+class Photo(TypedDict, total=False):
+    """Seed 000, "Retrieve job photos": ``url``, ``fileName``, ``iteration``, ``comment``, ``imageData``
+    (Base64, only with ``getImageData=true``; null otherwise)."""
+
+    url: str
+    fileName: str
+    iteration: int
+    comment: str
+    imageData: str | None
+
+
+class JobPhotos(TypedDict, total=False):
+    """``job/photos``: "A simplified job object and the list of photos for the job"."""
+
+    job: Ref
+    photos: list[Photo]

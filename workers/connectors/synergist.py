@@ -1,11 +1,20 @@
-"""Synergist v3.2 JSON API client: activities, jobs, calendar bookings, pending timesheets, lookups."""
+"""Synergist v3.2 JSON API client: activities, jobs, phases, calendar bookings, pending timesheets, lookups.
+
+Errors (seed 001, "JSON Response" and "Error codes"): a failed call answers ``Success false`` with
+``Errormessage``/``Errorcode``; "in case of any error, the Synergist server will return an HTTP 404 error
+together with an XML structure" (``<Error ErrorID="404500"><ErrorText>``); 404001-404004 are documented
+and "you may also receive an error code within the range of 404000 and 404999". So three forms are read
+(404 + XML, 404 + JSON, 200 + ``success: false``) and classified by code and status only. No error text is
+documented beyond 404001-404004, so none is matched: "not found" and "stale version" are told apart by
+reading the record again, never by the wording.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
-from typing import Any, cast
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal, cast
 from urllib.parse import quote, quote_plus
 
 import httpx
@@ -27,10 +36,10 @@ from workers.connectors.transport import json_body, open_client, send
 
 API = "synergist"
 AUTH_CODES = {404001, 404002, 404003}  # no credentials, invalid credentials, account disabled
+NOT_RECOGNISED = 404004  # "request not recognized"
+ERROR_RANGE = range(404000, 405000)  # "an error code within the range of 404000 and 404999"
 _XML_ERROR = re.compile(r'ErrorID="(\d+)".*?<ErrorText>(.*?)</ErrorText>', re.S | re.I)
-_NOT_FOUND = re.compile(r"not found|does not exist|no record|invalid (activity|job|diary)", re.I)
-# A stale record version, not any "version": "unsupported API version 4.0" is no conflict.
-_CONFLICT = re.compile(r"record ?version|version ?number|another user|(modified|changed|updated) by", re.I)
+OnConflict = Literal["overwrite", "keep_theirs", "fail"]
 
 
 class SynergistError(ConnectorError):
@@ -58,7 +67,8 @@ class SynergistAuthFailed(SynergistRejected, AuthFailed):
 
 
 class SynergistConflict(SynergistRejected):
-    """The record kept changing under us: the version number we sent was stale every time."""
+    """A stale write: the record's version moved since the one we sent (told by reading it again), and the
+    ``on_conflict`` policy said fail, or it kept moving on every attempt."""
 
 
 FAMILY = ErrorFamily(
@@ -106,37 +116,103 @@ class SynergistClient:
         return self.write("activities", "create", fields)
 
     def update_activity(
-        self, activity_id: int, fields: Mapping[str, Any], *, version: int | None = None, attempts: int = 3
+        self,
+        activity_id: int,
+        fields: Mapping[str, Any],
+        *,
+        version: int | None = None,
+        base: Mapping[str, Any] | None = None,
+        on_conflict: OnConflict = "keep_theirs",
+        attempts: int = 3,
     ) -> dict[str, Any]:
-        """Update with optimistic concurrency: re-read the version and retry when it moved."""
+        """Update the given fields only, with optimistic concurrency.
+
+        Seed 001, "Update an activity": ``activityRecordVersionNumber`` "must be passed back when doing an
+        update. If the record has been updated by another user in the meantime, the update will fail."
+        The failure's text and code are not documented, so a refused write is re-read: a moved version is
+        a stale write, anything else is raised as it came.
+
+        On a stale write only ``fields`` are written again, on the fresh version. A field a person changed
+        since our last write (``base``: the values we last wrote, from the link store; a field without a
+        remembered value cannot be shown to be theirs) follows ``on_conflict``: ``overwrite`` writes ours,
+        ``keep_theirs`` leaves theirs and writes the rest, ``fail`` raises ``SynergistConflict``. The answer
+        carries ``conflict`` when that happened, so the trace shows it.
+        """
+        if on_conflict not in ("overwrite", "keep_theirs", "fail"):
+            raise ValueError(f"on_conflict must be overwrite, keep_theirs or fail, not {on_conflict!r}")
+        pending = dict(fields)
+        report: dict[str, Any] | None = None
+        if version is None:
+            version = int(self.activity(activity_id)["activityRecordVersionNumber"])
         for _ in range(attempts):
-            if version is None:
-                version = int(self.activity(activity_id)["activityRecordVersionNumber"])
-            record = {**fields, "activityID": activity_id, "activityRecordVersionNumber": version}
+            record = {**pending, "activityID": activity_id, "activityRecordVersionNumber": version}
             try:
-                return self.write("activities", "update", record)
-            except SynergistConflict:
-                pass
+                result = self.write("activities", "update", record) if pending else {}
             except SynergistRejected as exc:
-                if isinstance(exc, AuthFailed | NotFound):
+                if isinstance(exc, AuthFailed):
                     raise
-                # The failure text for a stale version is undocumented: a moved version says it all.
-                if self.activity(activity_id).get("activityRecordVersionNumber") == version:
-                    raise
-            version = None
+                current = self.activity(activity_id)
+                moved = int(current.get("activityRecordVersionNumber") or 0)
+                if moved == version:
+                    raise  # not a stale version: some other refusal
+                # A field is theirs when it differs from what we last wrote to it; without that memory
+                # nothing proves a person touched it, and ours is written.
+                known = base or {}
+                theirs = [k for k in pending if k in known and current.get(k) != known[k]]
+                report = {"policy": on_conflict, "their_version": moved, "sent_version": version, "fields": theirs}
+                if base is None:
+                    report["base"] = "unknown"
+                if theirs and on_conflict == "fail":
+                    detail = f"activity {activity_id}: fields changed by someone else: {', '.join(theirs)}"
+                    raise SynergistConflict(API, exc.status, exc.path, detail) from None
+                if on_conflict == "keep_theirs":
+                    pending = {k: v for k, v in pending.items() if k not in theirs}
+                    report["kept_theirs"] = theirs
+                else:
+                    report["overwritten"] = theirs
+                version = moved
+                continue
+            out = {"activityID": activity_id, **result}
+            out.setdefault("activityRecordVersionNumber", version)
+            out["written"] = pending
+            if report is not None:
+                out["conflict"] = report
+            return out
         detail = f"activity {activity_id} changed by another user on each of {attempts} attempts"
         raise SynergistConflict(API, None, "/jsonapi/activities.json", detail)
 
     def delete_activity(self, activity_id: int) -> dict[str, Any]:
-        return self.write("activities", "delete", {"activityID": activity_id})
+        """Seed 001, "Delete an activity"; a refusal is read again: a record that is gone is ``SynergistNotFound``."""
+        try:
+            return self.write("activities", "delete", {"activityID": activity_id})
+        except SynergistRejected as exc:
+            if isinstance(exc, AuthFailed):
+                raise
+            self.activity(activity_id)  # raises SynergistNotFound when the record is gone
+            raise
 
     def activity(self, activity_id: int) -> records.Activity:
-        """Seed 001, "Activity details": ``modelstructure=activitydetails&activityid=``, one row of ``data``."""
-        return cast(records.Activity, self._one("activities", "activitydetails", activityid=activity_id))
+        """Seed 001, "Activity details": ``modelstructure=activitydetails&activityid=``, one row of ``data``.
+
+        A refusal of the read itself is undocumented text: the "Key field filters" list (``Activityid=``) is
+        asked too, and an empty, successful answer there is what makes it ``SynergistNotFound``.
+        """
+        try:
+            return cast(records.Activity, self._one("activities", "activitydetails", activityid=activity_id))
+        except SynergistNotFound:
+            raise
+        except SynergistRejected as exc:
+            if isinstance(exc, AuthFailed) or exc.detail.startswith(f"{NOT_RECOGNISED}:"):
+                raise  # the request itself was not understood: a listing would fail the same way
+            rows = self.call("activities", style="modeldata", modelstructure="activitylist", Activityid=activity_id)
+            if not (rows.get("data") or []):
+                raise SynergistNotFound(API, exc.status, exc.path, f"no activity {activity_id}; {exc.detail}") from None
+            raise
 
     def iter_activities(self, timestamp_from: int | str | None = None, **filters: Any) -> Iterator[records.Activity]:
-        """Seed 001, "Using data models": the ``activitylist`` model, page after page."""
-        filters.setdefault("view", "-1700")
+        """Seed 001, "Activity list": "If no 'view' parameter is passed all records for the synergist company
+        are returned", so none is sent unless the caller names one (a view is a saved query whose selection
+        the doc does not give: ``-1703`` is "My open activities")."""
         return cast(Iterator[records.Activity], self.iter_list("activities", "activitylist", timestamp_from, **filters))
 
     def create_job(self, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -151,9 +227,31 @@ class SynergistClient:
         return cast(records.Job, self._one("jobs", "jobdetails", job=job_number))
 
     def iter_jobs(self, timestamp_from: int | str | None = None, **filters: Any) -> Iterator[records.Job]:
-        """Seed 001, "List jobs": the ``jobslist`` model, page after page."""
-        filters.setdefault("view", "-1303")
+        """Seed 001, "List jobs": the ``jobslist`` model, page after page; no ``view`` unless the caller names one."""
         return cast(Iterator[records.Job], self.iter_list("jobs", "jobslist", timestamp_from, **filters))
+
+    def iter_phases(self, job: str | None = None, **filters: Any) -> Iterator[records.Phase]:
+        """Seed 001, "Phases": ``phases.json?style=modeldata&modelstructure=phaseslist`` (the example adds the
+        saved query ``view=-1307``; none is sent unless named), filtered by the ``Job=`` key field."""
+        if job is not None:
+            filters["Job"] = job
+        return cast(Iterator[records.Phase], self.iter_list("phases", "phaseslist", None, **filters))
+
+    def unallocated(self, **filters: Any) -> list[records.Estimate]:
+        """Estimates that can be booked: ``calendar.json?action=unallocated`` (seed 001, "Unallocated list").
+
+        [INCONS] a booking's create needs ``calTimeSummaryInternal``, while the sample estimate names that
+        number ``calTimeSummarySelect``: both are read, and each row gets ``calTimeSummaryInternal``.
+        """
+        filters.setdefault("persistBackendSearch", "N")
+        rows = self.call("calendar", "unallocated", **filters).get("data") or []
+        out = []
+        for row in rows:
+            if isinstance(row, dict):
+                row = dict(row)
+                row.setdefault("calTimeSummaryInternal", row.get("calTimeSummarySelect"))
+                out.append(cast(records.Estimate, row))
+        return out
 
     def create_booking(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         return self.write("calendar", "create", fields)
@@ -200,17 +298,21 @@ class SynergistClient:
         modelstructure: str,
         timestamp_from: int | str | None = None,
         rows: int = 100,
+        *,
+        start_page: int = 0,
+        on_page: Callable[[int], None] | None = None,
         **filters: Any,
     ) -> Iterator[dict[str, Any]]:
         """Every record of a list model, page after page (``Timestampfrom=`` when given).
 
         [INCONS] pages are documented to start at 0 but the examples send 1: start at 0 and
-        skip rows already seen, so either numbering yields each record once.
+        skip rows already seen, so either numbering yields each record once. ``on_page(page)``
+        follows each page, so a listing can resume at ``start_page``.
         """
         if timestamp_from is not None:
             filters["Timestampfrom"] = timestamp_from
         seen: set[str] = set()
-        page, total, repeats = 0, None, 0
+        page, total, repeats = start_page, None, 0
         while True:
             body = self.call(area, style="modeldata", modelstructure=modelstructure, page=page, rows=rows, **filters)
             batch = body.get("data") or []
@@ -219,9 +321,13 @@ class SynergistClient:
             for row in fresh:
                 seen.add(_row_key(row))
                 yield row
+            if on_page is not None:
+                on_page(page)
             # A 1-based server answers page 0 and page 1 alike: allow one repeated page, not two.
             repeats = repeats + 1 if batch and not fresh else 0
-            if not batch or repeats > 1 or (total is not None and len(seen) >= int(total)):
+            # A resumed listing has not seen the earlier pages: a short page, not the total, ends it.
+            short = start_page > 0 and rows and len(batch) < rows
+            if not batch or repeats > 1 or short or (total is not None and start_page == 0 and len(seen) >= int(total)):
                 return
             page += 1
 
@@ -261,16 +367,16 @@ class SynergistClient:
             return envelope
         code, message = _error(envelope, response)
         # Error pages may echo the request URL, whose query string holds the password.
-        message = scrub(message, self._secrets())
+        message = scrub(message, self._secrets())[:300]
         detail = f"{code}: {message}" if code else message
         if code in AUTH_CODES or status == 401:
             raise SynergistAuthFailed(API, status, path, detail)
-        if _CONFLICT.search(message):
-            raise SynergistConflict(API, status, path, detail)
-        if _NOT_FOUND.search(message) or (status == 404 and code is None):
-            raise SynergistNotFound(API, status, path, detail)
+        if code is None and status == 404:
+            # No Synergist error in the body: not this API at all (a wrong base URL), never "record gone".
+            raise SynergistRejected(API, status, path, f"HTTP 404 without a Synergist error body: {message}")
         if response.is_success and not envelope:
             raise SynergistUnavailable(API, status, path, "response is not a JSON envelope")
+        # 404004 "request not recognized" and every other code in 404000-404999: refused, reason undocumented.
         raise SynergistRejected(API, status, path, detail)
 
 

@@ -80,3 +80,36 @@ class Job(TypedDict, total=False):
 
 
 SynergistRecord = Activity | Job
+
+
+class Phase(TypedDict, total=False):
+    """Seed 001, "Phases" (``phaseslist``): a job's phase, ``phaseJobAndPhase`` is what ``Jobphase=`` and a
+    timesheet's ``tspJobAndPhase`` take (``"1/00000519.001"``)."""
+
+    phaseuuid: str
+    phaseTimeStampModified: int
+    phaseRecordVersionNumber: int
+    phaseJobNumber: str
+    phaseJobAndPhase: str
+    phasePhase: str
+    phaseStatus: str
+
+
+class Estimate(TypedDict, total=False):
+    """Seed 001, calendar "Unallocated list" (``action=unallocated``): an estimate to book time against.
+
+    [INCONS] the sample names the booking key ``calTimeSummarySelect``; a booking's create takes
+    ``calTimeSummaryInternal``. The client fills the second from the first.
+    """
+
+    calTimeSummaryInternal: int
+    calTimeSummarySelect: int
+    calJobPhaseSelect: str
+    calChargeCodeSelect: str
+    calChargeDescSelect: str
+    calClientSelect: str
+    calEstimatedSelect: float
+    calBookedSelect: float
+    calRemainingSelect: float
+    calStatusSelect: str
+    calUniqueSelect: str

@@ -40,6 +40,9 @@ CATALOG: dict[str, dict[str, Any]] = {
             "user",
         )
     },
+    # Seed 002, "Clockin/Clockout": no `updated` filter; `GET /clock` needs one (`startTime`/`endTime`).
+    # Off unless FIELDRELAY_POLL_SOURCES names it: without a user filter it reads every technician's events.
+    "servicetrade.clock": {"days_back": 30, "opt_in": True},
     "synchroteam.job": {"show_deleted": True},
     "synchroteam.customer": {},
     "synchroteam.site": {},
@@ -73,6 +76,7 @@ KNOWN_KEYS = {
     "full_scan_every",
     "filters",
     "reserve",
+    "view",
 }
 
 
@@ -136,10 +140,12 @@ def load_pollers(settings: Settings) -> list[PollerSpec]:
     for name, options in CATALOG.items():
         system, entity = name.split(".")
         tuned = {**defaults, **(overrides.get("pollers") or {}).get(name, {})}
-        enabled = tuned.pop("enabled", name in wanted or system in wanted)
+        by_system = system in wanted and not options.get("opt_in")
+        enabled = tuned.pop("enabled", name in wanted or by_system)
         if not enabled:
             continue
-        spec = replace(base, system=system, entity=entity, ignore_fields=IGNORED_FIELDS[system], options=dict(options))
+        kept = {k: v for k, v in options.items() if k != "opt_in"}
+        spec = replace(base, system=system, entity=entity, ignore_fields=IGNORED_FIELDS[system], options=kept)
         specs.append(_tune(spec, tuned))
     return specs
 

@@ -22,8 +22,9 @@ class Record:
 class Source(Protocol):
     """One (system, entity type) list, read through its connector.
 
-    `fetch(since, full)` yields the records modified at or after `since` (Unix seconds), or every record
-    when `full`; `full_only` sources (no modification filter) always list everything. `recheck(id)`
+    `fetch(since, full, mark)` yields the records modified at or after `since` (Unix seconds), or every
+    record when `full`; `full_only` sources (no modification filter) always list everything. After each
+    page it sets `progress`, which a later `fetch` takes as `mark` to go on from there. `recheck(id)`
     answers for a record missing from a complete full scan: None when it is gone, else its current state.
     """
 
@@ -32,10 +33,11 @@ class Source(Protocol):
     full_only: bool
     reconcile: bool  # webhooks cover this source too: skip what they already delivered
     verify_filter: bool  # the modification filter is undocumented: distrust it once it lets an old row through
+    progress: dict[str, Any] | None  # where the listing stands: a `mark` for the next fetch
 
     def clock(self) -> int: ...
 
-    def fetch(self, since: int, full: bool) -> Iterator[Record]: ...
+    def fetch(self, since: int, full: bool, mark: Mapping[str, Any] | None = None) -> Iterator[Record]: ...
 
     def recheck(self, record_id: int | str) -> Record | None: ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from fieldrelay.events import ChangeEvent, EntityRef, FieldChange
@@ -124,15 +124,21 @@ class Poller:
         if cursor is None:
             start = now if spec.start is None else spec.start
             cursor = Cursor(position=start, since=start, fresh_until=start)
-        every = int(spec.options.get("full_scan_every", 0))
-        full = src.full_only or cursor.untrusted_filter or bool(every and cursor.runs and cursor.runs % every == 0)
-        since = max(0, cursor.position - spec.overlap)
+        resume = cursor.resume
+        if resume is not None:
+            # The last run ran out of rate budget mid-listing: the same window, from where it stopped.
+            full, since, mark = bool(resume["full"]), int(resume["since"]), resume.get("mark")
+        else:
+            every = int(spec.options.get("full_scan_every", 0))
+            full = src.full_only or cursor.untrusted_filter or bool(every and cursor.runs and cursor.runs % every == 0)
+            since, mark = max(0, cursor.position - spec.overlap), None
         horizon = now - spec.webhook_grace if self._reconciling else now
         report.full_scan, report.since = full, since
         listed: dict[str, Record] = {}
         complete = True
+        src.progress = mark
         try:
-            for record in src.fetch(since, full):
+            for record in src.fetch(since, full, mark):
                 known = listed.get(str(record.id))
                 # The same record twice in one run (two passes, or a page shift): keep the newest.
                 if known is None or (record.modified_at or 0) >= (known.modified_at or 0):
@@ -156,8 +162,11 @@ class Poller:
             # The server ignored the modification filter: trust only full scans from now on.
             log.warning("poll %s: %s filter ignored by the server; full scans from now on", spec.name, since)
             cursor.untrusted_filter = True
-        absent = self._recheck_missing(listed) if complete and full else set()
+        # A resumed full scan has not listed the earlier pages this run: absence proves nothing then.
+        absent = self._recheck_missing(listed) if complete and full and resume is None else set()
         events, snapshots, newest = self._derive(listed, cursor, horizon, now, report, absent)
+        if resume is not None and resume.get("newest") is not None:
+            newest = max(newest or 0, int(resume["newest"]))
         for event in events:
             self.enqueue(event)
         self.store.save_snapshots(spec.name, snapshots)
@@ -175,9 +184,14 @@ class Poller:
                     fresh,
                     cursor.runs + 1,
                     cursor.untrusted_filter,
+                    None,
                 ),
             )
             self.metrics.mark_fresh(spec.name, fresh)
+        else:
+            # Events and snapshots of the pages read are kept; the cursor stays, the next run goes on from here.
+            progress = {"since": since, "full": full, "mark": src.progress, "newest": newest}
+            self.store.save_cursor(spec.name, replace(cursor, resume=progress))
 
     def _before_watch(self, record: Record, cursor: Cursor) -> bool:
         if record.modified_at is not None:

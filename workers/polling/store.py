@@ -31,6 +31,8 @@ class Cursor:
     fresh_until: int  # every change up to here has been enqueued
     runs: int = 0
     untrusted_filter: bool = False
+    # A listing a rate limit cut short: {"since", "full", "mark", "newest"}; the next run goes on from `mark`.
+    resume: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,17 @@ REQUIRED = {
     "servicetrade.job.update",
     "servicetrade.appointment.create",
     "http.request",
+    # issue 15: the two-way flow
+    "servicetrade.job.create",
+    "servicetrade.appointment.update",
+    "servicetrade.appointment.complete",
+    "servicetrade.servicerequest.update",
+    "servicetrade.attachment.upload",
+    "synchroteam.job.parts",
+    "synchroteam.job.report",
+    "synchroteam.lookup",
+    "synergist.phase.list",
+    "synergist.calendar.unallocated",
 }
 
 

@@ -71,21 +71,22 @@ def test_activity_create_twice_updates_the_first(
     first = run("synergist.activity.create", params, clients, make_context(store=store))
     second = run("synergist.activity.create", params, clients, make_context(store=store))
     assert first["activityID"] == second["activityID"] == 6743
+    # The link store keeps the version we last wrote: the update sends it without reading the record first.
     assert [(a, act) for a, act, _ in calls(apis)] == [
         ("activities.json", "create"),
-        ("activities.json", None),
         ("activities.json", "update"),
     ]
-    update = calls(apis)[2][2]
+    update = calls(apis)[1][2]
     assert update == {
         "activityActivitytypeCode": "Notes",
         "activityClientCode": "1/C4126",
         "activitySubject": "Visit",
         "activityCustomField300": "x",
         "activityID": 6743,
-        "activityRecordVersionNumber": 4,
+        "activityRecordVersionNumber": 1,
     }
-    assert store.links == {"synergist.activity.create:ev1:rule:0": "6743"}
+    assert store.links["synergist.activity.create:ev1:rule:0"] == "6743"
+    assert json.loads(store.links["synergist.activity.written:6743"])["version"] == 5
 
 
 def test_activity_update_and_delete(apis: FakeApis, clients: SettingsClients, make_context: MakeContext) -> None:

@@ -6,7 +6,7 @@ import base64
 import json
 import pickle
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -17,6 +17,7 @@ from workers.connectors.synchroteam import (
     SynchroteamAuthFailed,
     SynchroteamClient,
     SynchroteamError,
+    SynchroteamForbidden,
     SynchroteamNotFound,
     SynchroteamQuotaExceeded,
     SynchroteamRateLimited,
@@ -166,7 +167,7 @@ def test_quota_exhaustion_is_distinguished() -> None:
     [
         (400, SynchroteamRejected, Rejected),
         (401, SynchroteamAuthFailed, AuthFailed),
-        (403, SynchroteamAuthFailed, AuthFailed),
+        (403, SynchroteamForbidden, Rejected),
         (404, SynchroteamNotFound, NotFound),
         (500, SynchroteamUnavailable, Unavailable),
         (503, SynchroteamUnavailable, Unavailable),
@@ -224,5 +225,5 @@ def test_errors_pickle_and_hide_the_key() -> None:
 
 
 def test_parse_job_date() -> None:
-    assert parse_job_date("19/07/2016 14:43:00") == datetime(2016, 7, 19, 14, 43)
+    assert parse_job_date("19/07/2016 14:43:00") == datetime(2016, 7, 19, 14, 43, tzinfo=UTC)
     assert parse_job_date(None) is None

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from workers.connectors.errors import AuthFailed, NotFound, Rejected, Unavailable
+from workers.connectors.errors import AuthFailed, Rejected, Unavailable
 from workers.connectors.synergist import (
     SynergistAuthFailed,
     SynergistClient,
@@ -142,7 +142,7 @@ def test_iter_list_pages_whatever_the_page_base(first_page: int) -> None:
     client = make_client(handler)
     assert [r["activityID"] for r in client.iter_activities(timestamp_from=1458753687)] == [0, 1, 2, 3, 4]
     assert pages[0]["Timestampfrom"] == "1458753687" and pages[0]["modelstructure"] == "activitylist"
-    assert pages[0]["view"] == "-1700" and pages[0]["page"] == "0"
+    assert "view" not in pages[0] and pages[0]["page"] == "0"
 
 
 def test_update_activity_sends_the_current_version() -> None:
@@ -178,20 +178,38 @@ def test_update_activity_retries_when_the_version_moved() -> None:
         return ok({"activityID": 1, "activityRecordVersionNumber": state["version"]})
 
     result = make_client(handler).update_activity(1, {"activitySubject": "x"})
-    assert result == {"activityID": 1, "activityRecordVersionNumber": 8}
-    assert state["updates"] == 2
+    assert result["activityRecordVersionNumber"] == 8 and result["written"] == {"activitySubject": "x"}
+    assert result["conflict"]["fields"] == [] and result["conflict"]["base"] == "unknown"
+    assert state["updates"] == 3
 
 
 def test_update_activity_gives_up_with_a_typed_conflict() -> None:
+    state = {"version": 3}
+
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.params.get("action") == "update":
-            return fail(404500, "record version mismatch: changed by another user")
-        return ok({"activityID": 1, "activityRecordVersionNumber": 3})
+            return fail(404517, "the save did not happen")
+        state["version"] += 1  # someone saves after each of our reads
+        return ok({"activityID": 1, "activityRecordVersionNumber": state["version"]})
 
     with pytest.raises(SynergistConflict) as info:
         make_client(handler).update_activity(1, {"activitySubject": "x"}, attempts=2)
     assert isinstance(info.value, Rejected)
     assert type(pickle.loads(pickle.dumps(info.value))) is SynergistConflict
+
+
+def test_a_conflict_worded_refusal_with_an_unmoved_version_is_no_conflict() -> None:
+    """Seed 001, "Error codes": only 404001-404004 have texts; "changed by another user" is no documented
+    text. Old: a regex on the wording raised SynergistConflict; now the unmoved version says it was not."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("action") == "update":
+            return fail(404500, "record version mismatch: changed by another user")
+        return ok({"activityID": 1, "activityRecordVersionNumber": 3})
+
+    with pytest.raises(SynergistRejected) as info:
+        make_client(handler).update_activity(1, {"activitySubject": "x"}, attempts=2)
+    assert not isinstance(info.value, SynergistConflict)
 
 
 def test_update_activity_other_rejections_are_not_retried() -> None:
@@ -217,8 +235,8 @@ def test_update_activity_other_rejections_are_not_retried() -> None:
         (fail(404003, "account disabled"), SynergistAuthFailed, AuthFailed, "404003"),
         (xml_error(404004, "request not recognised"), SynergistRejected, Rejected, "404004"),
         (xml_error(404500, "invalid action companylist"), SynergistRejected, Rejected, "404500"),
-        (fail(404500, "Activity 99 not found"), SynergistNotFound, NotFound, "404500"),
-        (httpx.Response(404, text="<html>Not Found</html>"), SynergistNotFound, NotFound, "Not Found"),
+        (fail(404500, "Activity 99 not found"), SynergistRejected, Rejected, "404500"),
+        (httpx.Response(404, text="<html>Not Found</html>"), SynergistRejected, Rejected, "HTTP 404 without"),
         (
             httpx.Response(502, text=f"bad gateway for ?password={PASSWORD}"),
             SynergistUnavailable,
