@@ -71,6 +71,8 @@ class StackConfig:
                 "FIELDRELAY_SYNERGIST_USER": SANDBOX_USER,
                 "FIELDRELAY_SYNERGIST_PASSWORD": SANDBOX_PASSWORD,
                 "FIELDRELAY_SYNERGIST_COMPANY": "1",
+                # Plain http on one machine, with the short demo tokens (docs/security.md).
+                "FIELDRELAY_DEV_MODE": "1",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -226,7 +228,7 @@ class Stack:
 
 def run_stack(receiver_port: int = 8000) -> int:
     """`fieldrelay run`: start everything, print how to try it, and stop all on Ctrl-C."""
-    settings = load_settings()
+    settings = load_settings(dev_mode=True)  # the dev stack: its demo tokens are short
     config = StackConfig(
         data_dir=settings.data_dir,
         redis_url=settings.redis_url,

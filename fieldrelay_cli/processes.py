@@ -10,10 +10,12 @@ import uvicorn
 
 from fieldrelay.logs import logging_config, setup_logging
 from fieldrelay.queues import ALL_QUEUES
+from fieldrelay.settings import Settings
 from fieldrelay_cli.common import settings_or_exit, with_redis
 from fieldrelay_cli.devstack import run_stack
 from fieldrelay_cli.supervise import supervise
 from sandbox.server import serve
+from workers.polling.config import PollConfigError, load_pollers
 
 
 def cmd_receiver(args: argparse.Namespace) -> int:
@@ -31,8 +33,17 @@ def cmd_receiver(args: argparse.Namespace) -> int:
     return 0
 
 
+def pollers_or_exit(settings: Settings) -> None:
+    """The poller settings (FIELDRELAY_POLL_SOURCES, FIELDRELAY_POLL_CONFIG) are checked before anything starts."""
+    try:
+        load_pollers(settings)
+    except PollConfigError as exc:
+        sys.exit(f"invalid configuration:\n{exc}")
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = with_redis(settings_or_exit())
+    pollers_or_exit(settings)
     if not args.once:
         # The Celery worker runs as a child that fieldrelay.supervise starts again when it dies. `-P`
         # keeps the working directory off sys.path: an ops repository's own `rules/` folder must
@@ -67,6 +78,7 @@ def _worker_flags(args: argparse.Namespace) -> list[str]:
 
 def cmd_beat(args: argparse.Namespace) -> int:
     settings = with_redis(settings_or_exit())
+    pollers_or_exit(settings)
     setup_logging(settings)
     from workers.celery_app import app  # the app reads the settings, Redis URL included, when imported
 
