@@ -180,6 +180,11 @@ def _event_failed(pipe: Any, seen: _Seen) -> None:
     pipe.zadd(seen.state.key("events"), {seen.event_id: seen.at}, nx=True)
 
 
+def _evaluated(pipe: Any, seen: _Seen) -> None:
+    """The rules ran to a verdict: only now may an event without a match be listed as "no match"."""
+    pipe.hset(seen.summary, "evaluated", 1)
+
+
 def _deferred(pipe: Any, seen: _Seen) -> None:
     _inc(pipe, "fieldrelay_action_deferrals_total", {"reason": seen.entry.get("reason", "")})
 
@@ -234,9 +239,9 @@ RECORDERS: dict[Step, Recorder] = {
     Step.REPLAYED: _nothing,
     Step.EVENT_RETRY: _nothing,
     Step.EVENT_FAILED: _event_failed,
-    Step.NO_RULES: _nothing,
+    Step.NO_RULES: _evaluated,
     Step.RULE_MATCHED: _matched,
-    Step.RULE_SKIPPED: _nothing,
+    Step.RULE_SKIPPED: _evaluated,
     Step.RUN_STARTED: _nothing,
     Step.RUN_DEBOUNCED: _nothing,
     Step.RUN_WAITING: _nothing,

@@ -141,14 +141,15 @@ class EventFilter:
     source: str | None = None
     entity: str | None = None
     rule: str | None = None
-    outcome: str | None = None  # failed | succeeded | matched | no match | stale | own write
+    outcome: str | None = None  # failed | succeeded | matched | no match | stale | own write | processing
     since: float | None = None
     until: float | None = None
 
 
 def event_outcome(summary: dict[str, str]) -> str:
     """Failed while any action's latest outcome is a failure (a retry that succeeds clears it), or
-    while the event itself could not be evaluated; never "no match" for an event that failed."""
+    while the event itself could not be evaluated. "no match" only once the rules ran to a verdict:
+    an event received but not (yet) evaluated is "processing", never "no match"."""
     latest = [v for k, v in summary.items() if k.startswith("s:")]
     if "failed" in latest or summary.get("event_failed"):
         return "failed"
@@ -158,7 +159,9 @@ def event_outcome(summary: dict[str, str]) -> str:
         return "matched"
     if summary.get("own_write"):
         return "own write"
-    return "stale" if summary.get("stale") else "no match"
+    if summary.get("stale"):
+        return "stale"
+    return "no match" if summary.get("evaluated") else "processing"
 
 
 def _summary(event_id: str, raw: dict[Any, Any]) -> dict[str, Any]:

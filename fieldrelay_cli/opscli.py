@@ -89,7 +89,7 @@ def _each(args: argparse.Namespace, verb: str) -> int:
             print(f"{dlq_id}: {exc}", file=sys.stderr)
             failures += 1
             continue
-        done = "re-enqueued on " + ACTION_QUEUES[entry["target"]] if verb == "retry" else "dropped"
+        done = "re-enqueued on " + operations.retry_queue(entry) if verb == "retry" else "dropped"
         print(f"{dlq_id}: {done} ({entry.get('rule')} step {entry.get('index')} {entry.get('action')})")
     return 1 if failures else 0
 

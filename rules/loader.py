@@ -24,6 +24,7 @@ from rules.marks import keys_at, locate
 from rules.models import Rule, RuleFileSpec, RuleSpec
 from rules.ruleset import RuleSet
 from rules.secrets import SecretTag, check_secret, find_secrets, rule_yaml
+from rules.yamlcheck import YamlLimitError, check_yaml
 
 _RULE = TypeAdapter(RuleSpec)
 _TOP_KEYS = list(RuleFileSpec.model_fields)
@@ -215,7 +216,10 @@ def _parse(path: Path, errors: list[RuleError]) -> tuple[Any, str]:
     file, text = str(path), ""
     try:
         text = path.read_text(encoding="utf-8")
+        check_yaml(text)  # bombs first: depth, aliases, expansion, size
         return rule_yaml().load(text), text
+    except YamlLimitError as exc:
+        errors.append(RuleError(file, exc.line, exc.col, "<yaml>", exc.message))
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -332,8 +336,19 @@ def load_rules(
     return _build(rule_files(directory), action_params, env_names)
 
 
+def _load_file_safely(path: Path, action_params: ActionParams | None, env_names: Collection[str] | None) -> _Loaded:
+    """`_load_file`, with anything unexpected it raises turned into an error at the file, never a traceback."""
+    try:
+        return _load_file(path, action_params, env_names)
+    except Exception as exc:
+        out = _Loaded(str(path), "")
+        detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+        out.errors.append(RuleError(str(path), 1, 1, "<file>", f"could not be loaded: {type(exc).__name__}: {detail}"))
+        return out
+
+
 def _build(files: list[Path], action_params: ActionParams | None, env_names: Collection[str] | None) -> RuleSet:
-    loaded = [_load_file(path, action_params, env_names) for path in files]
+    loaded = [_load_file_safely(path, action_params, env_names) for path in files]
     errors = [e for one in loaded for e in one.errors]
     first: dict[str, Rule] = {}
     for one in loaded:

@@ -51,6 +51,8 @@ class RulesView:
                     self.ruleset = load_rules(self.directory, self.actions)
                 except RuleLoadError as exc:
                     self.errors = [str(e) for e in exc.errors]
+                except Exception as exc:  # the last good set stays shown, with what went wrong
+                    self.errors = [f"{self.directory}: could not be loaded: {type(exc).__name__}: {exc}"]
                 else:
                     self.errors, self.loaded_at = [], time.time()
         return self

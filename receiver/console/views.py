@@ -22,7 +22,7 @@ from receiver.console.auth import COOKIE, ConsoleAuth, read_form
 from receiver.console.rulesview import RulesView
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-OUTCOMES = ("failed", "succeeded", "matched", "no match", "stale", "own write")
+OUTCOMES = ("failed", "succeeded", "matched", "no match", "stale", "own write", "processing")
 
 
 def _when(at: float | None) -> str:

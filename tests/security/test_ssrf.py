@@ -94,7 +94,7 @@ def test_a_name_that_resolves_to_loopback_at_connect_time_is_refused(listener_fa
     policy = EgressPolicy()
     assert policy.check_url(f"http://rebind.example:{target.port}/x") is None  # a name passes the URL check
     c = OutboundClient(policy=policy, transport=EgressTransport(policy, resolve=rebinding))
-    with pytest.raises(OutboundRefused, match="rebind.example resolves to a loopback address"):
+    with pytest.raises(OutboundRefused, match=r"rebind\.example resolves to a loopback address"):
         c.request("GET", f"http://rebind.example:{target.port}/x")
     assert lookups == ["rebind.example"] and target.hits == []
 
