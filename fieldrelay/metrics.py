@@ -64,6 +64,16 @@ SPECS: dict[str, Spec] = {
     "fieldrelay_event_to_action_seconds": Spec(
         "histogram", "From an event's intake by a worker to each of its actions succeeding."
     ),
+    # Counted by the receiver, not from trace steps.
+    "fieldrelay_webhooks_rejected_total": Spec(
+        "counter", "Webhooks with a valid token answered 400 and kept for replay.", ("reason",)
+    ),
+    "fieldrelay_auth_failures_total": Spec(
+        "counter", "Wrong webhook tokens and console sign-ins, per kind.", ("kind",)
+    ),
+    "fieldrelay_auth_throttled_total": Spec(
+        "counter", "Requests refused because their address failed too often, per kind.", ("kind",)
+    ),
 }
 
 
@@ -90,6 +100,12 @@ def metric_key(name: str) -> str:
 
 def _labels(name: str, values: Mapping[str, Any]) -> str:
     return orjson.dumps([str(values.get(label, "")) for label in SPECS[name].labels]).decode()
+
+
+def counter_field(name: str, labels: Mapping[str, Any]) -> str:
+    """The hash field of a counter's series: for writers outside the trace (the receiver), `HINCRBY
+    metric_key(name) counter_field(name, labels) 1`."""
+    return _labels(name, labels)
 
 
 def _inc(pipe: Any, name: str, labels: Mapping[str, Any] | None = None, amount: int = 1) -> None:

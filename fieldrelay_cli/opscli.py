@@ -14,6 +14,7 @@ from fieldrelay.queries import EventFilter, OperationError, Selection, parse_tim
 from fieldrelay.queues import ACTION_QUEUES
 from fieldrelay.state import PipelineState
 from fieldrelay_cli.common import pipeline_state, running_state, settings_or_exit
+from receiver import rejected
 from rules import RuleLoadError, load_rules
 from workers.actions.registry import action_params
 from workers.connectors.errors import ConnectorError
@@ -166,6 +167,30 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks_rejected(args: argparse.Namespace) -> int:
+    """`webhooks rejected [--json]` lists the kept 400s; `webhooks rejected replay ID` pushes one through again."""
+    settings = settings_or_exit()
+    state = running_state(settings)
+    if args.rest and (args.rest[0] != "replay" or len(args.rest) != 2):
+        sys.exit("usage: fieldrelay webhooks rejected [--json] | fieldrelay webhooks rejected replay ID")
+    if args.rest:
+        try:
+            count = rejected.replay_rejected(state.r, args.rest[1])
+        except rejected.RejectedError as exc:
+            sys.exit(str(exc))
+        print(f"rejected webhook {args.rest[1]}: {count} event(s) enqueued")
+        return 0
+    entries = [state.redactor.scrub(e) for e in rejected.list_rejected(state.r)]
+    if args.json:
+        _print_json(entries)
+        return 0
+    for e in entries:
+        print(f"{e['id']}  {_when(e.get('at'))}  messageId={e.get('message_id') or '-'}  {e.get('bytes')} bytes")
+        print(f"    {e.get('reason')}")
+    print(f"{len(entries)} rejected webhook(s) kept", file=sys.stderr)
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     settings = settings_or_exit()
     state = running_state(settings)
@@ -266,3 +291,9 @@ def register(sub: Any) -> None:
         p = hooks.add_parser(verb, help=f"{verb} a webhook by URL or id")
         p.add_argument("hook", metavar="URL_OR_ID")
         p.set_defaults(func=cmd_webhooks)
+    p = hooks.add_parser(
+        "rejected", help="webhooks answered 400 and kept: list them, or `replay ID` one once it is fixed"
+    )
+    p.add_argument("rest", nargs="*", metavar="replay ID")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_webhooks_rejected)
