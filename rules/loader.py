@@ -18,12 +18,13 @@ from rules.actions import ActionParams, parse_action, template_names
 from rules.calls import ActionCall
 from rules.catalog import SOURCE_TITLES, did_you_mean, undocumented_field
 from rules.conditions import Condition, Loc, Problems, condition_names, condition_refs, parse_condition
-from rules.errors import RuleError, RuleLoadError, RuleWarning, describe, format_path
+from rules.errors import RuleError, RuleLoadError, RuleWarning, TemplateError, describe, format_path
 from rules.files import rule_files
 from rules.marks import keys_at, locate
 from rules.models import Rule, RuleFileSpec, RuleSpec
 from rules.ruleset import RuleSet
-from rules.secrets import SecretTag, check_secret, find_secrets, rule_yaml
+from rules.secrets import ENV_SETTING, SecretTag, check_secret, find_secrets, rule_yaml
+from rules.templating import compile_expression, compile_template, is_template
 from rules.yamlcheck import YamlLimitError, check_yaml
 
 _RULE = TypeAdapter(RuleSpec)
@@ -292,7 +293,13 @@ def _load_file(path: Path, action_params: ActionParams | None, env_names: Collec
             warnings.extend(_warnings(rule, prefix))
     out.errors.extend(RuleError(file, *_at(root, loc), message) for loc, message in problems)
     out.warnings = [RuleWarning(file, *_at(root, loc), message) for loc, message in warnings]
-    for loc, tag in find_secrets(root):
+    tags = find_secrets(root)
+    if env_names is not None:
+        tagged = {loc for loc, _ in tags}
+        for loc, message in _env_problems(raw_rules, env_names):
+            if loc not in tagged:  # a `!secret` is reported below, once
+                out.errors.append(RuleError(file, *_at(root, loc), message))
+    for loc, tag in tags:
         if str(loc[0]).startswith("x-"):
             continue  # an anchor's definition; where it is used is checked
         error, warning = check_secret(loc, tag, env_names, os.environ)
@@ -300,6 +307,37 @@ def _load_file(path: Path, action_params: ActionParams | None, env_names: Collec
             out.errors.append(RuleError(file, tag.line, tag.col, format_path(loc), error))
         if warning:
             out.warnings.append(RuleWarning(file, tag.line, tag.col, format_path(loc), warning))
+    return out
+
+
+def _env_problems(raw_rules: list[Any], env_names: Collection[str]) -> list[tuple[Loc, str]]:
+    """`secret('NAME')` and `env.NAME` for a NAME outside FIELDRELAY_RULES_ENV, wherever a rule reads one."""
+    out: list[tuple[Loc, str]] = []
+
+    def visit(value: Any, loc: Loc, expression: bool) -> None:
+        if isinstance(value, str):
+            if not expression and not is_template(value):
+                return
+            try:
+                refs = compile_expression(value).refs if expression else compile_template(value).refs
+            except TemplateError:
+                return  # reported where it is compiled
+            for root, name in sorted(refs):
+                if root in ("secret", "env") and name not in env_names:
+                    shown = f"secret({name!r})" if root == "secret" else f"env.{name}"
+                    out.append((loc, f"{shown} is not allowed: add {name} to {ENV_SETTING}"))
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                visit(item, (*loc, str(key)), expression and key in ("any", "all", "not"))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                visit(item, (*loc, i), expression)
+
+    for i, raw in enumerate(raw_rules):
+        if isinstance(raw, Mapping):
+            visit(raw.get("if"), ("rules", i, "if"), True)
+            for section in ("then", "on_failure"):
+                visit(raw.get(section), ("rules", i, section), False)
     return out
 
 

@@ -113,7 +113,7 @@ def is_template(text: str) -> bool:
     return "{{" in text or "{%" in text or "{#" in text
 
 
-_CHECKED_ROOTS = ("steps", "vars", "event")
+_CHECKED_ROOTS = ("steps", "vars", "event", "env")
 Refs = frozenset[tuple[str, str]]
 
 
@@ -195,6 +195,16 @@ def _check_ast(tree: nodes.Node) -> Refs:
         target = node.node
         if isinstance(target, nodes.Name) and target.name in _CHECKED_ROOTS and isinstance(name, str):
             refs.add((target.name, name))
+    # `secret('NAME')` is checked against FIELDRELAY_RULES_ENV at load, like `!secret NAME`: its name must be there.
+    for call in tree.find_all(nodes.Call):
+        if isinstance(call.node, nodes.Name) and call.node.name == "secret":
+            arg = call.args[0] if len(call.args) == 1 else None
+            plain = not (call.kwargs or call.dyn_args or call.dyn_kwargs)
+            if not (plain and isinstance(arg, nodes.Const) and isinstance(arg.value, str)):
+                raise TemplateSecurityError(
+                    "", "secret() takes the variable's name in quotes, like secret('CHAT_TOKEN')"
+                )
+            refs.add(("secret", arg.value))
     return frozenset(refs)
 
 
@@ -377,6 +387,40 @@ def render_value(value: Any, context: Mapping[str, Any], loc: tuple[str | int, .
         return {k: render_value(v, context, (*loc, k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [render_value(v, context, (*loc, i)) for i, v in enumerate(value)]
+    return value
+
+
+SECRET_ROOTS = frozenset({"env", "secret"})
+Path = tuple[str | int, ...]
+
+
+def derived_paths(value: Any, path: Path = ()) -> list[Path]:
+    """Where in a params tree a template reads `env` or `secret()`: what renders there derives from a
+    secret, in whatever form a filter gave it (`| upper`, `| reverse`, `[:12]`), so it is shown masked."""
+    if isinstance(value, str):
+        return [path] if is_template(value) and compile_template(value).names & SECRET_ROOTS else []
+    if isinstance(value, Mapping):
+        return [p for key, item in value.items() for p in derived_paths(item, (*path, key))]
+    if isinstance(value, list | tuple):
+        return [p for i, item in enumerate(value) for p in derived_paths(item, (*path, i))]
+    return []
+
+
+def mask_paths(value: Any, paths: list[Path], mask: str) -> Any:
+    """`value` with what is at each path replaced by `mask`; a path that is not there is skipped."""
+    for path in paths:
+        value = _masked(value, path, mask)
+    return value
+
+
+def _masked(value: Any, path: Path, mask: str) -> Any:
+    if not path:
+        return mask
+    head, rest = path[0], path[1:]
+    if isinstance(value, Mapping) and head in value:
+        return {**value, head: _masked(value[head], rest, mask)}
+    if isinstance(value, list) and isinstance(head, int) and 0 <= head < len(value):
+        return [*value[:head], _masked(value[head], rest, mask), *value[head + 1 :]]
     return value
 
 
