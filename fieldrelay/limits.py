@@ -33,7 +33,7 @@ class ResourceLimitError(Exception):
 
 
 def _on_cpu_limit(signum: int, frame: FrameType | None) -> None:
-    raise ResourceLimitError(f"stopped after {CPU_SECONDS} s of CPU")
+    raise ResourceLimitError("stopped: out of CPU time")
 
 
 def _address_space() -> int | None:
@@ -74,10 +74,10 @@ def resource_bounds(memory: int = MEMORY_BYTES, cpu: int = CPU_SECONDS) -> Itera
         signal.signal(signal.SIGXCPU, previous_handler)
 
 
-def describe(exc: BaseException) -> str | None:
+def describe(exc: BaseException, cpu: int = CPU_SECONDS) -> str | None:
     """A person's sentence for a bound that was hit, or None for any other exception."""
     if isinstance(exc, MemoryError):
         return "stopped: it needed more memory than it may use; a rule or event builds something too large"
     if isinstance(exc, ResourceLimitError):
-        return f"stopped after {CPU_SECONDS} s of CPU; a rule or event takes too long to evaluate"
+        return f"stopped after {cpu} s of CPU; a rule or event takes too long to evaluate"
     return None

@@ -19,6 +19,7 @@ from fieldrelay.queues import ACTION_QUEUES, ALL_QUEUES
 from fieldrelay.state import PipelineState
 
 TARGETS = tuple(ACTION_QUEUES)
+LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z
 
 
 class OperationError(Exception):
@@ -31,21 +32,23 @@ def parse_time(text: str | None, now: float | None = None) -> float | None:
         return None
     text = text.strip()
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text[:-1].isdigit() and text[-1] in units:
-        return (now if now is not None else time.time()) - int(text[:-1]) * units[text[-1]]
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
+    problem = OperationError(f"not a time: {text[:60]!r} (use 15m, 2h, 7d, an ISO date or Unix seconds)")
+    seconds: float
+    if text[:-1].isdigit() and text[-1] in units and len(text) <= 12:
+        seconds = (now if now is not None else time.time()) - int(text[:-1]) * units[text[-1]]
     else:
-        if not math.isfinite(seconds):
-            raise OperationError(f"not a time: {text!r} (use 15m, 2h, 7d, an ISO date or Unix seconds)")
-        return seconds
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise OperationError(f"not a time: {text!r} (use 15m, 2h, 7d, an ISO date or Unix seconds)") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                seconds = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+            except (ValueError, OverflowError):
+                raise problem from None
+    # Times past the year 9999 either way are typing mistakes, not selections.
+    if not math.isfinite(seconds) or not -LAST_SECOND <= seconds <= LAST_SECOND:
+        raise problem
+    return seconds
 
 
 @dataclass(frozen=True)
