@@ -162,7 +162,8 @@ def check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     numbers = [a for a in (*args, *kwargs.values()) if isinstance(a, int)]
     if name in WIDTH_METHODS:
         width = max(numbers, default=0)
-        size = width * (owner.count("\t") + 1) if name == "expandtabs" else width
+        tabs = owner.count("\t") if isinstance(owner, str) else owner.count(b"\t")
+        size = width * (tabs + 1) if name == "expandtabs" else width
         if size > MAX_SIZE:
             raise too_big(f"{name}()", size)
     elif name == "join" and args and isinstance(args[0], list | tuple):
@@ -170,9 +171,9 @@ def check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         size = len(owner) * max(len(items) - 1, 0) + sum(_length(i) for i in items)
         if size > MAX_SIZE:
             raise too_big("join()", size)
-    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str | bytes) and args[0]:
+    elif name == "replace" and len(args) >= 2 and type(args[0]) is type(owner) and args[0]:
         old, new = args[0], args[1]
-        size = len(owner) + owner.count(old) * (_length(new) - len(old))
+        size = len(owner) + owner.count(old) * (_length(new) - len(old))  # type: ignore[arg-type]
         if size > MAX_SIZE:
             raise too_big("replace()", size)
 

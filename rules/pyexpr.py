@@ -147,7 +147,7 @@ def compile_fast(expression: nodes.Expr, environment: Environment) -> FastFuncti
         "getattr_": environment.getattr,
         "getitem_": environment.getitem,
         "environment": environment,
-        "binop_": lambda op, left, right: environment.call_binop(None, op, left, right),  # type: ignore[arg-type]
+        "binop_": lambda op, left, right: environment.call_binop(None, op, left, right),  # type: ignore[attr-defined]
         "LazyEntity": LazyEntity,
         **writer.namespace,
     }

@@ -69,7 +69,7 @@ class RuleEnvironment(ImmutableSandboxedEnvironment):
 
         return checked
 
-    def concat(self, values: Any) -> str:  # type: ignore[override]
+    def concat(self, values: Any) -> str:
         return bounds.concat(values)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -141,11 +141,11 @@ def _constant(node: nodes.Node, memo: dict[int, Any]) -> Any:
         elif isinstance(node, nodes.BinExpr):
             left, right = _constant(node.left, memo), _constant(node.right, memo)
             if node.operator in ENV.intercepted_binops:
-                value = ENV.call_binop(None, node.operator, left, right)  # type: ignore[arg-type]
+                value = ENV.call_binop(None, node.operator, left, right)
             else:
-                value = ENV.binop_table[node.operator](left, right)  # type: ignore[index]
+                value = ENV.binop_table[node.operator](left, right)
         elif isinstance(node, nodes.UnaryExpr):
-            value = ENV.unop_table[node.operator](_constant(node.node, memo))  # type: ignore[index]
+            value = ENV.unop_table[node.operator](_constant(node.node, memo))
         elif isinstance(node, nodes.Concat):
             value = ENV.concat(_constant(n, memo) for n in node.nodes)
         elif isinstance(node, nodes.List | nodes.Tuple):

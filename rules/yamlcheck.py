@@ -50,7 +50,7 @@ def check_yaml(text: str) -> None:
             where = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
             if isinstance(event, CollectionStartEvent):
                 if len(stack) > MAX_DEPTH:
-                    raise YamlLimitError(*where, f"nested deeper than {MAX_DEPTH} levels")
+                    raise YamlLimitError(where[0], where[1], f"nested deeper than {MAX_DEPTH} levels")
                 stack.append([1, event.anchor])
             elif isinstance(event, CollectionEndEvent):
                 count, anchor = stack.pop()
@@ -65,7 +65,7 @@ def check_yaml(text: str) -> None:
             elif isinstance(event, AliasEvent):
                 aliases += 1
                 if aliases > MAX_ALIASES:
-                    raise YamlLimitError(*where, f"more than {MAX_ALIASES} aliases")
+                    raise YamlLimitError(where[0], where[1], f"more than {MAX_ALIASES} aliases")
                 _add(stack, sizes.get(str(event.anchor), 1), where)
     except MarkedYAMLError:
         return  # the loader parses again and reports the syntax error where it is
@@ -77,4 +77,4 @@ def _add(stack: list[list[int | str | None]], count: int, where: tuple[int, int]
     stack[-1][0] = total + count
     expanded = sum(int(level[0] or 0) for level in stack)
     if expanded > MAX_NODES:
-        raise YamlLimitError(*where, f"aliases expand this document past {MAX_NODES:,} nodes")
+        raise YamlLimitError(where[0], where[1], f"aliases expand this document past {MAX_NODES:,} nodes")

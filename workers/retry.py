@@ -69,12 +69,12 @@ class RetryPolicy:
 
 
 def run_step(
-    step: Callable[[], None],
+    step: Callable[[], object],
     attempt: int,
     policy: RetryPolicy,
     *,
     again: Callable[[Next], None],
-    fail: Callable[[Exception, int], None],
+    fail: Callable[[Exception, int], object],
 ) -> None:
     """Run a task's step under the policy: `again(next)` schedules the next attempt, `fail(exc, attempts)`
     ends it for good. Nothing a step raises escapes, so a task never acks work it neither did nor recorded."""
@@ -94,7 +94,7 @@ def run_step(
     through_redis_outages(guarded)
 
 
-def run_once(step: Callable[[], None], fail: Callable[[Exception, int], None]) -> None:
+def run_once(step: Callable[[], object], fail: Callable[[Exception, int], object]) -> None:
     """Run a step with no retries: anything but Redis trouble ends in `fail(exc, 1)`."""
 
     def guarded() -> None:
@@ -108,7 +108,7 @@ def run_once(step: Callable[[], None], fail: Callable[[Exception, int], None]) -
     through_redis_outages(guarded)
 
 
-def fail_safely(fail: Callable[[Exception, int], None], exc: Exception, attempts: int) -> None:
+def fail_safely(fail: Callable[[Exception, int], object], exc: Exception, attempts: int) -> None:
     """`fail(exc, attempts)`; should recording the failure itself fail, a person still hears of both."""
     try:
         fail(exc, attempts)
@@ -126,7 +126,7 @@ def fail_safely(fail: Callable[[Exception, int], None], exc: Exception, attempts
         raise
 
 
-def through_redis_outages(step: Callable[[], None]) -> None:
+def through_redis_outages(step: Callable[[], object]) -> None:
     """Run a pipeline step; if Redis goes away meanwhile, wait for it and run the step again.
 
     Every step is idempotent (claims, ledger, step locks), so running it again is safe. Past

@@ -41,7 +41,8 @@ class EgressBackend(httpcore.SyncBackend):
         except (OSError, UnicodeError) as exc:
             raise httpcore.ConnectError(str(exc)) from None
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        allowed, refusals = [], []
+        allowed: list[str] = []
+        refusals: list[str] = []
         for address in addresses:
             reason = self.policy.check_address(host, port, address)
             (refusals if reason else allowed).append(reason or address)

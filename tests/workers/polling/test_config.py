@@ -78,5 +78,5 @@ def test_changeset_ignores_volatile_fields_and_key_order():
 
 
 def test_an_unknown_poller_in_poll_sources_is_refused_naming_the_variable():
-    with pytest.raises(PollConfigError, match="FIELDRELAY_POLL_SOURCES: unknown poller 'servicetrade.jobs'"):
+    with pytest.raises(PollConfigError, match=r"FIELDRELAY_POLL_SOURCES: unknown poller 'servicetrade\.jobs'"):
         load_pollers(load_settings(**CREDENTIALS, poll_sources="servicetrade.jobs"))
