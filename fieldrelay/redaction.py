@@ -18,7 +18,7 @@ import base64
 import os
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 from pydantic import SecretStr
 
@@ -82,15 +82,26 @@ class Redactor:
     >>> Redactor(["p@ss:w0rd!-0123456789"]).text("GET /x?password=p%40ss%3Aw0rd%21-0123456789 and P@SS:W0RD!")
     'GET /x?password=[redacted] and [redacted]'
 
-    `basic_users` pairs a secret with the user names it is sent with as HTTP Basic credentials.
+    `whole` values are masked only whole (no fragments), `basic_users` pairs a secret with the user
+    names it is sent with as HTTP Basic credentials.
     """
 
-    def __init__(self, secrets: Iterable[str], *, basic_users: dict[str, list[str]] | None = None, mask: str = MASK):
+    def __init__(
+        self,
+        secrets: Iterable[str],
+        *,
+        whole: Iterable[str] = (),
+        basic_users: dict[str, list[str]] | None = None,
+        mask: str = MASK,
+    ):
         self.mask = mask
         values = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
         self.secrets = values
         forms: set[str] = set()
         grams: dict[str, list[tuple[str, int]]] = {}
+        for value in whole:  # a URL holding a secret (a Sentry DSN): its host must stay readable
+            if len(value) >= MIN_SECRET:
+                forms |= {_lower(value), _lower(quote(value, safe="")), _lower(quote_plus(value))}
         for secret in values:
             mine = secret_forms(secret, (basic_users or {}).get(secret, ()))
             forms |= mine
@@ -182,17 +193,23 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.synchroteam_api_key,
         settings.synergist_password,
         settings.synergist_sha512password,
-        settings.sentry_dsn,
         settings.console_token,
         *settings.webhook_tokens,
     ]
-    return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()] + rule_values
+    secrets = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()] + rule_values
+    dsn = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else ""
+    if dsn:
+        key = urlsplit(dsn).username or ""
+        secrets += [key] if key else []
+    return secrets
 
 
 def redactor_for(settings: Settings) -> Redactor:
-    """The redactor of every process: the settings' secrets, with Synchroteam's `domain:key` Basic form."""
+    """The redactor of every process: the settings' secrets, the Sentry DSN whole (its key in any form), and
+    Synchroteam's `domain:key` Basic form."""
     users: dict[str, list[str]] = {}
     key = settings.synchroteam_api_key.get_secret_value()
     if key and settings.synchroteam_domain:
         users[key] = [settings.synchroteam_domain]
-    return Redactor(settings_secrets(settings), basic_users=users)
+    dsn = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else ""
+    return Redactor(settings_secrets(settings), whole=[dsn] if dsn else [], basic_users=users)

@@ -176,3 +176,13 @@ def test_secret_and_env_names_are_checked_at_load_like_bang_secret(tmp_path: Pat
         load_rules(tmp_path, action_params(), env_names=["CHAT_TOKEN"])
     [error] = info.value.errors
     assert str(error).startswith(f"{tmp_path / 'r.yaml'}:5:") and message in str(error)
+
+
+def test_a_sentry_dsn_is_masked_whole_and_by_its_key_but_its_host_stays_readable() -> None:
+    dsn = "https://0123456789abcdef0123456789abcdef@o12.ingest.sentry.example:8443/42"
+    redactor = redactor_for(Settings(sentry_dsn=dsn))
+    assert redactor.text(f"dsn={dsn}") == "dsn=[redacted]"
+    assert redactor.text("key 0123456789ABCDEF0123") == "key [redacted]"
+    assert redactor.text("posting to o12.ingest.sentry.example:8443 and 127.0.0.1:9000") == (
+        "posting to o12.ingest.sentry.example:8443 and 127.0.0.1:9000"
+    )
