@@ -14,7 +14,9 @@ from fieldrelay.settings import Settings
 from fieldrelay_cli.common import settings_or_exit, with_redis
 from fieldrelay_cli.devstack import run_stack
 from fieldrelay_cli.supervise import supervise
+from rules import RuleLoadError, load_rules
 from sandbox.server import serve
+from workers.actions.registry import action_params
 from workers.polling.config import PollConfigError, load_pollers
 
 
@@ -41,9 +43,20 @@ def pollers_or_exit(settings: Settings) -> None:
         sys.exit(f"invalid configuration:\n{exc}")
 
 
+def rules_or_exit(settings: Settings) -> None:
+    """A worker does not start on a rule set that does not load: it would have nothing good to keep."""
+    try:
+        load_rules(settings.rules_dir, action_params(), env_names=settings.rules_env)
+    except RuleLoadError as exc:
+        sys.exit(f"rules in {settings.rules_dir} do not load:\n" + "\n".join(str(e) for e in exc.errors))
+    except OSError as exc:
+        sys.exit(f"rules in {settings.rules_dir} cannot be read: {exc}")
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = with_redis(settings_or_exit())
     pollers_or_exit(settings)
+    rules_or_exit(settings)
     if not args.once:
         # The Celery worker runs as a child that fieldrelay.supervise starts again when it dies. `-P`
         # keeps the working directory off sys.path: an ops repository's own `rules/` folder must

@@ -116,15 +116,16 @@ def run_on_failure(event: ChangeEvent, rule: Rule, digest: str, failed_index: in
             )
 
 
-def fail_event(rt: Runtime, event: ChangeEvent, exc: Exception, attempts: int) -> None:
+def fail_event(state: PipelineState, event: ChangeEvent, exc: Exception, attempts: int) -> None:
     """The rules could not be evaluated for `event`: its trace, a dead letter that runs it again, one alert.
 
-    The event is stored first, so `fieldrelay replay` finds it too; the console lists it as failed.
+    The event is stored first, so `fieldrelay replay` finds it too; the console lists it as failed. Only
+    the state is needed: this works even when the worker's runtime could not be built.
     """
     error = f"{type(exc).__name__}: {exc}"
     raw = event.model_dump(mode="json")
-    rt.state.save_event(event.id, raw)
-    rt.state.dead_letter(
+    state.save_event(event.id, raw)
+    state.dead_letter(
         {
             "kind": "event",
             "event_id": event.id,
@@ -139,10 +140,10 @@ def fail_event(rt: Runtime, event: ChangeEvent, exc: Exception, attempts: int) -
         },
         task_args=[raw, True],  # a replay: past the duplicate and stale checks
     )
-    rt.state.trace(event.id, Step.EVENT_FAILED, error=error, attempts=attempts)
+    state.trace(event.id, Step.EVENT_FAILED, error=error, attempts=attempts)
     alert_exception(
         exc,
-        f"event {event.id} could not be evaluated: {rt.state.redactor.text(error)}; "
+        f"event {event.id} could not be evaluated: {state.redactor.text(error)}; "
         f"`fieldrelay dlq retry` or `fieldrelay replay {event.id}` runs it again",
         {"event_id": event.id, "alert": "event"},
         ["fieldrelay-event-failed", event.source, event.entity.type],

@@ -22,7 +22,7 @@ from fieldrelay.queues import (
 from fieldrelay.steps import Step
 from workers import lifecycle, pipeline
 from workers.celery_app import app
-from workers.process import policy, runtime
+from workers.process import failure_state, policy, runtime
 from workers.retry import Next, run_once, run_step, through_redis_outages
 
 
@@ -40,7 +40,7 @@ def ingest(events: list[dict[str, Any]]) -> None:
                 ChangeEvent.model_validate(event)
             except ValueError as exc:
                 lifecycle.fail_task(
-                    runtime().state, "ingest", INGEST_TASK, [[event]], EVENTS_QUEUE, exc, what="a malformed event"
+                    failure_state(), "ingest", INGEST_TASK, [[event]], EVENTS_QUEUE, exc, what="a malformed event"
                 )
                 continue
             process_event.apply_async((event,), queue=EVENTS_QUEUE)
@@ -48,7 +48,7 @@ def ingest(events: list[dict[str, Any]]) -> None:
     run_once(
         fan_out,
         lambda exc, _: lifecycle.fail_task(
-            runtime().state, "ingest", INGEST_TASK, [events], EVENTS_QUEUE, exc, what="a webhook's events"
+            failure_state(), "ingest", INGEST_TASK, [events], EVENTS_QUEUE, exc, what="a webhook's events"
         ),
     )
 
@@ -67,7 +67,7 @@ def process_event(
         bad = exc  # a malformed event: recorded where a person sees it, not in Celery's log alone
         through_redis_outages(
             lambda: lifecycle.fail_task(
-                runtime().state,
+                failure_state(),
                 "ingest",
                 PROCESS_EVENT_TASK,
                 [event, replay],
@@ -91,7 +91,7 @@ def process_event(
         attempt,
         policy(),
         again=again,
-        fail=lambda exc, attempts: lifecycle.fail_event(runtime(), parsed, exc, attempts),
+        fail=lambda exc, attempts: lifecycle.fail_event(failure_state(), parsed, exc, attempts),
     )
 
 
@@ -101,7 +101,7 @@ def next_run(run_key: str, rule_digest: str) -> None:
     run_once(
         lambda: lifecycle.next_run(run_key, rule_digest, "", runtime()),
         lambda exc, _: lifecycle.fail_task(
-            runtime().state,
+            failure_state(),
             "run",
             NEXT_RUN_TASK,
             [run_key, rule_digest],

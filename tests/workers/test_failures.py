@@ -45,13 +45,6 @@ def alerts(monkeypatch) -> Alerts:
     return sent
 
 
-class Rt:
-    """The part of a Runtime the failure paths use."""
-
-    def __init__(self, state: PipelineState) -> None:
-        self.state = state
-
-
 def queued(client: redis.Redis, queue: str) -> list[tuple[str, list]]:
     out = []
     for raw in client.lrange(queue, 0, -1):
@@ -96,7 +89,7 @@ def test_an_unexpected_loader_error_is_a_rule_error_at_the_file(tmp_path: Path, 
 def test_an_event_that_could_not_be_evaluated_is_a_dead_letter_that_runs_it_again(redis_client, alerts) -> None:
     state = PipelineState(redis_client)
     state.trace(EVENT.id, "event.received", via="webhook")
-    lifecycle.fail_event(Rt(state), EVENT, ValueError("Invalid IPv6 URL"), 1)  # type: ignore[arg-type]
+    lifecycle.fail_event(state, EVENT, ValueError("Invalid IPv6 URL"), 1)
 
     [dead] = state.dead_letters()
     assert dead["kind"] == "event" and dead["event_id"] == EVENT.id and dead["target"] == "events"

@@ -7,12 +7,11 @@ from functools import cache
 from typing import Any
 
 from fieldrelay.queues import EVENTS_QUEUE, PROCESS_EVENT_TASK
-from fieldrelay.redaction import redactor_for
 from fieldrelay.state import PipelineState
 from workers.celery_app import app
 from workers.lifecycle import fail_task
 from workers.polling.pollers import POLL_TASK, PollContext
-from workers.process import redis_client, settings
+from workers.process import failure_state, redis_client, settings
 from workers.retry import run_once
 
 
@@ -39,7 +38,7 @@ def poll(poller: str) -> dict[str, Any]:
     run_once(
         lambda: report.update(asdict(context().poller(poller).run())),
         lambda exc, _: fail_task(
-            PipelineState(redis_client(), redactor=redactor_for(settings())),
+            failure_state(),
             "poll",
             POLL_TASK,
             [poller],
