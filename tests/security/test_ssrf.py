@@ -24,8 +24,21 @@ from workers.connectors.outbound import (
 SECRET = "Bearer chat-token-0123456789abcdef"
 
 
-def client(policy: EgressPolicy, **kwargs) -> OutboundClient:
-    return OutboundClient(policy=policy, timeout=2.0, **kwargs)
+_OPEN: list[OutboundClient] = []
+
+
+def client(policy: EgressPolicy, timeout: float = 2.0, **kwargs) -> OutboundClient:
+    made = OutboundClient(policy=policy, timeout=timeout, **kwargs)
+    _OPEN.append(made)
+    return made
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Every client's pooled connections are closed: an unclosed socket is a warning, and warnings fail tests."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
 
 
 @pytest.mark.parametrize(
@@ -93,7 +106,7 @@ def test_a_name_that_resolves_to_loopback_at_connect_time_is_refused(listener_fa
 
     policy = EgressPolicy()
     assert policy.check_url(f"http://rebind.example:{target.port}/x") is None  # a name passes the URL check
-    c = OutboundClient(policy=policy, transport=EgressTransport(policy, resolve=rebinding))
+    c = client(policy, transport=EgressTransport(policy, resolve=rebinding))
     with pytest.raises(OutboundRefused, match=r"rebind\.example resolves to a loopback address"):
         c.request("GET", f"http://rebind.example:{target.port}/x")
     assert lookups == ["rebind.example"] and target.hits == []
@@ -107,7 +120,7 @@ def test_only_the_allowed_addresses_of_a_name_are_connected_to(listener_factory)
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))] * 2
 
     policy = EgressPolicy.from_entries([f"mixed.example:{target.port}"])  # allowlisted: any address
-    c = OutboundClient(policy=policy, transport=EgressTransport(policy, resolve=mixed))
+    c = client(policy, transport=EgressTransport(policy, resolve=mixed))
     assert c.request("GET", f"http://mixed.example:{target.port}/ok")["status"] == 200
     assert len(target.hits) == 1
 
@@ -184,7 +197,7 @@ def test_failed_connections_do_not_tell_open_ports_from_closed_ones(silent_port:
     details = set()
     for port in (closed_port(), silent_port, slamming_port):
         policy = EgressPolicy.from_entries(["127.0.0.1"])
-        c = OutboundClient(policy=policy, timeout=0.5)
+        c = client(policy, timeout=0.5)
         with pytest.raises(OutboundUnavailable) as info:
             c.request("GET", f"http://127.0.0.1:{port}/")
         details.add(str(info.value).replace(str(port), "PORT"))
