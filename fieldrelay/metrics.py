@@ -64,6 +64,16 @@ SPECS: dict[str, Spec] = {
     "fieldrelay_event_to_action_seconds": Spec(
         "histogram", "From an event's intake by a worker to each of its actions succeeding."
     ),
+    # Counted by the receiver, not from trace steps.
+    "fieldrelay_webhooks_rejected_total": Spec(
+        "counter", "Webhooks with a valid token answered 400 and kept for replay.", ("reason",)
+    ),
+    "fieldrelay_auth_failures_total": Spec(
+        "counter", "Wrong webhook tokens and console sign-ins, per kind.", ("kind",)
+    ),
+    "fieldrelay_auth_throttled_total": Spec(
+        "counter", "Requests refused because their address failed too often, per kind.", ("kind",)
+    ),
 }
 
 
@@ -90,6 +100,12 @@ def metric_key(name: str) -> str:
 
 def _labels(name: str, values: Mapping[str, Any]) -> str:
     return orjson.dumps([str(values.get(label, "")) for label in SPECS[name].labels]).decode()
+
+
+def counter_field(name: str, labels: Mapping[str, Any]) -> str:
+    """The hash field of a counter's series: for writers outside the trace (the receiver), `HINCRBY
+    metric_key(name) counter_field(name, labels) 1`."""
+    return _labels(name, labels)
 
 
 def _inc(pipe: Any, name: str, labels: Mapping[str, Any] | None = None, amount: int = 1) -> None:
@@ -180,6 +196,11 @@ def _event_failed(pipe: Any, seen: _Seen) -> None:
     pipe.zadd(seen.state.key("events"), {seen.event_id: seen.at}, nx=True)
 
 
+def _evaluated(pipe: Any, seen: _Seen) -> None:
+    """The rules ran to a verdict: only now may an event without a match be listed as "no match"."""
+    pipe.hset(seen.summary, "evaluated", 1)
+
+
 def _deferred(pipe: Any, seen: _Seen) -> None:
     _inc(pipe, "fieldrelay_action_deferrals_total", {"reason": seen.entry.get("reason", "")})
 
@@ -234,9 +255,9 @@ RECORDERS: dict[Step, Recorder] = {
     Step.REPLAYED: _nothing,
     Step.EVENT_RETRY: _nothing,
     Step.EVENT_FAILED: _event_failed,
-    Step.NO_RULES: _nothing,
+    Step.NO_RULES: _evaluated,
     Step.RULE_MATCHED: _matched,
-    Step.RULE_SKIPPED: _nothing,
+    Step.RULE_SKIPPED: _evaluated,
     Step.RUN_STARTED: _nothing,
     Step.RUN_DEBOUNCED: _nothing,
     Step.RUN_WAITING: _nothing,

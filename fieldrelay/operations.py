@@ -41,6 +41,8 @@ def retry_dead_letter(state: PipelineState, dlq_id: str, enqueue: Enqueue | None
     entry = state.dead_letter_entry(dlq_id)
     if entry is None:
         raise OperationError(f"no dead letter {dlq_id!r}")
+    if entry.get("task"):
+        return _retry_task(state, dlq_id, entry)
     event_id, digest, index, target = entry["event_id"], entry["rule_digest"], int(entry["index"]), entry["target"]
     if target not in ACTION_QUEUES:
         raise OperationError(f"dead letter {dlq_id} has no known target ({target!r})")
@@ -67,10 +69,35 @@ def retry_dead_letter(state: PipelineState, dlq_id: str, enqueue: Enqueue | None
     return entry
 
 
+def _retry_task(state: PipelineState, dlq_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter that is not a rule's step (an event, a webhook's events, a run, a poll): its task again."""
+    task, args = entry["task"], state.dead_letter_args(dlq_id)
+    if args is None:
+        raise OperationError(f"dead letter {dlq_id}: what to run again is no longer stored")
+    state.remove_dead_letter(dlq_id)
+    try:
+        state.r.lpush(task["queue"], task_message(task["name"], args, task["queue"], argsrepr=f"dlq retry {dlq_id}"))
+    except Exception:
+        state.dead_letter({k: v for k, v in entry.items() if k not in ("id", "at")}, task_args=args)
+        raise
+    if entry.get("event_id"):
+        kind, action = entry.get("kind"), entry.get("action")
+        state.trace(entry["event_id"], Step.DLQ_RETRIED, kind=kind, action=action, dead_letter=dlq_id)
+    return entry
+
+
+def retry_queue(entry: dict[str, Any]) -> str:
+    """The queue a retried dead letter went to."""
+    task = entry.get("task")
+    return str(task["queue"]) if task else ACTION_QUEUES.get(str(entry.get("target")), "?")
+
+
 def drop_dead_letter(state: PipelineState, dlq_id: str) -> dict[str, Any]:
     entry = state.dead_letter_entry(dlq_id)
     if entry is None or not state.remove_dead_letter(dlq_id):
         raise OperationError(f"no dead letter {dlq_id!r}")
+    if not entry.get("event_id"):
+        return entry
     state.trace(
         entry["event_id"],
         Step.DLQ_DROPPED,

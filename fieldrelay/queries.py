@@ -19,6 +19,7 @@ from fieldrelay.queues import ACTION_QUEUES, ALL_QUEUES
 from fieldrelay.state import PipelineState
 
 TARGETS = tuple(ACTION_QUEUES)
+LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z
 
 
 class OperationError(Exception):
@@ -31,21 +32,23 @@ def parse_time(text: str | None, now: float | None = None) -> float | None:
         return None
     text = text.strip()
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text[:-1].isdigit() and text[-1] in units:
-        return (now if now is not None else time.time()) - int(text[:-1]) * units[text[-1]]
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
+    problem = OperationError(f"not a time: {text[:60]!r} (use 15m, 2h, 7d, an ISO date or Unix seconds)")
+    seconds: float
+    if text[:-1].isdigit() and text[-1] in units and len(text) <= 12:
+        seconds = (now if now is not None else time.time()) - int(text[:-1]) * units[text[-1]]
     else:
-        if not math.isfinite(seconds):
-            raise OperationError(f"not a time: {text!r} (use 15m, 2h, 7d, an ISO date or Unix seconds)")
-        return seconds
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise OperationError(f"not a time: {text!r} (use 15m, 2h, 7d, an ISO date or Unix seconds)") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                seconds = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+            except (ValueError, OverflowError):
+                raise problem from None
+    # Times past the year 9999 either way are typing mistakes, not selections.
+    if not math.isfinite(seconds) or not -LAST_SECOND <= seconds <= LAST_SECOND:
+        raise problem
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -141,14 +144,15 @@ class EventFilter:
     source: str | None = None
     entity: str | None = None
     rule: str | None = None
-    outcome: str | None = None  # failed | succeeded | matched | no match | stale | own write
+    outcome: str | None = None  # failed | succeeded | matched | no match | stale | own write | processing
     since: float | None = None
     until: float | None = None
 
 
 def event_outcome(summary: dict[str, str]) -> str:
     """Failed while any action's latest outcome is a failure (a retry that succeeds clears it), or
-    while the event itself could not be evaluated; never "no match" for an event that failed."""
+    while the event itself could not be evaluated. "no match" only once the rules ran to a verdict:
+    an event received but not (yet) evaluated is "processing", never "no match"."""
     latest = [v for k, v in summary.items() if k.startswith("s:")]
     if "failed" in latest or summary.get("event_failed"):
         return "failed"
@@ -158,7 +162,9 @@ def event_outcome(summary: dict[str, str]) -> str:
         return "matched"
     if summary.get("own_write"):
         return "own write"
-    return "stale" if summary.get("stale") else "no match"
+    if summary.get("stale"):
+        return "stale"
+    return "no match" if summary.get("evaluated") else "processing"
 
 
 def _summary(event_id: str, raw: dict[Any, Any]) -> dict[str, Any]:

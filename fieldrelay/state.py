@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import time
 import uuid
 from typing import Any, TypedDict
@@ -11,6 +12,7 @@ from typing import Any, TypedDict
 import orjson
 import redis
 
+from fieldrelay.bounds import bounded
 from fieldrelay.metrics import observe
 from fieldrelay.redaction import Redactor
 from fieldrelay.steps import FAILURES, Step
@@ -153,7 +155,7 @@ class PipelineState:
 
     def trace(self, event_id: str, step: Step, **detail: Any) -> None:
         """Append one redacted trace entry; failures keep the trace for `failure_retention`."""
-        entry = self.redactor.scrub({"at": time.time(), "step": str(step), **detail})
+        entry = self.redactor.scrub(bounded({"at": time.time(), "step": str(step), **detail}))
         key = self.key("trace", event_id)
         ttl = self.failure_retention if step in FAILURES else self.retention
         self._append_extend(keys=[key], args=[orjson.dumps(entry, default=str), ttl])
@@ -165,16 +167,30 @@ class PipelineState:
     # Dead letters: `fieldrelay:dlq` orders ids by time, `fieldrelay:dlq:entry` holds each entry.
     # The id is stable for (event, rule version, step): dead-lettering the same step again
     # (a retry that failed again) replaces its entry instead of adding a second one.
-    def dead_letter(self, entry: dict[str, Any]) -> str:
-        dlq_id = dead_letter_id(entry["event_id"], entry.get("rule_digest", ""), entry.get("index", 0))
-        if "params" not in entry:  # the rendered request, as its trace recorded it (already redacted)
-            entry = {**entry, "params": self._rendered(entry["event_id"], entry.get("rule"), entry.get("index"))}
-        payload = orjson.dumps(self.redactor.scrub({"id": dlq_id, "at": time.time(), **entry}), default=str)
+    # `kind` is `action` (a rule's step), `event` (its rules could not be evaluated), `ingest`,
+    # `run` or `poll`; all but actions carry the Celery `task` (name, args, queue) that runs them again.
+    def dead_letter(self, entry: dict[str, Any], task_args: list[Any] | None = None) -> str:
+        """Store a failure for good; `task_args` (kept whole, neither cut nor masked) rerun its `task`."""
+        event_id = entry.get("event_id") or ""
+        dlq_id = dead_letter_id(event_id, entry.get("rule_digest", ""), entry.get("index", 0))
+        entry = {"kind": "action", **entry, "event_id": event_id}
+        if "params" not in entry and entry["kind"] == "action":
+            # the rendered request, as its trace recorded it (already redacted)
+            entry["params"] = self._rendered(event_id, entry.get("rule"), entry.get("index"))
+        payload = orjson.dumps(self.redactor.scrub(bounded({"id": dlq_id, "at": time.time(), **entry})), default=str)
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.key("dlq", "entry"), dlq_id, payload)
+        if task_args is not None:
+            # json, not orjson: a payload that failed may hold what orjson refuses (an integer past 64 bits).
+            pipe.hset(self.key("dlq", "args"), dlq_id, json.dumps(task_args, default=str))
         pipe.zadd(self.key("dlq"), {dlq_id: time.time()})
         pipe.execute()
         return dlq_id
+
+    def dead_letter_args(self, dlq_id: str) -> list[Any] | None:
+        """The arguments a dead letter's `task` runs again with, as they were."""
+        raw = self.r.hget(self.key("dlq", "args"), dlq_id)
+        return None if raw is None else json.loads(raw)
 
     def _rendered(self, event_id: str, rule: Any, index: Any) -> Any:
         for step in reversed(self.load_trace(event_id)):
@@ -199,7 +215,8 @@ class PipelineState:
         pipe = self.r.pipeline(transaction=True)
         pipe.zrem(self.key("dlq"), dlq_id)
         pipe.hdel(self.key("dlq", "entry"), dlq_id)
-        removed, _ = pipe.execute()
+        pipe.hdel(self.key("dlq", "args"), dlq_id)
+        removed, _, _ = pipe.execute()
         return bool(removed)
 
     def dlq_size(self) -> int:

@@ -15,10 +15,10 @@ from fieldrelay.state import PipelineState
 from fieldrelay_cli.embedded_redis import ensure_redis
 
 
-def settings_or_exit() -> Settings:
+def settings_or_exit(**overrides: object) -> Settings:
     """The settings; an invalid one ends the command with every problem named, secrets masked."""
     try:
-        return load_settings()
+        return load_settings(**overrides)
     except SettingsError as exc:
         sys.exit(f"invalid configuration:\n{exc}")
 

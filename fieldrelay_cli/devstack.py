@@ -81,6 +81,8 @@ class StackConfig:
                 "FIELDRELAY_SYNERGIST_USER": SANDBOX_USER,
                 "FIELDRELAY_SYNERGIST_PASSWORD": SANDBOX_PASSWORD,
                 "FIELDRELAY_SYNERGIST_COMPANY": "1",
+                # Plain http on one machine, with the short demo tokens (docs/security.md).
+                "FIELDRELAY_DEV_MODE": "1",
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -14,6 +14,7 @@ from fieldrelay.queries import EventFilter, OperationError, Selection, parse_tim
 from fieldrelay.queues import ACTION_QUEUES
 from fieldrelay.state import PipelineState
 from fieldrelay_cli.common import pipeline_state, running_state, settings_or_exit
+from receiver import rejected
 from rules import RuleLoadError, load_rules
 from workers.actions.registry import action_params
 from workers.connectors.errors import ConnectorError
@@ -89,7 +90,7 @@ def _each(args: argparse.Namespace, verb: str) -> int:
             print(f"{dlq_id}: {exc}", file=sys.stderr)
             failures += 1
             continue
-        done = "re-enqueued on " + ACTION_QUEUES[entry["target"]] if verb == "retry" else "dropped"
+        done = "re-enqueued on " + operations.retry_queue(entry) if verb == "retry" else "dropped"
         print(f"{dlq_id}: {done} ({entry.get('rule')} step {entry.get('index')} {entry.get('action')})")
     return 1 if failures else 0
 
@@ -163,6 +164,31 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         sys.exit(f"webhooks {args.webhooks_command}: {exc}")
     finally:
         client.close()
+    return 0
+
+
+def cmd_webhooks_rejected_replay(args: argparse.Namespace) -> int:
+    """`webhooks rejected replay ID`: validate a kept body again and enqueue its events."""
+    state = running_state(settings_or_exit())
+    try:
+        count = rejected.replay_rejected(state.r, args.id)
+    except rejected.RejectedError as exc:
+        sys.exit(str(exc))
+    print(f"rejected webhook {args.id}: {count} event(s) enqueued")
+    return 0
+
+
+def cmd_webhooks_rejected(args: argparse.Namespace) -> int:
+    """`webhooks rejected [--json]`: the kept 400s, newest first."""
+    state = running_state(settings_or_exit())
+    entries = [state.redactor.scrub(e) for e in rejected.list_rejected(state.r)]
+    if args.json:
+        _print_json(entries)
+        return 0
+    for e in entries:
+        print(f"{e['id']}  {_when(e.get('at'))}  messageId={e.get('message_id') or '-'}  {e.get('bytes')} bytes")
+        print(f"    {e.get('reason')}")
+    print(f"{len(entries)} rejected webhook(s) kept", file=sys.stderr)
     return 0
 
 
@@ -266,3 +292,13 @@ def register(sub: Any) -> None:
         p = hooks.add_parser(verb, help=f"{verb} a webhook by URL or id")
         p.add_argument("hook", metavar="URL_OR_ID")
         p.set_defaults(func=cmd_webhooks)
+    p = hooks.add_parser(
+        "rejected", help="webhooks answered 400 and kept: list them, or `replay ID` one once it is fixed"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_webhooks_rejected)
+    replay = p.add_subparsers(dest="rejected_command", required=False).add_parser(
+        "replay", help="validate a kept body again and enqueue its events"
+    )
+    replay.add_argument("id", metavar="ID")
+    replay.set_defaults(func=cmd_webhooks_rejected_replay)

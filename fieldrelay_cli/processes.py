@@ -12,11 +12,15 @@ import uvicorn
 
 from fieldrelay.logs import logging_config, setup_logging
 from fieldrelay.queues import ALL_QUEUES
+from fieldrelay.settings import Settings
 from fieldrelay_cli.common import settings_or_exit, with_redis
 from fieldrelay_cli.devstack import RunOptions, run_stack
 from fieldrelay_cli.ports import PortTakenError, check_ports
 from fieldrelay_cli.supervise import supervise
+from rules import RuleLoadError, load_rules
 from sandbox.server import serve
+from workers.actions.registry import action_params
+from workers.polling.config import PollConfigError, load_pollers
 
 
 def cmd_receiver(args: argparse.Namespace) -> int:
@@ -41,10 +45,30 @@ def cmd_receiver(args: argparse.Namespace) -> int:
     return 0
 
 
+def pollers_or_exit(settings: Settings) -> None:
+    """The poller settings (FIELDRELAY_POLL_SOURCES, FIELDRELAY_POLL_CONFIG) are checked before anything starts."""
+    try:
+        load_pollers(settings)
+    except PollConfigError as exc:
+        sys.exit(f"invalid configuration:\n{exc}")
+
+
+def rules_or_exit(settings: Settings) -> None:
+    """A worker does not start on a rule set that does not load: it would have nothing good to keep."""
+    try:
+        load_rules(settings.rules_dir, action_params(), env_names=settings.rules_env)
+    except RuleLoadError as exc:
+        sys.exit(f"rules in {settings.rules_dir} do not load:\n" + "\n".join(str(e) for e in exc.errors))
+    except OSError as exc:
+        sys.exit(f"rules in {settings.rules_dir} cannot be read: {exc}")
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_or_exit()
     setup_logging(settings)
     settings = with_redis(settings)
+    pollers_or_exit(settings)
+    rules_or_exit(settings)
     if not args.once:
         # The Celery worker runs as a child that fieldrelay.supervise starts again when it dies. `-P`
         # keeps the working directory off sys.path: an ops repository's own `rules/` folder must
@@ -82,6 +106,7 @@ def _worker_flags(args: argparse.Namespace) -> list[str]:
 
 def cmd_beat(args: argparse.Namespace) -> int:
     settings = settings_or_exit()
+    pollers_or_exit(settings)
     setup_logging(settings)
     settings = with_redis(settings)
     from workers.celery_app import app  # the app reads the settings, Redis URL included, when imported
@@ -136,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         synchroteam_port=args.synchroteam_port,
         synergist_port=args.synergist_port,
     )
-    return run_stack(settings_or_exit(), options)
+    return run_stack(settings_or_exit(dev_mode=True), options)  # the dev stack: its demo tokens are short
 
 
 def _port(text: str) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from fieldrelay.events import ChangeEvent
+from fieldrelay.limits import MEMORY_BYTES, ResourceLimitError, describe, resource_bounds
 from fieldrelay.settings import Settings
 from fieldrelay.state import PipelineState
 from fieldrelay_cli.common import running_state, settings_or_exit
@@ -239,11 +240,28 @@ def explain_event(state: PipelineState, event_id: str) -> int:
     return 0
 
 
+def bounded(command: str, run: Callable[[], int], memory: int = MEMORY_BYTES) -> int:
+    """Run a rules command under CPU and memory bounds: a bomb in a rule file ends it with a sentence."""
+    try:
+        with resource_bounds(memory=memory):
+            return run()
+    except (MemoryError, ResourceLimitError) as exc:
+        print(f"rules {command}: {describe(exc)}", file=sys.stderr)
+        return 1
+
+
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    return check(Path(args.dir) if args.dir else settings_or_exit().rules_dir)
+    directory = Path(args.dir) if args.dir else settings_or_exit().rules_dir
+    return bounded("check", lambda: check(directory))
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
+    # The in-process sandboxes run server threads, each with its own arena: more address space.
+    memory = 4 * MEMORY_BYTES if args.against_sandbox else 2 * MEMORY_BYTES
+    return bounded("test", lambda: _rules_test(args), memory)
+
+
+def _rules_test(args: argparse.Namespace) -> int:
     if args.cases:
         return test_cases(Path(args.cases), Path(args.rules) if args.rules else None)
     if not args.event:

@@ -18,12 +18,15 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from fieldrelay.logs import OutageLog
+from fieldrelay.metrics import counter_field, metric_key
 from fieldrelay.settings import Settings
 from fieldrelay.state import RULES_STATUS_KEY
 from receiver.console import create_console, metrics_endpoint
 from receiver.openapi import openapi_route
 from receiver.publisher import EventPublisher, ingest_message
+from receiver.rejected import keep
 from receiver.spool import Spool
+from receiver.throttle import Throttle
 from receiver.webhooks import WebhookError, normalize, parse_message, token_matches
 
 MAX_BODY = 1024 * 1024
@@ -76,10 +79,40 @@ def create_app(
         "Redis takes webhooks again",
         level=logging.ERROR,
     )
+    throttle = Throttle()
+
+    async def count(name: str, **labels: str) -> None:
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):  # a metric never changes the answer
+            await client.hincrby(metric_key(name), counter_field(name, labels), 1)
+
+    async def refused_token(address: str) -> Response:
+        """A wrong token: 401, and past the limit 429 for the address until its window ends."""
+        waiting = throttle.blocked(address)
+        if waiting:
+            await count("fieldrelay_auth_throttled_total", kind="webhook")
+            return json_response({"error": "too many failed tokens"}, 429, {"Retry-After": str(int(waiting) + 1)})
+        failures = throttle.failed(address)
+        await count("fieldrelay_auth_failures_total", kind="webhook")
+        if failures == 1 or failures == throttle.limit:
+            log.warning(
+                "unknown webhook token from %s (%d in %g s%s)",
+                address,
+                failures,
+                throttle.window,
+                "; throttled" if failures >= throttle.limit else "",
+            )
+        return json_response({"error": "unknown webhook token"}, 401)
 
     async def servicetrade_webhook(request: Request) -> Response:
+        address = request.client.host if request.client else "unknown"
         if not token_matches(request.path_params["token"], tokens):
-            return json_response({"error": "unknown webhook token"}, 401)
+            return await refused_token(address)
+        if not throttle.trusted(address):
+            waiting = throttle.blocked(address)
+            if waiting:  # an address that has only ever guessed: a right guess is refused too
+                await count("fieldrelay_auth_throttled_total", kind="webhook")
+                return json_response({"error": "too many failed tokens"}, 429, {"Retry-After": str(int(waiting) + 1)})
+            throttle.trust(address)
         try:
             body = await read_limited(request)
         except BodyTooLarge:
@@ -89,7 +122,11 @@ def create_app(
         try:
             events = normalize(parse_message(body))
         except WebhookError as exc:
-            return json_response({"error": "invalid ServiceTrade webhook message", "detail": str(exc)}, 400)
+            kind = "not_json" if str(exc).startswith("body is not valid JSON") else "invalid"
+            return await rejected(body, str(exc), kind)
+        except Exception as exc:  # a body nothing above expected: kept like any other rejection, never a 500
+            log.exception("webhook body could not be read")
+            return await rejected(body, f"could not be read: {type(exc).__name__}", "invalid")
         try:
             await publisher.publish(events)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
@@ -98,6 +135,19 @@ def create_app(
             return json_response({"error": "queue unavailable, retry later"}, 503, {"Retry-After": "5"})
         outage.recovered()
         return json_response({"accepted": len(events)})
+
+    async def rejected(body: bytes, detail: str, kind: str) -> Response:
+        """400 for a body a valid token sent; it is kept first (receiver/rejected.py), since ServiceTrade
+        will not send it again. If it cannot be kept, 503: ServiceTrade retries a 5xx."""
+        try:
+            rejected_id = await keep(client, body, detail, kind)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            log.error("rejected webhook not kept (%s); answering 503 so it is sent again", type(exc).__name__)
+            return json_response({"error": "queue unavailable, retry later"}, 503, {"Retry-After": "5"})
+        log.warning("webhook rejected and kept as %s: %s", rejected_id, detail[:500])
+        return json_response(
+            {"error": "invalid ServiceTrade webhook message", "detail": detail, "rejected_id": rejected_id}, 400
+        )
 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})

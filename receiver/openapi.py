@@ -35,6 +35,9 @@ class ErrorBody(TypedDict):
 
     error: str
     detail: NotRequired[str]
+    rejected_id: NotRequired[
+        Annotated[str, Field(description="A 400's body is kept under this id (`fieldrelay webhooks rejected`).")]
+    ]
 
 
 class Health(TypedDict):
@@ -102,9 +105,15 @@ def openapi_document() -> dict[str, Any]:
                 "200": {"description": "Every event of the message is in Redis.", "content": _json(refs["Accepted"])},
                 "400": _error("The body is not JSON, or not the documented message; nothing was enqueued.", refs),
                 "401": _error("Unknown token; nothing was read.", refs),
+                "429": _error(
+                    "Too many unknown tokens from this address; nothing was read until the window ends.",
+                    refs,
+                    headers={"Retry-After": {"schema": {"type": "string"}, "description": "Seconds."}},
+                ),
                 "413": _error("The body is over 1 MiB.", refs),
                 "503": _error(
-                    "Redis is unreachable; the message was spooled to disk and will be enqueued when it answers.",
+                    "Redis is unreachable: a valid message was spooled to disk and is enqueued when Redis answers; "
+                    "a rejected one could not be kept, so ServiceTrade should send it again.",
                     refs,
                     headers={"Retry-After": {"schema": {"type": "string"}, "description": "Seconds."}},
                 ),

@@ -9,10 +9,13 @@ receiver's hot path. The dicts produced are the JSON form of `fieldrelay.events.
 from __future__ import annotations
 
 import hmac
+import math
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, NotRequired
+from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, StrictInt, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, StrictInt, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from fieldrelay.events import ChangeEvent
@@ -22,30 +25,93 @@ class WebhookError(Exception):
     """A webhook body that is not ServiceTrade's documented message; `str()` is safe to return."""
 
 
+# Every number a webhook carries is range-checked here: the event JSON must survive orjson (64-bit
+# integers, finite floats) on its way to Redis, and a 500 for a body would only make ServiceTrade retry.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+LAST_UNIX_SECOND = 253402300799  # 9999-12-31T23:59:59Z
+MAX_VALUE_DEPTH = 64
+
+
 def _int_from_digits(value: Any) -> Any:
     # The message `timestamp` is documented as a string ("1401833057") and the item
     # timestamps as integers; accept both spellings of an integer, nothing fuzzier.
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isdigit() and len(value) <= 20:
         return int(value)
     return value
 
 
-# Ids and times leave as JSON for Celery and Redis; orjson writes 64-bit integers, no wider.
-Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
-UnixTime = Annotated[Int64, BeforeValidator(_int_from_digits)]
-NonEmpty = Annotated[str, Field(min_length=1)]
+def _text(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError("text", "not valid UTF-8 text (an unpaired surrogate escape)") from None
+    return value
+
+
+def _json_value(value: Any) -> Any:
+    """A changeset value: any JSON, with integers in 64 bits, finite numbers, valid text, bounded depth."""
+    problem = _value_problem(value, "", 0)
+    if problem is not None:
+        where, message = problem
+        raise PydanticCustomError("json_value", "{where}{message}", {"where": where, "message": message})
+    return value
+
+
+def _value_problem(value: Any, path: str, depth: int) -> tuple[str, str] | None:
+    at = f"at {path}: " if path else ""
+    if depth > MAX_VALUE_DEPTH:
+        return at, f"nested deeper than {MAX_VALUE_DEPTH} levels"
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return None if INT_MIN <= value <= INT_MAX else (at, "integer out of range (it must fit in 64 bits)")
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (at, "number out of range")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return at, "not valid UTF-8 text (an unpaired surrogate escape)"
+        return None
+    if isinstance(value, list):
+        items: Any = enumerate(value)
+    elif isinstance(value, dict):
+        items = value.items()
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and _value_problem(key, "", 0) is not None:
+            return at, "a key is not valid UTF-8 text"
+        found = _value_problem(item, f"{path}.{key}" if path else str(key), depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _uri(value: str) -> str:
+    try:
+        urlsplit(value).port  # noqa: B018 - raises ValueError on a malformed host or port
+    except ValueError as exc:
+        raise PydanticCustomError("uri", "not a URI: {reason}", {"reason": str(exc)}) from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_text)]
+UnixTime = Annotated[StrictInt, BeforeValidator(_int_from_digits), Field(ge=0, le=LAST_UNIX_SECOND)]
+NonEmpty = Annotated[Text, Field(min_length=1, max_length=1000)]
+JsonValue = Annotated[Any, AfterValidator(_json_value)]
 
 
 class ChangesetItem(TypedDict):
     field: NonEmpty
-    oldValue: NotRequired[Any]
-    newValue: NotRequired[Any]
+    oldValue: NotRequired[JsonValue]
+    newValue: NotRequired[JsonValue]
 
 
 class WebhookEntity(TypedDict):
     type: NonEmpty
-    id: Int64
-    uri: NonEmpty
+    id: Annotated[StrictInt, Field(ge=0, le=INT_MAX)]
+    uri: Annotated[Text, Field(min_length=1, max_length=2048), AfterValidator(_uri)]
 
 
 class WebhookItem(TypedDict):
@@ -58,7 +124,7 @@ class WebhookItem(TypedDict):
 class WebhookMessage(TypedDict):
     """The documented message: `{"messageId", "timestamp", "data": [...]}`; unknown keys are ignored."""
 
-    messageId: Annotated[str, Field(min_length=1, max_length=200)]
+    messageId: Annotated[Text, Field(min_length=1, max_length=200)]
     timestamp: UnixTime
     data: list[WebhookItem]
 

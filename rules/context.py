@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fieldrelay.redaction import MIN_SECRET, Redactor
+
 
 class LazyEntity(Mapping[str, Any]):
     """The fetched record, loaded on first use so rules that never look at it cost no API call."""
@@ -77,10 +79,14 @@ class RuleContext(dict[str, Any]):
 
 
 def redact(message: str, context: Mapping[str, Any] | None) -> str:
-    """Replace every allowlisted env value in an error message: env may carry tokens."""
+    """Mask every allowlisted env value in a message, in each form a template can give it (see
+    fieldrelay.redaction: encoded, upper-cased, reversed, a prefix), and as it appears inside JSON text."""
     env = context.get("env") if context is not None else None
     values = {v for v in (env or {}).values() if isinstance(v, str) and len(v) >= 3}
-    # Longest first, so a value holding another is hidden whole; also as it appears inside JSON text.
-    for value in sorted(values | {json.dumps(v, ensure_ascii=False)[1:-1] for v in values}, key=len, reverse=True):
+    if not values:
+        return message
+    values |= {json.dumps(v, ensure_ascii=False)[1:-1] for v in values}
+    # Values of three characters are masked as they are; the redactor needs four to spot forms.
+    for value in sorted((v for v in values if len(v) < MIN_SECRET), key=len, reverse=True):
         message = message.replace(value, "***")
-    return message
+    return Redactor(values, mask="***").text(message)

@@ -21,7 +21,7 @@ from rules.errors import RuleLoadError, TemplateError
 from rules.loader import load_rules, plain
 from rules.models import Rule
 from rules.ruleset import RuleSet
-from rules.templating import build_context, render_params
+from rules.templating import build_context, derived_paths, mask_paths, render_params
 
 
 def step_placeholders(rule: Rule) -> dict[str, Placeholder]:
@@ -109,7 +109,8 @@ def explain(
                     if isinstance(result, TemplateError):
                         lines.append(f"    error: {result}")
                     else:
-                        body = json.dumps(result[call.name], ensure_ascii=False, default=str)
+                        shown = mask_paths(result[call.name], derived_paths(call.params), "***")
+                        body = json.dumps(shown, ensure_ascii=False, default=str)
                         lines.append(f"    {redact(body, {'env': env})}")
         else:
             tag = "no   " if id(rule) in candidates else "skip "

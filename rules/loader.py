@@ -18,12 +18,14 @@ from rules.actions import ActionParams, parse_action, template_names
 from rules.calls import ActionCall
 from rules.catalog import SOURCE_TITLES, did_you_mean, undocumented_field
 from rules.conditions import Condition, Loc, Problems, condition_names, condition_refs, parse_condition
-from rules.errors import RuleError, RuleLoadError, RuleWarning, describe, format_path
+from rules.errors import RuleError, RuleLoadError, RuleWarning, TemplateError, describe, format_path
 from rules.files import rule_files
 from rules.marks import keys_at, locate
 from rules.models import Rule, RuleFileSpec, RuleSpec
 from rules.ruleset import RuleSet
-from rules.secrets import SecretTag, check_secret, find_secrets, rule_yaml
+from rules.secrets import ENV_SETTING, SecretTag, check_secret, find_secrets, rule_yaml
+from rules.templating import compile_expression, compile_template, is_template
+from rules.yamlcheck import YamlLimitError, check_yaml
 
 _RULE = TypeAdapter(RuleSpec)
 _TOP_KEYS = list(RuleFileSpec.model_fields)
@@ -225,7 +227,10 @@ def _parse(path: Path, errors: list[RuleError]) -> tuple[Any, str]:
     file, text = str(path), ""
     try:
         text = path.read_text(encoding="utf-8")
+        check_yaml(text)  # bombs first: depth, aliases, expansion, size
         return rule_yaml().load(text), text
+    except YamlLimitError as exc:
+        errors.append(RuleError(file, exc.line, exc.col, "<yaml>", exc.message))
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -298,7 +303,13 @@ def _load_file(path: Path, action_params: ActionParams | None, env_names: Collec
             warnings.extend(_warnings(rule, prefix, action_params))
     out.errors.extend(RuleError(file, *_at(root, loc), message) for loc, message in problems)
     out.warnings = [RuleWarning(file, *_at(root, loc), message) for loc, message in warnings]
-    for loc, tag in find_secrets(root):
+    tags = find_secrets(root)
+    if env_names is not None:
+        tagged = {loc for loc, _ in tags}
+        for loc, message in _env_problems(raw_rules, env_names):
+            if loc not in tagged:  # a `!secret` is reported below, once
+                out.errors.append(RuleError(file, *_at(root, loc), message))
+    for loc, tag in tags:
         if str(loc[0]).startswith("x-"):
             continue  # an anchor's definition; where it is used is checked
         error, warning = check_secret(loc, tag, env_names, os.environ)
@@ -306,6 +317,37 @@ def _load_file(path: Path, action_params: ActionParams | None, env_names: Collec
             out.errors.append(RuleError(file, tag.line, tag.col, format_path(loc), error))
         if warning:
             out.warnings.append(RuleWarning(file, tag.line, tag.col, format_path(loc), warning))
+    return out
+
+
+def _env_problems(raw_rules: list[Any], env_names: Collection[str]) -> list[tuple[Loc, str]]:
+    """`secret('NAME')` and `env.NAME` for a NAME outside FIELDRELAY_RULES_ENV, wherever a rule reads one."""
+    out: list[tuple[Loc, str]] = []
+
+    def visit(value: Any, loc: Loc, expression: bool) -> None:
+        if isinstance(value, str):
+            if not expression and not is_template(value):
+                return
+            try:
+                refs = compile_expression(value).refs if expression else compile_template(value).refs
+            except TemplateError:
+                return  # reported where it is compiled
+            for root, name in sorted(refs):
+                if root in ("secret", "env") and name not in env_names:
+                    shown = f"secret({name!r})" if root == "secret" else f"env.{name}"
+                    out.append((loc, f"{shown} is not allowed: add {name} to {ENV_SETTING}"))
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                visit(item, (*loc, str(key)), expression and key in ("any", "all", "not"))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                visit(item, (*loc, i), expression)
+
+    for i, raw in enumerate(raw_rules):
+        if isinstance(raw, Mapping):
+            visit(raw.get("if"), ("rules", i, "if"), True)
+            for section in ("then", "on_failure"):
+                visit(raw.get(section), ("rules", i, section), False)
     return out
 
 
@@ -342,8 +384,19 @@ def load_rules(
     return _build(rule_files(directory), action_params, env_names)
 
 
+def _load_file_safely(path: Path, action_params: ActionParams | None, env_names: Collection[str] | None) -> _Loaded:
+    """`_load_file`, with anything unexpected it raises turned into an error at the file, never a traceback."""
+    try:
+        return _load_file(path, action_params, env_names)
+    except Exception as exc:
+        out = _Loaded(str(path), "")
+        detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+        out.errors.append(RuleError(str(path), 1, 1, "<file>", f"could not be loaded: {type(exc).__name__}: {detail}"))
+        return out
+
+
 def _build(files: list[Path], action_params: ActionParams | None, env_names: Collection[str] | None) -> RuleSet:
-    loaded = [_load_file(path, action_params, env_names) for path in files]
+    loaded = [_load_file_safely(path, action_params, env_names) for path in files]
     errors = [e for one in loaded for e in one.errors]
     first: dict[str, Rule] = {}
     for one in loaded:

@@ -22,7 +22,6 @@ from typing import Any
 
 from jinja2 import Environment, nodes
 from jinja2.optimizer import optimize
-from jinja2.runtime import str_join
 from jinja2.utils import _PassArg, missing
 
 from rules.context import LazyEntity
@@ -87,13 +86,16 @@ class _Writer:
             return f"({' '.join(parts)})"
         if type(node) in _BINARY:
             assert isinstance(node, nodes.BinExpr)
+            if node.operator in getattr(self.environment, "intercepted_binops", ()):
+                # The sandbox's own check (rules/bounds.py), as Jinja's generated code calls it.
+                return f"binop_({node.operator!r}, {self.write(node.left)}, {self.write(node.right)})"
             return f"({self.write(node.left)} {_BINARY[type(node)]} {self.write(node.right)})"
         if isinstance(node, nodes.Not):
             return f"(not {self.write(node.node)})"
         if isinstance(node, nodes.Neg | nodes.Pos):
             return f"({'-' if isinstance(node, nodes.Neg) else '+'}{self.write(node.node)})"
         if isinstance(node, nodes.Concat):
-            return f"str_join(({''.join(self.write(n) + ', ' for n in node.nodes)}))"
+            return f"environment.concat(({''.join(self.write(n) + ', ' for n in node.nodes)}))"
         if isinstance(node, nodes.CondExpr) and node.expr2 is not None:
             return f"({self.write(node.expr1)} if {self.write(node.test)} else {self.write(node.expr2)})"
         if isinstance(node, nodes.List):
@@ -144,8 +146,8 @@ def compile_fast(expression: nodes.Expr, environment: Environment) -> FastFuncti
         "undefined": environment.undefined,
         "getattr_": environment.getattr,
         "getitem_": environment.getitem,
-        "str_join": str_join,
         "environment": environment,
+        "binop_": lambda op, left, right: environment.call_binop(None, op, left, right),  # type: ignore[attr-defined]
         "LazyEntity": LazyEntity,
         **writer.namespace,
     }

@@ -12,9 +12,12 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from fieldrelay.events import ChangeEvent
+from rules import bounds
 from rules.calls import ActionCall
 from rules.context import LazyEntity, Placeholder, RuleContext, redact
 from rules.errors import TemplateError, TemplateSecurityError, format_path
@@ -25,12 +28,50 @@ from rules.secrets import secret_reader
 _NATIVE = re.compile(r"^\{\{-?(.*?)-?\}\}$", re.DOTALL)
 
 
+class _BoundedCodeGenerator(CodeGenerator):
+    """Jinja's code generator, except that `~` goes through `environment.concat`, which sizes it first."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
 class RuleEnvironment(ImmutableSandboxedEnvironment):
     """The sandbox, immutable so one rule cannot change what the next sees (`vars.clear()`).
 
     Mapping keys win over methods, so a field named `items` or `values` reads the field, and a
-    missing key gets an error that lists the keys that do exist.
+    missing key gets an error that lists the keys that do exist. What a template may build is
+    bounded (rules/bounds.py): the operators that can grow a value are intercepted, so they are
+    neither folded at compile time nor run unchecked.
     """
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = _BoundedCodeGenerator
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        return bounds.binop(operator, left, right, self.binop_table)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        bounds.check_call(__obj, args, kwargs)
+        return bounds.check_size(super().call(__context, __obj, *args, **kwargs))
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        fmt = value.__self__
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            bounds.check_format(fmt, args, kwargs)
+            return bounds.check_size(wrapped(*args, **kwargs))
+
+        return checked
+
+    def concat(self, values: Any) -> str:
+        return bounds.concat(values)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # Plain dicts and loaded entities first: most attribute reads in rules are record fields.
@@ -56,21 +97,94 @@ class RuleEnvironment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
-ENV = RuleEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+ENV = RuleEnvironment(
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+    finalize=lambda value: bounds.check_logical_size(value, "an output value"),
+)
 ENV.filters.update(HELPERS)
+ENV.filters = {name: bounds.bounded_filter(name, func) for name, func in ENV.filters.items()}
 ENV.globals.update(HELPERS)
+ENV.globals["range"] = bounds.BoundedRange
+del ENV.globals["lipsum"]  # lipsum(n=10**6) writes paragraphs by the million
 
 
 def is_template(text: str) -> bool:
     return "{{" in text or "{%" in text or "{#" in text
 
 
-_CHECKED_ROOTS = ("steps", "vars", "event")
+_CHECKED_ROOTS = ("steps", "vars", "event", "env")
 Refs = frozenset[tuple[str, str]]
 
 
+TOO_DEEP = "the template is nested too deeply"
+
+
+class _NotConstant(Exception):
+    pass
+
+
+def _constant(node: nodes.Node, memo: dict[int, Any]) -> Any:
+    """The value of a constant part of a template, computed through the same bounds as a render.
+
+    Jinja folds constants itself when it compiles; the operators that can grow a value are
+    intercepted, so it no longer folds those, and this finds a constant bomb at load instead.
+    """
+    key = id(node)
+    if key in memo:
+        if memo[key] is _NotConstant:
+            raise _NotConstant
+        return memo[key]
+    try:
+        if isinstance(node, nodes.Const):
+            value = node.value
+        elif isinstance(node, nodes.BinExpr):
+            left, right = _constant(node.left, memo), _constant(node.right, memo)
+            if node.operator in ENV.intercepted_binops:
+                value = ENV.call_binop(None, node.operator, left, right)
+            else:
+                value = ENV.binop_table[node.operator](left, right)
+        elif isinstance(node, nodes.UnaryExpr):
+            value = ENV.unop_table[node.operator](_constant(node.node, memo))
+        elif isinstance(node, nodes.Concat):
+            value = ENV.concat(_constant(n, memo) for n in node.nodes)
+        elif isinstance(node, nodes.List | nodes.Tuple):
+            value = [_constant(n, memo) for n in node.items]
+        elif isinstance(node, nodes.Filter) and node.node is not None and node.name in ENV.filters:
+            if node.kwargs or node.dyn_args or node.dyn_kwargs:
+                raise _NotConstant
+            func = ENV.filters[node.name]
+            if getattr(func, "jinja_pass_arg", None) is not None:
+                raise _NotConstant
+            value = func(_constant(node.node, memo), *(_constant(a, memo) for a in node.args))
+        else:
+            raise _NotConstant
+    except SecurityError:
+        raise
+    except Exception:  # a division by zero and the like: the render reports it, if it ever runs
+        memo[key] = _NotConstant
+        raise _NotConstant from None
+    memo[key] = value
+    return value
+
+
+def _check_constants(tree: nodes.Node) -> None:
+    """Refuse, at load, a constant that is too big to build (`{{ 'a' * 10**9 }}`)."""
+    memo: dict[int, Any] = {}
+    for node in tree.find_all((nodes.BinExpr, nodes.Concat, nodes.Filter)):
+        try:
+            _constant(node, memo)
+        except _NotConstant:
+            continue
+        except SecurityError as exc:
+            raise TemplateSecurityError("", str(exc)) from None
+
+
 def _check_ast(tree: nodes.Node) -> Refs:
-    """Refuse sandbox escapes at load time; return the (`steps`|`vars`|`event`, key) pairs read."""
+    """Refuse sandbox escapes and constant bombs at load time; return the (`steps`|`vars`|`event`, key)
+    pairs read."""
+    _check_constants(tree)
     refs: set[tuple[str, str]] = set()
     # find_all walks outside-in; the innermost offender (`__class__` in `''.__class__.__mro__`)
     # is the one the author wrote first, so report that one.
@@ -82,6 +196,16 @@ def _check_ast(tree: nodes.Node) -> Refs:
         target = node.node
         if isinstance(target, nodes.Name) and target.name in _CHECKED_ROOTS and isinstance(name, str):
             refs.add((target.name, name))
+    # `secret('NAME')` is checked against FIELDRELAY_RULES_ENV at load, like `!secret NAME`: its name must be there.
+    for call in tree.find_all(nodes.Call):
+        if isinstance(call.node, nodes.Name) and call.node.name == "secret":
+            arg = call.args[0] if len(call.args) == 1 else None
+            plain = not (call.kwargs or call.dyn_args or call.dyn_kwargs)
+            if not (plain and isinstance(arg, nodes.Const) and isinstance(arg.value, str)):
+                raise TemplateSecurityError(
+                    "", "secret() takes the variable's name in quotes, like secret('CHAT_TOKEN')"
+                )
+            refs.add(("secret", arg.value))
     return frozenset(refs)
 
 
@@ -142,21 +266,30 @@ def compile_expression(source: str, *, with_left: bool = True) -> Expression:
         tree = ENV.parse("{{ " + source + " }}")
     except jinja2.TemplateSyntaxError as exc:
         raise _syntax(exc) from None
+    except RecursionError:
+        raise TemplateError("", TOO_DEEP) from None
     output = tree.body[0] if len(tree.body) == 1 else None
     if not isinstance(output, nodes.Output) or len(output.nodes) != 1:
         raise TemplateError("", "expected a single expression")
-    refs = _check_ast(tree)
+    try:
+        refs = _check_ast(tree)
+    except RecursionError:
+        raise TemplateError("", TOO_DEEP) from None
     assign = nodes.Assign(nodes.Name("result", "store"), output.nodes[0], lineno=1)
-    template = ENV.from_string(nodes.Template([assign], lineno=1))
+    try:
+        template = ENV.from_string(nodes.Template([assign], lineno=1))
+        fast = compile_fast(output.nodes[0], ENV)
+    except RecursionError:
+        raise TemplateError("", TOO_DEEP) from None
     left = _left_operand(source) if with_left else None
     names = frozenset(meta.find_undeclared_variables(tree))
-    return Expression(source, names, refs, left, template, compile_fast(output.nodes[0], ENV))
+    return Expression(source, names, refs, left, template, fast)
 
 
 def _left_operand(source: str) -> Expression | None:
     try:
         tree = ast.parse(source.strip(), mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):
         return None
     if not isinstance(tree, ast.Compare) or len(tree.ops) != 1:
         return None
@@ -183,10 +316,12 @@ class Template:
         return frozenset(key for root, key in self.refs if root == "steps")
 
     def render(self, context: Mapping[str, Any]) -> Any:
-        if self.native is not None:
-            return to_plain(self.native.evaluate(context))
-        assert self.template is not None
-        return self.template.render(context)
+        with bounds.time_budget():
+            if self.native is not None:
+                value = self.native.evaluate(context)
+                return to_plain(bounds.check_logical_size(value, "the rendered value"))
+            assert self.template is not None
+            return self.template.render(context)
 
 
 @lru_cache(maxsize=8192)
@@ -204,10 +339,12 @@ def compile_template(source: str) -> Template:
             return Template(source, native.names, native.refs, native, None)
     try:
         tree = ENV.parse(source)
+        refs = _check_ast(tree)
         template = ENV.from_string(tree)
     except jinja2.TemplateSyntaxError as exc:
         raise _syntax(exc) from None
-    refs = _check_ast(tree)
+    except RecursionError:
+        raise TemplateError("", TOO_DEEP) from None
     return Template(source, frozenset(meta.find_undeclared_variables(tree)), refs, None, template)
 
 
@@ -251,6 +388,40 @@ def render_value(value: Any, context: Mapping[str, Any], loc: tuple[str | int, .
         return {k: render_value(v, context, (*loc, k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [render_value(v, context, (*loc, i)) for i, v in enumerate(value)]
+    return value
+
+
+SECRET_ROOTS = frozenset({"env", "secret"})
+Path = tuple[str | int, ...]
+
+
+def derived_paths(value: Any, path: Path = ()) -> list[Path]:
+    """Where in a params tree a template reads `env` or `secret()`: what renders there derives from a
+    secret, in whatever form a filter gave it (`| upper`, `| reverse`, `[:12]`), so it is shown masked."""
+    if isinstance(value, str):
+        return [path] if is_template(value) and compile_template(value).names & SECRET_ROOTS else []
+    if isinstance(value, Mapping):
+        return [p for key, item in value.items() for p in derived_paths(item, (*path, key))]
+    if isinstance(value, list | tuple):
+        return [p for i, item in enumerate(value) for p in derived_paths(item, (*path, i))]
+    return []
+
+
+def mask_paths(value: Any, paths: list[Path], mask: str) -> Any:
+    """`value` with what is at each path replaced by `mask`; a path that is not there is skipped."""
+    for path in paths:
+        value = _masked(value, path, mask)
+    return value
+
+
+def _masked(value: Any, path: Path, mask: str) -> Any:
+    if not path:
+        return mask
+    head, rest = path[0], path[1:]
+    if isinstance(value, Mapping) and head in value:
+        return {**value, head: _masked(value[head], rest, mask)}
+    if isinstance(value, list) and isinstance(head, int) and 0 <= head < len(value):
+        return [*value[:head], _masked(value[head], rest, mask), *value[head + 1 :]]
     return value
 
 

@@ -20,6 +20,9 @@ from workers.polling.pollers import polling_schedule
 # dead worker. Short enough that stranded work comes back within minutes, not an hour.
 VISIBILITY_TIMEOUT = 300
 TASK_TIME_LIMIT = 240
+# Raised inside a task that runs this long (SoftTimeLimitExceeded): the retry policy fails it for good,
+# so it is dead-lettered and alerted instead of being killed at the hard limit without a word.
+TASK_SOFT_TIME_LIMIT = 210
 # The task modules and the module of every signal handler (see workers/signals.py).
 TASK_MODULES = ("workers.tasks", "workers.polling.tasks", "workers.signals")
 
@@ -58,6 +61,7 @@ def create_celery(settings: Settings) -> Celery:
         task_routes={PROCESS_EVENT_TASK: {"queue": EVENTS_QUEUE}},
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         task_time_limit=TASK_TIME_LIMIT,
+        task_soft_time_limit=TASK_SOFT_TIME_LIMIT,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

@@ -8,6 +8,7 @@ from typing import Protocol, TypeVar, cast
 
 import httpx
 
+from fieldrelay.egress import EgressPolicy
 from fieldrelay.settings import Settings
 from workers.connectors.errors import RateInfo
 from workers.connectors.outbound import OutboundClient
@@ -114,4 +115,13 @@ class SettingsClients:
 
     @property
     def http(self) -> OutboundClient:
-        return self._once("http", lambda: OutboundClient(transport=self._transport, timeout=self.settings.http_timeout))
+        s = self.settings
+        return self._once(
+            "http",
+            lambda: OutboundClient(
+                transport=self._transport,
+                timeout=s.http_timeout,
+                policy=EgressPolicy.from_entries(s.http_allowed_hosts),
+                max_body=s.http_max_request_body,
+            ),
+        )

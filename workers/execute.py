@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fieldrelay.events import ChangeEvent
+from fieldrelay.redaction import MASK
 from fieldrelay.steps import Step
 from rules import ActionCall, Rule, TemplateError, build_context, render_params
+from rules.templating import derived_paths, mask_paths
 from workers.actions.context import ActionContext, Clients
 from workers.actions.registry import ACTIONS
 from workers.admission import Deferred, admit, deferral, observe
@@ -52,6 +54,19 @@ def fetch_entity(
         return None  # Synergist calendar and timesheet records have no documented read by id
     except NotFound:
         return None
+
+
+def shown(params: BaseModel, call: ActionCall) -> dict[str, Any]:
+    """The parameters as the trace keeps them: whatever a template derived from a secret (`env`, `secret()`,
+    `!secret`) is masked whole, in any form a filter gave it; the target gets the real values."""
+    dumped: dict[str, Any] = params.model_dump(mode="json")
+    paths = derived_paths(call.params)
+    if not paths:
+        return dumped
+    by_alias = {info.alias: name for name, info in type(params).model_fields.items() if info.alias}
+    fields = [(by_alias.get(str(p[0]), p[0]), *p[1:]) for p in paths]
+    masked: dict[str, Any] = mask_paths(dumped, fields, MASK)
+    return masked
 
 
 def idempotency_key(event: ChangeEvent, rule: Rule, index: int, call: ActionCall) -> str:
@@ -107,9 +122,7 @@ def execute(
     token = rt.state.lock_step(ctx.idempotency_key, owner)
     if token is None:
         raise Deferred(1.0, "busy")
-    rt.state.trace(
-        eid, Step.ACTION_STARTED, rule=rule.name, index=index, action=call.name, params=params.model_dump(mode="json")
-    )
+    rt.state.trace(eid, Step.ACTION_STARTED, rule=rule.name, index=index, action=call.name, params=shown(params, call))
     try:
         result = spec.run(rt.clients, params, ctx)
     except RateLimited as exc:

@@ -5,16 +5,21 @@ next_run(run_key)       a debounce fell due, or the run before it ended: start t
 finish(...)             the last step succeeded: the run ends
 fail_action(...)        a step failed for good: dead letter, the rule's `on_failure` steps, one
                         alert; the run ends
-fail_event(...)         the event could not be evaluated at all: its trace says why, one alert
+fail_event(...)         the event could not be evaluated at all: its trace says why, a dead letter
+                        that runs it again, one alert
+fail_task(...)          a task with no event to pin it on failed (ingest, a debounced run, a poll):
+                        a dead letter that runs it again, one alert
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
 from fieldrelay.events import ChangeEvent
-from fieldrelay.queues import EVENTS_QUEUE, NEXT_RUN_TASK, RUN_ACTION_TASK
+from fieldrelay.queues import EVENTS_QUEUE, NEXT_RUN_TASK, PROCESS_EVENT_TASK, RUN_ACTION_TASK
+from fieldrelay.state import PipelineState
 from fieldrelay.steps import Step
 from rules import Rule, rule_from_json
 from workers.actions.registry import ACTIONS
@@ -111,14 +116,80 @@ def run_on_failure(event: ChangeEvent, rule: Rule, digest: str, failed_index: in
             )
 
 
-def fail_event(rt: Runtime, event: ChangeEvent, exc: Exception, attempts: int) -> None:
-    """The rules could not be evaluated for `event`: its trace, and one alert that says how to run it again."""
+def fail_event(state: PipelineState, event: ChangeEvent, exc: Exception, attempts: int) -> None:
+    """The rules could not be evaluated for `event`: its trace, a dead letter that runs it again, one alert.
+
+    The event is stored first, so `fieldrelay replay` finds it too; the console lists it as failed. Only
+    the state is needed: this works even when the worker's runtime could not be built.
+    """
     error = f"{type(exc).__name__}: {exc}"
-    rt.state.trace(event.id, Step.EVENT_FAILED, error=error, attempts=attempts)
+    raw = event.model_dump(mode="json")
+    state.save_event(event.id, raw)
+    state.dead_letter(
+        {
+            "kind": "event",
+            "event_id": event.id,
+            "rule": "",
+            "rule_digest": "",
+            "index": "event",
+            "action": "evaluate rules",
+            "target": "events",
+            "error": error,
+            "attempts": attempts,
+            "task": {"name": PROCESS_EVENT_TASK, "queue": EVENTS_QUEUE},
+        },
+        task_args=[raw, True],  # a replay: past the duplicate and stale checks
+    )
+    state.trace(event.id, Step.EVENT_FAILED, error=error, attempts=attempts)
     alert_exception(
         exc,
-        f"event {event.id} could not be evaluated: {rt.state.redactor.text(error)}; "
-        f"`fieldrelay replay {event.id}` runs it again",
+        f"event {event.id} could not be evaluated: {state.redactor.text(error)}; "
+        f"`fieldrelay dlq retry` or `fieldrelay replay {event.id}` runs it again",
         {"event_id": event.id, "alert": "event"},
         ["fieldrelay-event-failed", event.source, event.entity.type],
     )
+
+
+def fail_task(
+    state: PipelineState,
+    kind: str,
+    task: str,
+    args: list[Any],
+    queue: str,
+    exc: Exception,
+    *,
+    what: str,
+    event_id: str = "",
+    alert_once_per: int | None = None,
+) -> str:
+    """A task failed for good outside any rule's run (`kind`: ingest, run, poll): a dead letter that runs
+    `task(*args)` again on `queue`, the event's trace when there is one, and one alert (at most one per
+    `alert_once_per` seconds for the same failure, for work that repeats on a schedule). Returns its id."""
+    error = f"{type(exc).__name__}: {exc}"
+    key = hashlib.blake2b(repr((task, args)).encode(), digest_size=8).hexdigest()
+    dlq_id = state.dead_letter(
+        {
+            "kind": kind,
+            "event_id": event_id,
+            "rule": "",
+            "rule_digest": kind,
+            "index": key,
+            "action": what,
+            "target": "events",
+            "error": error,
+            "attempts": 1,
+            "task": {"name": task, "queue": queue},
+        },
+        task_args=args,
+    )
+    if event_id:
+        state.trace(event_id, Step.EVENT_FAILED, error=error, attempts=1, dead_letter=dlq_id)
+    if alert_once_per is not None and not state.first_alert(f"{dlq_id}:{type(exc).__name__}", alert_once_per):
+        return dlq_id
+    alert_exception(
+        exc,
+        f"{what} failed: {state.redactor.text(error)}; `fieldrelay dlq retry {dlq_id}` runs it again",
+        {"alert": kind, **({"event_id": event_id} if event_id else {})},
+        [f"fieldrelay-{kind}-failed", type(exc).__name__],
+    )
+    return dlq_id

@@ -7,7 +7,9 @@ from functools import cache
 import redis
 
 from fieldrelay.queues import RUN_ACTION_TASK
+from fieldrelay.redaction import redactor_for
 from fieldrelay.settings import Settings
+from fieldrelay.state import PipelineState
 from workers.celery_app import app
 from workers.retry import RetryPolicy
 from workers.runtime import Runtime, build_runtime
@@ -32,6 +34,12 @@ def policy() -> RetryPolicy:
     """The retry policy from the settings, without Redis: known even while Redis is down."""
     s = settings()
     return RetryPolicy(s.action_max_retries, s.retry_max_backoff)
+
+
+@cache
+def failure_state() -> PipelineState:
+    """What recording a failure needs, without the runtime: it works even when the runtime cannot be built."""
+    return PipelineState(redis_client(), redactor=redactor_for(settings()))
 
 
 @cache

@@ -4,6 +4,10 @@ a target asked us to wait (Deferred)       -> again after its wait, no retry spe
 network error, timeout, 5xx (Unavailable)   -> again after a backoff, until the retries run out
 anything else, or retries used up           -> failed for good: the caller dead-letters and alerts
 Redis itself unreachable                    -> wait for it and run the step again (never ack)
+
+`run_step` applies this to a task's step; `run_once` runs a step that has no retries (ingest, a
+debounced run, a poll): anything it raises but Redis trouble fails it for good at once. Either way
+nothing a step raises escapes into Celery's "raised unexpected" log line alone.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import redis
 from celery.exceptions import Reject
 
 from workers.admission import Deferred
+from workers.alerts import alert_exception
 from workers.connectors.errors import RateLimited, Unavailable
 
 log = logging.getLogger("fieldrelay.retry")
@@ -69,7 +74,7 @@ def run_step(
     policy: RetryPolicy,
     *,
     again: Callable[[Next], None],
-    fail: Callable[[Exception, int], None],
+    fail: Callable[[Exception, int], object],
 ) -> None:
     """Run a task's step under the policy: `again(next)` schedules the next attempt, `fail(exc, attempts)`
     ends it for good. Nothing a step raises escapes, so a task never acks work it neither did nor recorded."""
@@ -82,14 +87,46 @@ def run_step(
         except Exception as exc:
             decision = policy.decide(exc, attempt)
             if decision.kind == "fail":
-                fail(exc, decision.attempt)
+                fail_safely(fail, exc, decision.attempt)
             else:
                 again(decision)
 
     through_redis_outages(guarded)
 
 
-def through_redis_outages(step: Callable[[], None]) -> None:
+def run_once(step: Callable[[], object], fail: Callable[[Exception, int], object]) -> None:
+    """Run a step with no retries: anything but Redis trouble ends in `fail(exc, 1)`."""
+
+    def guarded() -> None:
+        try:
+            step()
+        except REDIS_ERRORS:
+            raise
+        except Exception as exc:
+            fail_safely(fail, exc, 1)
+
+    through_redis_outages(guarded)
+
+
+def fail_safely(fail: Callable[[Exception, int], object], exc: Exception, attempts: int) -> None:
+    """`fail(exc, attempts)`; should recording the failure itself fail, a person still hears of both."""
+    try:
+        fail(exc, attempts)
+    except REDIS_ERRORS:
+        raise  # through_redis_outages waits for Redis and runs the step again
+    except Exception as broken:
+        log.exception("recording a failure failed: %s: %s", type(exc).__name__, exc)
+        alert_exception(
+            broken,
+            f"a failure could not be recorded ({type(broken).__name__}: {broken}); "
+            f"the original failure was {type(exc).__name__}: {exc}",
+            {"alert": "unrecorded-failure"},
+            ["fieldrelay-unrecorded-failure", type(broken).__name__],
+        )
+        raise
+
+
+def through_redis_outages(step: Callable[[], object]) -> None:
     """Run a pipeline step; if Redis goes away meanwhile, wait for it and run the step again.
 
     Every step is idempotent (claims, ledger, step locks), so running it again is safe. Past

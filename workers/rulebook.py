@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from fieldrelay.state import PipelineState, RulesStatus
 from rules import RuleSet, load_rules
-from rules.errors import RuleLoadError
+from rules.errors import RuleError, RuleLoadError
 from rules.files import fingerprint
 
 log = logging.getLogger("fieldrelay.rules")
@@ -45,7 +45,7 @@ class RuleBook:
         self.loaded_at = 0.0
         self._lock = threading.Lock()
         self._checked = 0.0
-        self._fingerprint = fingerprint(directory)
+        self._fingerprint: object = fingerprint(directory)
         self._rules = load_rules(directory, action_params, env_names=env_names)  # at start-up a broken set is fatal
         self.loaded_at = time.time()
 
@@ -54,7 +54,10 @@ class RuleBook:
         if now - self._checked >= self.check_every:
             with self._lock:
                 self._checked = now
-                seen = fingerprint(self.directory)
+                try:
+                    seen: object = fingerprint(self.directory)
+                except OSError as exc:  # the directory went away: the reload below reports it
+                    seen = ("unreadable", str(exc))
                 if seen != self._fingerprint:
                     self._fingerprint = seen
                     self._reload()
@@ -63,9 +66,9 @@ class RuleBook:
     def _reload(self) -> None:
         try:
             self._rules = load_rules(self.directory, self.action_params, env_names=self.env_names)
-        except RuleLoadError as exc:
-            self.last_error = exc
-            log.error("rules reload failed, keeping the last good set:\n%s", exc)
+        except Exception as exc:  # whatever breaks a reload, the last good set stays in force
+            self.last_error = exc if isinstance(exc, RuleLoadError) else unexpected_load_error(self.directory, exc)
+            log.error("rules reload failed, keeping the last good set:\n%s", self.last_error)
         else:
             self.last_error = None
             self.loaded_at = time.time()
@@ -93,3 +96,9 @@ def publish_status(state: PipelineState, book: RuleBook, alert: Callable[[str, M
         digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
         if state.first_alert(f"rules:{digest}", ttl=86400):
             alert(f"rules reload failed; the last good set stays in force:\n{text}", {"alert": "rules"})
+
+
+def unexpected_load_error(directory: Path, exc: BaseException) -> RuleLoadError:
+    """A reload that raised something other than a rule error, as one error operators can read."""
+    message = f"could not be loaded: {type(exc).__name__}: {exc}"
+    return RuleLoadError([RuleError(str(directory), 1, 1, "<rules>", message)])

@@ -22,21 +22,35 @@ from fieldrelay.queues import (
 from fieldrelay.steps import Step
 from workers import lifecycle, pipeline
 from workers.celery_app import app
-from workers.process import policy, runtime
-from workers.retry import Next, run_step, through_redis_outages
+from workers.process import failure_state, policy, runtime
+from workers.retry import Next, run_once, run_step, through_redis_outages
 
 
 @app.task(name=INGEST_TASK, acks_late=True, reject_on_worker_lost=True)
 def ingest(events: list[dict[str, Any]]) -> None:
-    """Split one webhook's events into one `process_event` task each (the receiver writes one message)."""
-    for event in events:
-        ChangeEvent.model_validate(event)  # a malformed event fails here, visibly, not in a child
+    """Split one webhook's events into one `process_event` task each (the receiver writes one message).
+
+    A malformed event is dead-lettered here, visibly, and the others go on; any other failure
+    dead-letters the whole message, whose `dlq retry` fans it out again (duplicates stop at the claim).
+    """
 
     def fan_out() -> None:
         for event in events:
+            try:
+                ChangeEvent.model_validate(event)
+            except ValueError as exc:
+                lifecycle.fail_task(
+                    failure_state(), "ingest", INGEST_TASK, [[event]], EVENTS_QUEUE, exc, what="a malformed event"
+                )
+                continue
             process_event.apply_async((event,), queue=EVENTS_QUEUE)
 
-    through_redis_outages(fan_out)
+    run_once(
+        fan_out,
+        lambda exc, _: lifecycle.fail_task(
+            failure_state(), "ingest", INGEST_TASK, [events], EVENTS_QUEUE, exc, what="a webhook's events"
+        ),
+    )
 
 
 @app.task(name=PROCESS_EVENT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -47,7 +61,22 @@ def process_event(
 
     `claim` is the id of the first delivery's task: a retry keeps it, so it may claim again.
     """
-    parsed = ChangeEvent.model_validate(event)
+    try:
+        parsed = ChangeEvent.model_validate(event)
+    except ValueError as exc:
+        bad = exc  # a malformed event: recorded where a person sees it, not in Celery's log alone
+        through_redis_outages(
+            lambda: lifecycle.fail_task(
+                failure_state(),
+                "ingest",
+                PROCESS_EVENT_TASK,
+                [event, replay],
+                EVENTS_QUEUE,
+                bad,
+                what="a malformed event",
+            )
+        )
+        return
     token = claim or self.request.id
     if token is None:  # Celery gives every task it runs an id; only a direct call outside a worker has none
         raise RuntimeError("process_event needs a task id (or a claim) to claim the event with")
@@ -64,14 +93,25 @@ def process_event(
         attempt,
         policy(),
         again=again,
-        fail=lambda exc, attempts: lifecycle.fail_event(runtime(), parsed, exc, attempts),
+        fail=lambda exc, attempts: lifecycle.fail_event(failure_state(), parsed, exc, attempts),
     )
 
 
 @app.task(name=NEXT_RUN_TASK, acks_late=True, reject_on_worker_lost=True)
 def next_run(run_key: str, rule_digest: str) -> None:
     """A debounce fell due: start the waiting run of that rule and entity."""
-    through_redis_outages(lambda: lifecycle.next_run(run_key, rule_digest, "", runtime()))
+    run_once(
+        lambda: lifecycle.next_run(run_key, rule_digest, "", runtime()),
+        lambda exc, _: lifecycle.fail_task(
+            failure_state(),
+            "run",
+            NEXT_RUN_TASK,
+            [run_key, rule_digest],
+            EVENTS_QUEUE,
+            exc,
+            what=f"starting the next run of {run_key}",
+        ),
+    )
 
 
 @app.task(name=RUN_ACTION_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)

@@ -5,15 +5,19 @@ Both read Redis synchronously in Starlette's thread pool, never on the event loo
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 
 import redis
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fieldrelay.metrics import render
 from fieldrelay.poll_metrics import PollCollector
@@ -43,11 +47,15 @@ def create_console(
     redactor = redactor_for(settings)
     token = settings.console_token.get_secret_value() if settings.console_token else ""
     state = PipelineState(client or sync_redis(settings), redactor=redactor)
-    c = Console(state, ConsoleAuth(token), RulesView(settings.rules_dir, actions), redactor)
+    auth = ConsoleAuth(token, state.r, secure=not settings.dev_mode)
+    c = Console(state, auth, RulesView(settings.rules_dir, actions), redactor)
     routes = [
         Route("/", c.guarded(c.overview), methods=["GET"], name="overview"),
         Route("/login", c.login, methods=["GET", "POST"]),
-        Route("/logout", c.logout, methods=["POST"]),
+        Route("/logout", c.action(c.logout), methods=["POST"]),
+        Route("/rejected", c.guarded(c.rejected_webhooks), methods=["GET"]),
+        Route("/rejected/{rejected_id}", c.guarded(c.rejected_body), methods=["GET"]),
+        Route("/rejected/{rejected_id}/replay", c.action(c.rejected_replay), methods=["POST"]),
         Route("/events", c.guarded(c.events), methods=["GET"]),
         Route("/events/{event_id}", c.guarded(c.event), methods=["GET"]),
         Route("/dead-letters", c.guarded(c.dead_letters), methods=["GET"]),
@@ -57,7 +65,40 @@ def create_console(
         Route("/targets", c.guarded(c.targets), methods=["GET"]),
         Route("/targets/{name}/{verb:str}", c.action(c.target_action), methods=["POST"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+
+
+class SecurityHeaders:
+    """Every console answer: a strict CSP (the pages' one style block carries a per-response nonce; there
+    is no script), no framing, no referrer, no sniffing, no caching; HSTS when the request came over https."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        nonce = secrets.token_urlsafe(16)
+        scope.setdefault("state", {})["csp_nonce"] = nonce
+        https = scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = (
+                    f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; "
+                    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+                )
+                headers["X-Frame-Options"] = "DENY"
+                headers["Referrer-Policy"] = "no-referrer"
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers.setdefault("Cache-Control", "no-store")
+                if https:
+                    headers["Strict-Transport-Security"] = "max-age=31536000"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def metrics_endpoint(settings: Settings, client: redis.Redis | None = None) -> Route:

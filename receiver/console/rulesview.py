@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from fieldrelay.events import ChangeEvent
-from receiver.webhooks import WebhookError, parse_message, to_events
+from receiver.console.dryrun import run_bounded
 from rules import RuleSet, load_rules
-from rules.dryrun import explain
 from rules.errors import RuleLoadError
 from rules.files import fingerprint
 
@@ -51,39 +48,16 @@ class RulesView:
                     self.ruleset = load_rules(self.directory, self.actions)
                 except RuleLoadError as exc:
                     self.errors = [str(e) for e in exc.errors]
+                except Exception as exc:  # the last good set stays shown, with what went wrong
+                    self.errors = [f"{self.directory}: could not be loaded: {type(exc).__name__}: {exc}"]
                 else:
                     self.errors, self.loaded_at = [], time.time()
         return self
 
     def dry_run(self, event_text: str, entity_text: str) -> str:
-        """`rules.dryrun.explain` for a webhook message or a normalized event (JSON), as text."""
+        """`rules.dryrun.explain` for a webhook message or a normalized event (JSON), as text, computed in
+        a bounded child process (receiver/console/dryrun.py)."""
         ruleset = self.current().ruleset
         if ruleset is None:
             return "no rule set is loaded (see the errors above)"
-        try:
-            data = json.loads(event_text)
-        except ValueError as exc:
-            return f"event: not JSON: {exc}"
-        entity = None
-        if entity_text.strip():
-            try:
-                entity = json.loads(entity_text)
-            except ValueError as exc:
-                return f"entity: not JSON: {exc}"
-            wrapped = isinstance(entity, dict) and set(entity) <= {"data", "messages"}
-            if wrapped and isinstance(entity.get("data"), dict):
-                entity = entity["data"]  # a raw API answer: ServiceTrade wraps records in {"data": ...}
-            if not isinstance(entity, dict):
-                return "entity: a JSON object is expected"
-        try:
-            if isinstance(data, dict) and "messageId" in data and "data" in data:
-                events = to_events(parse_message(event_text.encode()))
-            else:
-                events = [ChangeEvent.model_validate(item) for item in (data if isinstance(data, list) else [data])]
-        except WebhookError as exc:
-            return f"event: not a ServiceTrade webhook message: {exc}"
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            return f"event: not a change event: {'.'.join(map(str, first['loc']))}: {first['msg']}"
-        head = "" if entity is not None else "(no entity given: rules that read `entity` see nothing)\n\n"
-        return head + "\n\n".join(explain(ruleset, event, entity) for event in events)
+        return run_bounded(ruleset, event_text, entity_text)

@@ -3,26 +3,49 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import redis
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from fieldrelay import operations, queries
+from fieldrelay.metrics import counter_field, metric_key
 from fieldrelay.redaction import Redactor
 from fieldrelay.state import PipelineState
 from fieldrelay.steps import Step
-from receiver.console.auth import COOKIE, ConsoleAuth, read_form
+from receiver import rejected
+from receiver.console.auth import COOKIE, MAX_FORM, ConsoleAuth, FormTooLarge, read_form
 from receiver.console.rulesview import RulesView
+from receiver.throttle import Throttle
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-OUTCOMES = ("failed", "succeeded", "matched", "no match", "stale", "own write")
+OUTCOMES = ("failed", "succeeded", "matched", "no match", "stale", "own write", "processing")
+SOURCES = ("servicetrade", "synchroteam", "synergist")
+MAX_PARAM = 200
+log = logging.getLogger("fieldrelay.console")
+
+
+def _text(q: Mapping[str, str], name: str) -> str | None:
+    """A free-text query parameter; an absurd one is a 400, not a scan for it."""
+    value = (q.get(name) or "").strip()
+    if len(value) > MAX_PARAM:
+        raise queries.OperationError(f"{name}: longer than {MAX_PARAM} characters")
+    return value or None
+
+
+def _choice(q: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
+    value = _text(q, name)
+    if value is not None and value not in allowed:
+        raise queries.OperationError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+    return value
 
 
 def _when(at: float | None) -> str:
@@ -76,15 +99,24 @@ TEMPLATES.env.filters["compact"] = lambda value: json.dumps(value, ensure_ascii=
 class Console:
     """Page handlers over one `PipelineState`; `create_console` routes to them."""
 
-    def __init__(self, state: PipelineState, auth: ConsoleAuth, rules: RulesView, redactor: Redactor) -> None:
+    def __init__(
+        self,
+        state: PipelineState,
+        auth: ConsoleAuth,
+        rules: RulesView,
+        redactor: Redactor,
+        throttle: Throttle | None = None,
+    ) -> None:
         self.state, self.auth, self.rules, self.redactor = state, auth, rules, redactor
+        self.throttle = throttle or Throttle()
 
     # ---- plumbing ----
     def page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         base = request.scope.get("root_path", "")
         context.update(
             base=base,
-            csrf=self.auth.csrf(),
+            csrf=self.auth.csrf(request),
+            nonce=getattr(request.state, "csp_nonce", ""),
             flash=request.query_params.get("msg", ""),
             error=request.query_params.get("error", ""),
             now=time.time(),
@@ -94,7 +126,7 @@ class Console:
         )
 
     def gate(self, request: Request) -> Response | None:
-        """None when the request may go on; otherwise the answer: disabled, login, or forbidden."""
+        """None when the request may go on; otherwise the answer: disabled, login, or forbidden (Redis I/O)."""
         if not self.auth.enabled:
             return HTMLResponse("<h1>Console disabled</h1><p>Set FIELDRELAY_CONSOLE_TOKEN to enable it.</p>", 503)
         if self.auth.allowed(request):
@@ -111,7 +143,7 @@ class Console:
 
     def guarded(self, handler: Callable[[Request], Response]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            denied = self.gate(request)
+            denied = await run_in_threadpool(self.gate, request)
             return denied if denied is not None else await run_in_threadpool(handler, request)
 
         return endpoint
@@ -122,44 +154,71 @@ class Console:
         """A POST: signed in, CSRF checked, then the (blocking) work in a thread."""
 
         async def endpoint(request: Request) -> Response:
-            denied = self.gate(request)
+            denied = await run_in_threadpool(self.gate, request)
             if denied is not None:
                 return denied
-            form = await read_form(request)
-            if not self.auth.csrf_ok(form):
+            try:
+                form = await read_form(request)
+            except FormTooLarge:
+                return HTMLResponse(f"<h1>Too large</h1><p>The form is over {MAX_FORM // 1024} KiB.</p>", 413)
+            if not self.auth.csrf_ok(request, form):
                 return HTMLResponse("<h1>Forbidden</h1><p>The form expired; reload the page.</p>", 403)
             return await run_in_threadpool(handler, request, form)
 
         return endpoint
 
-    # ---- login ----
+    # ---- sign in and out ----
     async def login(self, request: Request) -> Response:
         if not self.auth.enabled:
             return self.gate(request) or HTMLResponse("", 503)
         base = request.scope.get("root_path", "")
         next_path = request.query_params.get("next", f"{base}/")
-        if request.method == "POST":
+        if request.method != "POST":
+            return self.page(request, "login.html", next=next_path, failed=False, waiting=0)
+        address = request.client.host if request.client else "unknown"
+        try:
             form = await read_form(request)
-            next_path = form.get("next", next_path)
-            if self.auth.token_matches(form.get("token", "")):
-                safe = next_path if next_path.startswith(base + "/") else f"{base}/"
-                response = RedirectResponse(safe, 303)
-                response.set_cookie(
-                    COOKIE,
-                    self.auth.session,
-                    httponly=True,
-                    samesite="strict",
-                    path=base or "/",
-                    secure=request.url.scheme == "https",
-                )
-                return response
-            return self.page(request, "login.html", 401, next=next_path, failed=True)
-        return self.page(request, "login.html", next=next_path, failed=False)
+        except FormTooLarge:
+            return HTMLResponse("<h1>Too large</h1>", 413)
+        next_path = form.get("next", next_path)
+        waiting = self.throttle.blocked(address)
+        if waiting:
+            await run_in_threadpool(self._count, "fieldrelay_auth_throttled_total")
+            response = self.page(request, "login.html", 429, next=next_path, failed=False, waiting=int(waiting) + 1)
+            response.headers["Retry-After"] = str(int(waiting) + 1)
+            return response
+        if not self.auth.token_matches(form.get("token", "")):
+            failures = self.throttle.failed(address)
+            await run_in_threadpool(self._count, "fieldrelay_auth_failures_total")
+            log.warning(
+                "console sign-in failed from %s (%d in %g s%s)",
+                address,
+                failures,
+                self.throttle.window,
+                "; throttled" if failures >= self.throttle.limit else "",
+            )
+            return self.page(request, "login.html", 401, next=next_path, failed=True, waiting=0)
+        self.throttle.succeeded(address)
+        session_id = await run_in_threadpool(self.auth.open_session)
+        safe = next_path if next_path.startswith(base + "/") and not next_path.startswith("//") else f"{base}/"
+        response = RedirectResponse(safe, 303)
+        response.set_cookie(**self.auth.cookie(session_id), path=base or "/")  # type: ignore[arg-type]
+        return response
 
-    async def logout(self, request: Request) -> Response:
+    def _count(self, name: str) -> None:
+        try:
+            self.state.r.hincrby(metric_key(name), counter_field(name, {"kind": "console"}), 1)
+        except redis.RedisError as exc:  # a metric never changes the answer
+            log.warning("metric %s not counted: %s", name, type(exc).__name__)
+
+    def logout(self, request: Request, form: dict[str, str]) -> Response:
+        """A POST with the CSRF value (see `action`): the session is deleted in Redis, then the cookie."""
+        session_id = self.auth.session(request)
+        if session_id is not None:
+            self.auth.close_session(session_id)
         base = request.scope.get("root_path", "")
         response = RedirectResponse(f"{base}/login", 303)
-        response.delete_cookie(COOKIE, path=base or "/")
+        response.delete_cookie(COOKIE, path=base or "/", secure=self.auth.secure, httponly=True, samesite="strict")
         return response
 
     # ---- pages ----
@@ -189,18 +248,17 @@ class Console:
         q = request.query_params
         try:
             selection = queries.EventFilter(
-                source=q.get("source") or None,
-                entity=q.get("entity") or None,
-                rule=q.get("rule") or None,
-                outcome=q.get("outcome") or None,
-                since=queries.parse_time(q.get("since")),
-                until=queries.parse_time(q.get("until")),
+                source=_choice(q, "source", SOURCES),
+                entity=_text(q, "entity"),
+                rule=_text(q, "rule"),
+                outcome=_choice(q, "outcome", OUTCOMES),
+                since=queries.parse_time(_text(q, "since")),
+                until=queries.parse_time(_text(q, "until")),
             )
-            problem = ""
         except queries.OperationError as exc:
-            selection, problem = queries.EventFilter(), str(exc)
+            return self.page(request, "events.html", 400, events=[], q=dict(q), outcomes=OUTCOMES, problem=str(exc))
         events = queries.list_events(self.state, selection, limit=200)
-        return self.page(request, "events.html", events=events, q=dict(q), outcomes=OUTCOMES, problem=problem)
+        return self.page(request, "events.html", events=events, q=dict(q), outcomes=OUTCOMES, problem="")
 
     def event(self, request: Request) -> Response:
         detail = queries.event_detail(self.state, request.path_params["event_id"])
@@ -211,21 +269,41 @@ class Console:
 
     def dead_letters(self, request: Request) -> Response:
         q = request.query_params
+        targets = (*queries.TARGETS, "events")
         try:
             selection = queries.Selection(
-                rule=q.get("rule") or None,
-                target=q.get("target") or None,
-                entity=q.get("entity") or None,
-                since=queries.parse_time(q.get("since")),
-                until=queries.parse_time(q.get("until")),
+                rule=_text(q, "rule"),
+                target=_choice(q, "target", targets),
+                entity=_text(q, "entity"),
+                since=queries.parse_time(_text(q, "since")),
+                until=queries.parse_time(_text(q, "until")),
             )
-            problem = ""
         except queries.OperationError as exc:
-            selection, problem = queries.Selection(), str(exc)
+            return self.page(
+                request, "dead_letters.html", 400, entries=[], q=dict(q), targets=targets, problem=str(exc)
+            )
         entries = queries.list_dead_letters(self.state, selection)
-        return self.page(
-            request, "dead_letters.html", entries=entries, q=dict(q), targets=queries.TARGETS, problem=problem
-        )
+        return self.page(request, "dead_letters.html", entries=entries, q=dict(q), targets=targets, problem="")
+
+    def rejected_webhooks(self, request: Request) -> Response:
+        entries = [self.redactor.scrub(e) for e in rejected.list_rejected(self.state.r)]
+        return self.page(request, "rejected.html", entries=entries)
+
+    def rejected_body(self, request: Request) -> Response:
+        try:
+            entry = rejected.show_rejected(self.state.r, request.path_params["rejected_id"])
+        except rejected.RejectedError as exc:
+            return self.page(request, "missing.html", 404, what=str(exc))
+        return self.page(request, "rejected.html", entries=[], shown=self.redactor.scrub(entry))
+
+    def rejected_replay(self, request: Request, form: dict[str, str]) -> Response:
+        rejected_id = request.path_params["rejected_id"]
+        back = f"{request.scope.get('root_path', '')}/rejected"
+        try:
+            count = rejected.replay_rejected(self.state.r, rejected_id)
+        except rejected.RejectedError as exc:
+            return self.back(request, back, error=self.redactor.text(str(exc))[:2000])
+        return self.back(request, back, msg=f"Rejected webhook {rejected_id} replayed: {count} event(s) enqueued")
 
     def dead_letter_action(self, request: Request, form: dict[str, str]) -> Response:
         dlq_id, verb = request.path_params["dlq_id"], request.path_params["verb"]

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -73,6 +74,8 @@ class World:
             synergist_user="sandbox",
             synergist_password=SecretStr(PASSWORD),
             http_timeout=5.0,
+            # The hook sink listens on 127.0.0.1, which the egress policy refuses unless it is listed.
+            http_allowed_hosts=[urlsplit(self.url("hook")).netloc],
         )
         self.clients = SettingsClients(settings)
         unpaced = {name: replace(row, rate=0) for name, row in target_limits(settings).items()}

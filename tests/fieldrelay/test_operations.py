@@ -168,6 +168,9 @@ def test_the_event_index_follows_trace_steps(state):
     assert one["id"] == "ev1" and one["outcome"] == "failed" and one["entity_id"] == "35769"
     assert [e["id"] for e in queries.list_events(state)] == ["ev2", "ev1"]
     assert [e["id"] for e in queries.list_events(state, queries.EventFilter(source="synergist"))] == ["ev2"]
+    # Received but not evaluated (yet, or because evaluating failed without a trace): never "no match".
+    assert [e["outcome"] for e in queries.list_events(state, queries.EventFilter(source="synergist"))] == ["processing"]
+    state.trace("ev2", "rules.none", detail="no rule listens")
     assert [e["outcome"] for e in queries.list_events(state, queries.EventFilter(outcome="no match"))] == ["no match"]
     detail = queries.event_detail(state, "ev1")
     assert detail is not None and [s["step"] for s in detail["trace"]][-1] == "action.failed"

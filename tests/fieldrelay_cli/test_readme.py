@@ -37,9 +37,10 @@ def test_the_dry_run_output_is_copied_from_a_real_run(monkeypatch, capsys):
 def leaves(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, set[str]]]:
     """(command words, its --options) for every command the parser runs."""
     subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subparsers:
+    if not subparsers or not subparsers[0].required:  # runnable as it is (`webhooks rejected [--json]`)
         options = {o for a in parser._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
         yield " ".join(prefix), options
+    if not subparsers:
         return
     for name, child in subparsers[0].choices.items():
         yield from leaves(child, (*prefix, name))

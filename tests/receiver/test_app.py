@@ -54,7 +54,7 @@ SAMPLE: dict[str, Any] = {
 def make_client(redis_url: str, tmp_path) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
-    def factory(url: str = redis_url, tokens: str = "tok-new,tok-old") -> TestClient:
+    def factory(url: str = redis_url, tokens: str = "tok-new-0123456789,tok-old-0123456789") -> TestClient:
         client = TestClient(
             create_app(Settings(redis_url=url, webhook_tokens=tokens, data_dir=tmp_path), action_params())
         )
@@ -72,7 +72,7 @@ def queued(r: redis.Redis) -> list[dict[str, Any]]:
 
 
 def test_sample_message_becomes_one_normalized_event_per_entity(make_client, redis_client):
-    resp = make_client().post("/webhooks/servicetrade/tok-new", json=SAMPLE)
+    resp = make_client().post("/webhooks/servicetrade/tok-new-0123456789", json=SAMPLE)
     assert resp.status_code == 200
     assert resp.json()["accepted"] == 4
     [message] = queued(redis_client)
@@ -88,13 +88,13 @@ def test_sample_message_becomes_one_normalized_event_per_entity(make_client, red
 
 
 def test_rotated_token_is_accepted(make_client):
-    assert make_client().post("/webhooks/servicetrade/tok-old", json=SAMPLE).status_code == 200
+    assert make_client().post("/webhooks/servicetrade/tok-old-0123456789", json=SAMPLE).status_code == 200
 
 
 def test_unknown_token_is_401_and_nothing_enqueued(make_client, redis_client):
-    resp = make_client().post("/webhooks/servicetrade/tok-wrong", json=SAMPLE)
+    resp = make_client().post("/webhooks/servicetrade/tok-wrong-0123456789", json=SAMPLE)
     assert resp.status_code == 401
-    assert "tok-new" not in resp.text
+    assert "tok-new-0123456789" not in resp.text
     assert redis_client.llen(EVENTS_QUEUE) == 0
 
 
@@ -107,7 +107,7 @@ def test_no_tokens_configured_rejects_everything(make_client, redis_client):
 
 def test_bad_json_is_400_with_clear_message(make_client, redis_client):
     resp = make_client().post(
-        "/webhooks/servicetrade/tok-new", content=b"{not json", headers={"content-type": "application/json"}
+        "/webhooks/servicetrade/tok-new-0123456789", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert resp.status_code == 400
     assert "not valid JSON" in resp.json()["detail"]
@@ -130,7 +130,7 @@ def test_bad_json_is_400_with_clear_message(make_client, redis_client):
 def test_schema_errors_are_400_and_nothing_enqueued(make_client, redis_client, mutate, expected):
     message = copy.deepcopy(SAMPLE)
     mutate(message)
-    resp = make_client().post("/webhooks/servicetrade/tok-new", json=message)
+    resp = make_client().post("/webhooks/servicetrade/tok-new-0123456789", json=message)
     assert resp.status_code == 400
     assert expected in resp.json()["detail"]
     assert redis_client.llen(EVENTS_QUEUE) == 0
@@ -139,13 +139,13 @@ def test_schema_errors_are_400_and_nothing_enqueued(make_client, redis_client, m
 def test_one_bad_item_rejects_the_whole_message(make_client, redis_client):
     message = copy.deepcopy(SAMPLE)
     message["data"][3]["entity"]["id"] = "not-a-number"
-    assert make_client().post("/webhooks/servicetrade/tok-new", json=message).status_code == 400
+    assert make_client().post("/webhooks/servicetrade/tok-new-0123456789", json=message).status_code == 400
     assert redis_client.llen(EVENTS_QUEUE) == 0
 
 
 def test_body_over_one_mib_is_413(make_client, redis_client):
     big = b'{"messageId":"x","timestamp":"1","data":[],"pad":"' + b"a" * MAX_BODY + b'"}'
-    resp = make_client().post("/webhooks/servicetrade/tok-new", content=big)
+    resp = make_client().post("/webhooks/servicetrade/tok-new-0123456789", content=big)
     assert resp.status_code == 413
     assert redis_client.llen(EVENTS_QUEUE) == 0
 
@@ -155,14 +155,14 @@ def test_chunked_body_over_limit_is_413_without_content_length(make_client, redi
         for _ in range(20):
             yield b"a" * (64 * 1024)
 
-    resp = make_client().post("/webhooks/servicetrade/tok-new", content=chunks())
+    resp = make_client().post("/webhooks/servicetrade/tok-new-0123456789", content=chunks())
     assert resp.status_code == 413
     assert redis_client.llen(EVENTS_QUEUE) == 0
 
 
 def test_redis_unreachable_is_503_so_servicetrade_retries(make_client, tmp_path):
     client = make_client(url=f"redis://127.0.0.1:{free_port()}/0")
-    resp = client.post("/webhooks/servicetrade/tok-new", json=SAMPLE)
+    resp = client.post("/webhooks/servicetrade/tok-new-0123456789", json=SAMPLE)
     assert resp.status_code == 503
     assert resp.headers["retry-after"]
     assert Spool(tmp_path / "spool").pending() == 1  # kept on disk too, replayed when Redis is back
@@ -173,7 +173,7 @@ def test_redis_unreachable_is_503_so_servicetrade_retries(make_client, tmp_path)
 def test_an_outage_is_logged_when_it_starts_not_once_per_webhook(make_client, tmp_path, caplog):
     client = make_client(url=f"redis://127.0.0.1:{free_port()}/0")
     with caplog.at_level(logging.INFO, logger="fieldrelay.receiver"):
-        answers = [client.post("/webhooks/servicetrade/tok-new", json=SAMPLE).status_code for _ in range(5)]
+        answers = [client.post("/webhooks/servicetrade/tok-new-0123456789", json=SAMPLE).status_code for _ in range(5)]
     assert answers == [503] * 5
     assert Spool(tmp_path / "spool").pending() == 5
     assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "fieldrelay.receiver"] == [

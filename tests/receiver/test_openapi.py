@@ -27,7 +27,7 @@ from receiver.webhooks import _MESSAGE
 from workers.actions.registry import action_params
 
 ROOT = Path(__file__).parents[2]
-TOKEN = "openapi-token"
+TOKEN = "openapi-token-0123456789"
 
 
 def test_docs_copy_is_current():

@@ -25,11 +25,14 @@ SAMPLE = json.loads((Path(__file__).parents[2] / "examples" / "webhook-sample.js
 def test_outage_spools_and_the_spool_is_replayed_when_redis_returns(tmp_path):
     port = free_port()
     settings = Settings(
-        redis_url=f"redis://127.0.0.1:{port}/0", webhook_tokens="tok", data_dir=tmp_path, spool_replay_interval=0.1
+        redis_url=f"redis://127.0.0.1:{port}/0",
+        webhook_tokens="tok-0123456789abcdef",
+        data_dir=tmp_path,
+        spool_replay_interval=0.1,
     )
     with TestClient(create_app(settings, action_params())) as client:
         for _ in range(2):
-            assert client.post("/webhooks/servicetrade/tok", json=SAMPLE).status_code == 503
+            assert client.post("/webhooks/servicetrade/tok-0123456789abcdef", json=SAMPLE).status_code == 503
         assert Spool(tmp_path / "spool").pending() == 2
 
         with EmbeddedRedis(tmp_path / "redis", port=port, appendonly=False) as server:

@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from workers.actions.context import ActionContext, ActionSpec, Clients
 from workers.actions.params import ActionParams
 
 
-class HttpRequest(ActionParams):
-    """Send an HTTP request; the answer's status and JSON (or text) are the step's result."""
+def _http_url(value: str) -> str:
+    # Part of the field's type, so `rules check` applies it to a literal URL at load time; a
+    # templated one is checked when it renders. Where the URL may point is the egress policy's call.
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        raise ValueError(f"not an http(s) URL: {value!r}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"only http and https URLs are allowed, not {parts.scheme or 'no scheme'!r}: {value!r}")
+    if not host:
+        raise ValueError(f"not an http(s) URL (no host): {value!r}")
+    return value
 
-    url: str = Field(description="http(s) URL")
+
+class HttpRequest(ActionParams):
+    """Send an HTTP request; the answer's status and JSON (or text) are the step's result.
+
+    The URL must be http or https, and pass the egress policy (FIELDRELAY_HTTP_ALLOWED_HOSTS, or
+    public addresses only); the answer kept in the result is cut at 64 KiB.
+    """
+
+    url: Annotated[str, AfterValidator(_http_url)] = Field(description="http(s) URL")
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     json_body: Any = Field(default=None, alias="json", description="JSON body")
@@ -23,14 +42,6 @@ class HttpRequest(ActionParams):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"not an http(s) URL: {value!r}")
-        return value
 
 
 def request(clients: Clients, params: HttpRequest, ctx: ActionContext) -> dict[str, Any]:

@@ -13,6 +13,22 @@ from workers.connectors.errors import ErrorFamily, scrub
 log = logging.getLogger("workers.connectors")
 
 
+class QueryOmitted(logging.Filter):
+    """httpx logs each request's whole URL at INFO ("HTTP Request: GET https://…?password=…"): Synergist
+    (001, "Authentication") takes its password in every query string. The URL is logged without it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) and a.query for a in record.args):
+            record.args = tuple(
+                f"{a.copy_with(query=None)}?[query omitted]" if isinstance(a, httpx.URL) and a.query else a
+                for a in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(QueryOmitted())
+
+
 def open_client(
     base_url: str,
     *,

@@ -124,6 +124,13 @@ def load_pollers(settings: Settings) -> list[PollerSpec]:
     chosen = [s.strip() for s in settings.poll_sources if s.strip()]
     if chosen == ["none"]:
         return []
+    known = {*CATALOG, *(name.split(".")[0] for name in CATALOG)}
+    unknown = [name for name in chosen if name not in known]
+    if unknown:
+        raise PollConfigError(
+            f"FIELDRELAY_POLL_SOURCES: unknown poller {unknown[0]!r}; known: "
+            f"{', '.join(sorted({n.split('.')[0] for n in CATALOG}))} or one of {', '.join(CATALOG)}"
+        )
     wanted = set(chosen) or configured_systems(settings)
     base = PollerSpec(
         "",

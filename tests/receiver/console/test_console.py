@@ -43,7 +43,7 @@ def settings(redis_url, tmp_path) -> Settings:
 
 @pytest.fixture
 def client(settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, action_params()), base_url="http://testserver") as c:
+    with TestClient(create_app(settings, action_params()), base_url="https://testserver") as c:
         yield c
 
 

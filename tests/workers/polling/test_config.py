@@ -75,3 +75,8 @@ def test_changeset_ignores_volatile_fields_and_key_order():
     assert changeset(old, new) == {}
     assert changeset(old, {**new, "status": "completed"}) == {"status": {"old": "new", "new": "completed"}}
     assert changeset(old, {"status": "new"}) == {"location": {"old": {"id": 1, "name": "a"}, "new": None}}
+
+
+def test_an_unknown_poller_in_poll_sources_is_refused_naming_the_variable():
+    with pytest.raises(PollConfigError, match=r"FIELDRELAY_POLL_SOURCES: unknown poller 'servicetrade\.jobs'"):
+        load_pollers(load_settings(**CREDENTIALS, poll_sources="servicetrade.jobs"))
