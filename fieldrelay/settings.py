@@ -104,6 +104,16 @@ class Settings(BaseSettings):
     )
     poll_config: Path | None = Field(default=None, description="Optional YAML file tuning each poller.")
 
+    clock_skew: int = Field(
+        default=300, ge=0, description="Seconds a webhook's per-entity timestamp may be ahead of the receiver's clock."
+    )
+    entity_state_ttl: int = Field(
+        default=30 * 86400, gt=0, description="Seconds the last seen version of a record is kept after its last change."
+    )
+    entity_state_max_bytes: int = Field(
+        default=16384, ge=1024, description="Bytes of fields kept per record; the largest fields beyond it are dropped."
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:

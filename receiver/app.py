@@ -78,7 +78,7 @@ def create_app(
         except ClientDisconnect:
             return Response(status_code=400)
         try:
-            events = normalize(parse_message(body))
+            events = normalize(parse_message(body), max_skew=settings.clock_skew)
         except WebhookError as exc:
             return json_response({"error": "invalid ServiceTrade webhook message", "detail": str(exc)}, 400)
         try:

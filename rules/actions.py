@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from rules.calls import ActionCall
+from rules.calls import ON_MISSING, ActionCall
 from rules.catalog import did_you_mean
 from rules.conditions import Loc, Problems
 from rules.errors import TemplateError, describe
@@ -20,6 +20,7 @@ from rules.templating import Refs, compile_template, is_template
 
 ActionParams = Mapping[str, type[BaseModel]]
 _STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_STEP_KEYS = ("id", "on_missing")
 
 
 def parse_action(
@@ -33,14 +34,19 @@ def parse_action(
     step_id = raw.get("id")
     if "id" in raw and (not isinstance(step_id, str) or not _STEP_ID.match(step_id)):
         problems.append(((*loc, "id"), f"a step id must be a plain name like 'customer', got {step_id!r}"))
-    names = [k for k in raw if k != "id"]
+    on_missing = raw.get("on_missing", "fail")
+    if on_missing not in ON_MISSING:
+        problems.append(
+            ((*loc, "on_missing"), f"on_missing must be one of {', '.join(ON_MISSING)}, got {on_missing!r}")
+        )
+    names = [k for k in raw if k not in _STEP_KEYS]
     if not names:
         problems.append((loc, "no action given; expected one key naming the action"))
         return None, frozenset()
     if action_params is not None:
         unknown = [n for n in names if n not in action_params]
         for name in unknown:
-            choices = [*action_params, "id"] if len(names) > 1 else list(action_params)
+            choices = [*action_params, *_STEP_KEYS] if len(names) > 1 else list(action_params)
             problems.append(((*loc, name), f"unknown action {name!r}{did_you_mean(str(name), choices)}"))
         if unknown:
             return None, frozenset()
@@ -55,8 +61,35 @@ def parse_action(
     refs = compile_strings(params, (*loc, name), problems)
     if action_params is not None:
         check_params(action_params[name], params, (*loc, name), problems)
-    call = ActionCall(name, step_id if isinstance(step_id, str) else None, params, line)
+        if "on_missing" in raw and getattr(action_params[name], "link_kind", None) is None:
+            problems.append(
+                (
+                    (*loc, "on_missing"),
+                    f"{name} keeps no link to a record it created, so on_missing does not apply "
+                    f"(it does on {', '.join(linking_actions(action_params)) or 'no action'})",
+                )
+            )
+    call = ActionCall(
+        name,
+        step_id if isinstance(step_id, str) else None,
+        params,
+        line,
+        str(on_missing) if on_missing in ON_MISSING else "fail",
+    )
     return (call if len(problems) == before else None), refs
+
+
+def linking_actions(action_params: ActionParams) -> list[str]:
+    """The actions whose parameter model declares a `link_kind`: they remember the record they created."""
+    return sorted(name for name, model in action_params.items() if getattr(model, "link_kind", None))
+
+
+def link_kinds(action_params: ActionParams) -> dict[str, list[str]]:
+    """`synergist.activity` -> the actions that create (and link) that kind of record."""
+    kinds: dict[str, list[str]] = {}
+    for name in linking_actions(action_params):
+        kinds.setdefault(action_params[name].link_kind, []).append(name)
+    return kinds
 
 
 def compile_strings(value: Any, loc: Loc, problems: Problems) -> Refs:

@@ -5,12 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# What an action that keeps a link does when the record it created was deleted in the target.
+ON_MISSING = ("fail", "recreate")
+
 
 @dataclass(frozen=True)
 class ActionCall:
-    """One step of `then`/`on_failure`: `{synchroteam.job.upsert: {...}, id: job}`; params are raw."""
+    """One step of `then`/`on_failure`: `{synchroteam.job.upsert: {...}, id: job}`; params are raw.
+
+    `on_missing` (`fail`, the default, or `recreate`) is for actions that keep a link to the record
+    they created: what to do when a later run finds that record deleted in the target.
+    """
 
     name: str
     id: str | None
     params: Any
     line: int
+    on_missing: str = "fail"

@@ -16,7 +16,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from fieldrelay.events import ChangeEvent
 from rules.actions import ActionParams, parse_action, template_names
 from rules.calls import ActionCall
-from rules.catalog import SOURCE_TITLES, did_you_mean, undocumented_field
+from rules.catalog import SOURCE_TITLES, did_you_mean, undocumented_field, untracked_field
 from rules.conditions import Condition, Loc, Problems, condition_names, condition_refs, parse_condition
 from rules.errors import RuleError, RuleLoadError, RuleWarning, describe, format_path
 from rules.files import rule_files
@@ -196,9 +196,17 @@ def _warnings(rule: Rule, prefix: Loc) -> list[tuple[Loc, str]]:
     when, title = rule.when, SOURCE_TITLES[rule.when.source]
     for field in when.changed:
         for entity in when.entity or ():
+            loc = (*prefix, "when", "changed", field)
             if undocumented_field(when.source, entity, field):
+                out.append((loc, f"{field!r} is not a documented field of {title} {entity!r}"))
+            elif when.via != "poll" and untracked_field(when.source, entity, field):
                 out.append(
-                    ((*prefix, "when", "changed", field), f"{field!r} is not a documented field of {title} {entity!r}")
+                    (
+                        loc,
+                        f"{title} webhooks do not report changes of {field!r} on {entity!r} in their changeset; "
+                        f"the rule still works: for each candidate event fieldrelay reads the {entity} (one API "
+                        "call) and compares it with the version it saw before",
+                    )
                 )
     if when.changed and when.action is not None and "updated" not in when.action:
         out.append(((*prefix, "when", "changed"), "only 'updated' events carry changesets; this rule never matches"))

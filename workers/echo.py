@@ -38,6 +38,9 @@ def written(action: str, params: BaseModel, result: dict[str, Any]) -> list[tupl
         if kind == "job" and job_id is not None:
             # A comment changes no job field we know of; ServiceTrade may still report the job updated.
             out.append((target, "job", str(job_id), fields if action.endswith(".update") else None))
+        elif kind == "externalid":
+            # Whether ServiceTrade reports an external id change as an update is undocumented: guard anyway.
+            out.append((target, str(params.entityType), str(params.entityId), ["externalIds"]))
         elif kind == "appointment":
             if result.get("id") is not None:
                 out.append((target, "appointment", str(result["id"]), fields))

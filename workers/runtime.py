@@ -54,6 +54,7 @@ class Runtime:
     targets: Mapping[str, TargetLimits]
     alert: Alert = _no_alert
     env: dict[str, str] = field(default_factory=dict)  # the allowlisted variables rules may read
+    clock_skew: int = 300  # seconds a record's modification time may be ahead of ours (FIELDRELAY_CLOCK_SKEW)
 
     recorded: dict[str, RateInfo] = field(default_factory=dict)  # the last rate info stored per target
 
@@ -71,7 +72,12 @@ class Runtime:
 
 def build_runtime(settings: Settings, client: redis.Redis, *, enqueue_action: EnqueueAction) -> Runtime:
     """A worker process's runtime: clients, rules, the shared gate with each target's limits from `settings`."""
-    state = PipelineState(client, redactor=redactor_for(settings))
+    state = PipelineState(
+        client,
+        redactor=redactor_for(settings),
+        entity_ttl=settings.entity_state_ttl,
+        entity_max_bytes=settings.entity_state_max_bytes,
+    )
     targets = target_limits(settings)
     rulebook = RuleBook(
         settings.rules_dir,
@@ -92,4 +98,5 @@ def build_runtime(settings: Settings, client: redis.Redis, *, enqueue_action: En
         targets=targets,
         alert=alert,
         env=allowed_env(settings.rules_env),
+        clock_skew=settings.clock_skew,
     )

@@ -32,6 +32,7 @@ REQUIRED = {
     "servicetrade.job.comment",
     "servicetrade.job.update",
     "servicetrade.appointment.create",
+    "servicetrade.externalid.set",
     "http.request",
 }
 
