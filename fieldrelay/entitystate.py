@@ -124,6 +124,8 @@ class EntityVersion:
     first: bool = False
     deleted: bool = False
     absent: bool = False  # pollers: exists, but outside what a full scan lists
+    entity_id: int | str | None = None  # the id as the source types it (keys hold its text)
+    polled: bool = False  # a poller has listed this version (one a webhook event stored is counted once)
     token: str = ""  # of the stored value; "" when nothing is stored
 
     @property
@@ -173,6 +175,8 @@ class EntityVersion:
             "f": self.first,
             "d": self.deleted,
             "a": self.absent,
+            "i": self.entity_id,
+            "s": self.polled,
         }
         data.update({k: v for k, v in optional.items() if v})
         body = orjson.dumps(data, default=str)
@@ -199,6 +203,8 @@ class EntityVersion:
             first=bool(data.get("f")),
             deleted=bool(data.get("d")),
             absent=bool(data.get("a")),
+            entity_id=data.get("i"),
+            polled=bool(data.get("s")),
             token=token,
         )
 
@@ -254,6 +260,7 @@ def successor(
         unknown_before=tuple(sorted(unknown)),
         first=previous is None,
         deleted=deleted,
+        entity_id=stored.entity_id,
     )
 
 

@@ -120,8 +120,8 @@ def explain(
     for verdict in verdicts:
         rule = verdict.rule
         where = f"({rule.file}:{rule.line})"
-        seen = [(n, scope.view.resolved.get(n)) for n in rule.when.changed]
-        transitions = [f"  {describe_transition(n, c)}" for n, c in seen if isinstance(c, Resolved)]
+        seen = [(n, scope.view.seen(n)) for n in rule.when.changed]
+        transitions = [f"  {describe_transition(n, c)}" for n, c in seen if c is not None]
         if verdict.matched:
             lines.append(f"MATCH {rule.name}  {where}")
             lines.extend(transitions)

@@ -93,6 +93,14 @@ class EventView:
             found = self.resolved[name] = self._resolve(name)
         return found
 
+    def seen(self, name: str) -> Resolved | None:
+        """The transition of `name` if it is already known or is in the changeset; never fetches (traces)."""
+        found = self.resolved.get(name)
+        changes = self.changes
+        if found is None and changes and (name in changes or name.partition(".")[0] in changes):
+            found = self.resolve(name)
+        return found if isinstance(found, Resolved) else None
+
     def _resolve(self, name: str) -> Resolved | str:
         where = f"when.changed.{name}"
         changes = self.changes

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.control import build_app
 from sandbox.servicetrade_control import control_routes
+from sandbox.servicetrade_externalids import externalid_routes
 from sandbox.servicetrade_http import base_url, envelope, read_json
 from sandbox.servicetrade_jobs import job_routes
 from sandbox.servicetrade_lists import LIST_KEYS, InvalidQuery, select
@@ -121,6 +122,7 @@ def create_app(
         Route("/api/auth", not_allowed, methods=["PUT"]),
         Route("/api/auth/{rest:path}", not_allowed, methods=["GET", "POST", "PUT", "DELETE"]),
         *webhook_routes(st),
+        *externalid_routes(st),
         Route("/api/job", not_allowed, methods=["DELETE"]),
         *job_routes(st),
         Route("/api/{type}", entity_list, methods=["GET"]),

@@ -12,7 +12,7 @@ from fieldrelay.steps import Step
 from rules import rule_from_json
 from rules.context import LazyEntity
 from rules.engine import EventScope, Verdict, judge
-from rules.trigger import SNAPSHOT, Resolved
+from rules.trigger import SNAPSHOT
 from workers.actions.registry import ACTIONS
 from workers.admission import Deferred
 from workers.execute import PipelineError, execute, fetch_entity, uri_note
@@ -87,8 +87,8 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime, *, replay: bool
         )
     for verdict in verdicts:
         rule = verdict.rule
-        seen = {n: scope.view.resolved.get(n) for n in rule.when.changed} if scope is not None else {}
-        transitions = {n: c.describe() for n, c in seen.items() if isinstance(c, Resolved)}
+        seen = {n: scope.view.seen(n) for n in rule.when.changed} if scope is not None else {}
+        transitions = {n: c.describe() for n, c in seen.items() if c is not None}
         rt.state.trace(
             eid,
             Step.RULE_MATCHED if verdict.matched else Step.RULE_SKIPPED,
