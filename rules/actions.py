@@ -84,14 +84,6 @@ def linking_actions(action_params: ActionParams) -> list[str]:
     return sorted(name for name, model in action_params.items() if getattr(model, "link_kind", None))
 
 
-def link_kinds(action_params: ActionParams) -> dict[str, list[str]]:
-    """`synergist.activity` -> the actions that create (and link) that kind of record."""
-    kinds: dict[str, list[str]] = {}
-    for name in linking_actions(action_params):
-        kinds.setdefault(action_params[name].link_kind, []).append(name)
-    return kinds
-
-
 def compile_strings(value: Any, loc: Loc, problems: Problems) -> Refs:
     """Compile every template in a params tree; returns what they read (see _check_ast)."""
     refs: Refs = frozenset()

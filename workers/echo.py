@@ -40,7 +40,8 @@ def written(action: str, params: BaseModel, result: dict[str, Any]) -> list[tupl
             out.append((target, "job", str(job_id), fields if action.endswith(".update") else None))
         elif kind == "externalid":
             # Whether ServiceTrade reports an external id change as an update is undocumented: guard anyway.
-            out.append((target, str(params.entityType), str(params.entityId), ["externalIds"]))
+            named = params.model_dump()
+            out.append((target, str(named["entityType"]), str(named["entityId"]), ["externalIds"]))
         elif kind == "appointment":
             if result.get("id") is not None:
                 out.append((target, "appointment", str(result["id"]), fields))

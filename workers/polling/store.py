@@ -74,7 +74,7 @@ class PollStore:
         return self.entities.read_many(*self._kind(poller), ids)
 
     def all_snapshot_ids(self, poller: str) -> set[str]:
-        return {_text(k) for k in self.r.smembers(self.key("ids", poller))}  # type: ignore[union-attr]
+        return {_text(k) for k in self.r.smembers(self.key("ids", poller))}
 
     def forget_ids(self, poller: str, ids: set[str]) -> None:
         """Drop ids whose version expired (or never was) from the poller's list."""
