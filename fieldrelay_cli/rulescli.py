@@ -239,6 +239,9 @@ def format_trace(event_id: str, event: dict[str, Any] | None, steps: list[dict[s
         if event.get("changes"):
             changes = ", ".join(f"{k}: {v['old']!r} -> {v['new']!r}" for k, v in event["changes"].items())
             lines.append(f"  changes: {changes}")
+        for name, d in (event.get("derived") or {}).items():  # worked out against the version seen before
+            old = "?" if d.get("old_from") == "no earlier version known" else repr(d.get("old"))
+            lines.append(f"  compared: {name}: {old} ({d.get('old_from')}) -> {d.get('new')!r} ({d.get('new_from')})")
     else:
         lines.append(f"event {event_id}")
     for step in steps:

@@ -211,6 +211,37 @@ def compile_template(source: str) -> Template:
     return Template(source, frozenset(meta.find_undeclared_variables(tree)), refs, None, template)
 
 
+LinkCall = tuple[str | None, str | None]  # (kind, rule) as literally written; None where not a literal
+
+
+@lru_cache(maxsize=4096)
+def link_calls(source: str, *, expression: bool = False) -> tuple[LinkCall, ...]:
+    """The `linked_id(kind, rule=...)` calls in a template (or an `if` expression), for load-time checks.
+
+    Only literal arguments are returned; a template that does not parse has none (its error is reported
+    where it is compiled).
+    """
+    try:
+        tree = ENV.parse("{{ " + source + " }}" if expression else source)
+    except jinja2.TemplateSyntaxError:
+        return ()
+    found: list[LinkCall] = []
+    for call in tree.find_all(nodes.Call):
+        if not (isinstance(call.node, nodes.Name) and call.node.name == "linked_id"):
+            continue
+        given = {k.key: k.value for k in call.kwargs}
+        for name, arg in zip(("kind", "rule"), call.args, strict=False):
+            given.setdefault(name, arg)
+        kind, rule = given.get("kind"), given.get("rule")
+        found.append(
+            (
+                kind.value if isinstance(kind, nodes.Const) and isinstance(kind.value, str) else None,
+                rule.value if isinstance(rule, nodes.Const) and isinstance(rule.value, str) else None,
+            )
+        )
+    return tuple(found)
+
+
 def to_plain(value: Any) -> Any:
     """Plain JSON-ready data: lazy mappings unwrapped, datetimes as ISO strings, placeholders as text."""
     if isinstance(value, jinja2.Undefined):

@@ -510,3 +510,18 @@ def test_mangled_rule_files_load_or_fail_with_rule_errors_only(write_rules, acti
         load_rules(path.parent, action_params)
     except RuleLoadError as exc:
         assert all(e.line >= 1 and e.col >= 1 and e.message for e in exc.errors)
+
+
+def test_linked_id_names_a_known_kind_and_a_loaded_rule(load, load_errors):
+    lookup = "linked_id('synergist.activity', rule='a')"
+    ok = load(rule("when: {source: servicetrade}", f'if: "{lookup} is not none"'))
+    assert [r.name for r in ok.rules] == ["a"]
+    wrong_kind = rule("when: {source: servicetrade}", "if: \"linked_id('synergist.activty', rule='a')\"")
+    assert load_errors(wrong_kind) == [
+        "rules.yaml:4:5: rules[0].if: linked_id: 'synergist.activty' is no kind of record fieldrelay links; "
+        "did you mean 'synergist.activity'? (known: synergist.activity)"
+    ]
+    then = "    then:\n      - http.request: {url: \"https://x.test/{{ linked_id('synergist.activity', 'b') }}\"}\n"
+    assert load_errors(rule("when: {source: servicetrade}", then=then)) == [
+        "rules.yaml:5:24: rules[0].then[0].http.request.url: linked_id: no rule named 'b'"
+    ]
