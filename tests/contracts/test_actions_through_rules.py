@@ -331,6 +331,11 @@ def check_appointment(w: World, results: list[dict[str, Any]]) -> None:
     assert (appointment["jobId"], appointment["windowStart"], appointment["techIds"]) == (JOB_ID, 1_800_000_000, [6])
 
 
+def check_external_id(w: World, results: list[dict[str, Any]]) -> None:
+    assert w.state("servicetrade").get("job", JOB_ID)["externalIds"] == {"synergist": f"A-{JOB_ID}"}
+    assert results[-1] == {"entityType": "job", "entityId": JOB_ID, "systemName": "synergist", "value": f"A-{JOB_ID}"}
+
+
 def check_http(w: World, results: list[dict[str, Any]]) -> None:
     [request] = w.log("hook")
     assert (request["method"], request["path"], request["json"]) == (
@@ -483,6 +488,15 @@ CASES: dict[str, tuple[str, Callable[[World, list[dict[str, Any]]], None]]] = {
           windowEnd: 1800003600
           techIds: [6]"""),
         check_appointment,
+    ),
+    "servicetrade.externalid.set": (
+        rule("""
+      - servicetrade.externalid.set:
+          entityType: job
+          entityId: "{{ event.entity.id }}"
+          systemName: synergist
+          value: "A-{{ event.entity.id }}\""""),
+        check_external_id,
     ),
     "http.request": (
         rule("""
