@@ -63,6 +63,10 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime, *, replay: bool
         scope = None if echo else EventScope(event, entity, None, rt.env, stored.as_seen_by(eid), links)
         # A failed fetch propagates out of judge: the task retries, nothing is written or enqueued yet.
         verdicts = [] if scope is None else judge(ruleset.candidate_tuple(event), scope)
+        if echo and not event.changes and stored.known and event.action != "deleted":
+            # Our own write, reported without values: the stored version takes it in, or the next
+            # comparison would show our write as someone's change (and a rule on it would loop).
+            entity.value  # noqa: B018 (fetch once; next_version stores it)
         if replay or store.write(
             event.source, ref.type, ref.id, next_version(event, stored, entity, rt), expect=stored.token
         ):

@@ -43,6 +43,11 @@ rules:
     when: {source: servicetrade, entity: job, action: updated, changed: {status: {to: completed}}}
     then:
       - synchroteam.customer.upsert: {myId: "job-{{ event.entity.id }}", name: "done"}
+  - name: po-changed
+    mode: parallel
+    when: {source: servicetrade, entity: job, action: updated, changed: {customerPo: true}}
+    then:
+      - synchroteam.customer.upsert: {myId: "po-{{ event.entity.id }}", name: "{{ changes.customerPo.new }}"}
 """
 
 
@@ -271,3 +276,28 @@ def test_a_type_without_a_documented_read_is_not_fetched(rt: Runtime, st: FakeSe
     )
     pipeline.process_event(clock, "t", rt)
     assert st.gets == []
+
+
+def test_an_event_that_could_not_be_decided_is_left_to_the_poller(rt: Runtime, st: FakeServiceTrade):
+    failing = update("appointment", 754, 100, {})
+    st.records.pop(("appointment", 754))
+    st.during_get = lambda: (_ for _ in ()).throw(httpx.ConnectError("down"))
+    with pytest.raises(Exception, match="down"):
+        pipeline.process_event(failing, "t", rt)
+    assert rt.state.seen_at("servicetrade", "appointment", 754) is None  # the poller will emit it
+    assert rt.enqueued == []  # type: ignore[attr-defined]
+
+
+def test_our_own_write_is_taken_into_the_stored_version(rt: Runtime, st: FakeServiceTrade):
+    from workers.actions.servicetrade import JobUpdate
+
+    job = st.records[("job", 35769)]
+    job["customerPo"] = "PO-1"
+    assert "po-changed" not in matched(rt, update("job", 35769, int(time.time()) - 10, {}))  # a first look
+    job["customerPo"] = "FR-35769"  # a rule of ours wrote it; ServiceTrade echoes the update
+    rt.echoes.remember("servicetrade.job.update", JobUpdate(jobId=35769, customerPo="FR-35769"), {})
+    echo = update("job", 35769, int(time.time()), None)
+    assert pipeline.process_event(echo, "t-echo", rt) == []
+    assert rt.state.entities.read("servicetrade", "job", 35769).field("customerPo") == (True, "FR-35769")
+    job["description"] = "a person's edit"
+    assert "po-changed" not in matched(rt, update("job", 35769, int(time.time()) + 1, {}))  # not our write again
