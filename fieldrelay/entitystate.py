@@ -246,6 +246,10 @@ def successor(
                 before[name] = old
         if not patch:  # a field the record no longer has
             before.update({k: v for k, v in (previous.record or {}).items() if k not in merged})
+        # The old values are bounded too (a quarter of the record's bound); one left out counts as
+        # unknown before this event, should the event be evaluated again.
+        before, cut = bounded(before, max(256, max_bytes // 4))
+        unknown += cut
     return EntityVersion(
         record=kept,
         partial=patch and (previous is None or previous.partial),
@@ -267,8 +271,9 @@ def successor(
 class EntityStore:
     """Every record's last seen version, in Redis with a TTL and a size bound per record.
 
-    Memory per record is at most `max_bytes` of fields plus about 300 bytes of bookkeeping; records
-    nobody changed for `ttl` seconds are forgotten (their next change is a first sighting again).
+    Memory per record is at most `max_bytes` of fields, a quarter of that of old values, and a few hundred
+    bytes of bookkeeping; records nobody changed for `ttl` seconds are forgotten (their next change is a
+    first sighting again).
     """
 
     def __init__(self, client: redis.Redis, *, ttl: int, max_bytes: int) -> None:

@@ -99,3 +99,19 @@ def test_many_at_once_in_one_round_trip(store: EntityStore, redis_client: redis.
     redis_client.expire("fieldrelay:entity:synergist:activity:7", 5)
     store.touch_many("synergist", "activity", ["7"])
     assert redis_client.ttl("fieldrelay:entity:synergist:activity:7") > 5
+
+
+def test_the_old_values_kept_for_a_redelivery_are_bounded_too():
+    big = {"status": "new", "notes": "x" * 3000}
+    first = successor(EntityVersion(), big, at=1, event_id="e1", decided=True, **{**BROUGHT, "max_bytes": 4096})
+    second = successor(
+        first,
+        {"status": "done", "notes": "y" * 3000},
+        at=2,
+        event_id="e2",
+        decided=True,
+        **{**BROUGHT, "max_bytes": 4096},
+    )
+    assert second.before == {"status": "new"} and second.unknown_before == ("notes",)
+    assert second.previous().field("notes") == (False, None) and second.previous().field("status") == (True, "new")
+    assert len(second.encode()) < 4096 + 1024 + 400
