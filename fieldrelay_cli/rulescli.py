@@ -30,6 +30,7 @@ from sandbox.runner import SandboxRunner
 from workers.actions.reference import render_reference
 from workers.actions.registry import ACTIONS, ActionContext, Clients, MemoryLinkStore, action_params
 from workers.clients import SettingsClients
+from workers.execute import uri_note
 
 
 def rules_env() -> list[str]:
@@ -117,6 +118,8 @@ def dry_run(
     if not against_sandbox:
         for event in events:
             print(explain(ruleset, event, entity, env=env, previous=previous))
+            if note := uri_note(event):
+                print(f"  (note: {note})")
             print()
         return 0
     with SandboxRunner() as sandboxes:
