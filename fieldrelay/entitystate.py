@@ -319,3 +319,61 @@ class EntityStore:
         for rid in ids:
             pipe.expire(self.key(source, entity_type, rid), self.ttl)
         pipe.execute()
+
+
+MIGRATED_KEY = f"{PREFIX}:migrated"
+
+
+def migrate_legacy_state(client: redis.Redis, store: EntityStore) -> int:
+    """Move the state kept before this store existed into it, once per Redis (the first worker to start).
+
+    Before: pollers kept `fieldrelay:poll:snap:<system>.<entity>` (hash id -> `{h, r, t, i, d, a}`) and the
+    pipeline `fieldrelay:seen:<source>:<type>` (hash id -> newest change time). Without this, the first poll
+    after an upgrade would find no snapshot and report every listed record again. Versions already in the
+    store are left alone; the old hashes are deleted once moved. Returns how many records were moved.
+    """
+    if not client.set(MIGRATED_KEY, "running", nx=True, ex=3600):
+        return 0
+    moved = 0
+    seen: dict[tuple[str, str], dict[str, int]] = {}
+    for key in client.scan_iter(match="fieldrelay:seen:*", count=500):
+        _, _, source, kind = _text(key).split(":", 3)
+        seen[(source, kind)] = {_text(k): int(v) for k, v in client.hgetall(key).items()}
+    for key in client.scan_iter(match="fieldrelay:poll:snap:*", count=500):
+        poller = _text(key).rsplit(":", 1)[1]
+        source, _, kind = poller.partition(".")
+        newest = seen.pop((source, kind), {})
+        versions: dict[str, tuple[EntityVersion, str]] = {}
+        for rid, raw in client.hgetall(key).items():
+            data = orjson.loads(raw)
+            rid = _text(rid)
+            versions[rid] = (
+                EntityVersion(
+                    record=data.get("r"),
+                    digest=data.get("h"),
+                    version_at=data.get("t"),
+                    newest=newest.pop(rid, None),
+                    deleted=bool(data.get("d")),
+                    absent=bool(data.get("a")),
+                    entity_id=data.get("i", rid),
+                    polled=True,
+                ),
+                "",
+            )
+        written = store.write_many(source, kind, versions)
+        if written:
+            client.sadd(f"fieldrelay:poll:ids:{poller}", *written)
+        moved += len(written)
+        if newest:
+            seen[(source, kind)] = newest
+        client.delete(key)
+    for (source, kind), times in seen.items():
+        versions = {rid: (EntityVersion(newest=at), "") for rid, at in times.items()}
+        moved += len(store.write_many(source, kind, versions))
+        client.delete(f"fieldrelay:seen:{source}:{kind}")
+    client.set(MIGRATED_KEY, "done")
+    return moved
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

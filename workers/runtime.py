@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from fieldrelay.entitystate import migrate_legacy_state
 from fieldrelay.redaction import redactor_for
 from fieldrelay.settings import Settings
 from fieldrelay.state import PipelineState
@@ -86,6 +87,7 @@ def build_runtime(settings: Settings, client: redis.Redis, *, enqueue_action: En
         on_reload=lambda book: publish_status(state, book, alert),
     )
     publish_status(state, rulebook, alert)
+    migrate_legacy_state(client, state.entities)  # once per Redis: the snapshots and ordering kept before
     return Runtime(
         state=state,
         clients=SettingsClients(settings),

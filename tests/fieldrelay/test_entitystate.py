@@ -115,3 +115,28 @@ def test_the_old_values_kept_for_a_redelivery_are_bounded_too():
     assert second.before == {"status": "new"} and second.unknown_before == ("notes",)
     assert second.previous().field("notes") == (False, None) and second.previous().field("status") == (True, "new")
     assert len(second.encode()) < 4096 + 1024 + 400
+
+
+def test_the_state_kept_before_this_store_is_moved_into_it_once(store: EntityStore, redis_client: redis.Redis):
+    import orjson
+
+    from fieldrelay.entitystate import migrate_legacy_state
+
+    redis_client.hset(
+        "fieldrelay:poll:snap:synergist.activity",
+        mapping={"6712": orjson.dumps({"h": "d1", "r": {"activitySubject": "x"}, "t": 5, "i": 6712, "d": False})},
+    )
+    redis_client.hset("fieldrelay:seen:servicetrade:job", mapping={"35769": 1401833052})
+    assert migrate_legacy_state(redis_client, store) == 2
+    activity = store.read("synergist", "activity", "6712")
+    assert (activity.record, activity.digest, activity.version_at, activity.entity_id) == (
+        {"activitySubject": "x"},
+        "d1",
+        5,
+        6712,
+    )
+    assert redis_client.smembers("fieldrelay:poll:ids:synergist.activity") == {b"6712"}
+    assert store.read("servicetrade", "job", "35769").newest == 1401833052
+    assert not redis_client.exists("fieldrelay:poll:snap:synergist.activity", "fieldrelay:seen:servicetrade:job")
+    redis_client.hset("fieldrelay:seen:servicetrade:job", mapping={"1": 1})
+    assert migrate_legacy_state(redis_client, store) == 0  # once per Redis

@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from fieldrelay.entitystate import EntityStore
+from fieldrelay.entitystate import EntityStore, migrate_legacy_state
 from fieldrelay.queues import EVENTS_QUEUE
 from fieldrelay.settings import Settings
 from workers.polling.clients import PollClients
@@ -41,6 +41,7 @@ class PollContext:
             self.redis, ttl=self.settings.entity_state_ttl, max_bytes=self.settings.entity_state_max_bytes
         )
         self.store = PollStore(self.redis, entities)
+        migrate_legacy_state(self.redis, entities)  # once per Redis: the snapshots kept before this store
 
     def poller(self, name: str) -> Poller:
         spec = self.specs[name]
