@@ -7,14 +7,14 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from fieldrelay.entitystate import EntityVersion
+from fieldrelay.entitystate import EntityVersion, canonical
 from fieldrelay.events import ChangeEvent
 from rules.conditions import explain
 from rules.context import LazyEntity, LinkLookup, RuleContext
 from rules.models import Rule, Verdict
 from rules.ruleset import RuleSet
 from rules.templating import build_context
-from rules.trigger import CHANGESET, EventView, Resolved
+from rules.trigger import CHANGESET, CURRENT, SNAPSHOT, EventView, Resolved
 
 # NamedTuple's generated __new__ is a Python function; the tuple constructor gives the same object cheaper.
 _verdict = tuple.__new__
@@ -58,8 +58,24 @@ class EventScope:
         return {k: v for k, v in self.view.resolved.items() if isinstance(v, Resolved)}
 
     def derived(self) -> dict[str, dict[str, Any]]:
-        """The transitions not read from the changeset: `{field: {old, new, old_from, new_from}}`."""
-        return {k: v.describe() for k, v in self.transitions().items() if v.old_from != CHANGESET}
+        """The transitions not read from the changeset: `{field: {old, new, old_from, new_from}}`.
+
+        Once the record was read and an earlier version is known, every top-level field that differs
+        from it is one, whether a rule asked about it or not: that comparison is the changeset for the
+        fields ServiceTrade's does not cover.
+        """
+        found = {k: v.describe() for k, v in self.transitions().items() if v.old_from != CHANGESET}
+        previous, changes = self.view.previous, self.event.changes or {}
+        current = self.entity.value if self.entity.loaded and self.entity.error is None else None
+        if previous is None or current is None or self.view.complete:
+            return found
+        for name, new in current.items():
+            if name in found or name in changes:
+                continue
+            known, old = previous.field(name)
+            if known and canonical(old) != canonical(new):
+                found[name] = Resolved(old, new, SNAPSHOT, CURRENT).describe()
+        return found
 
 
 def allowed_env(names: Iterable[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -139,7 +139,7 @@ def test_an_appointment_completed_with_empty_changesets_fires_once(rt: Runtime, 
     [skipped] = steps(rt, seen, "rule.skipped")
     assert "no earlier version known" in skipped["reason"]
 
-    st.records[("appointment", 754)].update(status="completed", updated=200)
+    st.records[("appointment", 754)].update(status="completed", windowStart=5, updated=200)
     done = update("appointment", 754, 200, {})
     assert matched(rt, done) == ["appointment-done"]
     [hit] = steps(rt, done, "rule.matched")
@@ -148,9 +148,13 @@ def test_an_appointment_completed_with_empty_changesets_fires_once(rt: Runtime, 
     }
     [received] = steps(rt, done, "event.received")
     assert received["compared_with"].startswith(f"the version stored by event {seen.id} (via webhook")
-    assert rt.state.load_event(done.id)["derived"]["status"]["old"] == "scheduled"  # actions see it in `changes`
+    derived = rt.state.load_event(done.id)["derived"]  # actions see it in `changes`
+    assert derived["status"]["old"] == "scheduled"
+    # Every field that differs from the stored version, asked about or not (`updated` is volatile: never).
+    assert derived["windowStart"] == {"old": 1, "new": 5, "old_from": "snapshot", "new_from": "current value"}
+    assert "updated" not in derived
 
-    st.records[("appointment", 754)].update(windowStart=2, updated=300)
+    st.records[("appointment", 754)].update(windowStart=6, updated=300)
     later = update("appointment", 754, 300, {})
     assert matched(rt, later) == []  # an unrelated update does not fire it again
     assert "did not change since the version fieldrelay saw last" in steps(rt, later, "rule.skipped")[0]["reason"]
