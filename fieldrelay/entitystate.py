@@ -361,7 +361,7 @@ def migrate_legacy_state(client: redis.Redis, store: EntityStore) -> int:
                 "",
             )
         written = store.write_many(source, kind, versions)
-        if written:
+        if written and source != "servicetrade":  # ServiceTrade pollers never scan in full: no id list
             client.sadd(f"fieldrelay:poll:ids:{poller}", *written)
         moved += len(written)
         if newest:

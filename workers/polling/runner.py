@@ -162,7 +162,8 @@ class Poller:
         events, snapshots, unchanged, newest = self._derive(listed, cursor, horizon, now, report, absent)
         for event in events:
             self.enqueue(event)
-        self.store.save_snapshots(spec.name, snapshots)
+        scans = src.full_only or src.verify_filter or bool(every)  # a poller that may list everything
+        self.store.save_snapshots(spec.name, snapshots, track_ids=scans)
         self.store.touch(spec.name, unchanged)
         self.metrics.add("fieldrelay_poll_events_total", len(events), source=spec.system, entity=spec.entity)
         if src.reconcile:

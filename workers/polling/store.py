@@ -81,13 +81,19 @@ class PollStore:
         if ids:
             self.r.srem(self.key("ids", poller), *ids)
 
-    def save_snapshots(self, poller: str, snapshots: dict[str, tuple[EntityVersion, str]]) -> set[str]:
+    def save_snapshots(
+        self, poller: str, snapshots: dict[str, tuple[EntityVersion, str]], *, track_ids: bool = True
+    ) -> set[str]:
         """Write each record's new version if the stored one is still the one read (its token): a webhook
-        event that moved it meanwhile wins. Returns the ids written."""
+        event that moved it meanwhile wins. Returns the ids written.
+
+        `track_ids` adds them to the poller's id list, which only full scans read (and prune): a poller
+        that never scans in full keeps none, so the list does not grow without bound.
+        """
         if not snapshots:
             return set()
         written = self.entities.write_many(*self._kind(poller), snapshots)
-        if written:
+        if written and track_ids:
             self.r.sadd(self.key("ids", poller), *written)
         return written
 
