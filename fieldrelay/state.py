@@ -242,7 +242,7 @@ class PipelineState:
 
     def rules_status(self) -> RulesStatus | None:
         raw = self.r.get(RULES_STATUS_KEY)
-        return None if raw is None else orjson.loads(raw)  # type: ignore[no-any-return]
+        return None if raw is None else orjson.loads(raw)
 
     def first_alert(self, name: str, ttl: int) -> bool:
         """True for the first caller in `ttl` seconds: an alert about the same thing is sent once."""

@@ -64,7 +64,7 @@ class RetryPolicy:
 
 
 def run_step(
-    step: Callable[[], None],
+    step: Callable[[], object],
     attempt: int,
     policy: RetryPolicy,
     *,
