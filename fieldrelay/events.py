@@ -53,6 +53,15 @@ class ChangeEvent(BaseModel):
     occurred_at: int = Field(description="Unix seconds of the change itself (the per-entity timestamp)")
     message_id: str | None = None
     changes: dict[str, FieldChange] | None = None
+    # The per-entity timestamp as ServiceTrade sent it, when it was too far ahead of the receiver's clock
+    # and `occurred_at` was clamped to the receive time (FIELDRELAY_CLOCK_SKEW).
+    clamped_from: int | None = None
+
+    @property
+    def complete_changes(self) -> bool:
+        """The changeset lists every changed field (a poller's diff of two snapshots); a webhook's
+        lists only the fields ServiceTrade tracks, so a field missing from it may still have changed."""
+        return self.via == "poll" and self.changes is not None
 
     @property
     def id(self) -> str:
@@ -70,8 +79,8 @@ class ChangeEvent(BaseModel):
 def event_id(event: ChangeEvent) -> str:
     # message_id is left out on purpose: ServiceTrade may carry one change in several
     # messages, and a poller sees the same change with no message at all.
+    # A clamped timestamp is keyed as sent: a redelivery, clamped to another receive time, is the same change.
     changes = None if event.changes is None else sorted((k, repr(v.old), repr(v.new)) for k, v in event.changes.items())
-    key = orjson.dumps(
-        [event.source, event.entity.type, str(event.entity.id), event.action, event.occurred_at, changes]
-    )
+    at = event.occurred_at if event.clamped_from is None else event.clamped_from
+    key = orjson.dumps([event.source, event.entity.type, str(event.entity.id), event.action, at, changes])
     return hashlib.blake2b(key, digest_size=12).hexdigest()

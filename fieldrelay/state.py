@@ -13,6 +13,7 @@ import orjson
 import redis
 
 from fieldrelay.bounds import bounded
+from fieldrelay.entitystate import EntityStore
 from fieldrelay.metrics import observe
 from fieldrelay.redaction import Redactor
 from fieldrelay.steps import FAILURES, Step
@@ -51,18 +52,17 @@ class PipelineState:
         redactor: Redactor | None = None,
         retention: int = 7 * DAY,
         failure_retention: int = 30 * DAY,
+        entity_ttl: int = 30 * DAY,
+        entity_max_bytes: int = 16384,
     ) -> None:
         self.r = client
         self.redactor = redactor or Redactor([])
         self.retention = retention
         self.failure_retention = failure_retention
+        self.entities = EntityStore(client, ttl=entity_ttl, max_bytes=entity_max_bytes)
         # EXPIRE ... GT needs Redis 7; the embedded server is 6.2, so extend-only in Lua.
         self._unlock = client.register_script(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-        )
-        self._max_field = client.register_script(
-            "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1') "
-            "if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
         )
         self._append_extend = client.register_script(
             "redis.call('RPUSH', KEYS[1], ARGV[1]) "
@@ -82,16 +82,21 @@ class PipelineState:
         return owner is not None and _text(owner) == task_id
 
     def mark_seen(self, source: str, entity_type: str, entity_id: str | int, occurred_at: int) -> None:
-        """Remember the newest change time seen for an entity (webhook or poll), never moving backwards.
+        """Record that a change at `occurred_at` was decided for an entity, never moving backwards.
 
-        Pollers compare a record's `updated` with this: a change a webhook already delivered
-        is not emitted again, and one newer than it is a missed webhook, caught.
+        The pipeline does this when it writes the entity's version (`workers.pipeline`); pollers read
+        it back (`seen_at`): a change a webhook already delivered is not emitted again.
         """
-        self._max_field(keys=[self.key("seen", source, entity_type)], args=[str(entity_id), occurred_at])
+        while True:
+            stored = self.entities.read(source, entity_type, entity_id)
+            if stored.newest is not None and stored.newest >= occurred_at:
+                return
+            updated = dataclasses.replace(stored, newest=occurred_at)
+            if self.entities.write(source, entity_type, entity_id, updated, expect=stored.token):
+                return
 
     def seen_at(self, source: str, entity_type: str, entity_id: str | int) -> int | None:
-        raw = self.r.hget(self.key("seen", source, entity_type), str(entity_id))
-        return None if raw is None else int(raw)
+        return self.entities.read(source, entity_type, entity_id).newest
 
     def save_event(self, event_id: str, event: dict[str, Any]) -> None:
         self.r.set(self.key("event", event_id), orjson.dumps(event), ex=self.retention)
@@ -286,3 +291,9 @@ class RedisLinkStore:
 
     def set(self, key: str, value: str) -> None:
         self.r.set(f"{self.prefix}:{key}", value, ex=self.ttl)
+
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        """Each key's link, or None (one MGET)."""
+        if not keys:
+            return []
+        return [None if raw is None else _text(raw) for raw in self.r.mget([f"{self.prefix}:{k}" for k in keys])]

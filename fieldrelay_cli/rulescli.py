@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from fieldrelay.entitystate import EntityVersion
 from fieldrelay.events import ChangeEvent
 from fieldrelay.limits import MEMORY_BYTES, ResourceLimitError, describe, resource_bounds
 from fieldrelay.settings import Settings
@@ -30,6 +31,7 @@ from sandbox.runner import SandboxRunner
 from workers.actions.reference import render_reference
 from workers.actions.registry import ACTIONS, ActionContext, Clients, MemoryLinkStore, action_params
 from workers.clients import SettingsClients
+from workers.execute import uri_note
 
 
 def rules_env() -> list[str]:
@@ -75,8 +77,32 @@ def read_events(path: Path) -> list[ChangeEvent]:
         raise SystemExit(f"{path}: not a change event: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
-def dry_run(rules_dir: Path, event_file: Path, entity_file: Path | None, *, against_sandbox: bool = False) -> int:
-    """Explain each event's rules; `against_sandbox` also runs the matched actions on the sandboxes."""
+def read_record(path: Path) -> Any:
+    """A record from a JSON file; a raw ServiceTrade answer (`{"data": {...}}`) is unwrapped."""
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{path}: not JSON: {exc}") from None
+    if isinstance(record, dict) and set(record) <= {"data", "messages"} and isinstance(record.get("data"), dict):
+        record = record["data"]
+    if not isinstance(record, dict):
+        raise SystemExit(f"{path}: not a record (a JSON object)")
+    return record
+
+
+def dry_run(
+    rules_dir: Path,
+    event_file: Path,
+    entity_file: Path | None,
+    *,
+    against_sandbox: bool = False,
+    previous_file: Path | None = None,
+) -> int:
+    """Explain each event's rules; `against_sandbox` also runs the matched actions on the sandboxes.
+
+    `previous_file` is the version of the record fieldrelay saw before the event: fields missing from
+    the event's changeset are compared between it and `entity_file`.
+    """
     names = rules_env()
     try:
         ruleset = load_rules(rules_dir, action_params(), env_names=names)
@@ -84,30 +110,25 @@ def dry_run(rules_dir: Path, event_file: Path, entity_file: Path | None, *, agai
         for error in exc.errors:
             print(error, file=sys.stderr)
         return 1
-    entity = None
-    if entity_file is not None:
-        try:
-            entity = json.loads(entity_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise SystemExit(f"{entity_file}: not JSON: {exc}") from None
-        # Accept a raw API answer too: ServiceTrade wraps records in {"data": ...}.
-        if isinstance(entity, dict) and set(entity) <= {"data", "messages"} and isinstance(entity.get("data"), dict):
-            entity = entity["data"]
-    else:
+    entity = read_record(entity_file) if entity_file is not None else None
+    previous = read_record(previous_file) if previous_file is not None else None
+    if entity is None:
         print("(no --entity given: rules that read `entity` see nothing; no API is called)\n")
     env = allowed_env(names)
     events = read_events(event_file)
     if not against_sandbox:
         for event in events:
-            print(explain(ruleset, event, entity, env=env))
+            print(explain(ruleset, event, entity, env=env, previous=previous))
+            if note := uri_note(event):
+                print(f"  (note: {note})")
             print()
         return 0
     with SandboxRunner() as sandboxes:
         clients = sandbox_clients(sandboxes.urls)
         try:
             for event in events:
-                print(explain(ruleset, event, entity, env=env))
-                print("\n".join(run_matched(ruleset, event, entity, clients, env=env)))
+                print(explain(ruleset, event, entity, env=env, previous=previous))
+                print("\n".join(run_matched(ruleset, event, entity, clients, env=env, previous=previous)))
                 print()
         finally:
             clients.close()
@@ -139,6 +160,7 @@ def run_matched(
     clients: Clients,
     *,
     env: Mapping[str, str],
+    previous: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Run each matched rule's `then` in order, as a worker would, and report every action's result.
 
@@ -148,7 +170,8 @@ def run_matched(
     record = dict(entity) if entity is not None else None
     links = MemoryLinkStore()  # one run: a create followed by an update of the same record links up
     lines = ["against the sandboxes:"]
-    for verdict in evaluate(ruleset, event, lambda: record, env=env):
+    stored = EntityVersion(dict(previous)) if previous is not None else None
+    for verdict in evaluate(ruleset, event, lambda: record, env=env, previous=stored):
         if not verdict.matched:
             continue
         rule = verdict.rule
@@ -220,6 +243,9 @@ def format_trace(event_id: str, event: dict[str, Any] | None, steps: list[dict[s
         if event.get("changes"):
             changes = ", ".join(f"{k}: {v['old']!r} -> {v['new']!r}" for k, v in event["changes"].items())
             lines.append(f"  changes: {changes}")
+        for name, d in (event.get("derived") or {}).items():  # worked out against the version seen before
+            old = "?" if d.get("old_from") == "no earlier version known" else repr(d.get("old"))
+            lines.append(f"  compared: {name}: {old} ({d.get('old_from')}) -> {d.get('new')!r} ({d.get('new_from')})")
     else:
         lines.append(f"event {event_id}")
     for step in steps:
@@ -268,7 +294,11 @@ def _rules_test(args: argparse.Namespace) -> int:
         sys.exit("rules test: give --event FILE (dry run) or a directory of test cases")
     rules_dir = Path(args.rules) if args.rules else settings_or_exit().rules_dir
     return dry_run(
-        rules_dir, Path(args.event), Path(args.entity) if args.entity else None, against_sandbox=args.against_sandbox
+        rules_dir,
+        Path(args.event),
+        Path(args.entity) if args.entity else None,
+        against_sandbox=args.against_sandbox,
+        previous_file=Path(args.previous) if args.previous else None,
     )
 
 
@@ -293,6 +323,11 @@ def register(sub: Any) -> None:
     p.add_argument("cases", nargs="?", help="directory of test-case YAML files (rules default to its parent)")
     p.add_argument("--event", help="a ServiceTrade webhook message or a normalized event (JSON)")
     p.add_argument("--entity", help="the entity JSON the rules see as `entity` (no API call is made)")
+    p.add_argument(
+        "--previous",
+        help="the record as fieldrelay saw it before the event (JSON): fields missing from the changeset are "
+        "compared with it; without it, no earlier version is known",
+    )
     p.add_argument("--rules", help="rules directory (default FIELDRELAY_RULES_DIR)")
     p.add_argument(
         "--against-sandbox",

@@ -120,7 +120,7 @@ def create_app(
         except ClientDisconnect:
             return Response(status_code=400)
         try:
-            events = normalize(parse_message(body))
+            events = normalize(parse_message(body), max_skew=settings.clock_skew)
         except WebhookError as exc:
             kind = "not_json" if str(exc).startswith("body is not valid JSON") else "invalid"
             return await rejected(body, str(exc), kind)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hmac
 import math
+import re
+import time
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, NotRequired
 from urllib.parse import urlsplit
@@ -146,34 +148,54 @@ def parse_message(body: bytes) -> WebhookMessage:
         raise WebhookError("; ".join(problems)) from None
 
 
-def normalize(message: WebhookMessage) -> list[dict[str, Any]]:
-    """One event (the JSON form of `ChangeEvent`) per entity item.
+# The workers read `GET <base>/<type>/<id>`, so type and id must form a path and nothing else.
+# The doc gives no list of webhook entity types ("job", "invoice", "attachment" in its samples), so
+# any plain name passes here; the worker's own table decides which it can read.
+ENTITY_TYPE = re.compile(r"^[A-Za-z][A-Za-z_]{0,39}$")
+
+
+def normalize(
+    message: WebhookMessage, *, received_at: float | None = None, max_skew: int = 300
+) -> list[dict[str, Any]]:
+    """One event (the JSON form of `ChangeEvent`) per entity item; `WebhookError` for an item whose
+    type cannot name a ServiceTrade path (nothing of the message is then enqueued).
 
     `changes` is None without a changeset (created/deleted never carry one, nor do hooks
-    without includeChangesets) and `{}` for an empty one.
+    without includeChangesets) and `{}` for an empty one. A per-entity timestamp more than
+    `max_skew` seconds ahead of `received_at` is clamped to it; `clamped_from` keeps the original.
+    The item's `uri` is kept for display only: the worker reads the record by type and id.
     """
+    now = int(time.time() if received_at is None else received_at)
     events = []
-    for item in message["data"]:
+    for n, item in enumerate(message["data"]):
         changeset = item.get("changeset")
         entity = item["entity"]
+        if not ENTITY_TYPE.match(entity["type"]):
+            raise WebhookError(
+                f"data.{n}.entity.type: {entity['type']!r} is not an entity type name (letters and underscores)"
+            )
+        at, clamped_from = item["timestamp"], None
+        if at > now + max_skew:
+            at, clamped_from = now, item["timestamp"]
         events.append(
             {
                 "source": "servicetrade",
                 "via": "webhook",
                 "action": item["action"],
                 "entity": {"type": entity["type"], "id": entity["id"], "uri": entity["uri"]},
-                "occurred_at": item["timestamp"],
+                "occurred_at": at,
                 "message_id": message["messageId"],
                 "changes": None
                 if changeset is None
                 else {c["field"]: {"old": c.get("oldValue"), "new": c.get("newValue")} for c in changeset},
+                "clamped_from": clamped_from,
             }
         )
     return events
 
 
-def to_events(message: WebhookMessage) -> list[ChangeEvent]:
-    return [ChangeEvent.model_validate(e) for e in normalize(message)]
+def to_events(message: WebhookMessage, *, received_at: float | None = None, max_skew: int = 300) -> list[ChangeEvent]:
+    return [ChangeEvent.model_validate(e) for e in normalize(message, received_at=received_at, max_skew=max_skew)]
 
 
 def token_matches(candidate: str, valid: Sequence[bytes]) -> bool:

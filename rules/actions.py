@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from rules.calls import ActionCall
+from rules.calls import ON_MISSING, ActionCall
 from rules.catalog import did_you_mean
 from rules.conditions import Loc, Problems
 from rules.errors import TemplateError, describe
@@ -20,8 +20,9 @@ from rules.templating import Refs, compile_template, is_template
 
 ActionParams = Mapping[str, type[BaseModel]]
 _STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Keys of a step beside its one action: its id, and the reason a write-back to the rule's source is safe.
-STEP_KEYS = ("id", "loop_ok")
+# Keys of a step beside its one action: its id, the reason a write-back to the rule's source is safe, and
+# what to do when the record a linking step created is gone.
+STEP_KEYS = ("id", "loop_ok", "on_missing")
 
 
 def parse_action(
@@ -43,6 +44,11 @@ def parse_action(
                 f"loop_ok takes the reason this write-back is safe, as text "
                 f"(e.g. loop_ok: a comment changes no field this rule reads), got {loop_ok!r}",
             )
+        )
+    on_missing = raw.get("on_missing", "fail")
+    if on_missing not in ON_MISSING:
+        problems.append(
+            ((*loc, "on_missing"), f"on_missing must be one of {', '.join(ON_MISSING)}, got {on_missing!r}")
         )
     names = [k for k in raw if k not in STEP_KEYS]
     if not names:
@@ -66,14 +72,28 @@ def parse_action(
     refs = compile_strings(params, (*loc, name), problems)
     if action_params is not None:
         check_params(action_params[name], params, (*loc, name), problems)
+        if "on_missing" in raw and getattr(action_params[name], "link_kind", None) is None:
+            problems.append(
+                (
+                    (*loc, "on_missing"),
+                    f"{name} keeps no link to a record it created, so on_missing does not apply "
+                    f"(it does on {', '.join(linking_actions(action_params)) or 'no action'})",
+                )
+            )
     call = ActionCall(
         name,
         step_id if isinstance(step_id, str) else None,
         params,
         line,
         loop_ok.strip() if isinstance(loop_ok, str) else None,
+        str(on_missing) if on_missing in ON_MISSING else "fail",
     )
     return (call if len(problems) == before else None), refs
+
+
+def linking_actions(action_params: ActionParams) -> list[str]:
+    """The actions whose parameter model declares a `link_kind`: they remember the record they created."""
+    return sorted(name for name, model in action_params.items() if getattr(model, "link_kind", None))
 
 
 def compile_strings(value: Any, loc: Loc, problems: Problems) -> Refs:

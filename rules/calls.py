@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# What an action that keeps a link does when the record it created was deleted in the target.
+ON_MISSING = ("fail", "recreate")
+
 
 @dataclass(frozen=True)
 class ActionCall:
@@ -12,6 +15,8 @@ class ActionCall:
 
     `loop_ok` is the author's reason why a write back to the rule's own source is safe (it silences
     the loop warning); None when none was given.
+    `on_missing` (`fail`, the default, or `recreate`) is for actions that keep a link to the record
+    they created: what to do when a later run finds that record deleted in the target.
     """
 
     name: str
@@ -19,3 +24,4 @@ class ActionCall:
     params: Any
     line: int
     loop_ok: str | None = None
+    on_missing: str = "fail"

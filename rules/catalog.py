@@ -191,6 +191,34 @@ SERVICETRADE_FIELDS: dict[str, frozenset[str]] = {
 }
 
 
+# ServiceTrade, "Webhook > Entity Changesets": "Changeset tracking is NOT enabled on all fields on all
+# entities"; it lists Job (with no fields in the text) and Job Item. [INCONS] The same section's sample
+# carries a job changeset on `status`, so `status` counts as tracked here (the sample's reading). Under
+# either reading a field missing from a changeset is compared with the version seen before; this list
+# only decides which `changed:` fields `rules check` warns cost a fetch.
+SERVICETRADE_TRACKED: dict[str, frozenset[str]] = {
+    "job": frozenset({"status"}),
+    "jobitem": frozenset(
+        {
+            "libItemId",
+            "quantity",
+            "source.companyId",
+            "source.deliveryDate",
+            "source.status",
+            "source.type",
+            "source.userId",
+            "source.value",
+            "source.warehouseId",
+        }
+    ),
+}
+
+
+def untracked_field(source: str, entity: str, field: str) -> bool:
+    """True when ServiceTrade's webhook changesets never report changes of `field` on `entity`."""
+    return source == "servicetrade" and field not in SERVICETRADE_TRACKED.get(canonical_entity(entity), ())
+
+
 def canonical_entity(name: str) -> str:
     """ServiceTrade spells some types both ways (`job_item`, `jobitem`); match on one spelling."""
     return name.replace("_", "").lower()

@@ -41,6 +41,11 @@ class LazyEntity(Mapping[str, Any]):
     def loaded(self) -> bool:
         return self._loaded
 
+    @property
+    def error(self) -> BaseException | None:
+        """The failure of the one fetch, if it failed (an `if` that swallowed it must not hide it)."""
+        return self._error
+
     def __getitem__(self, key: str) -> Any:
         if self.value is None:
             raise KeyError(key)
@@ -51,6 +56,22 @@ class LazyEntity(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.value or {})
+
+
+@dataclass(frozen=True)
+class LinkQuery:
+    """`linked_id(kind, rule=..., step=...)` as asked: the record an earlier rule created in another
+    system for a source entity (by default the event's own)."""
+
+    kind: str  # `synergist.activity`: the target system and record type
+    rule: str
+    step: str | None
+    source: str
+    entity_type: str
+    entity_id: int | str
+
+
+LinkLookup = Callable[[LinkQuery], Any]
 
 
 @dataclass(frozen=True)

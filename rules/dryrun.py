@@ -13,15 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from fieldrelay.entitystate import EntityVersion
 from fieldrelay.events import ChangeEvent
 from rules.calls import ActionCall
-from rules.context import Placeholder, redact
-from rules.engine import evaluate_rules
+from rules.context import LazyEntity, Placeholder, redact
+from rules.engine import EventScope, judge
 from rules.errors import RuleLoadError, TemplateError
 from rules.loader import load_rules, plain
 from rules.models import Rule
 from rules.ruleset import RuleSet
 from rules.templating import build_context, derived_paths, mask_paths, render_params
+from rules.trigger import UNKNOWN, Resolved
 
 
 def step_placeholders(rule: Rule) -> dict[str, Placeholder]:
@@ -40,6 +42,7 @@ def render_calls(
     env: Mapping[str, str] | None = None,
     steps: Mapping[str, Any] | None = None,
     mask_secrets: bool = True,
+    derived: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any] | TemplateError]:
     """Each call rendered as `{name: params}`, or the TemplateError it raised.
 
@@ -54,6 +57,7 @@ def render_calls(
         now=now,
         env=env,
         mask_secrets=mask_secrets,
+        derived=derived,
     )
     out: list[dict[str, Any] | TemplateError] = []
     for call in calls:
@@ -72,6 +76,14 @@ def describe_event(event: ChangeEvent) -> str:
     return f"{head} (changes: {changes or 'none'})"
 
 
+def describe_transition(name: str, change: Resolved) -> str:
+    """`status: 'scheduled' (snapshot) -> 'completed' (current value)`; one source is said once."""
+    old = "?" if change.old_from == UNKNOWN else repr(change.old)
+    if change.old_from == change.new_from:
+        return f"{name}: {old} -> {change.new!r}  (from the {change.old_from})"
+    return f"{name}: {old} ({change.old_from}) -> {change.new!r} ({change.new_from})"
+
+
 def explain(
     ruleset: RuleSet,
     event: ChangeEvent,
@@ -79,11 +91,17 @@ def explain(
     *,
     now: datetime | None = None,
     env: Mapping[str, str] | None = None,
+    previous: Mapping[str, Any] | None = None,
 ) -> str:
-    """A report for ops: every rule, matched or not and why; matched rules show their rendered calls.
+    """A report for ops: every rule, matched or not and why, with where each `changed:` field's old
+    and new values came from; matched rules show their rendered calls.
+
+    `entity` is the record as it is now; `previous` the version fieldrelay saw before (a field
+    missing from the changeset is compared between the two; without `previous`, none is known).
 
     event: servicetrade job 35769 updated via webhook (changes: status: 'scheduled' -> 'completed')
     MATCH completed-job-to-synchroteam  (rules/sync.yaml:8)
+      status: 'scheduled' -> 'completed'  (from the changeset)
       then[0] synchroteam.customer.upsert  id=customer
         {"myId": "st-company-39", "name": "Big Bang Burger Bar"}
     no    canceled-job-notify  (rules/sync.yaml:40)
@@ -92,17 +110,23 @@ def explain(
     now = now or datetime.now(UTC)
     candidates = {id(r) for r in ruleset.candidates(event)}
     record = dict(entity) if entity is not None else None
-    verdicts = evaluate_rules(ruleset.rules, event, lambda: record, now=now, env=env)
+    stored = EntityVersion(dict(previous)) if previous is not None else None
+    scope = EventScope(event, LazyEntity(lambda: record), now, env, stored)
+    verdicts = judge(ruleset.rules, scope)
+    derived = scope.derived()
     lines = [f"event: {describe_event(event)}"]
     if not verdicts:
         lines.append("(no rules loaded)")
     for verdict in verdicts:
         rule = verdict.rule
         where = f"({rule.file}:{rule.line})"
+        seen = [(n, scope.view.seen(n)) for n in rule.when.changed]
+        transitions = [f"  {describe_transition(n, c)}" for n, c in seen if c is not None]
         if verdict.matched:
             lines.append(f"MATCH {rule.name}  {where}")
+            lines.extend(transitions)
             for section, calls in (("then", rule.then), ("on_failure", rule.on_failure)):
-                rendered = render_calls(rule, calls, event, record, now=now, env=env)
+                rendered = render_calls(rule, calls, event, record, now=now, env=env, derived=derived)
                 for i, (call, result) in enumerate(zip(calls, rendered, strict=True)):
                     label = f"  {section}[{i}] {call.name}" + (f"  id={call.id}" if call.id else "")
                     lines.append(label + ("  (only if a step fails)" if section == "on_failure" else ""))
@@ -115,6 +139,7 @@ def explain(
         else:
             tag = "no   " if id(rule) in candidates else "skip "
             lines.append(f"{tag} {rule.name}  {where}")
+            lines.extend(t for t in transitions if id(rule) in candidates)
             lines.append(f"  {verdict.reason}")
     return "\n".join(lines)
 
@@ -127,13 +152,18 @@ class Expect(BaseModel):
 
 
 class Case(BaseModel):
-    """`{name, event, entity?, env?, now?, expect: {matched, actions?}}`."""
+    """`{name, event, entity?, previous?, env?, now?, expect: {matched, actions?}}`.
+
+    `entity` is the record now; `previous` the version fieldrelay saw before the event, against which
+    fields missing from the event's changeset are compared (leave it out for a first sighting).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     name: str
     event: dict[str, Any]
     entity: dict[str, Any] | None = None
+    previous: dict[str, Any] | None = None
     env: dict[str, str] = Field(default_factory=dict)
     now: datetime | None = None
     expect: Expect
@@ -191,7 +221,9 @@ def run_case(case: Case, file: str, ruleset: RuleSet) -> CaseResult:
     except ValidationError as exc:
         result.problems.append(f"bad event: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}")
         return result
-    verdicts = evaluate_rules(ruleset.rules, event, lambda: case.entity, now=case.now, env=case.env)
+    stored = EntityVersion(case.previous) if case.previous is not None else None
+    scope = EventScope(event, LazyEntity(lambda: case.entity), case.now, case.env, stored)
+    verdicts = judge(ruleset.rules, scope)
     matched = [v.rule.name for v in verdicts if v.matched]
     if sorted(matched) != sorted(case.expect.matched):
         why = "; ".join(
@@ -203,7 +235,9 @@ def run_case(case: Case, file: str, ruleset: RuleSet) -> CaseResult:
         if rule is None:
             result.problems.append(f"actions for unknown rule {name!r}")
             continue
-        rendered = render_calls(rule, rule.then, event, case.entity, now=case.now, env=case.env)
+        rendered = render_calls(
+            rule, rule.then, event, case.entity, now=case.now, env=case.env, derived=scope.derived()
+        )
         got = [str(r) if isinstance(r, TemplateError) else r for r in rendered]
         if got != expected:
             for i in range(max(len(got), len(expected))):

@@ -14,9 +14,9 @@ from pydantic import TypeAdapter, ValidationError
 from ruamel.yaml.error import MarkedYAMLError
 
 from fieldrelay.events import ChangeEvent
-from rules.actions import ActionParams, parse_action, template_names
+from rules.actions import ActionParams, linking_actions, parse_action, template_names
 from rules.calls import ActionCall
-from rules.catalog import SOURCE_TITLES, did_you_mean, undocumented_field
+from rules.catalog import SOURCE_TITLES, did_you_mean, undocumented_field, untracked_field
 from rules.conditions import Condition, Loc, Problems, condition_names, condition_refs, parse_condition
 from rules.errors import RuleError, RuleLoadError, RuleWarning, TemplateError, describe, format_path
 from rules.files import rule_files
@@ -24,7 +24,7 @@ from rules.marks import keys_at, locate
 from rules.models import Rule, RuleFileSpec, RuleSpec
 from rules.ruleset import RuleSet
 from rules.secrets import ENV_SETTING, SecretTag, check_secret, find_secrets, rule_yaml
-from rules.templating import compile_expression, compile_template, is_template
+from rules.templating import compile_expression, compile_template, is_template, link_calls
 from rules.yamlcheck import YamlLimitError, check_yaml
 
 _RULE = TypeAdapter(RuleSpec)
@@ -199,14 +199,48 @@ def _writes(action: str, action_params: ActionParams | None) -> bool:
     return bool(getattr(model, "writes", True))
 
 
+def _link_calls(raw: Any, loc: Loc, expression: bool) -> list[tuple[Loc, str | None, str | None]]:
+    """Every `linked_id(...)` call in a rule's `if` (expressions) or steps (templates), with where it is."""
+    if isinstance(raw, str):
+        if expression or is_template(raw):
+            return [(loc, kind, rule) for kind, rule in link_calls(raw, expression=expression)]
+        return []
+    if isinstance(raw, Mapping):
+        return [c for k, v in raw.items() for c in _link_calls(v, (*loc, k), expression)]
+    if isinstance(raw, list):
+        return [c for i, v in enumerate(raw) for c in _link_calls(v, (*loc, i), expression)]
+    return []
+
+
+def _check_link_kinds(
+    calls: list[tuple[Loc, str | None, str | None]], action_params: ActionParams | None, problems: Problems
+) -> None:
+    if action_params is None:
+        return
+    kinds = sorted({str(getattr(action_params[n], "link_kind", "")) for n in linking_actions(action_params)})
+    for loc, kind, _ in calls:
+        if kind is not None and kind not in kinds:
+            known = ", ".join(kinds) or "none"
+            hint = did_you_mean(kind, kinds)
+            problems.append((loc, f"linked_id: {kind!r} is no kind of record fieldrelay links{hint} (known: {known})"))
+
+
 def _warnings(rule: Rule, prefix: Loc, action_params: ActionParams | None) -> list[tuple[Loc, str]]:
     out: list[tuple[Loc, str]] = []
     when, title = rule.when, SOURCE_TITLES[rule.when.source]
     for field in when.changed:
         for entity in when.entity or ():
+            loc = (*prefix, "when", "changed", field)
             if undocumented_field(when.source, entity, field):
+                out.append((loc, f"{field!r} is not a documented field of {title} {entity!r}"))
+            elif when.via != "poll" and untracked_field(when.source, entity, field):
                 out.append(
-                    ((*prefix, "when", "changed", field), f"{field!r} is not a documented field of {title} {entity!r}")
+                    (
+                        loc,
+                        f"{title} webhooks do not report changes of {field!r} on {entity!r} in their changeset; "
+                        f"the rule still works: for each candidate event fieldrelay reads the {entity} (one API "
+                        "call) and compares it with the version it saw before",
+                    )
                 )
     if when.changed and when.action is not None and "updated" not in when.action:
         out.append(((*prefix, "when", "changed"), "only 'updated' events carry changesets; this rule never matches"))
@@ -252,6 +286,7 @@ class _Loaded:
         self.names: list[tuple[int, int, str]] = []
         self.errors: list[RuleError] = []
         self.warnings: list[RuleWarning] = []
+        self.link_rules: list[tuple[int, int, str, str]] = []  # (line, col, path, rule named by linked_id)
 
 
 def _load_file(path: Path, action_params: ActionParams | None, env_names: Collection[str] | None) -> _Loaded:
@@ -296,6 +331,11 @@ def _load_file(path: Path, action_params: ActionParams | None, env_names: Collec
             if isinstance(raw, dict):  # the shape is wrong somewhere; still report what else is
                 compile_parts(raw, vars, line, lines, action_params, prefix, problems)
             continue
+        calls = _link_calls(raw.get("if"), (*prefix, "if"), True)
+        for section in ("then", "on_failure"):
+            calls += _link_calls(raw.get(section), (*prefix, section), False)
+        _check_link_kinds(calls, action_params, problems)
+        out.link_rules += [(*_at(root, loc), name) for loc, _, name in calls if name is not None]
         rule = compile_rule(spec, raw, vars, file, line, lines, action_params, prefix, problems)
         if rule is not None:
             out.rules.append(rule)
@@ -407,6 +447,11 @@ def _build(files: list[Path], action_params: ActionParams | None, env_names: Col
                 errors.append(RuleError(one.file, line, col, path, message))
             else:
                 first[rule.name] = rule
+    for one in loaded:
+        for line, col, path, name in one.link_rules:
+            if name not in first:
+                hint = did_you_mean(name, first)
+                errors.append(RuleError(one.file, line, col, path, f"linked_id: no rule named {name!r}{hint}"))
     if errors:
         raise RuleLoadError(errors)
     digest = hashlib.blake2b(digest_size=16)

@@ -19,7 +19,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from fieldrelay.events import ChangeEvent
 from rules import bounds
 from rules.calls import ActionCall
-from rules.context import LazyEntity, Placeholder, RuleContext, redact
+from rules.context import LazyEntity, LinkLookup, LinkQuery, Placeholder, RuleContext, redact
 from rules.errors import TemplateError, TemplateSecurityError, format_path
 from rules.helpers import HELPERS
 from rules.pyexpr import FastFunction, compile_fast
@@ -348,6 +348,38 @@ def compile_template(source: str) -> Template:
     return Template(source, frozenset(meta.find_undeclared_variables(tree)), refs, None, template)
 
 
+LinkCall = tuple[str | None, str | None]  # (kind, rule) as literally written; None where not a literal
+
+
+@lru_cache(maxsize=4096)
+def link_calls(source: str, *, expression: bool = False) -> tuple[LinkCall, ...]:
+    """The `linked_id(kind, rule=...)` calls in a template (or an `if` expression), for load-time checks.
+
+    Only literal arguments are returned; a template that does not parse has none (its error is reported
+    where it is compiled).
+    """
+    try:
+        tree = ENV.parse("{{ " + source + " }}" if expression else source)
+        calls = list(tree.find_all(nodes.Call))
+    except (jinja2.TemplateSyntaxError, RecursionError):  # a nesting bomb: the compile step names it
+        return ()
+    found: list[LinkCall] = []
+    for call in calls:
+        if not (isinstance(call.node, nodes.Name) and call.node.name == "linked_id"):
+            continue
+        given = {k.key: k.value for k in call.kwargs}
+        for name, arg in zip(("kind", "rule"), call.args, strict=False):
+            given.setdefault(name, arg)
+        kind, rule = given.get("kind"), given.get("rule")
+        found.append(
+            (
+                kind.value if isinstance(kind, nodes.Const) and isinstance(kind.value, str) else None,
+                rule.value if isinstance(rule, nodes.Const) and isinstance(rule.value, str) else None,
+            )
+        )
+    return tuple(found)
+
+
 def to_plain(value: Any) -> Any:
     """Plain JSON-ready data: lazy mappings unwrapped, datetimes as ISO strings, placeholders as text."""
     if isinstance(value, jinja2.Undefined):
@@ -439,17 +471,23 @@ def build_context(
     env: Mapping[str, str] | None = None,
     *,
     mask_secrets: bool = False,
+    derived: Mapping[str, Mapping[str, Any]] | None = None,
+    links: LinkLookup | None = None,
 ) -> RuleContext:
-    """The names rules see: event, changes, entity (lazy if given a loader), steps, vars, env, now.
+    """The names rules see: event, changes, entity (lazy if given a loader), steps, vars, env, now,
+    and `linked_id(...)`.
 
+    `changes` is the event's changeset plus `derived`, the transitions worked out by comparing the
+    record with the version seen before (the changeset wins where both have a field).
     `secret(name)`, which `!secret NAME` renders through, reads `env`; with `mask_secrets` (dry
-    runs) it gives `***` instead.
+    runs) it gives `***` instead. `linked_id` asks `links`; without one (dry runs) it gives a placeholder.
     """
     if callable(entity):
         entity = LazyEntity(entity)
     event_dict = event.model_dump(mode="json")
     event_dict["id"] = event.id
-    changes = {k: {"old": v.old, "new": v.new} for k, v in (event.changes or {}).items()}
+    changes = {k: {"old": v["old"], "new": v["new"]} for k, v in (derived or {}).items()}
+    changes.update({k: {"old": v.old, "new": v.new} for k, v in (event.changes or {}).items()})
     env = dict(env or {})
     return RuleContext(
         {
@@ -461,6 +499,42 @@ def build_context(
             "vars": dict(vars or {}),
             "env": env,
             "secret": secret_reader(env, mask=mask_secrets),
+            "linked_id": link_reader(event, links),
             "now": now or datetime.now(UTC),
         }
     )
+
+
+def link_reader(event: ChangeEvent, links: LinkLookup | None) -> Callable[..., Any]:
+    """`linked_id(kind, rule, step=None, entity_type=None, entity_id=None)`: the id of the record that
+    `rule`'s step created in another system for this event's entity (or the one named), or None.
+
+    Read-only: the link store is written only by the actions that create those records.
+    """
+
+    def linked_id(
+        kind: str,
+        rule: str,
+        step: str | None = None,
+        entity_type: str | None = None,
+        entity_id: int | str | None = None,
+    ) -> Any:
+        if not isinstance(kind, str) or kind.count(".") != 1:
+            raise TemplateError(
+                "", f"linked_id: kind must name a system and a record, like 'synergist.activity'; got {kind!r}"
+            )
+        if not isinstance(rule, str) or not rule:
+            raise TemplateError("", f"linked_id: rule must be a rule name; got {rule!r}")
+        query = LinkQuery(
+            kind,
+            rule,
+            step,
+            event.source,
+            entity_type if entity_type is not None else event.entity.type,
+            entity_id if entity_id is not None else event.entity.id,
+        )
+        if links is None:
+            return Placeholder(f"linked_id {kind} of rule {rule}")
+        return links(query)
+
+    return linked_id

@@ -1,15 +1,23 @@
 """The `when` trigger, compiled at load into plain tuples; reasons are only written on a miss.
 
-view = EventView(event, entity)                  # once per event
+view = EventView(event, entity, previous)        # once per event
 reason = Trigger(rule.when).match(view)          # None, or the first failing clause
+
+Where a `changed:` field's old and new values come from (`EventView.resolve`, the one place):
+- the field is in the event's changeset: the changeset is the truth for it;
+- a poller's changeset lists every changed field, so a field missing from it did not change;
+- otherwise (ServiceTrade tracks few fields, sends `[]`, or no changeset at all): the new value is the
+  record's current value (fetched once per event) and the old one the version fieldrelay saw last
+  (`previous`); with no earlier version, only `to`/`not_to` can be judged, on the current value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-from fieldrelay.events import ChangeEvent
+from fieldrelay.entitystate import EntityVersion, canonical, lookup
+from fieldrelay.events import ChangeEvent, FieldChange
 from rules.catalog import canonical_entity
 from rules.context import LazyEntity
 from rules.errors import show
@@ -18,17 +26,54 @@ from rules.when import WhenBase
 Checks = tuple[tuple[str, Any], ...]
 _SCALAR = (str, int, float)
 
+# Where a transition's value came from, as traces and dry runs say it.
+CHANGESET = "changeset"
+SNAPSHOT = "snapshot"
+CURRENT = "current value"
+UNKNOWN = "no earlier version known"
+
+
+class Resolved(NamedTuple):
+    """One field's transition for one event: its values, and where each came from."""
+
+    old: Any
+    new: Any
+    old_from: str
+    new_from: str
+
+    def describe(self) -> dict[str, Any]:
+        """For traces: `{old, new, old_from, new_from}`."""
+        return self._asdict()
+
 
 class EventView:
-    """What every trigger reads of one event, worked out once per event rather than once per rule."""
+    """What every trigger reads of one event, worked out once per event rather than once per rule.
 
-    __slots__ = ("_changed_names", "action", "changes", "entity", "entity_key", "event", "source", "via")
+    `previous` is the version of the record fieldrelay saw before this event (None: no earlier
+    version known); `entity` is the current record, fetched only if some field needs it.
+    """
 
-    def __init__(self, event: ChangeEvent, entity: LazyEntity) -> None:
-        self.event, self.entity = event, entity
+    __slots__ = (
+        "_changed_names",
+        "action",
+        "changes",
+        "complete",
+        "entity",
+        "entity_key",
+        "event",
+        "previous",
+        "resolved",
+        "source",
+        "via",
+    )
+
+    def __init__(self, event: ChangeEvent, entity: LazyEntity, previous: EntityVersion | None = None) -> None:
+        self.event, self.entity, self.previous = event, entity, previous
         self.source, self.via, self.action = event.source, event.via, event.action
         self.entity_key = canonical_entity(event.entity.type)
         self.changes = event.changes
+        self.complete = event.complete_changes
+        self.resolved: dict[str, Resolved | str] = {}
         self._changed_names: str | None = None
 
     @property
@@ -37,6 +82,67 @@ class EventView:
         if self._changed_names is None:
             self._changed_names = show(", ".join(sorted(self.changes or ())), quote=False) or "nothing"
         return self._changed_names
+
+    def resolve(self, name: str) -> Resolved | str:
+        """The transition of `name` for this event, or why it has none (a reason, for every rule alike).
+
+        A failed fetch of the current record raises: the event is retried, never judged on nothing.
+        """
+        found = self.resolved.get(name)
+        if found is None:
+            found = self.resolved[name] = self._resolve(name)
+        return found
+
+    def seen(self, name: str) -> Resolved | None:
+        """The transition of `name` if it is already known or is in the changeset; never fetches (traces)."""
+        found = self.resolved.get(name)
+        changes = self.changes
+        if found is None and changes and (name in changes or name.partition(".")[0] in changes):
+            found = self.resolve(name)
+        return found if isinstance(found, Resolved) else None
+
+    def _resolve(self, name: str) -> Resolved | str:
+        where = f"when.changed.{name}"
+        changes = self.changes
+        if changes is not None:
+            change = changes.get(name)
+            if change is not None:
+                return Resolved(change.old, change.new, CHANGESET, CHANGESET)
+            top, _, inner = name.partition(".")
+            if inner and top in changes:
+                return _inside(changes[top], inner, where, name)
+            if self.complete:
+                return f"{where}: the event did not change {name!r} (changed: {self.changed_names})"
+        why = "not in the event's changeset" if changes else "the event carried no changeset"
+        if changes == {}:
+            why = "the event's changeset was empty"
+        if self.action == "deleted":
+            return f"{where}: {why}, and a deleted record has no current value"
+        record = self.entity.value
+        if record is None:
+            return f"{where}: {why}, and the entity could not be loaded"
+        found, new = lookup(record, name)
+        if not found:
+            return f"{where}: {why}, and the entity has no field {name!r}"
+        known, old = self.previous.field(name) if self.previous is not None else (False, None)
+        if not known:
+            return Resolved(None, new, UNKNOWN, CURRENT)
+        if canonical(old) == canonical(new):
+            return f"{where}: {name!r} did not change since the version fieldrelay saw last (still {show(new)})"
+        return Resolved(old, new, SNAPSHOT, CURRENT)
+
+
+def _inside(change: FieldChange, inner: str, where: str, name: str) -> Resolved | str:
+    """`source.status` when the changeset lists `source` as a whole (a poller's top-level diff)."""
+    had_old, old = lookup(change.old, inner) if isinstance(change.old, Mapping) else (False, None)
+    had_new, new = lookup(change.new, inner) if isinstance(change.new, Mapping) else (False, None)
+    if (had_old, canonical(old)) == (had_new, canonical(new)):
+        return f"{where}: the event changed {name.partition('.')[0]!r} but not {name!r}"
+    return Resolved(old, new, CHANGESET, CHANGESET)
+
+
+# What a reason says about the value it judged, by where the value came from.
+_HAD = {CHANGESET: "event had", SNAPSHOT: "the version seen last had", CURRENT: "the record has"}
 
 
 class Trigger:
@@ -50,13 +156,8 @@ class Trigger:
         self.via = None if when.via == "any" else when.via
         self.entities = when.entity_keys
         self.actions = None if when.action is None else frozenset(when.action)
-        self.changed: tuple[tuple[str, Checks, tuple[_Check, ...], str], ...] = tuple(
-            (
-                name,
-                tuple(t.checks),
-                tuple(_Check(name, kind, wanted) for kind, wanted in t.checks),
-                f"when.changed.{name}: the event did not change {name!r} (changed: ",
-            )
+        self.changed: tuple[tuple[str, Checks, tuple[_Check, ...]], ...] = tuple(
+            (name, tuple(t.checks), tuple(_Check(name, kind, wanted) for kind, wanted in t.checks))
             for name, t in when.changed.items()
         )
         self.compiled: Callable[[EventView], str | None] = _compile(self)
@@ -75,16 +176,19 @@ class Trigger:
             return f"when.entity: wanted {wanted}, event had {show(view.event.entity.type)}"
         if self.actions is not None and view.action not in self.actions:
             return f"when.action: wanted {_wanted(_one(list(self.when.action or ())))}, event had {view.action!r}"
-        changes = view.changes
-        for name, checks, compiled, missing in self.changed:
-            if changes is None:
-                reason = _without_changeset(name, checks, compiled, view.entity)
-                if reason is not None:
-                    return reason
-                continue
-            change = changes.get(name)
-            if change is None:
-                return missing + view.changed_names + ")"
+        for name, checks, compiled in self.changed:
+            change = view.resolve(name)
+            if type(change) is str:
+                return change
+            assert isinstance(change, Resolved)
+            if change.old_from == UNKNOWN:
+                for kind, _wanted_value in checks or (("any", None),):
+                    if kind not in ("to", "not_to"):
+                        what = "any change" if kind == "any" else repr(kind)
+                        return (
+                            f"when.changed.{name}: no earlier version known (fieldrelay has no earlier value "
+                            f"of {name!r} for this record), so {what} cannot be checked"
+                        )
             for check in compiled:  # inlined `_Check.passes`: this loop runs for most candidate rules
                 seen = change.old if check.old else change.new
                 wanted, text = check.wanted, check.text
@@ -93,7 +197,8 @@ class Trigger:
                 else:
                     hit = same(wanted, seen)
                 if (not hit) if not check.negate else hit:
-                    return f"{check.opening}event had {show(seen)}"
+                    had = _HAD[change.old_from if check.old else change.new_from]
+                    return f"{check.opening}{had} {show(seen)}"
         return None
 
 
@@ -121,9 +226,10 @@ def _compile(trigger: Trigger) -> Callable[[EventView], str | None]:
         lines.append(f"    if view.action not in {bind(trigger.actions)}: return reference(view)")
     if trigger.changed:
         lines += ["    changes = view.changes", "    if changes is None: return reference(view)"]
-    for name, _, compiled, missing in trigger.changed:
+    for name, _, compiled in trigger.changed:
+        # Only a changeset entry is checked here; a field resolved any other way is the reference's.
         lines.append(f"    change = changes.get({bind(name)})")
-        lines.append(f"    if change is None: return {bind(missing)} + view.changed_names + ')'")
+        lines.append("    if change is None: return reference(view)")
         for check in compiled:
             lines.append(f"    seen = change.{'old' if check.old else 'new'}")
             wanted = bind(check.wanted)
@@ -146,26 +252,11 @@ def _compile(trigger: Trigger) -> Callable[[EventView], str | None]:
     return make(trigger.match, *values)
 
 
-def match_when(when: WhenBase, event: ChangeEvent, entity: LazyEntity) -> str | None:
-    """`Trigger(when).match(EventView(event, entity))`, for one-off checks."""
-    return Trigger(when).match(EventView(event, entity))
-
-
-def _without_changeset(name: str, checks: Checks, compiled: tuple[_Check, ...], entity: LazyEntity) -> str | None:
-    where = f"when.changed.{name}"
-    for kind, _ in checks or (("any", None),):
-        if kind not in ("to", "not_to"):
-            what = "any change" if kind == "any" else repr(kind)
-            return f"{where}: the event carried no changeset, so {what} cannot be checked"
-    if entity.value is None:
-        return f"{where}: the event carried no changeset and the entity could not be loaded"
-    found, current = field_value(entity.value, name)
-    if not found:
-        return f"{where}: the event carried no changeset and the entity has no field {name!r}"
-    for check in compiled:
-        if not check.passes(None, current):
-            return check.reason(None, current, "the entity has")
-    return None
+def match_when(
+    when: WhenBase, event: ChangeEvent, entity: LazyEntity, previous: EntityVersion | None = None
+) -> str | None:
+    """`Trigger(when).match(EventView(event, entity, previous))`, for one-off checks."""
+    return Trigger(when).match(EventView(event, entity, previous))
 
 
 class _Check:
@@ -209,11 +300,4 @@ def _one(values: list[Any]) -> Any:
 
 def field_value(record: Mapping[str, Any], field: str) -> tuple[bool, Any]:
     """Dotted lookup (`source.status`); (found, value)."""
-    if field in record:
-        return True, record[field]
-    value: Any = record
-    for part in field.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return False, None
-        value = value[part]
-    return True, value
+    return lookup(record, field)

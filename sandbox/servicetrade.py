@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.control import build_app
 from sandbox.servicetrade_control import control_routes
+from sandbox.servicetrade_externalids import externalid_routes
 from sandbox.servicetrade_files import file_routes
 from sandbox.servicetrade_http import base_url, envelope, read_json
 from sandbox.servicetrade_jobs import job_routes
@@ -160,6 +161,7 @@ def create_app(
         Route("/api/oauth2/token", oauth_token, methods=["POST"]),
         *file_routes(st),
         *webhook_routes(st),
+        *externalid_routes(st),
         Route("/api/job", not_allowed, methods=["DELETE"]),
         *job_routes(st),
         Route("/api/{type}", entity_list, methods=["GET"]),

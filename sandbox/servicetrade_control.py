@@ -37,7 +37,8 @@ def control_routes(st: ServiceTradeState) -> list[Route]:
         if st.get(entity_type, entity_id) is None:
             return JSONResponse({"error": f"{entity_type} {entity_id} not found"}, status_code=404)
         changeset = st.update(entity_type, entity_id, await request.json())
-        change = Change("updated", entity_type, entity_id, st.now(), changeset)
+        record = st.get(entity_type, entity_id) or {}
+        change = Change("updated", entity_type, entity_id, record.get("updated", st.now()), changeset)
         return JSONResponse(st.get(entity_type, entity_id), background=deliver(request, [change]))
 
     async def delete_entity(request: Request) -> Response:
@@ -69,6 +70,15 @@ def control_routes(st: ServiceTradeState) -> list[Route]:
             background=BackgroundTask(st.dispatcher.send, deliveries),
         )
 
+    async def add_external_system(request: Request) -> Response:
+        """`{"name": ...}`: an external system the account knows (the doc's `/externalsystem` POST is not simulated)."""
+        body = await request.json()
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name:
+            return JSONResponse({"error": "name must be a non-empty string"}, status_code=400)
+        st.external_systems.add(name)
+        return JSONResponse(sorted(st.external_systems))
+
     async def get_controls(request: Request) -> Response:
         return JSONResponse(st.dispatcher.describe())
 
@@ -95,6 +105,7 @@ def control_routes(st: ServiceTradeState) -> list[Route]:
         Route(f"{prefix}/entities/{{type}}", create_entity, methods=["POST"]),
         Route(f"{prefix}/entities/{{type}}/{{id:int}}", update_entity, methods=["PATCH", "PUT"]),
         Route(f"{prefix}/entities/{{type}}/{{id:int}}", delete_entity, methods=["DELETE"]),
+        Route(f"{prefix}/externalsystems", add_external_system, methods=["POST"]),
         Route(f"{prefix}/webhook/emit", emit, methods=["POST"]),
         Route(f"{prefix}/webhook/controls", get_controls, methods=["GET"]),
         Route(f"{prefix}/webhook/controls", set_controls, methods=["PUT", "POST"]),

@@ -70,7 +70,8 @@ def job_routes(st: ServiceTradeState) -> list[Route]:
             # The docs: budgeted "may only be changed on an open job with no active budget".
             return envelope(409, error="budgeted may only change on an open job")
         changeset = st.update("job", job_id, {k: v for k, v in body.items() if k in JOB_FIELDS})
-        return shown(request, "job", job_id, Change("updated", "job", job_id, st.now(), changeset))
+        at = (st.get("job", job_id) or {}).get("updated", st.now())
+        return shown(request, "job", job_id, Change("updated", "job", job_id, at, changeset))
 
     async def job_comment(request: Request) -> Response:
         job_id = request.path_params["id"]
@@ -147,7 +148,8 @@ def job_routes(st: ServiceTradeState) -> list[Route]:
             # The docs: a PUT cannot set `unscheduled` (only a new appointment starts that way).
             return invalid("status", "Cannot be set to unscheduled")
         changeset = st.update("appointment", appointment_id, {k: v for k, v in body.items() if k in APPOINTMENT_FIELDS})
-        change = Change("updated", "appointment", appointment_id, st.now(), changeset)
+        at = (st.get("appointment", appointment_id) or {}).get("updated", st.now())
+        change = Change("updated", "appointment", appointment_id, at, changeset)
         return shown(request, "appointment", appointment_id, change)
 
     return [

@@ -91,6 +91,7 @@ class SynergistState:
                 row.setdefault(stamp, int(self.clock()))
                 row.setdefault(version, 0)
                 rows[row[key]] = row
+        self._issued: dict[str, int] = {}  # the highest key handed out per table, deleted rows included
 
     def now(self) -> int:
         return int(self.clock())
@@ -119,7 +120,11 @@ class SynergistState:
         return record
 
     def next_key(self, table: str) -> int:
-        return max((int(k) for k in self.tables[table]), default=1000) + 1
+        """A key never used before in `table`: a deleted record's id is not given to a new one (a
+        linked id that now names another record would hide the deletion from whoever linked it)."""
+        key = max([*(int(k) for k in self.tables[table]), self._issued.get(table, 1000)], default=1000) + 1
+        self._issued[table] = key
+        return key
 
     def client(self, code: str) -> dict[str, Any]:
         found = next((c for c in self.clients if c["clientCode"] == code), None)

@@ -43,6 +43,9 @@ class DeliveryControls:
     drop_rate: float = 0.0
     hold: bool = False
     auto_confirm: bool = True
+    # Which reading of the doc's tracked-field list `updated` items follow: "sample" or "documented"
+    # (see sandbox.servicetrade_store.CHANGESET_READINGS).
+    changesets: str = "sample"
     # The docs give the 5 s answer window and 3 attempts; the pause between attempts is ours.
     timeout: float = 5.0
     attempts: int = 3
@@ -53,6 +56,8 @@ class DeliveryControls:
         unknown = set(values) - set(self.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown controls: {sorted(unknown)}")
+        if values.get("changesets", self.changesets) not in ("sample", "documented"):
+            raise ValueError("changesets must be 'sample' or 'documented'")
         for key, value in values.items():
             setattr(self, key, value)
 

@@ -26,7 +26,7 @@ class PipelineWaits:
         return any(pipe.execute())
 
     def wait_until(
-        self, predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition", every: float = 0.1
+        self, predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition", every: float = 0.1
     ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

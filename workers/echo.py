@@ -59,6 +59,10 @@ def written(action: str, params: BaseModel, result: dict[str, Any]) -> list[tupl
                 if item.get("id") is not None:
                     out.append((target, "attachment", str(item["id"]), None))
             out.append((target, str(result.get("entityType")), str(result.get("entityId")), None))
+        elif kind == "externalid":
+            # Whether ServiceTrade reports an external id change as an update is undocumented: guard anyway.
+            named = params.model_dump()
+            out.append((target, str(named["entityType"]), str(named["entityId"]), ["externalIds"]))
         elif kind == "appointment":
             if result.get("id") is not None:
                 out.append((target, "appointment", str(result["id"]), fields))

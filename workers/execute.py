@@ -16,9 +16,11 @@ from workers.actions.context import ActionContext, Clients
 from workers.actions.registry import ACTIONS
 from workers.admission import Deferred, admit, deferral, observe
 from workers.connectors.errors import NotFound, RateLimited
+from workers.connectors.servicetrade import UnreadableEntity, api_path, entity_path
 from workers.connectors.servicetrade_records import ServiceTradeEntity
 from workers.connectors.synchroteam_records import SynchroteamRecord
 from workers.connectors.synergist_records import SynergistRecord
+from workers.links import LinkReader, entity_key, step_name
 from workers.runtime import Runtime
 
 
@@ -36,14 +38,16 @@ class PipelineError(Exception):
 def fetch_entity(
     event: ChangeEvent, clients: Clients
 ) -> ServiceTradeEntity | SynchroteamRecord | SynergistRecord | None:
-    """The entity's current state from its source system, or None when it is gone."""
+    """The entity's current state from its source system, or None when it is gone (or unreadable).
+
+    ServiceTrade records are read by type and id from the connector's table of documented paths; the
+    event's `uri` is never followed (see `uri_note`).
+    """
     if event.action == "deleted":
         return None
     ref = event.entity
     try:
         if event.source == "servicetrade":
-            if ref.uri:
-                return clients.servicetrade.get(ref.uri)
             return clients.servicetrade.get_entity(ref.type, ref.id)
         if event.source == "synchroteam":
             return clients.synchroteam.details(ref.type, id=ref.id)
@@ -52,7 +56,7 @@ def fetch_entity(
         if ref.type == "job":
             return clients.synergist.job(str(ref.id))
         return None  # Synergist calendar and timesheet records have no documented read by id
-    except NotFound:
+    except (NotFound, UnreadableEntity):
         return None
 
 
@@ -69,17 +73,32 @@ def shown(params: BaseModel, call: ActionCall) -> dict[str, Any]:
     return masked
 
 
+def uri_note(event: ChangeEvent) -> str | None:
+    """What the trace says when a ServiceTrade item's `uri` names another record than its type and id.
+
+    The doc's own sample gives job 35769 the uri `.../api/invoice/35789`; the worker reads the job.
+    """
+    ref = event.entity
+    if event.source != "servicetrade" or not ref.uri:
+        return None
+    try:
+        expected = entity_path(ref.type, ref.id)
+    except UnreadableEntity as exc:
+        return f"not read: {exc}"
+    try:
+        given = api_path(ref.uri).split("?", 1)[0]
+    except ValueError as exc:
+        return f"uri {ref.uri!r} ignored ({exc}); read {expected} by type and id"
+    if given.rstrip("/").lower() != expected.lower():
+        return f"uri {ref.uri!r} names another record than {ref.type} {ref.id}; read {expected} by type and id"
+    return None
+
+
 def idempotency_key(event: ChangeEvent, rule: Rule, index: int, call: ActionCall) -> str:
     # Keyed by the source entity, not the event: a later change to the same job updates
     # the record this rule created for it instead of creating another (Synergist has no upsert).
-    # A step without an `id` is named by its action and how many of that action precede it,
-    # not by its position, so adding an unrelated step to the rule keeps the existing links.
-    step = call.id
-    if step is None:
-        calls = [*rule.then, *rule.on_failure]
-        nth = sum(1 for c in calls[:index] if c.name == call.name) if index < len(calls) else 0
-        step = f"{call.name}#{nth}"
-    return f"{event.source}:{event.entity.type}:{event.entity.id}:{rule.name}:{step}"
+    step = step_name(rule, index, call)
+    return entity_key(event.source, event.entity.type, event.entity.id, rule.name, step)
 
 
 def execute(
@@ -92,8 +111,13 @@ def execute(
     call: ActionCall | None = None,
     extra: dict[str, Any] | None = None,
     owner: str | None = None,
+    derived: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run step `index` of `rule` for `event` (or `call`, an `on_failure` step) and record it as done."""
+    """Run step `index` of `rule` for `event` (or `call`, an `on_failure` step) and record it as done.
+
+    `derived` holds the transitions the event's evaluation worked out beyond its changeset (templates
+    read them in `changes`).
+    """
     eid = event.id
     call = call or rule.then[index]
     spec = ACTIONS[call.name]
@@ -105,6 +129,8 @@ def execute(
         rule.vars,
         datetime.now(UTC),
         rt.env,
+        derived=derived,
+        links=LinkReader(rt.rulebook.current, rt.state.link_store().get_many),
     )
     context.update(extra or {})
     try:
@@ -114,7 +140,9 @@ def execute(
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise PipelineError(eid, rule.name, index, f"{call.name} parameters: {detail}") from None
-    ctx = ActionContext(eid, rule.name, index, idempotency_key(event, rule, index, call), rt.state.link_store())
+    ctx = ActionContext(
+        eid, rule.name, index, idempotency_key(event, rule, index, call), rt.state.link_store(), call.on_missing
+    )
     limits = rt.targets[spec.target]
     admit(rt.gate, spec.target)
     # One call per (entity, rule, step) at a time: two events for one entity (mode: parallel, or a

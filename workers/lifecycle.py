@@ -91,7 +91,7 @@ def fail_action(rt: Runtime, event_id: str, digest: str, index: int, exc: Except
     raw_event = rt.state.load_event(event_id)
     if rule is not None and raw_event is not None:
         event = ChangeEvent.model_validate(raw_event)
-        run_on_failure(event, rule, digest, index, error, rt)
+        run_on_failure(event, rule, digest, index, error, rt, derived=raw_event.get("derived"))
         finish(event, rule, digest, rt)
     alert_exception(
         exc,
@@ -101,7 +101,15 @@ def fail_action(rt: Runtime, event_id: str, digest: str, index: int, exc: Except
     )
 
 
-def run_on_failure(event: ChangeEvent, rule: Rule, digest: str, failed_index: int, error: str, rt: Runtime) -> None:
+def run_on_failure(
+    event: ChangeEvent,
+    rule: Rule,
+    digest: str,
+    failed_index: int,
+    error: str,
+    rt: Runtime,
+    derived: dict[str, Any] | None = None,
+) -> None:
     """Run the rule's `on_failure` actions once, in order; each one's own failure is traced, not retried."""
     failure: dict[str, Any] = {"index": failed_index, "action": rule.then[failed_index].name, "error": error}
     for offset, call in enumerate(rule.on_failure):
@@ -109,7 +117,7 @@ def run_on_failure(event: ChangeEvent, rule: Rule, digest: str, failed_index: in
         if rt.state.action_done(event.id, digest, index) is not None:
             continue
         try:
-            execute(event, rule, digest, index, rt, call=call, extra={"failure": failure})
+            execute(event, rule, digest, index, rt, call=call, extra={"failure": failure}, derived=derived)
         except Exception as exc:  # an alert about an alert would loop; the trace keeps it
             rt.state.trace(
                 event.id, Step.ON_FAILURE_FAILED, rule=rule.name, action=call.name, error=f"{type(exc).__name__}: {exc}"

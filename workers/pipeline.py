@@ -3,25 +3,39 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+from fieldrelay.entitystate import MODIFIED_FIELD, VOLATILE_FIELDS, EntityVersion, canonical, comparable, successor
 from fieldrelay.events import ChangeEvent
 from fieldrelay.steps import Step
 from rules import rule_from_json
-from rules.engine import evaluate
+from rules.context import LazyEntity
+from rules.engine import EventScope, judge
 from rules.models import Verdict
+from rules.trigger import SNAPSHOT
 from workers.actions.registry import ACTIONS
-from workers.execute import PipelineError, execute, fetch_entity
+from workers.admission import Deferred
+from workers.execute import PipelineError, execute, fetch_entity, uri_note
 from workers.lifecycle import finish, follow
+from workers.links import LinkReader
 from workers.runtime import Runtime
 
 log = logging.getLogger("fieldrelay.pipeline")
 
 
-def process_event(event: ChangeEvent, task_id: str, rt: Runtime, *, replay: bool = False) -> list[Verdict]:
-    """Claim the event, evaluate the rules, and start each matched rule's first action.
+# Two events of one record evaluated at once: the second to write its version evaluates again
+# against the first's (no second fetch). Past this many rounds the task comes back shortly.
+WRITE_ATTEMPTS = 5
 
-    A `replay` (an operator's `fieldrelay replay`) skips the duplicate and stale checks.
+
+def process_event(event: ChangeEvent, task_id: str, rt: Runtime, *, replay: bool = False) -> list[Verdict]:
+    """Claim the event, evaluate the rules against the record's last seen version, store the version this
+    event brings, and start each matched rule's first action.
+
+    The version is written with compare-and-set before any run starts, so two events of one record
+    evaluated at once cannot both claim the same transition. A `replay` (an operator's `fieldrelay
+    replay`) skips the duplicate and stale checks and writes no version.
     """
     eid = event.id
     if replay:
@@ -30,21 +44,45 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime, *, replay: bool
         rt.state.trace(eid, Step.DUPLICATE, message_id=event.message_id, task_id=task_id)
         log.info("duplicate event skipped", extra={"event_id": eid})
         return []
-    newest = rt.state.seen_at(event.source, event.entity.type, event.entity.id)
-    if not replay and newest is not None and event.occurred_at < newest:
-        # Out of order: a newer change to this entity was already applied, and actions read the
-        # entity's current state anyway. Equal timestamps are two changes in one second: both run.
-        rt.state.trace(eid, Step.STALE, occurred_at=event.occurred_at, newest_applied=newest)
-        return []
-    rt.state.save_event(eid, event.model_dump(mode="json"))
-    rt.state.mark_seen(event.source, event.entity.type, event.entity.id, event.occurred_at)
-    if not replay and rt.echoes.is_echo(event):
+    ruleset = rt.rulebook.current()
+    # Fetched at most once, however many rules read it and however often the write is retried below.
+    entity = LazyEntity(lambda: fetch_entity(event, rt.clients))
+    links = LinkReader(rt.rulebook.current, rt.state.link_store().get_many)
+    echo = not replay and rt.echoes.is_echo(event)
+    store, ref = rt.state.entities, event.entity
+    for _ in range(WRITE_ATTEMPTS):
+        stored = store.read(event.source, ref.type, ref.id)
+        turned_away = None if replay else turn_away(event, stored)
+        if turned_away is not None:
+            step, detail = turned_away
+            if step is Step.DUPLICATE:  # the same change, come the other way: decided like its twin
+                decided = successor(stored, None, at=event.occurred_at, **_brought(event, rt), decided=True)
+                if not store.write(event.source, ref.type, ref.id, decided, expect=stored.token):
+                    continue
+            rt.state.trace(eid, step, **detail)
+            return []
+        scope = None if echo else EventScope(event, entity, None, rt.env, stored.as_seen_by(eid), links)
+        # A failed fetch propagates out of judge: the task retries, nothing is written or enqueued yet.
+        verdicts = [] if scope is None else judge(ruleset.candidate_tuple(event), scope)
+        if echo and not event.changes and stored.known and event.action != "deleted":
+            # Our own write, reported without values: the stored version takes it in, or the next
+            # comparison would show our write as someone's change (and a rule on it would loop).
+            entity.value  # noqa: B018 (fetch once; next_version stores it)
+        if replay or store.write(
+            event.source, ref.type, ref.id, next_version(event, stored, entity, rt), expect=stored.token
+        ):
+            break
+    else:
+        raise Deferred(1.0, "busy")
+    derived = scope.derived() if scope is not None else {}
+    saved = event.model_dump(mode="json")
+    if derived:
+        saved["derived"] = derived
+    rt.state.save_event(eid, saved)
+    if echo:
         rt.state.trace(eid, Step.OWN_WRITE, detail="the change our own action made; rules not run (loop guard)")
         return []
-    rt.state.trace(eid, Step.RECEIVED, via=event.via, message_id=event.message_id)
-    # A failed entity fetch propagates out of evaluate: the task retries, nothing is enqueued yet.
-    ruleset = rt.rulebook.current()
-    verdicts = evaluate(ruleset, event, lambda: fetch_entity(event, rt.clients), env=rt.env)
+    rt.state.trace(eid, Step.RECEIVED, via=event.via, message_id=event.message_id, **_notes(event, stored, derived, rt))
     if not verdicts:
         rt.state.trace(
             eid,
@@ -54,14 +92,109 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime, *, replay: bool
         )
     for verdict in verdicts:
         rule = verdict.rule
+        seen = {n: scope.view.seen(n) for n in rule.when.changed} if scope is not None else {}
+        transitions = {n: c.describe() for n, c in seen.items() if c is not None}
         rt.state.trace(
-            eid, Step.RULE_MATCHED if verdict.matched else Step.RULE_SKIPPED, rule=rule.name, reason=verdict.reason
+            eid,
+            Step.RULE_MATCHED if verdict.matched else Step.RULE_SKIPPED,
+            rule=rule.name,
+            reason=verdict.reason,
+            **({"transitions": transitions} if transitions else {}),
         )
         if verdict.matched and rule.then:
             rt.state.save_rule(rule.digest, rule.to_json())
             decision = rt.runs.offer(rule.name, rule.mode, rule.debounce, event, rule.digest)
             follow(decision, rule, event, rt)
     return verdicts
+
+
+def turn_away(event: ChangeEvent, stored: EntityVersion) -> tuple[Step, dict[str, Any]] | None:
+    """Why the event is not evaluated: stale (something newer was decided or stored), or the same change
+    as the stored version's event, come the other way (a webhook and a poll of one version); else None.
+
+    Not for the event that wrote the stored version itself (a redelivery, or a poll event whose
+    snapshot the poller stored first): that one is evaluated against the version before it.
+    """
+    if stored.event_id == event.id:
+        return None
+    newest = stored.ordering_time()
+    if newest is not None and event.occurred_at < newest:
+        # Out of order: a newer change to this entity was already applied, and actions read the
+        # entity's current state anyway. Equal timestamps are two changes in one second: both run.
+        return Step.STALE, {"occurred_at": event.occurred_at, "newest_applied": newest}
+    if same_version(event, stored):
+        detail = (
+            f"the same version of {event.entity.type} {event.entity.id} (modified at {event.occurred_at}, "
+            f"same field values) that event {stored.event_id} brought via {stored.via}"
+        )
+        return Step.DUPLICATE, {"same_version_as": stored.event_id, "detail": detail}
+    return None
+
+
+def same_version(event: ChangeEvent, stored: EntityVersion) -> bool:
+    """A webhook and a poll report one version: same action and modification time, and every field the
+    event reports has the value the stored version has (fields only one of them knows are not compared)."""
+    if stored.record is None or stored.event_id is None or stored.via in (None, event.via):
+        return False
+    if stored.version_at != event.occurred_at or stored.action != event.action:
+        return False
+    for name, change in (event.changes or {}).items():
+        known, value = stored.field(name)
+        if known and canonical(value) != canonical(change.new):
+            return False
+    return True
+
+
+def next_version(event: ChangeEvent, stored: EntityVersion, entity: LazyEntity, rt: Runtime) -> EntityVersion:
+    """What the store holds after this event: the fetched record, else the changeset's values patched in,
+    else only the ordering time. The event that wrote the stored version (a redelivery, a poll event)
+    leaves the record as it is, so it can be evaluated again against the same earlier version."""
+    brought = _brought(event, rt)
+    record = entity.value if entity.loaded and entity.error is None else None
+    if stored.event_id == event.id or event.action == "deleted":
+        return successor(stored, None, at=event.occurred_at, **brought, decided=True)
+    if record is not None:
+        fields = comparable(record, VOLATILE_FIELDS.get(event.source, ()))
+        at = _modified_at(event, record, rt)
+        return successor(stored, fields, at=at, **brought, decided=True)
+    if event.changes:
+        values = {name: change.new for name, change in event.changes.items()}
+        return successor(stored, values, at=event.occurred_at, **brought, decided=True, patch=True)
+    return successor(stored, None, at=event.occurred_at, **brought, decided=True)
+
+
+def _brought(event: ChangeEvent, rt: Runtime) -> dict[str, Any]:
+    return {"event_id": event.id, "via": event.via, "action": event.action, "max_bytes": rt.state.entities.max_bytes}
+
+
+def _modified_at(event: ChangeEvent, record: dict[str, Any], rt: Runtime) -> int:
+    """The fetched version's modification time (`updated`), never before the event nor in the future."""
+    field = MODIFIED_FIELD.get(event.source)
+    value = record.get(field) if field else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        return event.occurred_at
+    return min(max(value, event.occurred_at), int(time.time()) + rt.clock_skew)
+
+
+def _notes(event: ChangeEvent, stored: EntityVersion, derived: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    """What the `event.received` step says beyond the event itself: a clamped timestamp, a uri that was
+    not followed, and which stored version the transitions were compared with."""
+    notes: dict[str, Any] = {}
+    if event.clamped_from is not None:
+        notes["clamped"] = (
+            f"timestamp {event.clamped_from} was more than {rt.clock_skew} s ahead of the receiver's clock; "
+            f"ordered as received at {event.occurred_at}"
+        )
+    uri = uri_note(event)
+    if uri:
+        notes["uri"] = uri
+    if any(d.get("old_from") == SNAPSHOT for d in derived.values()):
+        if stored.event_id == event.id:
+            notes["compared_with"] = "the version stored before this event"
+        else:
+            by = f"event {stored.event_id}" if stored.event_id else "a poller's first look"
+            notes["compared_with"] = f"the version stored by {by} (via {stored.via}, modified at {stored.version_at})"
+    return notes
 
 
 def run_action(event_id: str, digest: str, index: int, rt: Runtime, *, owner: str | None = None) -> dict[str, Any]:
@@ -74,7 +207,7 @@ def run_action(event_id: str, digest: str, index: int, rt: Runtime, *, owner: st
     event = ChangeEvent.model_validate(raw_event)
     result = rt.state.action_done(event_id, digest, index)
     if result is None:
-        result = execute(event, rule, digest, index, rt, owner=owner)
+        result = execute(event, rule, digest, index, rt, owner=owner, derived=raw_event.get("derived"))
     if index + 1 < len(rule.then):
         target = ACTIONS[rule.then[index + 1].name].target
         rt.enqueue_action(event_id, digest, index + 1, rt.queue_for(target))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from fieldrelay.entitystate import migrate_legacy_state
 from fieldrelay.redaction import redactor_for
 from fieldrelay.settings import Settings
 from fieldrelay.state import PipelineState
@@ -55,6 +56,7 @@ class Runtime:
     targets: Mapping[str, TargetLimits]
     alert: Alert = _no_alert
     env: dict[str, str] = field(default_factory=dict)  # the allowlisted variables rules may read
+    clock_skew: int = 300  # seconds a record's modification time may be ahead of ours (FIELDRELAY_CLOCK_SKEW)
 
     recorded: dict[str, RateInfo] = field(default_factory=dict)  # the last rate info stored per target
 
@@ -73,7 +75,12 @@ class Runtime:
 def build_runtime(settings: Settings, client: redis.Redis, *, enqueue_action: EnqueueAction) -> Runtime:
     """A worker process's runtime: clients, rules, the shared gate with each target's limits from `settings`."""
     use_synchroteam_zone(settings.synchroteam_timezone)
-    state = PipelineState(client, redactor=redactor_for(settings))
+    state = PipelineState(
+        client,
+        redactor=redactor_for(settings),
+        entity_ttl=settings.entity_state_ttl,
+        entity_max_bytes=settings.entity_state_max_bytes,
+    )
     targets = target_limits(settings)
     rulebook = RuleBook(
         settings.rules_dir,
@@ -82,6 +89,7 @@ def build_runtime(settings: Settings, client: redis.Redis, *, enqueue_action: En
         on_reload=lambda book: publish_status(state, book, alert),
     )
     publish_status(state, rulebook, alert)
+    migrate_legacy_state(client, state.entities)  # once per Redis: the snapshots and ordering kept before
     return Runtime(
         state=state,
         clients=SettingsClients(settings),
@@ -94,4 +102,5 @@ def build_runtime(settings: Settings, client: redis.Redis, *, enqueue_action: En
         targets=targets,
         alert=alert,
         env=allowed_env(settings.rules_env),
+        clock_skew=settings.clock_skew,
     )

@@ -386,6 +386,11 @@ def check_unallocated(w: World, results: list[dict[str, Any]]) -> None:
     assert [e["calTimeSummaryInternal"] for e in results[0]["estimates"]] == [1005543]
 
 
+def check_external_id(w: World, results: list[dict[str, Any]]) -> None:
+    assert w.state("servicetrade").get("job", JOB_ID)["externalIds"] == {"synergist": f"A-{JOB_ID}"}
+    assert results[-1] == {"entityType": "job", "entityId": JOB_ID, "systemName": "synergist", "value": f"A-{JOB_ID}"}
+
+
 def check_http(w: World, results: list[dict[str, Any]]) -> None:
     [request] = w.log("hook")
     assert (request["method"], request["path"], request["json"]) == (
@@ -604,6 +609,15 @@ CASES: dict[str, tuple[str, Callable[[World, list[dict[str, Any]]], None]]] = {
         rule("""
       - synergist.calendar.unallocated: {client: "1/C4126"}"""),
         check_unallocated,
+    ),
+    "servicetrade.externalid.set": (
+        rule("""
+      - servicetrade.externalid.set:
+          entityType: job
+          entityId: "{{ event.entity.id }}"
+          systemName: synergist
+          value: "A-{{ event.entity.id }}\""""),
+        check_external_id,
     ),
     "http.request": (
         rule("""

@@ -96,3 +96,32 @@ def test_check_of_the_examples_prints_no_warning(capsys):
     captured = capsys.readouterr()
     assert captured.err == ""
     assert captured.out == "6 rule(s) in 2 file(s) OK\n"
+
+
+def test_dry_run_of_the_docs_sample_verbatim_and_a_previous_version(tmp_path, capsys):
+    verbatim = str(ROOT / "examples" / "webhook-sample-verbatim.json")
+    assert main(["rules", "test", "--rules", str(EXAMPLES), "--event", verbatim]) == 0
+    out = capsys.readouterr().out
+    assert "(note: uri 'https://api.servicetrade.com/api/invoice/35789' names another record than job 35769" in out
+
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(
+        "rules:\n  - name: appt\n"
+        "    when: {source: servicetrade, entity: appointment, changed: {status: {from: scheduled, to: completed}}}\n"
+        "    then: [{http.request: {url: 'https://x.test'}}]\n"
+    )
+    event = tmp_path / "event.json"
+    event.write_text(
+        '{"source": "servicetrade", "via": "webhook", "action": "updated", "occurred_at": 1,'
+        ' "entity": {"type": "appointment", "id": 754}, "changes": {}}'
+    )
+    (tmp_path / "now.json").write_text('{"data": {"id": 754, "status": "completed"}}')
+    (tmp_path / "before.json").write_text('{"id": 754, "status": "scheduled"}')
+    args = ["rules", "test", "--rules", str(tmp_path / "rules"), "--event", str(event)]
+    assert main([*args, "--entity", str(tmp_path / "now.json"), "--previous", str(tmp_path / "before.json")]) == 0
+    assert "  status: 'scheduled' (snapshot) -> 'completed' (current value)" in capsys.readouterr().out
+    assert main([*args, "--entity", str(tmp_path / "now.json")]) == 0
+    assert "no earlier version known" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="not a record"):
+        main([*args, "--previous", str(tmp_path / "bad.json")])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -38,6 +38,7 @@ class JobUpsert(Strict):
 
 
 class ActivityCreate(Strict):
+    link_kind: ClassVar[str] = "synergist.activity"  # keeps a link, like the real one
     activityActivitytypeCode: str
     activityClientCode: str
     activitySubject: str | None = None

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from fieldrelay.entitystate import EntityVersion
 from rules.engine import evaluate_rules
 from tests.rules.conftest import job_record
 
@@ -14,14 +15,19 @@ from tests.rules.conftest import job_record
 def verdict(load, make_event):
     """verdict(when, if_=None, record=None, env=None, **event) -> (matched, reason) for one rule."""
 
-    def run(when: str, if_: str | None = None, record=None, env=None, **event):
+    def run(when: str, if_: str | None = None, record=None, env=None, previous=None, **event):
         text = f"rules:\n  - name: r\n    when: {when}\n"
         if if_ is not None:
             text += f"    if: {if_}\n"
         text += "    then: [{http.request: {url: 'https://example.com'}}]\n"
         ruleset = load(text)
         (result,) = evaluate_rules(
-            ruleset.rules, make_event(**event), lambda: record, env=env, now=datetime(2024, 5, 1, 12, tzinfo=UTC)
+            ruleset.rules,
+            make_event(**event),
+            lambda: record,
+            env=env,
+            now=datetime(2024, 5, 1, 12, tzinfo=UTC),
+            previous=None if previous is None else EntityVersion(previous),
         )
         return result.matched, result.reason
 
@@ -90,18 +96,53 @@ STATUS = {"status": ("scheduled", "completed")}
         ("{status: {from: scheduled, to: completed}}", True, "matched"),
         ("{status: true}", True, "matched"),
         ("{status: {}}", True, "matched"),
-        ("{type: true}", False, "when.changed.type: the event did not change 'type' (changed: status)"),
+        (
+            "{type: true}",
+            False,
+            "when.changed.type: not in the event's changeset, and the entity could not be loaded",
+        ),
     ],
 )
 def test_changed_against_the_changeset(verdict, changed, matched, reason):
     assert verdict(ST + f", changed: {changed}}}", changes=STATUS) == (matched, reason)
 
 
-def test_changed_with_an_empty_changeset(verdict):
-    assert verdict(ST + ", changed: {status: true}}", changes={}) == (
+def test_a_polls_changeset_lists_every_change_so_a_field_missing_from_it_did_not_change(verdict):
+    assert verdict(ST + ", changed: {type: true}}", changes=STATUS, via="poll") == (
         False,
-        "when.changed.status: the event did not change 'status' (changed: nothing)",
+        "when.changed.type: the event did not change 'type' (changed: status)",
     )
+    source = {"source": ({"status": "ordered", "value": 1}, {"status": "ordered", "value": 2})}
+    assert verdict(ST + ", changed: {source.status: true}}", changes=source, via="poll") == (
+        False,
+        "when.changed.source.status: the event changed 'source' but not 'source.status'",
+    )
+    assert verdict(ST + ", changed: {source.value: {from: 1, to: 2}}}", changes=source, via="poll")[0] is True
+
+
+def test_an_empty_changeset_compares_the_record_with_the_version_seen_before(verdict):
+    when = ST + ", changed: {status: {from: scheduled, to: completed}}}"
+    now = job_record(status="completed")
+    assert verdict(when, changes={}, record=now, previous={"status": "scheduled"}) == (True, "matched")
+    assert verdict(when, changes={}, record=now, previous={"status": "completed"}) == (
+        False,
+        "when.changed.status: 'status' did not change since the version fieldrelay saw last (still 'completed')",
+    )
+    assert verdict(when, changes={}, record=now, previous={"status": "new"}) == (
+        False,
+        "when.changed.status.from: wanted 'scheduled', the version seen last had 'new'",
+    )
+    assert verdict(when, changes={}, record=None, previous={"status": "new"}) == (
+        False,
+        "when.changed.status: the event's changeset was empty, and the entity could not be loaded",
+    )
+
+
+def test_an_untracked_field_is_compared_even_when_the_changeset_lists_others(verdict):
+    when = ST + ", changed: {status: {to: completed}, description: true}}"
+    now = job_record(status="completed", description="new text")
+    assert verdict(when, changes=STATUS, record=now, previous={"description": "old text"}) == (True, "matched")
+    assert verdict(when, changes=STATUS, record=now, previous={"description": "new text"})[0] is False
 
 
 def test_changed_dotted_field_and_loose_equality(verdict):
@@ -110,31 +151,41 @@ def test_changed_dotted_field_and_loose_equality(verdict):
     assert verdict(ST + ", changed: {quantity: {from: '4', to: 5}}}", changes=changes)[0] is True
 
 
-def test_no_changeset_to_falls_back_to_the_entity(verdict):
+def test_without_an_earlier_version_to_is_judged_on_the_current_value(verdict):
     when = ST + ", changed: {status: {to: completed}}}"
     assert verdict(when, record=job_record(status="completed")) == (True, "matched")
     assert verdict(when, record=job_record(status="scheduled")) == (
         False,
-        "when.changed.status.to: wanted 'completed', the entity has 'scheduled'",
+        "when.changed.status.to: wanted 'completed', the record has 'scheduled'",
     )
     assert verdict(when, record=None) == (
         False,
-        "when.changed.status: the event carried no changeset and the entity could not be loaded",
+        "when.changed.status: the event carried no changeset, and the entity could not be loaded",
     )
     assert verdict(ST + ", changed: {nope: {not_to: x}}}", record=job_record()) == (
         False,
-        "when.changed.nope: the event carried no changeset and the entity has no field 'nope'",
+        "when.changed.nope: the event carried no changeset, and the entity has no field 'nope'",
     )
 
 
-def test_no_changeset_cannot_decide_from_or_any_change(verdict):
+def test_once_the_value_is_known_an_unrelated_update_does_not_match_to_again(verdict):
+    when = ST + ", changed: {status: {to: completed}}}"
+    assert verdict(when, record=job_record(status="completed"), previous={"status": "completed"}) == (
+        False,
+        "when.changed.status: 'status' did not change since the version fieldrelay saw last (still 'completed')",
+    )
+
+
+def test_without_an_earlier_version_from_and_any_change_do_not_match(verdict):
     assert verdict(ST + ", changed: {status: {from: scheduled, to: completed}}}", record=job_record()) == (
         False,
-        "when.changed.status: the event carried no changeset, so 'from' cannot be checked",
+        "when.changed.status: no earlier version known (fieldrelay has no earlier value of 'status' for this "
+        "record), so 'from' cannot be checked",
     )
-    assert verdict(ST + ", changed: {status: true}}", record=job_record()) == (
+    assert verdict(ST + ", changed: {status: true}}", record=job_record(), previous={"type": "repair"}) == (
         False,
-        "when.changed.status: the event carried no changeset, so any change cannot be checked",
+        "when.changed.status: no earlier version known (fieldrelay has no earlier value of 'status' for this "
+        "record), so any change cannot be checked",
     )
 
 

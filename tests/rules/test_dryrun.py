@@ -20,16 +20,32 @@ def test_explain_shows_matches_with_rendered_calls_and_reasons(action_params, ma
     assert text.splitlines()[:7] == [
         "event: servicetrade job 35769 updated via webhook (changes: status: 'scheduled' -> 'completed')",
         f"MATCH completed-job-to-synchroteam  ({file}:8)",
+        "  status: 'scheduled' -> 'completed'  (from the changeset)",
         "  then[0] synchroteam.customer.upsert  id=customer",
         '    {"myId": "st-company-39", "name": "Big Bang Burger Bar"}',
         "  then[1] synchroteam.job.upsert  id=job",
         '    {"myId": "st-job-35769", "description": "Job 112233", "customer": {"myId": "<steps.customer.myId>"}}',
-        "  on_failure[0] servicetrade.job.comment  (only if a step fails)",
     ]
-    assert text.splitlines()[-2:] == [
+    assert text.splitlines()[-3:] == [
         f"no    canceled-job-notify  ({file}:59)",
+        "  status: 'scheduled' -> 'completed'  (from the changeset)",
         "  when.changed.status.to: wanted 'canceled', event had 'completed'",
     ]
+
+
+def test_explain_says_where_each_transitions_values_came_from(load, make_event):
+    ruleset = load(
+        "rules:\n  - name: done\n    when: {source: servicetrade, changed: {status: {to: completed}}}\n"
+        "    then: [{http.request: {url: 'https://x.test/{{ changes.status.old }}'}}]\n"
+    )
+    empty = make_event(changes={})
+    compared = explain(ruleset, empty, job_record(status="completed"), previous={"status": "scheduled"})
+    assert "  status: 'scheduled' (snapshot) -> 'completed' (current value)" in compared
+    assert '    {"url": "https://x.test/scheduled"}' in compared  # `changes` holds the derived transition
+    first = explain(ruleset, empty, job_record(status="completed"))
+    assert "  status: ? (no earlier version known) -> 'completed' (current value)" in first
+    again = explain(ruleset, empty, job_record(status="completed"), previous={"status": "completed"})
+    assert "did not change since the version fieldrelay saw last (still 'completed')" in again
 
 
 def test_explain_marks_non_candidates_and_render_errors(load, make_event):

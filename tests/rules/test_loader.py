@@ -371,6 +371,32 @@ def test_warns_on_changed_with_created_only(load):
     ]
 
 
+def test_warns_that_a_field_servicetrade_does_not_track_costs_a_fetch(load):
+    ruleset = load(rule("when: {source: servicetrade, entity: appointment, changed: {status: {to: completed}}}"))
+    assert [w.message for w in ruleset.warnings] == [
+        "ServiceTrade webhooks do not report changes of 'status' on 'appointment' in their changeset; the rule "
+        "still works: for each candidate event fieldrelay reads the appointment (one API call) and compares it "
+        "with the version it saw before",
+    ]
+    polled = rule("when: {source: servicetrade, via: poll, entity: appointment, changed: {status: true}}")
+    assert load(polled).warnings == []  # a poll's changeset lists every change
+
+
+def test_on_missing_is_checked(load, load_errors):
+    then = "    then:\n      - synergist.activity.create: {activityActivitytypeCode: A, activityClientCode: C}\n"
+    ok = load(rule("when: {source: servicetrade}", then=then + "        on_missing: recreate\n"))
+    assert ok.rules[0].then[0].on_missing == "recreate"
+    assert load(rule("when: {source: servicetrade}", then=then)).rules[0].then[0].on_missing == "fail"
+    assert load_errors(rule("when: {source: servicetrade}", then=then + "        on_missing: retry\n")) == [
+        "rules.yaml:6:9: rules[0].then[0].on_missing: on_missing must be one of fail, recreate, got 'retry'"
+    ]
+    http = "    then:\n      - http.request: {url: 'https://example.com'}\n        on_missing: recreate\n"
+    assert load_errors(rule("when: {source: servicetrade}", then=http)) == [
+        "rules.yaml:6:9: rules[0].then[0].on_missing: http.request keeps no link to a record it created, so "
+        "on_missing does not apply (it does on synergist.activity.create)"
+    ]
+
+
 def test_job_item_tracked_fields_do_not_warn(load):
     text = rule("when: {source: servicetrade, entity: job_item, changed: {source.status: {to: delivered}}}")
     assert load(text).warnings == []
@@ -528,3 +554,18 @@ def test_mangled_rule_files_load_or_fail_with_rule_errors_only(write_rules, acti
         load_rules(path.parent, action_params)
     except RuleLoadError as exc:
         assert all(e.line >= 1 and e.col >= 1 and e.message for e in exc.errors)
+
+
+def test_linked_id_names_a_known_kind_and_a_loaded_rule(load, load_errors):
+    lookup = "linked_id('synergist.activity', rule='a')"
+    ok = load(rule("when: {source: servicetrade}", f'if: "{lookup} is not none"'))
+    assert [r.name for r in ok.rules] == ["a"]
+    wrong_kind = rule("when: {source: servicetrade}", "if: \"linked_id('synergist.activty', rule='a')\"")
+    assert load_errors(wrong_kind) == [
+        "rules.yaml:4:5: rules[0].if: linked_id: 'synergist.activty' is no kind of record fieldrelay links; "
+        "did you mean 'synergist.activity'? (known: synergist.activity)"
+    ]
+    then = "    then:\n      - http.request: {url: \"https://x.test/{{ linked_id('synergist.activity', 'b') }}\"}\n"
+    assert load_errors(rule("when: {source: servicetrade}", then=then)) == [
+        "rules.yaml:5:24: rules[0].then[0].http.request.url: linked_id: no rule named 'b'"
+    ]

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from fieldrelay.entitystate import EntityVersion
 from fieldrelay.events import ChangeEvent, EntityRef, FieldChange
 from rules.context import LazyEntity
 from rules.trigger import EventView, Trigger
@@ -54,13 +55,32 @@ events = st.builds(
 records = st.none() | st.fixed_dictionaries(
     {}, optional={"status": values, "type": values, "source": st.fixed_dictionaries({"status": values})}
 )
+# The version seen before the event: none, or some fields of it (a partial one knows fewer).
+previous = st.none() | st.builds(EntityVersion, records.filter(lambda r: r is not None), st.booleans())
 
 
-@settings(max_examples=300, deadline=None)
-@given(when=whens, event=events, record=records)
-def test_compiled_and_reference_agree(when, event, record):
+@settings(max_examples=500, deadline=None)
+@given(when=whens, event=events, record=records, before=previous)
+def test_compiled_and_reference_agree(when, event, record, before):
+    """Changeset, a poll's complete changeset, snapshot against current value, and first sightings."""
     if when["source"] == "servicetrade" and "entity" in when:
         when["entity"] = "job"
     trigger = Trigger(WHEN.validate_python(when))
-    view = EventView(event, LazyEntity(lambda: record))
+    view = EventView(event, LazyEntity(lambda: record), before)
     assert trigger.compiled(view) == trigger.match(view)
+    again = EventView(event, LazyEntity(lambda: record), before)  # a fresh view: nothing cached
+    assert trigger.match(again) == trigger.match(view)
+
+
+@settings(max_examples=300, deadline=None)
+@given(when=whens, event=events, record=records, before=previous)
+def test_a_changeset_entry_is_the_truth_whatever_the_snapshot_says(when, event, record, before):
+    """For fields the changeset lists, neither the record nor the earlier version changes the verdict."""
+    if when["source"] == "servicetrade" and "entity" in when:
+        when["entity"] = "job"
+    trigger = Trigger(WHEN.validate_python(when))
+    if event.changes is None or not set(trigger.when.changed) <= set(event.changes):
+        return
+    with_snapshot = EventView(event, LazyEntity(lambda: record), before)
+    without = EventView(event, LazyEntity(lambda: None), None)
+    assert trigger.match(with_snapshot) == trigger.match(without)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -69,3 +71,37 @@ def sync_client(sync_factory: Callable[..., TestClient]) -> TestClient:
 @pytest.fixture
 def syn_client(clock: FakeClock) -> TestClient:
     return TestClient(synergist.create_app(synergist.SynergistState(clock=clock), error_form="json404"))
+
+
+HOOK = "http://hooks.test/catcher?xuid=2346"
+
+
+class Catcher:
+    """Stands in for the product's receiver; answers with the queued statuses, then 200."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses)
+        self.messages: list[dict[str, Any]] = []
+        self.probes: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        message = json.loads(request.content)
+        if str(message.get("messageId", "")).startswith("confirm-"):
+            self.probes.append(message)  # the confirmation probe: answered, not counted as a message
+            return httpx.Response(200)
+        self.messages.append(message)
+        return httpx.Response(self.statuses.pop(0) if self.statuses else 200)
+
+
+@pytest.fixture
+def catcher(st_app: Any) -> Catcher:
+    catcher = Catcher()
+    st_app.state.sandbox.dispatcher.transport = httpx.MockTransport(catcher)
+    st_app.state.sandbox.dispatcher.set_controls({"retry_delay": 0})
+    return catcher
+
+
+def add_hook(client: TestClient, **extra: Any) -> dict[str, Any]:
+    response = client.post("/api/webhook", json={"hookUrl": HOOK, **extra})
+    assert response.status_code == 200
+    return response.json()["data"]

@@ -130,6 +130,13 @@ def test_activity_delete_and_timestamp_filter(syn_client: TestClient, clock: Fak
     gone = call(syn_client, "activities", "delete", [{"activityID": fresh["activityID"]}]).json()["data"]
     assert gone == [{"activityID": fresh["activityID"], "activityuuid": fresh["activityuuid"]}]
     assert call(syn_client, "activities", Timestampfrom=int(clock.now)).json()["totalrows"] == 0
+    again = call(
+        syn_client,
+        "activities",
+        "create",
+        [{"activityActivitytypeCode": "COMM", "activityClientCode": "1/GS"}],
+    ).json()["data"][0]
+    assert again["activityID"] > fresh["activityID"]  # a deleted record's id is never handed out again
 
 
 def test_list_paging_with_rows_and_page(syn_client: TestClient) -> None:

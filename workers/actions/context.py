@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from workers.connectors.errors import NotFound
+
 if TYPE_CHECKING:
     from workers.connectors.errors import RateInfo
     from workers.connectors.outbound import OutboundClient
@@ -75,6 +77,7 @@ class ActionContext:
     index: int
     idempotency_key: str
     link_store: LinkStore = field(default_factory=MemoryLinkStore, compare=False)
+    on_missing: str = "fail"  # the step's policy when its linked record was deleted in the target
 
     def link_key(self, action: str) -> str:
         """The link-store key for ``action``'s record: one per source entity and rule step."""
@@ -84,6 +87,53 @@ class ActionContext:
         """A short key unique to this event, rule and step (and stable across retries)."""
         raw = f"{self.event_id}:{self.rule}:{self.index}:{self.idempotency_key}"
         return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+class LinkedRecordMissing(Exception):
+    """The record a step created earlier was deleted in the target, and the step says `on_missing: fail`.
+
+    Permanent: the step is dead-lettered with this text, and no record is created behind anyone's back.
+    """
+
+    def __init__(self, kind: str, record_id: str, key: str) -> None:
+        super().__init__(kind, record_id, key)
+        self.kind, self.record_id, self.key = kind, record_id, key
+
+    def __str__(self) -> str:
+        return (
+            f"the {self.kind} {self.record_id} that this step created earlier (link {self.key}) no longer "
+            f"exists in {self.kind.split('.')[0]}; nothing was written. With `on_missing: recreate` on the "
+            "step, the next run creates a new one and links it instead"
+        )
+
+
+def with_link(
+    ctx: ActionContext,
+    action: str,
+    kind: str,
+    *,
+    update: Callable[[str], dict[str, Any]],
+    create: Callable[[], dict[str, Any]],
+    id_of: Callable[[dict[str, Any]], Any],
+) -> dict[str, Any]:
+    """Update the record this step created before (its id is in the link store), or create and link it.
+
+    A linked record the target no longer has (`NotFound` on the update) is created again under
+    `on_missing: recreate`, and is `LinkedRecordMissing` under `fail` (the default).
+    """
+    link = ctx.link_key(action)
+    known = ctx.link_store.get(link)
+    if known:
+        try:
+            return update(known)
+        except NotFound:
+            if ctx.on_missing != "recreate":
+                raise LinkedRecordMissing(kind, known, link) from None
+    record = create()
+    record_id = id_of(record)
+    if record_id is not None:
+        ctx.link_store.set(link, str(record_id))
+    return record
 
 
 @dataclass(frozen=True)

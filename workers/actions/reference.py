@@ -19,6 +19,31 @@ def render_reference() -> str:
         "# Actions",
         "",
         "Generated from `workers/actions` by `render_reference()`; field names are the target API's own.",
+        "",
+        "## Linked records",
+        "",
+        "Some actions create a record the target cannot find again by a key of ours (a Synergist activity, a",
+        "ServiceTrade appointment). They keep a link: the record's id, stored for the source entity, the rule",
+        "and the step, so the same step for a later event of that entity updates the record instead of",
+        "creating another. Any rule reads those links with",
+        "`linked_id(kind, rule, step=None, entity_type=None, entity_id=None)`: the id (or none) of the",
+        "record that `rule` created for this event's entity (or the one named). `step` picks one when the",
+        "rule creates several of that kind.",
+        "",
+        "```yaml",
+        "- synergist.activity.update:",
+        "    activityID: \"{{ linked_id('synergist.activity', rule='completed-job-to-synergist-activity') }}\"",
+        "    activityStatus: Closed",
+        "```",
+        "",
+        "When a linked record was deleted in the target, the step's `on_missing` decides: `fail` (the",
+        "default) dead-letters the step and says which record is gone; `recreate` creates a new one and",
+        "links it instead.",
+        "",
+        "```yaml",
+        "- synergist.activity.create: {activityActivitytypeCode: SVC, activityClientCode: 1/F667}",
+        "  on_missing: recreate",
+        "```",
     ]
     for spec in ACTIONS.values():
         lines += ["", *_section(spec)]
@@ -29,6 +54,9 @@ def _section(spec: ActionSpec) -> list[str]:
     doc = spec.description or inspect.getdoc(spec.params) or ""
     summary = doc.splitlines()[0].replace("``", "`") if doc else ""
     lines = [f"## `{spec.name}`", "", f"Target: {spec.target}. {summary}".rstrip()]
+    kind = getattr(spec.params, "link_kind", None)
+    if kind:
+        lines.append(f"Keeps a link: `linked_id('{kind}', rule=...)`; `on_missing: fail | recreate`.")
     custom = getattr(spec.params, "custom_prefix", "")
     if custom:
         lines.append(f"Custom fields: `custom_fields: {{{custom}CustomField<N>: value}}`.")

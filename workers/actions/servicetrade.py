@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from workers.actions.context import ActionContext, ActionSpec, Clients
+from workers.actions.context import ActionContext, ActionSpec, Clients, with_link
 from workers.actions.params import ActionParams
+from workers.connectors.servicetrade import EXTERNAL_ID_TYPES
 
 Visibility = Literal["public", "schedule", "tech", "billing"]
 
@@ -57,6 +58,8 @@ class JobUpdate(Params):
 
 class AppointmentCreate(Params):
     """Create an appointment on a job (a retry updates the one already created)."""
+
+    link_kind: ClassVar[str] = "servicetrade.appointment"
 
     jobId: int
     status: str | None = Field(default=None, description="default scheduled")
@@ -186,14 +189,43 @@ def update(clients: Clients, params: JobUpdate, ctx: ActionContext) -> dict[str,
     return clients.servicetrade.update_job(params.jobId, params.payload("jobId"))
 
 
+class ExternalIdSet(Params):
+    """Store another system's id on a ServiceTrade record (``POST /externalid/{entityType}/{entityId}/{systemName}``).
+
+    Rules read it back through ``entity.externalIds.<systemName>`` on later events of that record.
+    ``systemName`` must be an external system the ServiceTrade account knows; an empty ``value`` removes it.
+    """
+
+    entityType: Literal[EXTERNAL_ID_TYPES] = Field(  # type: ignore[valid-type]
+        description="the record's type (the ExternalId resource supports these)"
+    )
+    entityId: int
+    systemName: str = Field(min_length=1, description="the external system's name in ServiceTrade")
+    value: str = Field(description="that system's id for the record; empty removes it")
+
+
 def create_appointment(clients: Clients, params: AppointmentCreate, ctx: ActionContext) -> dict[str, Any]:
-    link = ctx.link_key("servicetrade.appointment.create")
-    if known := ctx.link_store.get(link):
-        return clients.servicetrade.update_appointment(known, params.payload("jobId", "serviceRequestIds"))
-    result = clients.servicetrade.create_appointment(params.jobId, **params.payload("jobId"))
-    if result.get("id") is not None:
-        ctx.link_store.set(link, str(result["id"]))
-    return result
+    return with_link(
+        ctx,
+        "servicetrade.appointment.create",
+        params.link_kind,
+        update=lambda known: clients.servicetrade.update_appointment(
+            known, params.payload("jobId", "serviceRequestIds")
+        ),
+        create=lambda: clients.servicetrade.create_appointment(params.jobId, **params.payload("jobId")),
+        id_of=lambda record: record.get("id"),
+    )
+
+
+def set_external_id(clients: Clients, params: ExternalIdSet, ctx: ActionContext) -> dict[str, Any]:
+    # Setting the same value again is harmless, so a retry needs no link.
+    result = clients.servicetrade.set_external_id(params.entityType, params.entityId, params.systemName, params.value)
+    return {
+        "entityType": params.entityType,
+        "entityId": params.entityId,
+        "systemName": params.systemName,
+        "value": result.get("value", params.value),
+    }
 
 
 def _appointment_id(clients: Clients, params: AppointmentRef, ctx: ActionContext) -> int:
@@ -310,4 +342,5 @@ SPECS = [
     ActionSpec("servicetrade.appointment.complete", AppointmentComplete, complete_appointment, "servicetrade"),
     ActionSpec("servicetrade.servicerequest.update", ServiceRequestUpdate, update_service_request, "servicetrade"),
     ActionSpec("servicetrade.attachment.upload", AttachmentUpload, upload_attachment, "servicetrade"),
+    ActionSpec("servicetrade.externalid.set", ExternalIdSet, set_external_id, "servicetrade"),
 ]

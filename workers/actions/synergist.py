@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from workers.actions.context import ActionContext, ActionSpec, Clients
+from workers.actions.context import ActionContext, ActionSpec, Clients, with_link
 from workers.actions.params import ActionParams
 
 Id = int | str
@@ -76,6 +76,8 @@ class ActivityCreate(ActivityFields):
         default="keep_theirs", exclude=True, description="on a later update: see synergist.activity.update"
     )
 
+    link_kind: ClassVar[str] = "synergist.activity"
+
     activityActivitytypeCode: str = Field(description='e.g. "Notes"')
     activityClientCode: str = Field(description='e.g. "1/C4126"')
     Job: str | None = Field(default=None, description='e.g. "1/0000123"')
@@ -123,6 +125,8 @@ class JobFields(WithCustomFields):
 class JobCreate(JobFields):
     """Create a job from a template (a retry updates the job already created)."""
 
+    link_kind: ClassVar[str] = "synergist.job"
+
     varJobTemplate: str = Field(description='template job, e.g. "8/00800001"')
     jobClientCode: str
     jobNumber: str | None = Field(default=None, description="where manual numbering is allowed")
@@ -144,6 +148,8 @@ class JobUpdate(JobFields):
 
 class BookingCreate(Params):
     """Book time in the calendar (a retry moves the booking already made)."""
+
+    link_kind: ClassVar[str] = "synergist.calendar"
 
     calTimeSummaryInternal: Id
     calIsoDateTimeStart: str = Field(description='e.g. "2017-07-10T14:30:00"')
@@ -190,6 +196,8 @@ class Unallocated(Params):
 class TimesheetCreate(Params):
     """Create a pending timesheet entry (a retry updates the entry already created)."""
 
+    link_kind: ClassVar[str] = "synergist.timesheet"
+
     tspJobAndPhase: str = Field(description='e.g. "1/00000772.001"')
     tspTimeDate: str = Field(description="YYYY-MM-DD")
     tspResourceCode: str = Field(description='e.g. "1/USER"')
@@ -231,14 +239,21 @@ def _remember(ctx: ActionContext, activity_id: int, result: dict[str, Any], fiel
 
 
 def create_activity(clients: Clients, params: ActivityCreate, ctx: ActionContext) -> dict[str, Any]:
-    link = ctx.link_key("synergist.activity.create")
-    if known := ctx.link_store.get(link):
-        fields = params.payload("Job", "Jobphase", "activityCompanyNumber")
-        return _update_with_base(clients, ctx, int(known), fields, None, params.on_conflict)
-    record = clients.synergist.create_activity(params.payload())
-    ctx.link_store.set(link, str(record["activityID"]))
-    _remember(ctx, int(record["activityID"]), record, params.payload("Job", "Jobphase", "activityCompanyNumber"))
-    return record
+    fields = params.payload("Job", "Jobphase", "activityCompanyNumber")
+
+    def create() -> dict[str, Any]:
+        record = clients.synergist.create_activity(params.payload())
+        _remember(ctx, int(record["activityID"]), record, fields)
+        return record
+
+    return with_link(
+        ctx,
+        "synergist.activity.create",
+        params.link_kind,
+        update=lambda known: _update_with_base(clients, ctx, int(known), fields, None, params.on_conflict),
+        create=create,
+        id_of=lambda record: record.get("activityID"),
+    )
 
 
 def update_activity(clients: Clients, params: ActivityUpdate, ctx: ActionContext) -> dict[str, Any]:
@@ -253,15 +268,17 @@ def delete_activity(clients: Clients, params: ActivityDelete, ctx: ActionContext
 
 
 def create_job(clients: Clients, params: JobCreate, ctx: ActionContext) -> dict[str, Any]:
-    link = ctx.link_key("synergist.job.create")
-    if known := ctx.link_store.get(link):
-        fields = params.payload("varJobTemplate", "jobNumber", "jobPrefixOnly", "jobHandleruserid")
-        if params.jobHandleruserid is not None:  # create and update spell this field differently
-            fields["jobHandlerUserID"] = params.jobHandleruserid
-        return {"jobNumber": known, **clients.synergist.update_job(known, fields)}
-    record = clients.synergist.create_job(params.payload())
-    ctx.link_store.set(link, str(record["jobNumber"]))
-    return record
+    fields = params.payload("varJobTemplate", "jobNumber", "jobPrefixOnly", "jobHandleruserid")
+    if params.jobHandleruserid is not None:  # create and update spell this field differently
+        fields["jobHandlerUserID"] = params.jobHandleruserid
+    return with_link(
+        ctx,
+        "synergist.job.create",
+        params.link_kind,
+        update=lambda known: {"jobNumber": known, **clients.synergist.update_job(known, fields)},
+        create=lambda: clients.synergist.create_job(params.payload()),
+        id_of=lambda record: record.get("jobNumber"),
+    )
 
 
 def update_job(clients: Clients, params: JobUpdate, ctx: ActionContext) -> dict[str, Any]:
@@ -269,14 +286,16 @@ def update_job(clients: Clients, params: JobUpdate, ctx: ActionContext) -> dict[
 
 
 def create_booking(clients: Clients, params: BookingCreate, ctx: ActionContext) -> dict[str, Any]:
-    link = ctx.link_key("synergist.calendar.create")
-    if known := ctx.link_store.get(link):
-        fields = params.payload("calTimeSummaryInternal", "calDurationDecimalHours")
-        fields.setdefault("calAllDay", params.calAllDay)
-        return clients.synergist.update_booking(known, fields)
-    record = clients.synergist.create_booking(params.payload("calAllDay"))
-    ctx.link_store.set(link, str(record["calDiaryInternal"]))
-    return record
+    fields = params.payload("calTimeSummaryInternal", "calDurationDecimalHours")
+    fields.setdefault("calAllDay", params.calAllDay)
+    return with_link(
+        ctx,
+        "synergist.calendar.create",
+        params.link_kind,
+        update=lambda known: clients.synergist.update_booking(known, fields),
+        create=lambda: clients.synergist.create_booking(params.payload("calAllDay")),
+        id_of=lambda record: record.get("calDiaryInternal"),
+    )
 
 
 def update_booking(clients: Clients, params: BookingUpdate, ctx: ActionContext) -> dict[str, Any]:
@@ -288,12 +307,14 @@ def delete_booking(clients: Clients, params: BookingDelete, ctx: ActionContext) 
 
 
 def create_timesheet(clients: Clients, params: TimesheetCreate, ctx: ActionContext) -> dict[str, Any]:
-    link = ctx.link_key("synergist.timesheet.create")
-    if known := ctx.link_store.get(link):
-        return clients.synergist.update_pending_timesheet(int(known), params.payload())
-    record = clients.synergist.create_pending_timesheet(params.payload())
-    ctx.link_store.set(link, str(record["tspEntryNo"]))
-    return record
+    return with_link(
+        ctx,
+        "synergist.timesheet.create",
+        params.link_kind,
+        update=lambda known: clients.synergist.update_pending_timesheet(int(known), params.payload()),
+        create=lambda: clients.synergist.create_pending_timesheet(params.payload()),
+        id_of=lambda record: record.get("tspEntryNo"),
+    )
 
 
 def list_phases(clients: Clients, params: PhaseList, ctx: ActionContext) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, cast, overload
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -65,6 +65,43 @@ ENTITY_TYPES = {"job": 3, "appointment": 16, "location": 11, "quote": 9, "defici
 log = logging.getLogger("workers.connectors.servicetrade")
 
 PageMark = dict[str, Any]  # {"windows": [[after, before], ...], "page": n}: where a windowed listing stands
+# Where one record of each type is read: `GET /<path>/<id>`, from each section's "Resource URL" (e.g.
+# Appointment "/appointment/[appointmentId]", Quote Item "/quoteitem/[itemId]"). Keys are the webhook and
+# poller type names as `rules.catalog.canonical_entity` spells them. [INCONS] Job Item's Resource URL is
+# "/jobItem/[jobItemId]" but its response-code table uses "/jobitem/123"; the table's spelling is used.
+# Clock events have no read by id alone ("/job/[jobId]/clockin/[eventId]" needs the job), so none here.
+ENTITY_PATHS = {
+    "job": "job",
+    "appointment": "appointment",
+    "location": "location",
+    "company": "company",
+    "contact": "contact",
+    "invoice": "invoice",
+    "quote": "quote",
+    "quoteitem": "quoteitem",
+    "deficiency": "deficiency",
+    "asset": "asset",
+    "user": "user",
+    "attachment": "attachment",
+    "servicerequest": "servicerequest",
+    "jobitem": "jobitem",
+    "comment": "comment",
+}
+# "ExternalId": "Supported entity types: asset, company, contact, contract, deficiency, location, job,
+# jobitem, libitem, quote, user".
+EXTERNAL_ID_TYPES = (
+    "asset",
+    "company",
+    "contact",
+    "contract",
+    "deficiency",
+    "location",
+    "job",
+    "jobitem",
+    "libitem",
+    "quote",
+    "user",
+)
 
 
 class ServiceTradeError(ConnectorError):
@@ -103,6 +140,26 @@ FAMILY = ErrorFamily(
     ServiceTradeNotFound,
     ServiceTradeAuthFailed,
 )
+
+
+class UnreadableEntity(ValueError):
+    """A type with no documented read by id, or an id that cannot be one (ServiceTrade ids are integers)."""
+
+
+def entity_path(entity_type: str, entity_id: int | str) -> str:
+    """`/<path>/<id>` for one record, from our own table of documented paths; never from a message's uri.
+
+    Webhook items carry `type`, `id` and `uri`, and the doc's own sample gives job 35769 the uri of
+    invoice 35789 ("Webhook > Entity Changesets"): type and id say which record changed.
+    """
+    path = ENTITY_PATHS.get(entity_type.replace("_", "").lower())
+    if path is None:
+        raise UnreadableEntity(f"ServiceTrade documents no read by id for entity type {entity_type!r}")
+    if isinstance(entity_id, bool) or not (
+        isinstance(entity_id, int) or (isinstance(entity_id, str) and entity_id.isdigit())
+    ):
+        raise UnreadableEntity(f"ServiceTrade ids are integers; {entity_id!r} is not one")
+    return f"/{path}/{int(entity_id)}"
 
 
 def api_path(uri_or_path: str) -> str:
@@ -218,8 +275,41 @@ class ServiceTradeClient:
     @overload
     def get_entity(self, entity_type: str, entity_id: int | str) -> records.ServiceTradeEntity: ...
     def get_entity(self, entity_type: str, entity_id: int | str) -> records.ServiceTradeEntity:
-        """``GET /{entity_type}/{id}``: the record of seed 002's "Returned Elements" for that resource."""
-        return self.get(f"/{entity_type}/{entity_id}")
+        """One record by type and id (`GET /job/35769`), the record of seed 002's "Returned Elements" for that
+        resource; see `entity_path`. `UnreadableEntity` for a type without a documented read by id,
+        `ServiceTradeNotFound` for a record that is gone."""
+        return self.get(entity_path(entity_type, entity_id))
+
+    def external_ids(self, entity_type: str, entity_id: int) -> dict[str, str]:
+        """Every external id of a record: `{system name: value}`.
+
+        "ExternalId": `GET /externalid/location/123` -> `{"data": {"values": {"system_name": "S1-123", ...}}}`.
+        [INCONS] Its params table types `entityType` as the "entity type constant" (3 for a job), but every
+        example path names the type (`/externalid/location/123`); names are sent, as in the examples.
+        """
+        data = self.get(f"/externalid/{entity_type}/{int(entity_id)}")
+        values = data.get("values")
+        return {str(k): str(v) for k, v in values.items()} if isinstance(values, dict) else {}
+
+    def set_external_id(self, entity_type: str, entity_id: int, system: str, value: str) -> dict[str, Any]:
+        """Set (or, with `""`, remove) one system's external id for a record; returns `{"value": ...}`.
+
+        "ExternalId": `POST /externalid/company/123/system_name {"value":"AB-CD534"}` sets it (200); "If an
+        empty string is given for a PUT, the existing value will be removed", so removal is a PUT. A system
+        name ServiceTrade does not know is a 404 ("no external system with that name was found").
+        """
+        method = "PUT" if value == "" else "POST"
+        path = f"/externalid/{entity_type}/{int(entity_id)}/{quote(system, safe='')}"
+        return _dict(self._call(method, path, json={"value": value}))
+
+    def find_by_external_id(self, entity_type: str, system: str, value: str) -> records.ServiceTradeEntity:
+        """The record a system's external id names, or `ServiceTradeNotFound`.
+
+        "ExternalId": `GET /externalid/location/system_name/S1-NewId123` returns the location; the
+        `?value=` form (`/externalid/[entityType]/[externalSystem]/?value=[value]`) is used, so a value
+        with a slash stays one path segment.
+        """
+        return self.get(f"/externalid/{entity_type}/{quote(system, safe='')}/", value=value)
 
     def iter_list(self, entity_type: str, **filters: Any) -> Iterator[records.ServiceTradeEntity]:
         """Every record of a list, page after page, every pass (see ``passes``)."""

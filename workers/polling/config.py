@@ -20,6 +20,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from fieldrelay.entitystate import VOLATILE_FIELDS
 from fieldrelay.settings import Settings, parse_poll_start
 
 # (system, entity) -> options; fields in `ignore` change on every save and say nothing about the change.
@@ -51,16 +52,7 @@ CATALOG: dict[str, dict[str, Any]] = {
     "synergist.activity": {"full_scan_every": 10},
     "synergist.job": {"full_scan_every": 10},
 }
-IGNORED_FIELDS = {
-    "servicetrade": ("updated", "distance"),
-    "synchroteam": ("dateModified",),
-    "synergist": (
-        "activityTimeStampModified",
-        "activityRecordVersionNumber",
-        "jobTimeStampModified",
-        "jobRecommendedVersionNumber",
-    ),
-}
+IGNORED_FIELDS = VOLATILE_FIELDS  # one list for the pollers and the webhook path (fieldrelay.entitystate)
 KNOWN_KEYS = {
     "enabled",
     "interval",

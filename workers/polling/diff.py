@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
-
-
-def _canonical(value: Any) -> bytes:
-    # Key order inside nested objects is not a change.
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
-
-
-def comparable(record: Mapping[str, Any], ignore: Iterable[str]) -> dict[str, Any]:
-    """The record without its volatile fields (`updated`, `dateModified`, version numbers...)."""
-    skip = set(ignore)
-    return {k: v for k, v in record.items() if k not in skip}
+from fieldrelay.entitystate import canonical as _canonical
+from fieldrelay.entitystate import comparable as comparable
 
 
 def changeset(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, dict[str, Any]]:

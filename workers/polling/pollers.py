@@ -7,11 +7,12 @@ from typing import Any
 
 import redis
 
+from fieldrelay.entitystate import EntityStore, migrate_legacy_state
 from fieldrelay.queues import EVENTS_QUEUE
 from fieldrelay.settings import Settings
 from workers.polling.clients import PollClients
 from workers.polling.config import PollerSpec, load_pollers
-from workers.polling.runner import Enqueue, Poller, SeenAt
+from workers.polling.runner import Enqueue, Poller
 from workers.polling.sources import build_source
 from workers.polling.store import PollStore
 
@@ -22,21 +23,25 @@ POLL_TASK = "fieldrelay.poll"
 class PollContext:
     """What a poll run needs besides its spec; one per process (clients keep their sessions).
 
-    >>> ctx = PollContext(settings, r, enqueue=events.append, seen_at=state.seen_at)   # doctest: +SKIP
+    >>> ctx = PollContext(settings, r, enqueue=events.append, reconcile=True)         # doctest: +SKIP
     >>> ctx.poller("synchroteam.job").run().events                                     # doctest: +SKIP
     """
 
     settings: Settings
     redis: redis.Redis
     enqueue: Enqueue
-    seen_at: SeenAt | None = None
+    reconcile: bool = False  # leave to webhooks what the webhook path already decided (the worker's task)
     clients: PollClients | None = None
     specs: dict[str, PollerSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.clients = self.clients or PollClients(self.settings)
         self.specs = self.specs or {s.name: s for s in load_pollers(self.settings)}
-        self.store = PollStore(self.redis)
+        entities = EntityStore(
+            self.redis, ttl=self.settings.entity_state_ttl, max_bytes=self.settings.entity_state_max_bytes
+        )
+        self.store = PollStore(self.redis, entities)
+        migrate_legacy_state(self.redis, entities)  # once per Redis: the snapshots kept before this store
 
     def poller(self, name: str) -> Poller:
         spec = self.specs[name]
@@ -48,7 +53,7 @@ class PollContext:
             self.store,
             enqueue=self.enqueue,
             requests=lambda: clients.requests(spec.system),
-            seen_at=self.seen_at,
+            reconcile=self.reconcile,
         )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from fieldrelay.entitystate import EntityVersion, successor
 from fieldrelay.events import ChangeEvent, EntityRef, FieldChange
 from fieldrelay.poll_metrics import PollMetrics
 from workers.connectors.errors import RateLimited, Unavailable
@@ -20,14 +21,14 @@ from workers.polling.config import PollerSpec
 from workers.polling.diff import changeset, comparable
 from workers.polling.lease import Lease
 from workers.polling.record import Record, Source
-from workers.polling.store import Cursor, PollStore, Snapshot, digest
+from workers.polling.store import Cursor, PollStore, digest
 
 log = logging.getLogger("fieldrelay.polling")
 
 RECENT = 0.8  # a run started within this share of the interval is the same tick, sent twice
 
 Enqueue = Callable[[dict[str, Any]], None]  # the event JSON, sent as one `fieldrelay.process_event` task
-SeenAt = Callable[[str, str, "int | str"], "int | None"]  # PipelineState.seen_at
+Writes = dict[str, tuple[EntityVersion, str]]  # record id -> (its new version, the token it replaces)
 
 
 @dataclass
@@ -64,12 +65,13 @@ class Poller:
         *,
         enqueue: Enqueue,
         requests: Callable[[], int],
-        seen_at: SeenAt | None = None,
+        reconcile: bool = False,
     ) -> None:
         self.spec, self.source, self.store, self.enqueue = spec, source, store, enqueue
-        self.requests, self.seen_at = requests, seen_at
+        self.requests = requests
         self.metrics = PollMetrics(store.r)
-        self._reconciling = source.reconcile and seen_at is not None
+        # Webhooks cover this source too: leave to them what they already decided (the stored `newest`).
+        self._reconciling = source.reconcile and reconcile
 
     def run(self) -> RunReport:
         report = RunReport(self.spec.name)
@@ -124,12 +126,12 @@ class Poller:
         if cursor is None:
             start = now if spec.start is None else spec.start
             cursor = Cursor(position=start, since=start, fresh_until=start)
+        every = int(spec.options.get("full_scan_every", 0))
         resume = cursor.resume
         if resume is not None:
             # The last run ran out of rate budget mid-listing: the same window, from where it stopped.
             full, since, mark = bool(resume["full"]), int(resume["since"]), resume.get("mark")
         else:
-            every = int(spec.options.get("full_scan_every", 0))
             full = src.full_only or cursor.untrusted_filter or bool(every and cursor.runs and cursor.runs % every == 0)
             since, mark = max(0, cursor.position - spec.overlap), None
         horizon = now - spec.webhook_grace if self._reconciling else now
@@ -164,12 +166,14 @@ class Poller:
             cursor.untrusted_filter = True
         # A resumed full scan has not listed the earlier pages this run: absence proves nothing then.
         absent = self._recheck_missing(listed) if complete and full and resume is None else set()
-        events, snapshots, newest = self._derive(listed, cursor, horizon, now, report, absent)
+        events, snapshots, unchanged, newest = self._derive(listed, cursor, horizon, now, report, absent)
         if resume is not None and resume.get("newest") is not None:
             newest = max(newest or 0, int(resume["newest"]))
         for event in events:
             self.enqueue(event)
-        self.store.save_snapshots(spec.name, snapshots)
+        scans = src.full_only or src.verify_filter or bool(every)  # a poller that may list everything
+        self.store.save_snapshots(spec.name, snapshots, track_ids=scans)
+        self.store.touch(spec.name, unchanged)
         self.metrics.add("fieldrelay_poll_events_total", len(events), source=spec.system, entity=spec.entity)
         if src.reconcile:
             self.metrics.add("fieldrelay_missed_webhooks_caught_total", report.missed_webhooks, entity=spec.entity)
@@ -213,12 +217,14 @@ class Poller:
         """Records missing from a complete full scan: gone (a deletion), or moved out of the listing."""
         absent = set()
         missing = sorted(self.store.all_snapshot_ids(self.spec.name) - set(listed))
-        for rid, snap in self.store.snapshots(self.spec.name, missing).items():
-            if snap.deleted or snap.absent:
+        found = self.store.snapshots(self.spec.name, missing)
+        self.store.forget_ids(self.spec.name, set(missing) - set(found))  # expired: nothing left to compare
+        for rid, snap in found.items():
+            if snap.deleted or snap.absent or snap.record is None:
                 continue
-            current = self.source.recheck(snap.entity_id)
+            current = self.source.recheck(snap.entity_id if snap.entity_id is not None else rid)
             if current is None:
-                listed[rid] = Record(snap.entity_id, {}, None, deleted=True)
+                listed[rid] = Record(snap.entity_id if snap.entity_id is not None else rid, {}, None, deleted=True)
             else:
                 listed[rid] = current
                 absent.add(rid)
@@ -226,11 +232,21 @@ class Poller:
 
     def _derive(
         self, listed: dict[str, Record], cursor: Cursor, horizon: int, now: int, report: RunReport, absent: set[str]
-    ) -> tuple[list[dict[str, Any]], dict[str, Snapshot], int | None]:
+    ) -> tuple[list[dict[str, Any]], Writes, list[str], int | None]:
+        """The events to emit, the versions to store (each with the token it replaces), the records
+        listed unchanged, and the newest modification time processed.
+
+        A stored version whose fields are all known (the poller's own, or one a webhook event fetched) is
+        diffed into a complete changeset. One that knows only some fields (a webhook changeset's values,
+        or a record cut to the size bound) gives `changes: null`: the worker then compares field by field
+        with what is known (`EntityVersion.previous`).
+        """
         spec = self.spec
         known = self.store.snapshots(spec.name, list(listed))
+        max_bytes = self.store.entities.max_bytes
         events: list[dict[str, Any]] = []
-        snapshots: dict[str, Snapshot] = {}
+        writes: Writes = {}
+        unchanged: list[str] = []
         newest: int | None = None
         for rid, record in sorted(listed.items(), key=lambda kv: (kv[1].modified_at or 0, kv[0])):
             if self._reconciling and record.modified_at is not None and record.modified_at > horizon:
@@ -238,7 +254,9 @@ class Poller:
                 continue
             if record.modified_at is not None:
                 newest = max(newest or 0, record.modified_at)
-            snap = known.get(rid)
+            stored = known.get(rid) or EntityVersion(entity_id=record.id)
+            snap = stored if stored.record is not None else None
+            token = stored.token
             data = comparable(record.data, spec.ignore_fields)
             version = digest(data)
             changes: dict[str, dict[str, Any]] | None
@@ -246,29 +264,51 @@ class Poller:
                 if snap is not None and snap.deleted:
                     continue
                 action, changes, version = "deleted", None, "deleted"
-                data = snap.record if snap is not None else data
             elif snap is None and self._before_watch(record, cursor):
-                snapshots[rid] = Snapshot(version, data, record.modified_at or now, record.id)
-                continue  # unchanged since before the first run's start: a baseline, not news
+                # Unchanged since before the first run's start: a baseline, not news.
+                base = EntityVersion(entity_id=record.id, newest=stored.newest)
+                at = record.modified_at or now
+                writes[rid] = (self._version(base, data, at, None, "updated", max_bytes, record, absent), token)
+                continue
             elif snap is None:
                 # Never seen: "created", unless it provably existed before this poller started watching.
                 existed = record.created_at is not None and record.created_at < cursor.since - spec.overlap
                 action, changes = ("updated", None) if existed else ("created", changeset(None, data))
             elif snap.digest == version and not snap.deleted:
-                if snap.absent != (rid in absent):
-                    snapshots[rid] = Snapshot(version, data, snap.occurred_at, record.id, absent=rid in absent)
+                if self._reconciling and snap.via == "webhook" and not snap.polled:
+                    report.reconciled += 1  # a webhook event already stored this very version
+                    writes[rid] = (replace(snap, polled=True, absent=rid in absent), token)
+                elif snap.absent != (rid in absent):
+                    writes[rid] = (replace(snap, absent=rid in absent), token)
+                else:
+                    unchanged.append(rid)
                 continue  # read again in the overlap, unchanged
             else:
-                action, changes = "updated", changeset(None if snap.deleted else snap.record, data)
+                whole = not snap.partial and not snap.dropped and not snap.deleted
+                action, changes = "updated", changeset(snap.record, data) if whole else None
             occurred = record.modified_at
             if occurred is None:
                 occurred = self.store.observed_at(spec.name, rid, version, now)
-            snapshot = Snapshot(version, data, occurred, record.id, record.deleted, rid in absent)
-            if self._reconciling and self.seen_at is not None and action != "deleted":
-                seen = self.seen_at(spec.system, spec.entity, record.id)
+            if self._reconciling and action != "deleted":
+                seen = stored.newest
                 if seen is not None and record.modified_at is not None and record.modified_at <= seen:
-                    report.reconciled += 1  # a webhook delivered this change (or a newer one)
-                    snapshots[rid] = snapshot
+                    # A webhook event delivered and decided this change (or a newer one): keep what it
+                    # recorded of itself, take the fields as listed.
+                    report.reconciled += 1
+                    fresh = self._version(stored, data, occurred, None, action, max_bytes, record, absent)
+                    writes[rid] = (
+                        replace(
+                            fresh,
+                            event_id=stored.event_id,
+                            via=stored.via,
+                            action=stored.action,
+                            before=stored.before,
+                            unknown_before=stored.unknown_before,
+                            first=stored.first,
+                            polled=True,
+                        ),
+                        token,
+                    )
                     continue
                 report.missed_webhooks += 1
             event = ChangeEvent(
@@ -280,5 +320,29 @@ class Poller:
                 changes=None if changes is None else {k: FieldChange(**v) for k, v in changes.items()},
             )
             events.append(event.model_dump(mode="json"))
-            snapshots[rid] = snapshot
-        return events, snapshots, newest
+            if action == "deleted":
+                gone = replace(stored, deleted=True, event_id=event.id, via="poll", action=action, token="")
+                writes[rid] = (replace(gone, version_at=occurred, entity_id=record.id), token)
+            else:
+                writes[rid] = (
+                    self._version(stored, data, occurred, event.id, action, max_bytes, record, absent),
+                    token,
+                )
+        return events, writes, unchanged, newest
+
+    @staticmethod
+    def _version(
+        stored: EntityVersion,
+        data: dict[str, Any],
+        at: int,
+        event_id: str | None,
+        action: str,
+        max_bytes: int,
+        record: Record,
+        absent: set[str],
+    ) -> EntityVersion:
+        """The version a poll run stores; `newest` stays: the event is not decided until a worker runs it."""
+        fresh = successor(
+            stored, data, at=at, event_id=event_id, via="poll", action=action, max_bytes=max_bytes, decided=False
+        )
+        return replace(fresh, absent=str(record.id) in absent, entity_id=record.id)

@@ -1,8 +1,11 @@
-"""Poller state in Redis under `fieldrelay:poll:`: cursors, record snapshots, back-off marks and the lock.
+"""Poller state in Redis: cursors, back-off marks and the lock under `fieldrelay:poll:`; record snapshots
+in the entity state store the webhook path shares (`fieldrelay.entitystate`).
 
 Keys (`<poller>` is `system.entity`):
 - `cursor:<poller>`: JSON `{position, since, fresh_until, runs, untrusted_filter}`, written last in a run;
-- `snap:<poller>`: hash record id -> JSON `{h: digest, r: record, t: occurred_at, i: id, d: deleted, a: absent}`;
+- `fieldrelay:entity:<system>:<entity>:<id>`: the record's last seen version, whoever saw it (one store
+  for webhooks and polls, with its TTL); `ids:<poller>`: the ids a poller stored, for full scans to
+  notice records gone missing;
 - `memo:<poller>`: hash record id -> `digest:seconds`, when a version without a modification time was
   first seen, so a re-emission after a crash carries the same `occurred_at` (and so the same event id);
 - `backoff:<system>`: Unix seconds until which the system's pollers wait (a 429's reset time);
@@ -12,12 +15,14 @@ Keys (`<poller>` is `system.entity`):
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
 import redis
+
+from fieldrelay.entitystate import EntityStore, EntityVersion
+from fieldrelay.entitystate import digest as digest
 
 PREFIX = "fieldrelay:poll"
 
@@ -35,22 +40,6 @@ class Cursor:
     resume: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """The last version of a record the poller reported (or found already reported)."""
-
-    digest: str
-    record: dict[str, Any]
-    occurred_at: int
-    entity_id: int | str
-    deleted: bool = False
-    absent: bool = False  # exists, but outside what a full scan lists (an activity moved out of the window)
-
-
-def digest(record: dict[str, Any]) -> str:
-    return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS, default=str), digest_size=12).hexdigest()
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -63,8 +52,9 @@ class PollStore:
     Cursor(position=1763855000, since=1763850000, fresh_until=1763855040, runs=12, untrusted_filter=False)
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, entities: EntityStore | None = None) -> None:
         self.r = client
+        self.entities = entities or EntityStore(client, ttl=30 * 86400, max_bytes=16384)
 
     def key(self, *parts: str) -> str:
         return ":".join((PREFIX, *parts))
@@ -76,40 +66,43 @@ class PollStore:
     def save_cursor(self, poller: str, cursor: Cursor) -> None:
         self.r.set(self.key("cursor", poller), orjson.dumps(asdict(cursor)))
 
-    def snapshots(self, poller: str, ids: list[str]) -> dict[str, Snapshot]:
-        if not ids:
-            return {}
-        found = {}
-        for rid, raw in zip(ids, self.r.hmget(self.key("snap", poller), ids), strict=True):
-            if raw is not None:
-                data = orjson.loads(raw)
-                found[rid] = Snapshot(
-                    data["h"], data["r"], data["t"], data.get("i", rid), data.get("d", False), data.get("a", False)
-                )
-        return found
+    @staticmethod
+    def _kind(poller: str) -> tuple[str, str]:
+        system, _, entity = poller.partition(".")
+        return system, entity
+
+    def snapshots(self, poller: str, ids: list[str]) -> dict[str, EntityVersion]:
+        """The stored versions of these records (one MGET), each with its compare-and-set token."""
+        return self.entities.read_many(*self._kind(poller), ids)
 
     def all_snapshot_ids(self, poller: str) -> set[str]:
-        return {_text(k) for k in self.r.hkeys(self.key("snap", poller))}
+        return {_text(k) for k in self.r.smembers(self.key("ids", poller))}
 
-    def save_snapshots(self, poller: str, snapshots: dict[str, Snapshot]) -> None:
-        if snapshots:
-            self.r.hset(
-                self.key("snap", poller),
-                mapping={
-                    rid: orjson.dumps(
-                        {
-                            "h": s.digest,
-                            "r": s.record,
-                            "t": s.occurred_at,
-                            "i": s.entity_id,
-                            "d": s.deleted,
-                            "a": s.absent,
-                        },
-                        default=str,
-                    )
-                    for rid, s in snapshots.items()
-                },
-            )
+    def forget_ids(self, poller: str, ids: set[str]) -> None:
+        """Drop ids whose version expired (or never was) from the poller's list."""
+        if ids:
+            self.r.srem(self.key("ids", poller), *ids)
+
+    def save_snapshots(
+        self, poller: str, snapshots: dict[str, tuple[EntityVersion, str]], *, track_ids: bool = True
+    ) -> set[str]:
+        """Write each record's new version if the stored one is still the one read (its token): a webhook
+        event that moved it meanwhile wins. Returns the ids written.
+
+        `track_ids` adds them to the poller's id list, which only full scans read (and prune): a poller
+        that never scans in full keeps none, so the list does not grow without bound.
+        """
+        if not snapshots:
+            return set()
+        written = self.entities.write_many(*self._kind(poller), snapshots)
+        if written and track_ids:
+            self.r.sadd(self.key("ids", poller), *written)
+        return written
+
+    def touch(self, poller: str, ids: list[str]) -> None:
+        """Records listed again unchanged: their stored versions live on (a full scan lists them each run)."""
+        if ids:
+            self.entities.touch_many(*self._kind(poller), ids)
 
     def observed_at(self, poller: str, rid: str, version: str, now: int) -> int:
         """When this version of a record without a modification time was first seen (now, if never)."""

@@ -7,7 +7,6 @@ from functools import cache
 from typing import Any
 
 from fieldrelay.queues import EVENTS_QUEUE, PROCESS_EVENT_TASK
-from fieldrelay.state import PipelineState
 from workers.celery_app import app
 from workers.lifecycle import fail_task
 from workers.polling.pollers import POLL_TASK, PollContext
@@ -23,7 +22,7 @@ def enqueue_event(event: dict[str, Any]) -> None:
 @cache
 def context() -> PollContext:
     client = redis_client()
-    return PollContext(settings(), client, enqueue=enqueue_event, seen_at=PipelineState(client).seen_at)
+    return PollContext(settings(), client, enqueue=enqueue_event, reconcile=True)
 
 
 @app.task(name=POLL_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)

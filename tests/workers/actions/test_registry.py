@@ -32,6 +32,7 @@ REQUIRED = {
     "servicetrade.job.comment",
     "servicetrade.job.update",
     "servicetrade.appointment.create",
+    "servicetrade.externalid.set",
     "http.request",
     # issue 15: the two-way flow
     "servicetrade.job.create",

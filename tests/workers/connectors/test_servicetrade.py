@@ -235,3 +235,46 @@ def test_network_errors_are_unavailable(exc: Exception) -> None:
     with pytest.raises(ServiceTradeUnavailable) as info:
         client.get("/job/1")
     assert info.value.status is None and PASSWORD not in str(info.value)
+
+
+def test_records_are_read_by_type_and_id_from_the_documented_paths() -> None:
+    from workers.connectors.servicetrade import UnreadableEntity, entity_path
+
+    assert entity_path("job", 35769) == "/job/35769"
+    assert entity_path("job_item", "7") == "/jobitem/7"
+    assert entity_path("quote_item", 4) == "/quoteitem/4"
+    for bad_type in ("clockevent", "auth", "webhook"):
+        with pytest.raises(UnreadableEntity, match="documents no read by id"):
+            entity_path(bad_type, 1)
+    for bad_id in ("39?x=1", "%2e%2e", "..", True, 3.5):
+        with pytest.raises(UnreadableEntity, match="ids are integers"):
+            entity_path("job", bad_id)  # type: ignore[arg-type]
+
+
+def test_external_ids_are_read_set_removed_and_looked_up() -> None:
+    fake = FakeServiceTrade()
+    sent: list[tuple[str, str, Any]] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        sent.append((request.method, request.url.path, body))
+        return httpx.Response(200, json={"data": {"value": body["value"]}})
+
+    fake.routes[("GET", "/externalid/job/35769")] = {"values": {"synergist": "6712", "peachtree": "332"}}
+    fake.routes[("POST", "/externalid/job/35769/synergist")] = record
+    fake.routes[("PUT", "/externalid/job/35769/synergist")] = record
+    fake.routes[("GET", "/externalid/job/synergist/")] = lambda request: httpx.Response(
+        200, json={"data": {"id": 35769, "query": request.url.query.decode()}}
+    )
+    client = make_client(fake)
+    assert client.external_ids("job", 35769) == {"synergist": "6712", "peachtree": "332"}
+    assert client.set_external_id("job", 35769, "synergist", "6712") == {"value": "6712"}
+    assert client.set_external_id("job", 35769, "synergist", "") == {"value": ""}
+    assert sent == [
+        ("POST", "/api/externalid/job/35769/synergist", {"value": "6712"}),
+        ("PUT", "/api/externalid/job/35769/synergist", {"value": ""}),  # the doc removes with an empty PUT
+    ]
+    found: dict[str, Any] = dict(client.find_by_external_id("job", "synergist", "1/00000510"))
+    assert found["query"] == "value=1%2F00000510"  # the fake answers with the query it was sent
+    with pytest.raises(ServiceTradeNotFound):
+        client.find_by_external_id("company", "synergist", "x")

@@ -124,13 +124,13 @@ MakeCapture = Callable[..., Capture]
 
 @pytest.fixture
 def capture(sandboxes: Sandboxes, redis_url: str) -> Iterator[MakeCapture]:
-    """`capture(seen_at=..., **settings)`: a fresh context against the sandboxes and the test's Redis."""
+    """`capture(reconcile=..., **settings)`: a fresh context against the sandboxes and the test's Redis."""
     made: list[Capture] = []
 
-    def make(seen_at: Any = None, **overrides: Any) -> Capture:
+    def make(reconcile: bool = False, **overrides: Any) -> Capture:
         settings = sandbox_settings(sandboxes, redis_url, **overrides)
         events: list[dict[str, Any]] = []
-        ctx = PollContext(settings, redis.Redis.from_url(redis_url), enqueue=events.append, seen_at=seen_at)
+        ctx = PollContext(settings, redis.Redis.from_url(redis_url), enqueue=events.append, reconcile=reconcile)
         made.append(Capture(ctx, events))
         return made[-1]
 
