@@ -14,7 +14,7 @@ from fieldrelay.logs import logging_config, setup_logging
 from fieldrelay.queues import ALL_QUEUES
 from fieldrelay.settings import Settings
 from fieldrelay_cli.common import settings_or_exit, with_redis
-from fieldrelay_cli.devstack import RunOptions, run_stack
+from fieldrelay_cli.devrun import RunOptions, run_stack
 from fieldrelay_cli.ports import PortTakenError, check_ports
 from fieldrelay_cli.supervise import supervise
 from rules import RuleLoadError, load_rules

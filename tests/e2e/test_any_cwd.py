@@ -52,6 +52,13 @@ def ops_repository(base: Path) -> Path:
 def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with fieldrelay installed from its built wheel (its dependencies seen from this one)."""
     base = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools writes its build/ and egg-info beside the sources it builds.
+    source = base / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for package in ("fieldrelay", "fieldrelay_cli", "receiver", "workers", "rules", "sandbox"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     dist = base / "dist"
     subprocess.run(
         [
@@ -64,7 +71,7 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "-w",
             str(dist),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         cwd=base,

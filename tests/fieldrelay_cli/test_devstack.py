@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fieldrelay_cli.devstack import REDIS_RESTARTS, StackConfig, StackError, _watch, banner, clear_dev_state
+from fieldrelay_cli.devrun import REDIS_RESTARTS, _watch, banner, clear_dev_state
+from fieldrelay_cli.devstack import StackConfig, StackError
 from fieldrelay_cli.embedded_redis import EmbeddedRedis
 
 
