@@ -135,7 +135,7 @@ class Bucket(tuple[Rule, ...]):
                 if field.waits:
                     waiting.append(field)
                     continue
-                change = view.resolve(field.name)  # read now, as judging `head` would have anyway
+                change = view.read(field.name)  # now, as judging `head` would have anyway
             elif type(change) is str:
                 continue  # the event rules them all out: a deleted record, a poll that did not change it
             parts.append(field.pick(change, rank))

@@ -110,6 +110,13 @@ class EventView:
                 self.resolved[name] = found
         return found
 
+    def read(self, name: str) -> Resolved | str:
+        """`resolve(name)` for a field `known` left to the record: reads it (once per event) and compares."""
+        found = self.resolved.get(name)
+        if found is None:
+            found = self.resolved[name] = self._from_record(name)
+        return found
+
     def seen(self, name: str) -> Resolved | None:
         """The transition of `name` if it is already known or is in the changeset; never fetches (traces)."""
         found = self.resolved.get(name)
