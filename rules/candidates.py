@@ -45,6 +45,8 @@ class _Side:
             self.by_key[key] = (*self.by_key.get(key, ()), rule)
 
     def find(self, value: Any, rank: Mapping[int, int]) -> Rules:
+        if type(value) is str:  # the usual case, written out: a string's one key is itself
+            return self.by_key.get(value, ())
         if not self.every:
             return ()
         keys = value_keys(value)

@@ -332,9 +332,9 @@ def value_keys(value: Any) -> tuple[Hashable, ...] | None:
     """
     kind = type(value)
     if kind is str:
-        return (("text", value),)
+        return (value,)
     if kind is int or kind is float or kind is bool:
-        return (("text", str(value)), ("number", value))
+        return (str(value), ("number", value))
     if value is None:
         return (_NONE_KEY,)
     return None
