@@ -3,9 +3,10 @@
     bucket = ruleset.candidate_tuple(event)       # the rules for the event's source, entity, action and via
     for rule in bucket.select(view): ...          # fewer: those whose first `changed:` field can match
 
-A rule whose first `changed:` field has a `to` (else a `from`) of plain values is filed under those values
-(`rules.trigger.value_keys`, which keeps `same`'s `to: 5` matches "5"); every other rule, and every disabled
-one, is always selected. The first field is the one its trigger resolves first, so selecting by it reads
+A rule whose first `changed:` field has a `to` (else a `from`) of plain values is filed under those values,
+by `rules.trigger.value_keys`, which files together what `same` equates (`to: 5` is found by "5" and 5.0).
+Every other rule (`not_to`, `not_from` or `true` first, a list or mapping wanted) and every disabled one is
+always selected. The first field is the one its trigger resolves first, so selecting by it reads
 nothing the trigger would not. For each filed field, `select` takes the transition from `EventView`, the
 resolution the trigger itself uses:
 - the changeset lists the field: its value picks the rules;
@@ -13,7 +14,7 @@ resolution the trigger itself uses:
   not list it): none of its rules can match, none is selected;
 - it takes the current record (a webhook whose changeset does not cover it): the record is read now, as
   judging the field's first rule would have done anyway; if a rule before that one has an `if` that reads
-  `changes` (which shows every transition worked out so far), the field waits for that rule's turn instead;
+  `changes` (which shows every transition worked out so far), the field waits for its first rule's turn;
 - the record gives a reason instead of a transition ("did not change since the version fieldrelay saw
   last", "could not be loaded"): every rule on the field is selected and reports it, as the Transitions
   section promises. With no earlier version known, so is every rule that also checks the old value

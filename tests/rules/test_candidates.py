@@ -74,8 +74,11 @@ events = st.builds(
         st.dictionaries(st.sampled_from(FIELDS), st.tuples(carried, carried), min_size=1, max_size=3),
     ),
 )
-records = st.none() | st.fixed_dictionaries(
-    {}, optional={"status": carried, "type": carried, "source": st.fixed_dictionaries({"status": carried})}
+nested = {"source": st.fixed_dictionaries({"status": carried})}
+records = st.one_of(  # none (could not be loaded), some fields, or the two rules mostly ask about
+    st.none(),
+    st.fixed_dictionaries({}, optional={"status": carried, "type": carried, **nested}),
+    st.fixed_dictionaries({"status": carried, "type": carried}, optional=nested),
 )
 previous = st.none() | st.builds(EntityVersion, records.filter(lambda r: r is not None), st.booleans())
 
@@ -136,19 +139,28 @@ def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, Any]], ChangeEvent, Any, 
             }
         )
 
-    return draw(st.lists(rule(), min_size=1, max_size=8)), event, record, before
+    # Often a rule first in run order whose `if` asks what `changes` holds: reading a field early would show.
+    reader = st.fixed_dictionaries(
+        {
+            "enabled": st.just(True),
+            "priority": st.just(3),
+            "when": st.just({"source": event.source}),
+            "if": st.sampled_from([i for i in IFS if i and "changes" in i]),
+        }
+    )
+    return draw(st.lists(reader, max_size=1)) + draw(st.lists(rule(), min_size=1, max_size=8)), event, record, before
 
 
 def build(specs: list[dict[str, Any]]) -> RuleSet:
-    for i, spec in enumerate(specs):
-        spec["name"] = f"r{i}"
+    """The drawn specs as a rule set: named r0, r1, ... in file order, each with one action."""
+    written = []
+    for i, drawn in enumerate(specs):
+        spec = {k: v for k, v in drawn.items() if v is not None} | {"name": f"r{i}"}
         spec["then"] = [{"http.request": {"url": "https://example.com"}}]
-        when = spec["when"]
-        if when["source"] == "servicetrade" and "entity" in when:
-            when["entity"] = "job"  # the only one of the three ServiceTrade has
-        if spec["if"] is None:
-            del spec["if"]
-    return RuleSet(make_rules(specs), [], "generated")
+        if drawn["when"]["source"] == "servicetrade" and "entity" in drawn["when"]:
+            spec["when"] = drawn["when"] | {"entity": "job"}  # the only one of the three ServiceTrade has
+        written.append(spec)
+    return RuleSet(make_rules(written), [], "generated")
 
 
 def outcome(rules: Any, event: ChangeEvent, record: Any, before: EntityVersion | None, fails: bool) -> Any:
