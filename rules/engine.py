@@ -9,6 +9,7 @@ from typing import Any
 
 from fieldrelay.entitystate import EntityVersion, canonical
 from fieldrelay.events import ChangeEvent
+from rules.candidates import Bucket
 from rules.conditions import explain
 from rules.context import LazyEntity, LinkLookup, RuleContext
 from rules.models import Rule, Verdict
@@ -63,7 +64,7 @@ class EventScope:
             self._context = build_context(self.event, self.entity, now=self.now, env=self.env, links=self.links)
         if self._derived_seen != len(self.view.resolved):  # `changes` shows what the triggers worked out
             self._derived_seen = len(self.view.resolved)
-            merged = {k: {"old": v["old"], "new": v["new"]} for k, v in self.derived().items()}
+            merged = {k: {"old": v.old, "new": v.new} for k, v in self._derived().items()}
             merged.update({k: {"old": v.old, "new": v.new} for k, v in (self.event.changes or {}).items()})
             self._context["changes"] = merged
         return self._context
@@ -79,7 +80,10 @@ class EventScope:
         from it is one, whether a rule asked about it or not: that comparison is the changeset for the
         fields ServiceTrade's does not cover.
         """
-        found = {k: v.describe() for k, v in self.transitions().items() if v.old_from != CHANGESET}
+        return {k: v.describe() for k, v in self._derived().items()}
+
+    def _derived(self) -> dict[str, Resolved]:
+        found = {k: v for k, v in self.view.resolved.items() if type(v) is Resolved and v.old_from != CHANGESET}
         previous, changes = self.view.previous, self.event.changes or {}
         current = self.entity.value if self.entity.loaded and self.entity.error is None else None
         if previous is None or current is None or self.view.complete:
@@ -89,7 +93,7 @@ class EventScope:
                 continue
             known, old = previous.field(name)
             if known and canonical(old) != canonical(new):
-                found[name] = Resolved(old, new, SNAPSHOT, CURRENT).describe()
+                found[name] = Resolved(old, new, SNAPSHOT, CURRENT)
         return found
 
 
@@ -116,9 +120,13 @@ def evaluate_rules(
 def judge(rules: Iterable[Rule], scope: EventScope) -> list[Verdict]:
     """Verdicts for `rules` in order, in a scope the caller keeps (to read its transitions afterwards).
 
+    A `Bucket` (`RuleSet.candidate_tuple`) is judged as selected by the values of the event's transitions:
+    the rules it leaves out could not match. Any other iterable (a dry run's every rule) is judged whole.
     A failed entity fetch raises, even when an `if` that read the entity swallowed it.
     """
     view, entity, context = scope.view, scope.entity, None
+    if type(rules) is Bucket:
+        rules = rules.select(view)
     verdicts: list[Verdict] = []
     # The per-event matching cost is this loop, so it is written out flat rather than as calls.
     for rule in rules:

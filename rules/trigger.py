@@ -9,11 +9,13 @@ Where a `changed:` field's old and new values come from (`EventView.resolve`, th
 - otherwise (ServiceTrade tracks few fields, sends `[]`, or no changeset at all): the new value is the
   record's current value (fetched once per event) and the old one the version fieldrelay saw last
   (`previous`); with no earlier version, only `to`/`not_to` can be judged, on the current value.
+`EventView.known` is the same resolution where the event alone decides; the value index
+(`rules.candidates`) asks it before any rule runs, and `Trigger.index` is what it files each rule under.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, NamedTuple
 
 from fieldrelay.entitystate import EntityVersion, canonical, lookup
@@ -90,7 +92,29 @@ class EventView:
         """
         found = self.resolved.get(name)
         if found is None:
-            found = self.resolved[name] = self._resolve(name)
+            found = self._from_event(name)
+            if found is None:
+                found = self._from_record(name)
+            self.resolved[name] = found
+        return found
+
+    def known(self, name: str) -> Resolved | str | None:
+        """`resolve(name)` when the event alone answers it; None when that needs the current record.
+
+        Never fetches, so the value index may ask before any rule runs (see `rules.candidates`).
+        """
+        found = self.resolved.get(name)
+        if found is None:
+            found = self._from_event(name)
+            if found is not None:
+                self.resolved[name] = found
+        return found
+
+    def read(self, name: str) -> Resolved | str:
+        """`resolve(name)` for a field `known` left to the record: reads it (once per event) and compares."""
+        found = self.resolved.get(name)
+        if found is None:
+            found = self.resolved[name] = self._from_record(name)
         return found
 
     def seen(self, name: str) -> Resolved | None:
@@ -101,8 +125,8 @@ class EventView:
             found = self.resolve(name)
         return found if isinstance(found, Resolved) else None
 
-    def _resolve(self, name: str) -> Resolved | str:
-        where = f"when.changed.{name}"
+    def _from_event(self, name: str) -> Resolved | str | None:
+        """The changeset's answer, or the reason there is none that needs no record; None: read the record."""
         changes = self.changes
         if changes is not None:
             change = changes.get(name)
@@ -110,25 +134,35 @@ class EventView:
                 return Resolved(change.old, change.new, CHANGESET, CHANGESET)
             top, _, inner = name.partition(".")
             if inner and top in changes:
-                return _inside(changes[top], inner, where, name)
+                return _inside(changes[top], inner, f"when.changed.{name}", name)
             if self.complete:
-                return f"{where}: the event did not change {name!r} (changed: {self.changed_names})"
-        why = "not in the event's changeset" if changes else "the event carried no changeset"
-        if changes == {}:
-            why = "the event's changeset was empty"
+                return f"when.changed.{name}: the event did not change {name!r} (changed: {self.changed_names})"
         if self.action == "deleted":
-            return f"{where}: {why}, and a deleted record has no current value"
+            return f"when.changed.{name}: {self._why()}, and a deleted record has no current value"
+        return None
+
+    def _why(self) -> str:
+        changes = self.changes
+        if changes == {}:
+            return "the event's changeset was empty"
+        return "not in the event's changeset" if changes else "the event carried no changeset"
+
+    def _from_record(self, name: str) -> Resolved | str:
+        """The current record against the version seen last (fetches the record, once per event)."""
         record = self.entity.value
         if record is None:
-            return f"{where}: {why}, and the entity could not be loaded"
+            return f"when.changed.{name}: {self._why()}, and the entity could not be loaded"
         found, new = lookup(record, name)
         if not found:
-            return f"{where}: {why}, and the entity has no field {name!r}"
+            return f"when.changed.{name}: {self._why()}, and the entity has no field {name!r}"
         known, old = self.previous.field(name) if self.previous is not None else (False, None)
         if not known:
             return Resolved(None, new, UNKNOWN, CURRENT)
         if canonical(old) == canonical(new):
-            return f"{where}: {name!r} did not change since the version fieldrelay saw last (still {show(new)})"
+            return (
+                f"when.changed.{name}: {name!r} did not change since the version fieldrelay saw last "
+                f"(still {show(new)})"
+            )
         return Resolved(old, new, SNAPSHOT, CURRENT)
 
 
@@ -148,7 +182,7 @@ _HAD = {CHANGESET: "event had", SNAPSHOT: "the version seen last had", CURRENT: 
 class Trigger:
     """A `when` as the engine runs it: the same clauses, in the same order, as plain Python values."""
 
-    __slots__ = ("actions", "changed", "compiled", "entities", "source", "via", "when")
+    __slots__ = ("actions", "changed", "compiled", "entities", "index", "source", "via", "when")
 
     def __init__(self, when: WhenBase) -> None:
         self.when = when
@@ -161,6 +195,7 @@ class Trigger:
             for name, t in when.changed.items()
         )
         self.compiled: Callable[[EventView], str | None] = _compile(self)
+        self.index = _index(self.changed)
 
     def match(self, view: EventView) -> str | None:
         """None when the trigger matches the event, else the first failing clause and what was seen.
@@ -286,6 +321,60 @@ def same(wanted: Any, seen: Any) -> bool:
     if wanted == seen:
         return True
     return isinstance(wanted, _SCALAR) and isinstance(seen, _SCALAR) and str(wanted) == str(seen)
+
+
+def value_keys(value: Any) -> tuple[Hashable, ...] | None:
+    """Where the value index files `value`: whenever `same(wanted, seen)`, the two share a key.
+
+    A string is filed under itself; a number or bool under its text and its value (`to: 5` finds "5", 5 and
+    5.0; True finds 1); None under its own key. Anything else (a list, a mapping, a subclass) gives None:
+    the index cannot tell, and leaves the verdict to `same`.
+    """
+    kind = type(value)
+    if kind is str:
+        return (value,)
+    if kind is int or kind is float or kind is bool:
+        return (str(value), ("number", value))
+    if value is None:
+        return (_NONE_KEY,)
+    return None
+
+
+_NONE_KEY = ("none",)
+
+
+class Index(NamedTuple):
+    """What the value index knows of a trigger: the literal values its first `changed:` field must take.
+
+    `Index("status", old=False, keys=..., needs_old=True)` for `changed: {status: {from: a, to: b}}`: the
+    new value must be `b`; and with no earlier version known the trigger reports that instead (kept).
+    """
+
+    name: str
+    old: bool  # the values are `from`'s (the old value); else `to`'s (the new one)
+    keys: frozenset[Hashable]
+    needs_old: bool  # some check of the field reads the old value (`from`, `not_from`, or any change)
+
+
+def _index(changed: tuple[tuple[str, Checks, tuple[_Check, ...]], ...]) -> Index | None:
+    """The first field only: it is resolved first, so selecting by it reads nothing the trigger would not."""
+    if not changed:
+        return None
+    name, checks, _ = changed[0]
+    kinds = dict(checks)
+    needs_old = not kinds or any(kind not in ("to", "not_to") for kind in kinds)
+    for kind in ("to", "from"):
+        if kind in kinds:
+            wanted = kinds[kind]
+            keys: set[Hashable] = set()
+            for value in wanted if isinstance(wanted, list) else [wanted]:
+                found = value_keys(value)
+                if found is None:
+                    break
+                keys.update(found)
+            else:
+                return Index(name, kind == "from", frozenset(keys), needs_old)
+    return None
 
 
 def _wanted(value: Any) -> str:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from fieldrelay.events import ChangeEvent, EntityRef, FieldChange
 from rules import RuleSet, TemplateError, build_context, evaluate, load_rules, render_params
 from rules.catalog import ENTITY_TYPES
+from rules.engine import evaluate_rules
 from tests.rules.conftest import THEN, CountingLoader, job_record
 
 EXAMPLES = Path(__file__).parents[2] / "rules" / "examples"
@@ -25,8 +26,12 @@ def test_the_example_rule_matches_a_completed_repair_job(action_params, make_eve
     assert [(v.rule.name, v.matched, v.reason) for v in verdicts] == [
         ("completed-job-to-synchroteam", True, "matched"),
         ("completed-job-to-synergist-activity", True, "matched"),
-        ("canceled-job-notify", False, "when.changed.status.to: wanted 'canceled', event had 'completed'"),
-    ]
+    ]  # canceled-job-notify wants `to: canceled`: the value index leaves it out (the dry run still says why)
+    every = evaluate_rules(ruleset.rules, event, CountingLoader(job_record()))
+    assert [(v.rule.name, v.reason) for v in every if not v.matched][-1] == (
+        "canceled-job-notify",
+        "when.changed.status.to: wanted 'canceled', event had 'completed'",
+    )
 
 
 def test_the_example_rule_skips_other_job_types(action_params, make_event):
