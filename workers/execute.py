@@ -99,7 +99,8 @@ def execute(
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise PipelineError(eid, rule.name, index, f"{call.name} parameters: {detail}") from None
-    ctx = ActionContext(eid, rule.name, index, idempotency_key(event, rule, index, call), rt.state.link_store())
+    key = idempotency_key(event, rule, index, call)
+    ctx = ActionContext(eid, rule.name, index, key, rt.state.link_store(), rt.intents)
     limits = rt.targets[spec.target]
     admit(rt.gate, spec.target)
     # One call per (entity, rule, step) at a time: two events for one entity (mode: parallel, or a

@@ -25,6 +25,7 @@ from workers.connectors.errors import RateInfo
 from workers.delayed import DelayedTasks
 from workers.echo import EchoGuard
 from workers.gate import TargetGate
+from workers.intents import Intents, MemoryIntents, RedisIntents
 from workers.rulebook import RuleBook, publish_status
 from workers.runs import RunCoordinator
 
@@ -54,6 +55,7 @@ class Runtime:
     targets: Mapping[str, TargetLimits]
     alert: Alert = _no_alert
     env: dict[str, str] = field(default_factory=dict)  # the allowlisted variables rules may read
+    intents: Intents = field(default_factory=MemoryIntents)  # creates without a natural key (workers/intents.py)
 
     recorded: dict[str, RateInfo] = field(default_factory=dict)  # the last rate info stored per target
 
@@ -92,4 +94,6 @@ def build_runtime(settings: Settings, client: redis.Redis, *, enqueue_action: En
         targets=targets,
         alert=alert,
         env=allowed_env(settings.rules_env),
+        # A read-back waits until an earlier attempt's call can no longer be in flight: its HTTP timeout.
+        intents=RedisIntents(client, settle=settings.http_timeout),
     )

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from workers.intents import Intents, MemoryIntents
+
 if TYPE_CHECKING:
     from workers.connectors.errors import RateInfo
     from workers.connectors.outbound import OutboundClient
@@ -75,6 +77,8 @@ class ActionContext:
     index: int
     idempotency_key: str
     link_store: LinkStore = field(default_factory=MemoryLinkStore, compare=False)
+    # Creates without a natural key record their intent here before calling (workers/intents.py).
+    intents: Intents = field(default_factory=MemoryIntents, compare=False)
 
     def link_key(self, action: str) -> str:
         """The link-store key for ``action``'s record: one per source entity and rule step."""

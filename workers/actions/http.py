@@ -12,7 +12,7 @@ from workers.actions.params import ActionParams
 
 
 class HttpRequest(ActionParams):
-    """Send an HTTP request; the answer's status and JSON (or text) are the step's result."""
+    """Send an HTTP request with an `Idempotency-Key`; the answer's status and JSON (or text) are the step's result."""
 
     url: str = Field(description="http(s) URL")
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field
 
 from workers.actions.context import ActionContext, ActionSpec, Clients
 from workers.actions.params import ActionParams
+from workers.intents import create_once
 
 Visibility = Literal["public", "schedule", "tech", "billing"]
 
@@ -21,12 +23,20 @@ class Params(ActionParams):
 
 
 class JobComment(Params):
-    """Comment on a job (once per rule call: a retry returns the comment already posted)."""
+    """Comment on a job once per rule call (a retry, even after a crash, finds the comment already posted).
+
+    It is found by its marker, or without one by its text and time (see "Creates, crashes and retries").
+    """
 
     jobId: int
     content: str = Field(description="text of the comment")
     visibility: list[Visibility] | None = Field(
         default=None, description="empty or missing: private, neither schedule nor tech"
+    )
+    marker: bool = Field(
+        default=True,
+        description="end the comment with a short tag, [fieldrelay:<12 hex>], that lets a retry after a crash "
+        "recognise it; false: match its exact text posted since the first attempt instead",
     )
 
 
@@ -65,14 +75,25 @@ class AppointmentCreate(Params):
 
 
 def comment(clients: Clients, params: JobComment, ctx: ActionContext) -> dict[str, Any]:
-    # A comment has no natural key: post it once per event and answer retries from the link.
+    # A comment has no natural key: post it once per event, answer retries from the link, and after a
+    # crash between the post and the link, find it among the job's comments (workers/intents.py).
     link = f"servicetrade.job.comment:{ctx.call_key()}"
     if known := ctx.link_store.get(link):
         return {"id": int(known) if known.isdigit() else known, "content": params.content, "repeated": True}
-    result = clients.servicetrade.comment_job(params.jobId, params.content, params.visibility)
-    if result.get("id") is not None:
-        ctx.link_store.set(link, str(result["id"]))
-    return result
+    tag = f"[fieldrelay:{ctx.call_key()[:12]}]" if params.marker else None
+    content = f"{params.content}\n{tag}" if tag else params.content
+    st = clients.servicetrade
+    return create_once(
+        ctx.link_store,
+        ctx.intents,
+        link,
+        {"content": content},
+        create=lambda: st.comment_job(params.jobId, content, params.visibility),
+        find=lambda sent, since: _found(
+            st.find_job_comment(params.jobId, marker=tag, content=sent.get("content"), created_after=since)
+        ),
+        ident=lambda record: record.get("id"),
+    )
 
 
 def update(clients: Clients, params: JobUpdate, ctx: ActionContext) -> dict[str, Any]:
@@ -81,12 +102,25 @@ def update(clients: Clients, params: JobUpdate, ctx: ActionContext) -> dict[str,
 
 def create_appointment(clients: Clients, params: AppointmentCreate, ctx: ActionContext) -> dict[str, Any]:
     link = ctx.link_key("servicetrade.appointment.create")
+    st = clients.servicetrade
+    changes = params.payload("jobId", "serviceRequestIds")
     if known := ctx.link_store.get(link):
-        return clients.servicetrade.update_appointment(known, params.payload("jobId", "serviceRequestIds"))
-    result = clients.servicetrade.create_appointment(params.jobId, **params.payload("jobId"))
-    if result.get("id") is not None:
-        ctx.link_store.set(link, str(result["id"]))
-    return result
+        return st.update_appointment(known, changes)
+    fields = params.payload("jobId")
+    return create_once(
+        ctx.link_store,
+        ctx.intents,
+        link,
+        fields,
+        create=lambda: st.create_appointment(params.jobId, **fields),
+        find=lambda sent, since: _found(st.find_appointment(params.jobId, sent, created_after=since)),
+        ident=lambda record: record.get("id"),
+        update=lambda found: st.update_appointment(found["id"], changes),
+    )
+
+
+def _found(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if record is None else dict(record)
 
 
 SPECS = [

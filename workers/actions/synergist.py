@@ -1,14 +1,17 @@
-"""Synergist actions; creates are idempotent through the link store, since Synergist has no upsert."""
+"""Synergist actions; creates are idempotent through the link store, since Synergist has no upsert, and a
+create interrupted by a crash is found again by what it sent (workers/intents.py)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from workers.actions.context import ActionContext, ActionSpec, Clients
 from workers.actions.params import ActionParams
+from workers.intents import create_once
 
 Id = int | str
 
@@ -175,12 +178,21 @@ class TimesheetCreate(Params):
 
 def create_activity(clients: Clients, params: ActivityCreate, ctx: ActionContext) -> dict[str, Any]:
     link = ctx.link_key("synergist.activity.create")
+    sg = clients.synergist
+    fields = params.payload("Job", "Jobphase", "activityCompanyNumber")
     if known := ctx.link_store.get(link):
-        fields = params.payload("Job", "Jobphase", "activityCompanyNumber")
-        return clients.synergist.update_activity(int(known), fields)
-    record = clients.synergist.create_activity(params.payload())
-    ctx.link_store.set(link, str(record["activityID"]))
-    return record
+        return sg.update_activity(int(known), fields)
+    payload = params.payload()
+    return create_once(
+        ctx.link_store,
+        ctx.intents,
+        link,
+        payload,
+        create=lambda: sg.create_activity(payload),
+        find=lambda sent, since: _found(sg.find_activity(sent, since=since)),
+        ident=lambda record: record.get("activityID"),
+        update=lambda found: sg.update_activity(int(found["activityID"]), fields),
+    )
 
 
 def update_activity(clients: Clients, params: ActivityUpdate, ctx: ActionContext) -> dict[str, Any]:
@@ -194,14 +206,23 @@ def delete_activity(clients: Clients, params: ActivityDelete, ctx: ActionContext
 
 def create_job(clients: Clients, params: JobCreate, ctx: ActionContext) -> dict[str, Any]:
     link = ctx.link_key("synergist.job.create")
+    sg = clients.synergist
+    fields = params.payload("varJobTemplate", "jobNumber", "jobPrefixOnly", "jobHandleruserid")
+    if params.jobHandleruserid is not None:  # create and update spell this field differently
+        fields["jobHandlerUserID"] = params.jobHandleruserid
     if known := ctx.link_store.get(link):
-        fields = params.payload("varJobTemplate", "jobNumber", "jobPrefixOnly", "jobHandleruserid")
-        if params.jobHandleruserid is not None:  # create and update spell this field differently
-            fields["jobHandlerUserID"] = params.jobHandleruserid
-        return {"jobNumber": known, **clients.synergist.update_job(known, fields)}
-    record = clients.synergist.create_job(params.payload())
-    ctx.link_store.set(link, str(record["jobNumber"]))
-    return record
+        return {"jobNumber": known, **sg.update_job(known, fields)}
+    payload = params.payload()
+    return create_once(
+        ctx.link_store,
+        ctx.intents,
+        link,
+        payload,
+        create=lambda: sg.create_job(payload),
+        find=lambda sent, since: _found(sg.find_job(sent, since=since)),
+        ident=lambda record: record.get("jobNumber"),
+        update=lambda found: {"jobNumber": found["jobNumber"], **sg.update_job(str(found["jobNumber"]), fields)},
+    )
 
 
 def update_job(clients: Clients, params: JobUpdate, ctx: ActionContext) -> dict[str, Any]:
@@ -210,13 +231,22 @@ def update_job(clients: Clients, params: JobUpdate, ctx: ActionContext) -> dict[
 
 def create_booking(clients: Clients, params: BookingCreate, ctx: ActionContext) -> dict[str, Any]:
     link = ctx.link_key("synergist.calendar.create")
+    sg = clients.synergist
+    fields = params.payload("calTimeSummaryInternal", "calDurationDecimalHours")
+    fields.setdefault("calAllDay", params.calAllDay)
     if known := ctx.link_store.get(link):
-        fields = params.payload("calTimeSummaryInternal", "calDurationDecimalHours")
-        fields.setdefault("calAllDay", params.calAllDay)
-        return clients.synergist.update_booking(known, fields)
-    record = clients.synergist.create_booking(params.payload("calAllDay"))
-    ctx.link_store.set(link, str(record["calDiaryInternal"]))
-    return record
+        return sg.update_booking(known, fields)
+    payload = params.payload("calAllDay")
+    return create_once(
+        ctx.link_store,
+        ctx.intents,
+        link,
+        payload,
+        create=lambda: sg.create_booking(payload),
+        find=lambda sent, since: sg.find_booking(sent),
+        ident=lambda record: record.get("calDiaryInternal"),
+        update=lambda found: sg.update_booking(found["calDiaryInternal"], fields),
+    )
 
 
 def update_booking(clients: Clients, params: BookingUpdate, ctx: ActionContext) -> dict[str, Any]:
@@ -229,11 +259,24 @@ def delete_booking(clients: Clients, params: BookingDelete, ctx: ActionContext) 
 
 def create_timesheet(clients: Clients, params: TimesheetCreate, ctx: ActionContext) -> dict[str, Any]:
     link = ctx.link_key("synergist.timesheet.create")
+    sg = clients.synergist
+    payload = params.payload()
     if known := ctx.link_store.get(link):
-        return clients.synergist.update_pending_timesheet(int(known), params.payload())
-    record = clients.synergist.create_pending_timesheet(params.payload())
-    ctx.link_store.set(link, str(record["tspEntryNo"]))
-    return record
+        return sg.update_pending_timesheet(int(known), payload)
+    return create_once(
+        ctx.link_store,
+        ctx.intents,
+        link,
+        payload,
+        create=lambda: sg.create_pending_timesheet(payload),
+        find=lambda sent, since: sg.find_pending_timesheet(sent),
+        ident=lambda record: record.get("tspEntryNo"),
+        update=lambda found: sg.update_pending_timesheet(int(found["tspEntryNo"]), payload),
+    )
+
+
+def _found(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if record is None else dict(record)
 
 
 SPECS = [

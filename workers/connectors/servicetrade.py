@@ -194,12 +194,14 @@ class ServiceTradeClient:
             filters.setdefault("limit", 5000)
         yield from self._pages(entity_type, filters)
 
-    def _pages(self, entity_type: str, filters: Mapping[str, Any]) -> Iterator[records.ServiceTradeEntity]:
+    def _pages(
+        self, entity_type: str, filters: Mapping[str, Any], key: str | None = None
+    ) -> Iterator[records.ServiceTradeEntity]:
         """Seed 002, "Pagination": ``data`` holds ``totalPages``, ``page`` (from 1) and a named array."""
         page = 1
         while True:
             data = _dict(self._call("GET", f"/{entity_type}", params={**filters, "page": page}))
-            key = LIST_KEYS.get(entity_type)
+            key = key or LIST_KEYS.get(entity_type)
             rows = data.get(key) if key else None
             if rows is None:
                 rows = next((v for v in data.values() if isinstance(v, list)), [])
@@ -223,6 +225,47 @@ class ServiceTradeClient:
 
     def update_appointment(self, appointment_id: int | str, fields: Mapping[str, Any]) -> dict[str, Any]:
         return _dict(self._call("PUT", f"/appointment/{appointment_id}", json=dict(fields)))
+
+    # Read-backs: after a crash, find what an earlier attempt of a create already made (workers/intents.py).
+
+    def find_job_comment(
+        self, job_id: int | str, *, marker: str | None = None, content: str | None = None, created_after: float = 0
+    ) -> records.Comment | None:
+        """A comment on job `job_id` whose content holds `marker`, or (without one) equals `content` and was
+        created at or after `created_after`; None when there is none.
+
+        Seed 002, "Job" Response Codes: ``GET /job/123/comment`` "retrieve list of comments". "Comment": the
+        list answers ``totalPages``, ``page`` and ``comments``, each with ``content``, ``created`` (Unix
+        seconds) and ``entity``; "Cascaded Comments": a job's list also holds its location's and customer's
+        tech and schedule comments, with their own ``entity``, so only the job's own are read.
+        """
+        for comment in cast(Iterator[records.Comment], self._pages(f"job/{job_id}/comment", {}, key="comments")):
+            entity = comment.get("entity") or {}
+            if entity and (entity.get("type") != 3 or str(entity.get("id")) != str(job_id)):
+                continue
+            text = str(comment.get("content") or "")
+            if marker is not None and marker in text:
+                return comment
+            recent = int(comment.get("created") or 0) >= created_after
+            if marker is None and content is not None and text.strip() == content.strip() and recent:
+                return comment
+        return None
+
+    def find_appointment(
+        self, job_id: int | str, fields: Mapping[str, Any], *, created_after: float
+    ) -> records.Appointment | None:
+        """An appointment on job `job_id`, created at or after `created_after`, that agrees with every field
+        of `fields` a create sent (``status``, ``windowStart``, ``windowEnd``, ``techIds``, ``released``).
+
+        Seed 002, "Appointment" Query Params: ``jobId``, ``status`` ("defaults to all statuses except
+        unscheduled", so every status is asked for) and ``createdAfter`` ("matches records created on or
+        after"); Returned Elements: ``windowStart``, ``windowEnd``, ``techs``, ``released``, ``status``.
+        """
+        params = {"jobId": job_id, "status": APPOINTMENT_STATUSES, "createdAfter": int(created_after)}
+        for appointment in cast(Iterator[records.Appointment], self._pages("appointment", params)):
+            if int(appointment.get("created") or 0) >= created_after and _same_appointment(appointment, fields):
+                return appointment
+        return None
 
     def create_webhook(self, hook_url: str, enabled: bool = True, include_changesets: bool = True) -> records.Webhook:
         """``POST /webhook`` with ``hookUrl`` (required), ``enabled``, ``includeChangesets``: the new webhook
@@ -294,6 +337,20 @@ class ServiceTradeClient:
             reset = time.time() + float(retry) if retry.isdigit() else None
             raise ServiceTradeRateLimited(API, 429, path, _detail(response), reset)
         raise FAMILY.for_status(response.status_code, path, _detail(response))
+
+
+def _same_appointment(appointment: records.Appointment, fields: Mapping[str, Any]) -> bool:
+    """Whether `appointment` shows every value a create sent (techs as a set of ids)."""
+    shown: dict[str, Any] = dict(appointment)
+    for name, sent in fields.items():
+        if name == "techIds":
+            if {int(t) for t in sent or []} != {int(t["id"]) for t in appointment.get("techs") or [] if "id" in t}:
+                return False
+        elif (
+            name in ("status", "windowStart", "windowEnd", "released") and sent is not None and shown.get(name) != sent
+        ):
+            return False
+    return True
 
 
 def _dict(value: Any) -> dict[str, Any]:
