@@ -56,6 +56,9 @@ def create_celery(settings: Settings) -> Celery:
         task_default_queue=EVENTS_QUEUE,
         task_queues=[Queue(name) for name in ALL_QUEUES],
         task_routes={PROCESS_EVENT_TASK: {"queue": EVENTS_QUEUE}},
+        # kombu's Redis transport, plus a lease per consumer: a dead worker's messages come back in
+        # seconds, and a live worker's never (workers/broker.py, fieldrelay/consumers.py).
+        broker_transport="workers.broker:Transport",
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         task_time_limit=TASK_TIME_LIMIT,
         broker_connection_retry_on_startup=True,
