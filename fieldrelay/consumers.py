@@ -13,6 +13,10 @@ holds a lease, `fieldrelay:consumer:<id>`, that it renews several times per leas
                 supervisor of a worker that died puts back what it held at once
     untracked   no owner recorded (a consumer without fieldrelay's transport): kombu's visibility timeout
 
+A consumer records itself per channel, `<consumer>/<n>`: when its connection to Redis breaks, Celery opens a
+new channel and cancels the tasks it was running, and what the old channel held (its acks can no longer
+reach Redis) is put back by the consumer itself (`restore_stale`), while its lease keeps it from others.
+
 A message put back gets a fresh delivery tag: a late acknowledgement of the old tag by a consumer that was
 only cut off, not dead, cannot remove the new delivery.
 """
@@ -62,6 +66,11 @@ def lease_key(consumer: str) -> str:
     return f"{LEASES}:{consumer}"
 
 
+def consumer_of(owner: str) -> str:
+    """The consumer (process) of an owner entry, `<consumer>/<channel>`."""
+    return owner.split("/", 1)[0]
+
+
 class Leases:
     """The consumers' leases: renewed by each live consumer, read by whoever looks for orphans.
 
@@ -100,6 +109,7 @@ class Held:
     tag: str
     state: str  # held | orphaned | untracked
     consumer: str | None
+    owner: str | None  # `<consumer>/<channel>`
     delivered_at: float | None
     queue: str | None
     task: str
@@ -119,14 +129,15 @@ def held_messages(client: redis.Redis, leases: Leases | None = None) -> list[Hel
     entries, owners, index = pipe.execute()
     owner_of = {_text(k): _text(v) for k, v in owners.items()}
     delivered = {_text(tag): float(at) for tag, at in index}
-    alive = (leases or Leases(client)).alive(owner_of[_text(t)] for t in entries if _text(t) in owner_of)
+    alive = (leases or Leases(client)).alive(consumer_of(owner_of[_text(t)]) for t in entries if _text(t) in owner_of)
     out = []
     for raw_tag, raw in entries.items():
         tag = _text(raw_tag)
         owner = owner_of.get(tag)
-        state = "untracked" if owner is None else ("held" if alive.get(owner) else "orphaned")
+        consumer = consumer_of(owner) if owner is not None else None
+        state = "untracked" if consumer is None else ("held" if alive.get(consumer) else "orphaned")
         task, args, queue = _describe(client, raw)
-        out.append(Held(tag, state, owner, delivered.get(tag), queue, task, args, raw))
+        out.append(Held(tag, state, consumer, owner, delivered.get(tag), queue, task, args, raw))
     return sorted(out, key=lambda h: h.delivered_at or 0.0)
 
 
@@ -137,10 +148,11 @@ def count_by_state(client: redis.Redis) -> dict[str, int]:
     return counts
 
 
-# Put one orphaned message back: only if its consumer is still dead, it is still that consumer's, and the
-# entry is still the one read. Queue ends: kombu pops with BRPOP, so RPUSH makes it the next one taken.
+# Put one orphaned message back: only if its consumer is still dead (unless its own process puts back what
+# an old channel held: ARGV[5]), it is still that owner's, and the entry is still the one read. Queue ends:
+# kombu pops with BRPOP, so RPUSH makes it the next one taken.
 _RESTORE = """
-if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+if ARGV[5] ~= 'own' and redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[3] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -164,17 +176,45 @@ def restore_orphans(
     Safe to run from every live worker at once: each message is moved by one atomic script, which
     checks again that its consumer is still dead. Returns what was put back.
     """
+    chosen = [
+        h
+        for h in held_messages(client, leases)
+        if h.state == "orphaned" and (consumer is None or h.consumer == consumer)
+    ]
+    return _restore(client, chosen, by=by, own=False)
+
+
+def restore_stale(
+    client: redis.Redis, consumer: str, live: set[str], *, seen: dict[str, float], grace: float
+) -> list[Held]:
+    """Put back what `consumer`'s own closed channels held (not one of `live`), once seen so for `grace` seconds.
+
+    Run by the consumer's own process: its lease keeps these messages from every other worker. `seen`
+    remembers since when each was seen stale, across calls; the grace lets Celery end the tasks it
+    cancelled when the old connection broke before their messages go back.
+    """
+    now = time.monotonic()
+    stale = [
+        h
+        for h in held_messages(client)
+        if h.consumer == consumer and h.owner is not None and h.owner not in live and h.state == "held"
+    ]
+    for gone in set(seen) - {h.tag for h in stale}:
+        del seen[gone]
+    due = [h for h in stale if now - seen.setdefault(h.tag, now) >= grace]
+    return _restore(client, due, by="reconnect", own=True)
+
+
+def _restore(client: redis.Redis, chosen: list[Held], *, by: str, own: bool) -> list[Held]:
     restore = client.register_script(_RESTORE)
     restored = []
-    for held in held_messages(client, leases):
-        if held.state != "orphaned" or (consumer is not None and held.consumer != consumer):
-            continue
-        if held.queue is None or held.consumer is None:
-            log.warning("orphaned message %s has no queue it can go back to; left to the visibility timeout", held.tag)
+    for held in chosen:
+        if held.queue is None or held.consumer is None or held.owner is None:
+            log.warning("message %s has no queue it can go back to; left to the visibility timeout", held.tag)
             continue
         payload = _redelivered(held.raw)
         keys = [UNACKED, UNACKED_INDEX, OWNERS, lease_key(held.consumer), held.queue]
-        if restore(keys=keys, args=[held.tag, held.consumer, held.raw, payload]):
+        if restore(keys=keys, args=[held.tag, held.owner, held.raw, payload, "own" if own else ""]):
             restored.append(held)
     forget = client.register_script(_FORGET)
     for tag in client.hkeys(OWNERS):
@@ -182,11 +222,11 @@ def restore_orphans(
     if restored:
         client.hincrby(RESTORED_KEY, orjson.dumps([by]).decode(), len(restored))
         oldest = max(h.age() or 0.0 for h in restored)
-        consumers = sorted({h.consumer or "" for h in restored})
+        consumers = sorted({h.owner or "" for h in restored})
         log.warning(
-            "put back %d message(s) held by dead consumer(s) %s (the oldest was held %.1f s)",
+            "put back %d message(s) held by %s (the oldest was held %.1f s)",
             len(restored),
-            ", ".join(consumers),
+            ", ".join(consumers) if not own else "this worker's broken connection",
             oldest,
             extra={"restored": len(restored), "consumers": consumers, "oldest_seconds": round(oldest, 3), "by": by},
         )

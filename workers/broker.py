@@ -1,9 +1,13 @@
 """kombu's Redis transport, plus who holds each unacknowledged message and a lease that says they live.
 
-Celery uses it through `broker_transport` (workers/celery_app.py). Each message a worker takes is
-recorded with its consumer in the same transaction as kombu's own `unacked` entry; the worker's main
-process renews its lease, and puts back what dead consumers held (fieldrelay/consumers.py explains the
-states). kombu's visibility timeout still applies, to messages no consumer is recorded for.
+Celery uses it through `broker_transport` (workers/celery_app.py). A worker takes a message off its
+queue and records it in kombu's `unacked` hash, with itself as its owner, in one Lua script: kombu's own
+BRPOP takes it first and records it in a second round trip, and a process killed (or a Redis stopped)
+in between lost the message for good. While its queues are empty, a worker waits with
+`BLMOVE queue queue RIGHT RIGHT`, which wakes on a message without taking it, one queue after another.
+
+The worker's main process renews its lease, and puts back what dead consumers held (fieldrelay/consumers.py
+explains the states). kombu's visibility timeout still applies, to messages no consumer is recorded for.
 """
 
 from __future__ import annotations
@@ -14,18 +18,59 @@ import logging
 import os
 import threading
 import time
+import weakref
+from queue import Empty
 from typing import Any
 
 import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import base as virtual
-from kombu.utils.json import dumps
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
 
-from fieldrelay.consumers import LEASE, OWNERS, Leases, consumer_id, restore_orphans
+from fieldrelay.consumers import (
+    LEASE,
+    OWNERS,
+    UNACKED,
+    UNACKED_INDEX,
+    Leases,
+    consumer_id,
+    restore_orphans,
+    restore_stale,
+)
 from fieldrelay.logs import OutageLog
 
 log = logging.getLogger("fieldrelay.broker")
 SWEEP = 2.0  # seconds between two looks for orphaned messages, in every worker
+# How long a message of a closed channel of this worker stays put: Celery cancels the tasks it ran when
+# the connection broke (worker_cancel_long_running_tasks_on_connection_loss), and they must be gone first.
+STALE_GRACE = 3.0
+# How long a worker whose queues are empty waits on one of them before it looks at all of them again: what a
+# message on another queue may wait, at most, while the worker is idle.
+IDLE_WAIT = 0.2
+
+# Take the first message of the first non-empty queue (KEYS[4..], in kombu's order) and record it as
+# delivered to ARGV[1] at ARGV[2], as kombu's QoS.append would: one step, so it is in its queue or in
+# `unacked` (with its owner), never only in a process's memory.
+_TAKE = """
+for i = 4, #KEYS do
+  local raw = redis.call('RPOP', KEYS[i])
+  if raw then
+    local ok, message = pcall(cjson.decode, raw)
+    local properties = ok and type(message) == 'table' and message['properties'] or {}
+    local tag = properties['delivery_tag']
+    local info = properties['delivery_info'] or {}
+    if type(tag) == 'string' then
+      redis.call('ZADD', KEYS[2], ARGV[2], tag)
+      local route = cjson.encode(info['exchange'] or '') .. ',' .. cjson.encode(info['routing_key'] or '')
+      redis.call('HSET', KEYS[1], tag, '[' .. raw .. ',' .. route .. ']')
+      redis.call('HSET', KEYS[3], tag, ARGV[1])
+    end
+    return {KEYS[i], raw}
+  end
+end
+return false
+"""
 
 
 class LeaseKeeper(threading.Thread):
@@ -56,7 +101,7 @@ class LeaseKeeper(threading.Thread):
         return self
 
     def run(self) -> None:
-        swept = 0.0
+        swept, stale = 0.0, dict[str, float]()
         while not self.stopping.wait(self.interval):
             try:
                 if not self.leases.renew(self.consumer):
@@ -64,6 +109,7 @@ class LeaseKeeper(threading.Thread):
                 if time.monotonic() - swept >= self.sweep:
                     swept = time.monotonic()
                     restore_orphans(self.r, by="worker", leases=self.leases)
+                    restore_stale(self.r, self.consumer, live_channels(), seen=stale, grace=STALE_GRACE)
             except redis.RedisError as exc:
                 self.outage.failed(exc)
                 continue
@@ -89,12 +135,15 @@ class LeaseKeeper(threading.Thread):
 
 
 class _Process:
-    """This process's consumer and its keeper, made when it first consumes (never in beat or a producer)."""
+    """This process's consumer and its keeper, made when it first consumes (never in beat or a producer),
+    and its channels that may hold messages (`<consumer>/<n>`, one per QoS)."""
 
     lock = threading.Lock()
     consumer: str | None = None
     keeper: LeaseKeeper | None = None
     pid: int | None = None
+    channels = 0
+    live: set[str] = set()
 
 
 def process_consumer(channel: Any) -> str:
@@ -107,9 +156,37 @@ def process_consumer(channel: Any) -> str:
             if "socket_connect_timeout" in params:
                 params["socket_connect_timeout"] = 5.0
             client = redis.Redis(connection_pool=redis.ConnectionPool(**params))
-            _Process.pid, _Process.consumer = os.getpid(), consumer_id()
+            _Process.pid, _Process.consumer, _Process.channels, _Process.live = os.getpid(), consumer_id(), 0, set()
             _Process.keeper = LeaseKeeper(client, _Process.consumer).begin()
         return _Process.consumer
+
+
+def forget_process() -> None:
+    """Stop this process's keeper and forget its consumer (tests: the next channel takes a new lease)."""
+    with _Process.lock:
+        if _Process.keeper is not None:
+            _Process.keeper.stopping.set()
+        _Process.consumer = _Process.keeper = _Process.pid = None
+        _Process.live = set()
+
+
+def open_channel(consumer: str) -> str:
+    """A new owner name for one channel of this process, live until `close_channel`."""
+    with _Process.lock:
+        _Process.channels += 1
+        owner = f"{consumer}/{_Process.channels}"
+        _Process.live.add(owner)
+        return owner
+
+
+def close_channel(owner: str) -> None:
+    with _Process.lock:
+        _Process.live.discard(owner)
+
+
+def live_channels() -> set[str]:
+    with _Process.lock:
+        return set(_Process.live)
 
 
 class QoS(kombu_redis.QoS):
@@ -117,7 +194,9 @@ class QoS(kombu_redis.QoS):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.consumer = process_consumer(self.channel)
+        self.owner = open_channel(process_consumer(self.channel))
+        # A channel lost with its connection may never be closed properly (kombu collects it).
+        weakref.finalize(self, close_channel, self.owner)
 
     def append(self, message: Any, delivery_tag: str) -> None:
         # kombu's QoS.append, with the owner written in the same MULTI/EXEC.
@@ -126,7 +205,7 @@ class QoS(kombu_redis.QoS):
         with self.pipe_or_acquire() as pipe:
             pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}).hset(
                 self.unacked_key, delivery_tag, dumps([message._raw, exchange, routing_key])
-            ).hset(OWNERS, delivery_tag, self.consumer).execute()
+            ).hset(OWNERS, delivery_tag, self.owner).execute()
             virtual.QoS.append(self, message, delivery_tag)
 
     def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
@@ -156,7 +235,79 @@ class QoS(kombu_redis.QoS):
 
 
 class Channel(kombu_redis.Channel):
+    """kombu's Redis channel, taking messages with `_TAKE` instead of BRPOP (module docstring)."""
+
     QoS = QoS
+    _pending = "BRPOP"  # the command whose reply the poller waits for: EVAL (take) or BLMOVE (wait)
+    _idle = False  # the last take found every queue empty: wait before taking again
+    _waits = 0
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        channel: Any = self  # kombu's private names are not in its stubs
+        if channel.global_keyprefix:  # prefixed keys are not handled here: kombu's own BRPOP
+            self._pending = "BRPOP"
+            kombu_channel: Any = super()
+            kombu_channel._brpop_start(timeout)
+            return None
+        queues = channel._queue_cycle.consume(len(channel.active_queues))
+        if not queues:
+            return None
+        connection = channel.client.connection
+        channel._in_poll = connection
+        channel._brpop_sent_at = time.monotonic()
+        if self._idle:
+            queue = queues[self._waits % len(queues)]
+            self._waits += 1
+            self._pending = "BLMOVE"
+            connection.send_command("BLMOVE", queue, queue, "RIGHT", "RIGHT", IDLE_WAIT)
+        else:
+            keys = [channel._q_for_pri(queue, pri) for pri in channel.priority_steps for queue in queues]
+            self._pending = "EVAL"
+            owner = channel.qos.owner
+            connection.send_command(
+                "EVAL", _TAKE, 3 + len(keys), UNACKED, UNACKED_INDEX, OWNERS, *keys, owner, time.time()
+            )
+        return None
+
+    def _brpop_read(self, **options: Any) -> bool:
+        channel: Any = self
+        if self._pending == "BRPOP":
+            kombu_channel: Any = super()
+            return bool(kombu_channel._brpop_read(**options))
+        try:
+            try:
+                reply = channel.client.parse_response(channel.client.connection, self._pending, **options)
+            except channel.connection_errors:
+                channel.client.connection.disconnect()
+                raise
+            if self._pending == "BLMOVE":  # woken by a message (take it next), or timed out (wait on the next queue)
+                self._idle = reply is None
+                raise Empty()
+            if not reply:
+                self._idle = True
+                raise Empty()
+            self._idle = False
+            key, raw = reply
+            queue = bytes_to_str(key).rsplit(channel.sep, 1)[0]
+            channel._queue_cycle.rotate(queue)
+            channel.connection._deliver(loads(bytes_to_str(raw)), queue)
+            return True
+        finally:
+            channel._in_poll = None
+            channel._flush_brpop_reauth()
+
+    def _poll_error(self, type: str, **options: Any) -> Any:
+        if type == "BRPOP" and self._pending != "BRPOP":
+            channel: Any = self
+            return channel.client.parse_response(channel.client.connection, self._pending)
+        kombu_channel: Any = super()
+        return kombu_channel._poll_error(type, **options)
+
+    def close(self) -> None:
+        qos: Any = self  # kombu's private names are not in its stubs
+        if qos._qos is not None:
+            close_channel(qos._qos.owner)
+        super().close()
 
 
 class Transport(kombu_redis.Transport):

@@ -62,6 +62,9 @@ def create_celery(settings: Settings) -> Celery:
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         task_time_limit=TASK_TIME_LIMIT,
         broker_connection_retry_on_startup=True,
+        # Tasks running when the connection to Redis breaks are ended: their acks could not reach Redis,
+        # and their messages go back to the queue (workers/broker.py), so they must not run on meanwhile.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         enable_utc=True,

@@ -35,10 +35,6 @@ def sends(handle: FaultStack) -> list[dict[str, object]]:
     return [r for r in handle.requests() if r["path"] == "/api/v3/job/send"]
 
 
-def metric(handle: FaultStack, name: str) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in handle.redis.hgetall(f"fieldrelay:metrics:{name}").items()}
-
-
 @pytest.mark.timeout(240)
 def test_the_supervisor_restarts_celery_after_a_start_up_kill_and_a_mid_task_kill(fault_stack):
     handle = fault_stack(workers=0, **unpaced())
@@ -55,9 +51,9 @@ def test_the_supervisor_restarts_celery_after_a_start_up_kill_and_a_mid_task_kil
             os.kill(victim, signal.SIGKILL)
         time.sleep(0.005)
     assert victim is not None, "no pool child appeared"
-    handle.wait_until(lambda: metric(handle, "fieldrelay_worker_restarts_total"), 60, "a restart", every=0.2)
+    handle.wait_until(lambda: handle.counter("fieldrelay_worker_restarts_total"), 60, "a restart", every=0.2)
     assert "Could not start worker processes" in log.read_text()
-    assert metric(handle, "fieldrelay_worker_restarts_total") == {'["exit 1"]': 1}  # Celery's code, propagated
+    assert handle.counter("fieldrelay_worker_restarts_total") == {'["exit 1"]': 1}  # Celery's code, propagated
 
     # 2. The Celery main process dies while its pool child waits on Synchroteam.
     handle.faults("POST", {"latency_ms": 4000, "path_prefix": "/api/v3/job/send", "count": 1})
@@ -72,8 +68,8 @@ def test_the_supervisor_restarts_celery_after_a_start_up_kill_and_a_mid_task_kil
     handle.wait_until(lambda: len(sends(handle)) == 2, RECOVERY, "the redelivered task's call", every=0.2)
     recovered = time.monotonic() - killed
     handle.wait_idle(timeout=RECOVERY)
-    restarts = metric(handle, "fieldrelay_worker_restarts_total")
-    restored = metric(handle, "fieldrelay_messages_restored_total")
+    restarts = handle.counter("fieldrelay_worker_restarts_total")
+    restored = handle.counter("fieldrelay_messages_restored_total")
     print(f"\nFAULT-FIGURES supervisor restarts={restarts} restored={restored} recovered_after_kill={recovered:.1f}s")
     assert restarts == {'["exit 1"]': 1, '["SIGKILL"]': 1}
     assert restored.get('["supervisor"]', 0) >= 1  # put back by the supervisor, not by a lease running out
@@ -83,5 +79,5 @@ def test_the_supervisor_restarts_celery_after_a_start_up_kill_and_a_mid_task_kil
     supervisor = handle.stack.procs["worker1"]
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(60) == 0
-    assert metric(handle, "fieldrelay_worker_restarts_total") == restarts
+    assert handle.counter("fieldrelay_worker_restarts_total") == restarts
     assert "starting it again" not in log.read_text().rsplit("SIGKILL", 1)[1]
