@@ -121,7 +121,8 @@ class Held:
 
 
 def held_messages(client: redis.Redis, leases: Leases | None = None) -> list[Held]:
-    """Every delivered, unacknowledged message with its state, oldest delivery first."""
+    """Every delivered, unacknowledged message with its state, oldest delivery first (for people: it reads
+    every message; the sweeps read the owners first and only the messages they move)."""
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(UNACKED)
     pipe.hgetall(OWNERS)
@@ -130,15 +131,40 @@ def held_messages(client: redis.Redis, leases: Leases | None = None) -> list[Hel
     owner_of = {_text(k): _text(v) for k, v in owners.items()}
     delivered = {_text(tag): float(at) for tag, at in index}
     alive = (leases or Leases(client)).alive(consumer_of(owner_of[_text(t)]) for t in entries if _text(t) in owner_of)
-    out = []
-    for raw_tag, raw in entries.items():
-        tag = _text(raw_tag)
-        owner = owner_of.get(tag)
-        consumer = consumer_of(owner) if owner is not None else None
-        state = "untracked" if consumer is None else ("held" if alive.get(consumer) else "orphaned")
-        task, args, queue = _describe(client, raw)
-        out.append(Held(tag, state, consumer, owner, delivered.get(tag), queue, task, args, raw))
+    out = [
+        _held(client, _text(t), raw, owner_of.get(_text(t)), delivered.get(_text(t)), alive)
+        for t, raw in entries.items()
+    ]
     return sorted(out, key=lambda h: h.delivered_at or 0.0)
+
+
+def _held(
+    client: redis.Redis, tag: str, raw: bytes, owner: str | None, delivered_at: float | None, alive: dict[str, bool]
+) -> Held:
+    consumer = consumer_of(owner) if owner is not None else None
+    state = "untracked" if consumer is None else ("held" if alive.get(consumer) else "orphaned")
+    task, args, queue = _describe(client, raw)
+    return Held(tag, state, consumer, owner, delivered_at, queue, task, args, raw)
+
+
+def _owned(client: redis.Redis, tags: list[str], owner_of: dict[str, str], alive: dict[str, bool]) -> list[Held]:
+    """The messages of `tags` that are still unacknowledged, read with their delivery time."""
+    if not tags:
+        return []
+    pipe = client.pipeline(transaction=False)
+    pipe.hmget(UNACKED, tags)
+    for tag in tags:
+        pipe.zscore(UNACKED_INDEX, tag)
+    raws, *times = pipe.execute()
+    return [
+        _held(client, tag, raw, owner_of[tag], at, alive)
+        for tag, raw, at in zip(tags, raws, times, strict=True)
+        if raw is not None
+    ]
+
+
+def _owners(client: redis.Redis) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in client.hgetall(OWNERS).items()}
 
 
 def count_by_state(client: redis.Redis) -> dict[str, int]:
@@ -174,14 +200,23 @@ def restore_orphans(
     """Put back on their queues the messages whose consumer's lease is gone (only `consumer`'s, if given).
 
     Safe to run from every live worker at once: each message is moved by one atomic script, which
-    checks again that its consumer is still dead. Returns what was put back.
+    checks again that its consumer is still dead. Returns what was put back. Cheap when nothing is
+    orphaned: one read of the owners and one of the leases.
     """
-    chosen = [
-        h
-        for h in held_messages(client, leases)
-        if h.state == "orphaned" and (consumer is None or h.consumer == consumer)
+    owner_of = _owners(client)
+    alive = (leases or Leases(client)).alive(consumer_of(o) for o in owner_of.values())
+    dead = [
+        tag
+        for tag, owner in owner_of.items()
+        if not alive[consumer_of(owner)] and (consumer is None or consumer_of(owner) == consumer)
     ]
-    return _restore(client, chosen, by=by, own=False)
+    orphans = _owned(client, dead, owner_of, alive)
+    gone = set(dead) - {h.tag for h in orphans}
+    if gone:  # a dead consumer's messages acknowledged (or put back) meanwhile: forget their owners
+        forget = client.register_script(_FORGET)
+        for tag in gone:
+            forget(keys=[UNACKED, OWNERS], args=[tag])
+    return _restore(client, orphans, by=by, own=False)
 
 
 def restore_stale(
@@ -194,15 +229,12 @@ def restore_stale(
     cancelled when the old connection broke before their messages go back.
     """
     now = time.monotonic()
-    stale = [
-        h
-        for h in held_messages(client)
-        if h.consumer == consumer and h.owner is not None and h.owner not in live and h.state == "held"
-    ]
-    for gone in set(seen) - {h.tag for h in stale}:
+    owner_of = _owners(client)
+    stale = {t for t, o in owner_of.items() if consumer_of(o) == consumer and o not in live}
+    for gone in set(seen) - stale:
         del seen[gone]
-    due = [h for h in stale if now - seen.setdefault(h.tag, now) >= grace]
-    return _restore(client, due, by="reconnect", own=True)
+    due = [t for t in stale if now - seen.setdefault(t, now) >= grace]
+    return _restore(client, _owned(client, due, owner_of, {consumer: True}), by="reconnect", own=True)
 
 
 def _restore(client: redis.Redis, chosen: list[Held], *, by: str, own: bool) -> list[Held]:
@@ -216,9 +248,6 @@ def _restore(client: redis.Redis, chosen: list[Held], *, by: str, own: bool) -> 
         keys = [UNACKED, UNACKED_INDEX, OWNERS, lease_key(held.consumer), held.queue]
         if restore(keys=keys, args=[held.tag, held.owner, held.raw, payload, "own" if own else ""]):
             restored.append(held)
-    forget = client.register_script(_FORGET)
-    for tag in client.hkeys(OWNERS):
-        forget(keys=[UNACKED, OWNERS], args=[tag])
     if restored:
         client.hincrby(RESTORED_KEY, orjson.dumps([by]).decode(), len(restored))
         oldest = max(h.age() or 0.0 for h in restored)

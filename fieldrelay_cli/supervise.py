@@ -28,6 +28,9 @@ from types import FrameType
 
 log = logging.getLogger("fieldrelay_cli.supervise")
 PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
+# Exits in a row of a child younger than `healthy` before the pause starts doubling: a worker killed a few
+# times in a row (the OOM killer, an operator) comes back quickly; one that cannot start backs off.
+YOUNG_DEATHS = 2
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,9 @@ def supervise(
 ) -> int:
     """Run `argv` until the supervisor gets SIGTERM or SIGINT; returns the child's last exit code.
 
-    A child that ran less than `healthy` seconds doubles the pause before the next start (from `pause`
-    up to `max_pause`); one that ran longer is started again after `pause`. `child_env(generation)`
+    After more than YOUNG_DEATHS exits in a row of a child that ran less than `healthy` seconds, the pause
+    before the next start doubles each time (from `pause` up to `max_pause`); one that ran longer is
+    started again after `pause`. `child_env(generation)`
     adds to each child's environment.
     """
     child: subprocess.Popen[bytes] | None = None
@@ -104,7 +108,7 @@ def supervise(
             log.info("%s restarted on SIGHUP", name, extra={"child": name})
             continue
         quick = quick + 1 if ran < healthy else 0
-        wait = min(max_pause, pause * 2 ** max(0, quick - 1))
+        wait = min(max_pause, pause * 2 ** max(0, quick - YOUNG_DEATHS))
         log.error(
             "%s exited (%s) after %.1f s without being asked to; starting it again in %.1f s",
             name,

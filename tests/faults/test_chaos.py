@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -56,7 +57,7 @@ rules:
 
 
 class Chaos(threading.Thread):
-    """SIGKILLs, every 0.4-1.6 s while work is pending, a pool child or a Celery main process of a random worker."""
+    """SIGKILLs, every 0.3-1.3 s while work is pending, a pool child or a Celery main process of a random worker."""
 
     def __init__(self, handle: FaultStack, seed: int) -> None:
         super().__init__(name="chaos", daemon=True)
@@ -73,7 +74,7 @@ class Chaos(threading.Thread):
         return children[0] if children else None
 
     def run(self) -> None:
-        while not self.stopping.wait(self.rng.uniform(0.4, 1.6)) and len(self.kills) < MAX_KILLS:
+        while not self.stopping.wait(self.rng.uniform(0.3, 1.3)) and len(self.kills) < MAX_KILLS:
             if not self.handle.busy():
                 continue
             kind = "main" if self.rng.random() < 0.4 else "child"
@@ -207,6 +208,7 @@ def test_kill_nine_anywhere_duplicates_nothing_strands_nothing(fault_stack):
     }
     dead_letters = int(handle.redis.zcard("fieldrelay:dlq"))
     intent_waits, busy = logs.count('"reason":"intent"'), logs.count('"reason":"busy"')
+    backoffs = [float(x) for x in re.findall(r'"restart_in":([0-9.]+)', logs)]
     print(
         f"\nFAULT-FIGURES chaos seed={SEED} events={EVENTS} deliveries={len(deliveries)} "
         f"kills={len(chaos.kills)} (children={kinds['child']} mains={kinds['main']}) "
@@ -217,6 +219,7 @@ def test_kill_nine_anywhere_duplicates_nothing_strands_nothing(fault_stack):
         f"requests: comment_posts={len(posts)} comment_reads={len(reads)} sends={dict(sends)} "
         f"missing={missing} duplicates={duplicates} dead_letters={dead_letters} "
         f"intent_waits={intent_waits} busy_deferrals={busy} "
+        f"longest_restart_wait={max(backoffs, default=0):.0f}s "
         f"idle_after_last_kill={idle_after:.1f}s elapsed={elapsed:.1f}s"
     )
 
