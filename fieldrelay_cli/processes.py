@@ -11,7 +11,7 @@ import click
 import redis
 import uvicorn
 
-from fieldrelay.consumers import CONSUMER_ENV, Leases, new_consumer_id, record_restart, restore_orphans
+from fieldrelay.consumers import CONSUMER_ENV, Leases, lease_key, new_consumer_id, record_restart, restore_orphans
 from fieldrelay.logs import logging_config, setup_logging
 from fieldrelay.queues import ALL_QUEUES
 from fieldrelay.settings import Settings
@@ -69,6 +69,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             name="worker",
             child_env=child_env,
             on_exit=lambda ended: _worker_exited(settings, consumers.pop(ended.generation), ended),
+            got_going=lambda generation: _took_lease(settings, consumers[generation]),
         )
     from workers.celery_app import app  # the app reads the settings, Redis URL included, when imported
 
@@ -108,6 +109,16 @@ def run_celery(app: Celery, argv: list[str]) -> int:
     finally:
         command.params[0].default = None
     return int(code or 0)
+
+
+def _took_lease(settings: Settings, consumer: str) -> bool:
+    """Whether the Celery process got to consuming (its lease is taken before its first message): one killed
+    after that is started again at once, one that never got that far is backed off, like a crash loop."""
+    client = redis.Redis.from_url(settings.redis_url or "", socket_timeout=5, socket_connect_timeout=5)
+    try:
+        return bool(client.exists(lease_key(consumer)))
+    finally:
+        client.close()
 
 
 def _worker_exited(settings: Settings, consumer: str, ended: Exit) -> None:

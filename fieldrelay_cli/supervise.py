@@ -63,12 +63,14 @@ def supervise(
     healthy: float = 10.0,
     child_env: Callable[[int], Mapping[str, str]] | None = None,
     on_exit: Callable[[Exit], None] | None = None,
+    got_going: Callable[[int], bool] | None = None,
 ) -> int:
     """Run `argv` until the supervisor gets SIGTERM or SIGINT; returns the child's last exit code.
 
-    After more than YOUNG_DEATHS exits in a row of a child that ran less than `healthy` seconds, the pause
-    before the next start doubles each time (from `pause` up to `max_pause`); one that ran longer is
-    started again after `pause`. `child_env(generation)`
+    After more than YOUNG_DEATHS exits in a row of a child that died young, the pause before the next start
+    doubles each time (from `pause` up to `max_pause`); any other is started again after `pause`. A child
+    died young if `got_going(generation)` says it never got to its work (a Celery worker that never took
+    its lease), or, without `got_going`, if it ran less than `healthy` seconds. `child_env(generation)`
     adds to each child's environment.
     """
     child: subprocess.Popen[bytes] | None = None
@@ -95,6 +97,12 @@ def supervise(
         code = child.wait()
         ran = time.monotonic() - started
         _end_group(child.pid)
+        young = ran < healthy
+        if got_going is not None:
+            try:
+                young = not got_going(generation)
+            except Exception:
+                log.exception("%s: telling whether it got going failed", name)
         ended = Exit(generation, code, ran, restarting=not stopping, asked=stopping or reloading)
         if on_exit is not None:
             try:
@@ -107,7 +115,7 @@ def supervise(
             reloading = False
             log.info("%s restarted on SIGHUP", name, extra={"child": name})
             continue
-        quick = quick + 1 if ran < healthy else 0
+        quick = quick + 1 if young else 0
         wait = min(max_pause, pause * 2 ** max(0, quick - YOUNG_DEATHS))
         log.error(
             "%s exited (%s) after %.1f s without being asked to; starting it again in %.1f s",

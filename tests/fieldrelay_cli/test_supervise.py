@@ -19,7 +19,7 @@ import pytest
 
 
 def run_supervisor(
-    tmp_path: Path, child_code: str, pause: float = 0.05, healthy: float = 10.0
+    tmp_path: Path, child_code: str, pause: float = 0.05, healthy: float = 10.0, got_going: str = "None"
 ) -> subprocess.Popen[bytes]:
     """A supervisor around `child_code`; every exit it sees is appended to exits.jsonl by `on_exit`."""
     script = tmp_path / "child.py"
@@ -38,7 +38,8 @@ def run_supervisor(
                                       "restarting": ended.restarting, "asked": ended.asked}}) + "\\n")
 
         sys.exit(supervise([sys.executable, {str(script)!r}], name="child", pause={pause}, healthy={healthy},
-                           child_env=lambda n: {{"GENERATION": str(n)}}, on_exit=on_exit))
+                           child_env=lambda n: {{"GENERATION": str(n)}}, on_exit=on_exit,
+                           got_going={got_going}))
         """
     )
     with open(tmp_path / "supervisor.log", "ab") as log:  # the child keeps its own copy of the handle
@@ -184,3 +185,13 @@ def test_a_killed_supervisor_takes_its_child_with_it(tmp_path: Path) -> None:
     proc.wait(10)
     wait_for(stopped.exists, "the child's warm shutdown", timeout=10)
     wait_for(lambda: not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE, "exit")
+
+
+def test_a_child_that_got_going_before_it_died_is_started_again_without_backing_off(tmp_path: Path) -> None:
+    proc = run_supervisor(tmp_path, "import sys; sys.exit(2)\n", pause=0.1, got_going="lambda generation: True")
+    wait_for(lambda: len(exits(tmp_path)) >= 5, "five exits")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(20)
+    log = (tmp_path / "supervisor.log").read_text()
+    waits = [float(line.rsplit(" in ", 1)[1].split()[0]) for line in log.splitlines() if "starting it again" in line]
+    assert waits[:4] == [0.1, 0.1, 0.1, 0.1]  # killed at work (say, by the OOM killer), not crash-looping
