@@ -58,13 +58,14 @@ rules:
 
 
 class Chaos(threading.Thread):
-    """SIGKILLs, every 0.5-2 s while work is pending, a pool child or a Celery main process of a random worker."""
+    """SIGKILLs, every 0.5-2 s while webhooks arrive or work is pending, a pool child or a Celery main process."""
 
     def __init__(self, handle: FaultStack, seed: int) -> None:
         super().__init__(name="chaos", daemon=True)
         self.handle = handle
         self.rng = random.Random(seed)
         self.stopping = threading.Event()
+        self.posting = threading.Event()  # set while webhooks are being delivered: kill even between tasks
         self.kills: list[tuple[float, str, int]] = []  # (when, "child" | "main", pid)
 
     def celery(self, name: str) -> psutil.Process | None:
@@ -76,12 +77,13 @@ class Chaos(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.wait(self.rng.uniform(0.5, 2.0)) and len(self.kills) < MAX_KILLS:
-            if not self.handle.busy():
+            if not self.posting.is_set() and not self.handle.busy():
                 continue
             kind = "main" if self.rng.random() < 0.4 else "child"
-            main = self.celery(self.rng.choice(WORKERS))
-            if main is None:
+            mains = [m for m in (self.celery(name) for name in WORKERS) if m is not None]
+            if not mains:
                 continue
+            main = self.rng.choice(mains)
             try:
                 victims = [main] if kind == "main" else main.children()
                 if not victims:
@@ -175,12 +177,14 @@ def test_kill_nine_anywhere_duplicates_nothing_strands_nothing(fault_stack):
 
     chaos = Chaos(handle, SEED)
     started = time.monotonic()
+    chaos.posting.set()
     chaos.start()
     try:
         with httpx.Client(timeout=10) as client:
             for sent, (job_id, n) in enumerate(deliveries):
                 time.sleep(max(0.0, started + sent / DELIVERIES_PER_SECOND - time.monotonic()))
                 assert handle.post(webhook(job_id, n), client).status_code == 200
+        chaos.posting.clear()
         handle.wait_idle(timeout=600, quiet=3.0)  # kills go on while anything is pending, up to MAX_KILLS
     finally:
         chaos.stop()
