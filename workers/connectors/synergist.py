@@ -182,7 +182,9 @@ class SynergistClient:
         latter is not documented, so Unix seconds are sent and ``activityTimeStampModified`` is checked
         here too); "Activity list": without a ``view`` "all records for the synergist company are returned".
         """
-        rows = self.iter_list("activities", "activitylist", int(since), client=fields.get("activityClientCode"))
+        if not fields.get("activityClientCode") or not fields.get("activityActivitytypeCode"):
+            return None  # not what a create sends: nothing to recognise it by
+        rows = self.iter_list("activities", "activitylist", int(since), client=fields["activityClientCode"])
         return cast(records.Activity | None, _first_match(rows, fields, "activityTimeStampModified", since))
 
     def find_job(self, fields: Mapping[str, Any], *, since: float) -> records.Job | None:
