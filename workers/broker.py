@@ -19,6 +19,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from queue import Empty
 from typing import Any
 
@@ -87,6 +88,7 @@ class LeaseKeeper(threading.Thread):
         self.leases = Leases(client, lease)
         self.interval = lease / 5
         self.pid = os.getpid()
+        self.exit: Callable[[int], None] = os._exit  # tests replace it
         self.stopping = threading.Event()
         self.outage = OutageLog(
             log, "cannot renew this worker's lease, Redis is unreachable", "renewing this worker's lease again"
@@ -116,14 +118,29 @@ class LeaseKeeper(threading.Thread):
             self.outage.recovered()
 
     def lapsed(self) -> None:
+        """The lease was gone when renewed: Redis was out of reach for longer than the lease, or lost the key.
+
+        If every message this process holds is still recorded as its own, nobody took any of them and
+        renewing is enough. Otherwise another worker may be running one of them: exit at once.
+        """
+        held = held_tags()
+        owners = self.r.hmget(OWNERS, [tag for tag, _ in held]) if held else []
+        taken = [tag for (tag, owner), now in zip(held, owners, strict=True) if _text(now) != owner]
+        if not taken:
+            log.warning(
+                "this worker's lease had lapsed; nothing it held was taken, so it goes on",
+                extra={"consumer": self.consumer, "held": len(held)},
+            )
+            return
         log.error(
-            "this worker's lease lapsed (Redis unreachable for over %.0f s); other workers may be running what "
-            "it held, so it stops now and its supervisor starts it again",
+            "this worker's lease lapsed (Redis unreachable for over %.0f s) and %d message(s) it held are no "
+            "longer its own; other workers may be running them, so it stops now and its supervisor starts it again",
             self.leases.lease,
+            len(taken),
             extra={"consumer": self.consumer},
         )
         logging.shutdown()
-        os._exit(75)  # EX_TEMPFAIL: nothing may run on, not even atexit handlers that wait
+        self.exit(75)  # os._exit, EX_TEMPFAIL: nothing may run on, not even atexit handlers that wait
 
     def end(self) -> None:
         """A clean exit: give up the lease, so anything still recorded as ours is put back at once."""
@@ -132,6 +149,10 @@ class LeaseKeeper(threading.Thread):
         self.stopping.set()
         with contextlib.suppress(redis.RedisError):  # otherwise it lapses by itself
             self.leases.release(self.consumer)
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class _Process:
@@ -144,6 +165,22 @@ class _Process:
     pid: int | None = None
     channels = 0
     live: set[str] = set()
+    qos: weakref.WeakSet[QoS] = weakref.WeakSet()
+
+
+def held_tags() -> list[tuple[str, str]]:
+    """(delivery tag, owner) of every message this process took and has not acknowledged."""
+    with _Process.lock:
+        instances = list(_Process.qos)
+    held = []
+    for qos in instances:
+        state: Any = qos  # kombu's virtual QoS keeps `_delivered` and `_dirty` (acked, not yet dropped)
+        try:
+            tags = [t for t in list(state._delivered) if t not in state._dirty]
+        except RuntimeError:  # changed while read by the main thread: read again
+            tags = [t for t in list(state._delivered) if t not in set(state._dirty)]
+        held += [(str(t), qos.owner) for t in tags]
+    return held
 
 
 def process_consumer(channel: Any) -> str:
@@ -195,6 +232,8 @@ class QoS(kombu_redis.QoS):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.owner = open_channel(process_consumer(self.channel))
+        with _Process.lock:
+            _Process.qos.add(self)
         # A channel lost with its connection may never be closed properly (kombu collects it).
         weakref.finalize(self, close_channel, self.owner)
 

@@ -87,3 +87,22 @@ def test_the_lease_is_taken_when_the_first_channel_consumes(connection: Connecti
         connection.drain_events(timeout=0.3)
     consumer = broker._Process.consumer
     assert consumer is not None and redis_client.exists(lease_key(consumer))
+
+
+def test_a_lapsed_lease_is_renewed_when_nothing_held_was_taken_and_ends_the_process_otherwise(
+    connection: Connection, redis_client: redis.Redis
+) -> None:
+    publish(connection, "events", {"n": 3})
+    held: list[Any] = []
+    with connection.Consumer(QUEUES, callbacks=[lambda body, message: held.append(message)], accept=["json"]):
+        connection.drain_events(timeout=5)  # taken, not acknowledged
+        keeper = broker._Process.keeper
+        assert keeper is not None
+        exits: list[int] = []
+        keeper.exit = exits.append
+        redis_client.delete(lease_key(keeper.consumer))  # e.g. Redis out of reach for longer than the lease
+        keeper.lapsed()
+        assert exits == []  # the message is still recorded as this worker's: nobody else runs it
+        redis_client.hdel(OWNERS, held[0].delivery_tag)  # now another worker put it back
+        keeper.lapsed()
+        assert exits == [75]
