@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from fieldrelay.consumers import count_by_state
 from fieldrelay.queues import ACTION_QUEUES, ALL_QUEUES
 from fieldrelay.steps import Step
 
@@ -73,6 +74,13 @@ SPECS: dict[str, Spec] = {
     ),
     "fieldrelay_auth_throttled_total": Spec(
         "counter", "Requests refused because their address failed too often, per kind.", ("kind",)
+    ),
+    # Kept by fieldrelay.consumers and the worker supervisor, not by trace steps.
+    "fieldrelay_messages_restored_total": Spec(
+        "counter", "Unacknowledged messages of a dead worker put back on their queue.", ("by",)
+    ),
+    "fieldrelay_worker_restarts_total": Spec(
+        "counter", "Celery worker processes the supervisor started again after an exit it did not ask for.", ("reason",)
     ),
 }
 
@@ -302,7 +310,6 @@ class RedisCollector(Collector):
         pipe.zcard(f"{PREFIX}:dlq")
         for queue in ALL_QUEUES:
             pipe.llen(queue)
-        pipe.hlen("unacked")  # kombu's Redis transport: delivered, not yet acknowledged
         for target in ACTION_QUEUES:
             pipe.hgetall(f"{PREFIX}:rate:{target}")
             pipe.exists(f"{PREFIX}:paused:{target}")
@@ -320,11 +327,15 @@ class RedisCollector(Collector):
         for queue in ALL_QUEUES:
             depth.add_metric([queue], next(results))
         yield depth
-        yield _gauge(
+        unacked = GaugeMetricFamily(
             "fieldrelay_unacked_messages",
-            "Messages delivered to a worker and not yet acknowledged.",
-            [((), next(results))],
+            "Messages delivered to a worker and not yet acknowledged: held by a live worker, orphaned by a dead "
+            "one (put back within seconds), or untracked (left to the visibility timeout).",
+            labels=["state"],
         )
+        for state, count in count_by_state(self.r).items():
+            unacked.add_metric([state], float(count))
+        yield unacked
         rate = GaugeMetricFamily(
             "fieldrelay_target_rate_remaining",
             "Requests left in the target's rate window, as it last reported.",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from fieldrelay.consumers import held_messages
 from fieldrelay.metrics import SPECS, metric_key
 from fieldrelay.queues import ACTION_QUEUES, ALL_QUEUES
 from fieldrelay.state import PipelineState
@@ -283,7 +284,28 @@ def overview(state: PipelineState, now: float | None = None) -> dict[str, Any]:
         "depths": dict(zip(ALL_QUEUES, results[125:], strict=True)),
         "dlq_size": state.dlq_size(),
         "targets": target_statuses(state),
+        **unacked_work(state, now),
     }
+
+
+def unacked_work(state: PipelineState, now: float | None = None) -> dict[str, Any]:
+    """Messages workers took and have not acknowledged: how many live workers hold, and each one stranded
+    (its worker dead: `orphaned`, put back within seconds; or `untracked`: back after the visibility timeout)."""
+    now = time.time() if now is None else now
+    held = held_messages(state.r)
+    stranded = [
+        {
+            "state": h.state,
+            "task": h.task,
+            "args": h.args,
+            "queue": h.queue,
+            "consumer": h.consumer,
+            "age": h.age(now),
+        }
+        for h in held
+        if h.state != "held"
+    ]
+    return {"held": sum(1 for h in held if h.state == "held"), "stranded": stranded}
 
 
 def _total(counter: dict[Any, Any]) -> int:

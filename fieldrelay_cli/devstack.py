@@ -149,7 +149,18 @@ class Stack:
         )
         self.wait_http("receiver", c.base_url(c.receiver_port) + "/readyz")
 
-    def start_worker(self, name: str = "worker", queues: str | None = None) -> None:
+    def start_worker(
+        self, name: str = "worker", queues: str | None = None, *, supervised: bool = False, wait: bool = True
+    ) -> None:
+        """A Celery worker, started directly, or `supervised` as `fieldrelay worker` runs it."""
+        if supervised:
+            flags = ["--name", f"{name}@%h", "--concurrency", str(self.config.worker_concurrency)]
+            flags += ["--queues", queues] if queues else []
+            code = f"import sys; from fieldrelay_cli.main import main; sys.exit(main({['worker', *flags]!r}))"
+            self._spawn(name, _LOGGING + code)
+            if wait:
+                self.wait_worker(name)
+            return
         argv = [
             "--quiet",  # no banner on stdout: workers/signals.py logs what it says as one JSON line
             "worker",

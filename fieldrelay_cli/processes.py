@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import click
+import redis
 import uvicorn
 
+from fieldrelay.consumers import CONSUMER_ENV, Leases, lease_key, new_consumer_id, record_restart, restore_orphans
 from fieldrelay.logs import logging_config, setup_logging
 from fieldrelay.queues import ALL_QUEUES
 from fieldrelay.settings import Settings
 from fieldrelay_cli.common import settings_or_exit, with_redis
 from fieldrelay_cli.devrun import RunOptions, run_stack
 from fieldrelay_cli.ports import PortTakenError, check_ports
-from fieldrelay_cli.supervise import supervise
+from fieldrelay_cli.supervise import Exit, supervise
 from rules import RuleLoadError, load_rules
 from sandbox.server import serve
 from workers.actions.registry import action_params
 from workers.polling.config import PollConfigError, load_pollers
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+log = logging.getLogger("fieldrelay_cli.worker")
 
 
 def cmd_receiver(args: argparse.Namespace) -> int:
@@ -72,9 +80,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not args.once:
         # The Celery worker runs as a child that fieldrelay.supervise starts again when it dies. `-P`
         # keeps the working directory off sys.path: an ops repository's own `rules/` folder must
-        # not shadow the installed package.
+        # not shadow the installed package. Each child is named as a consumer here, so that what it
+        # held can be put back the moment it dies (fieldrelay/consumers.py).
+        consumers: dict[int, str] = {}
+
+        def child_env(generation: int) -> dict[str, str]:
+            consumers[generation] = f"{new_consumer_id()}:{generation}"
+            return {CONSUMER_ENV: consumers[generation]}
+
         return supervise(
-            [sys.executable, "-P", "-m", "fieldrelay_cli", "worker", "--once", *_worker_flags(args)], name="worker"
+            [sys.executable, "-P", "-m", "fieldrelay_cli", "worker", "--once", *_worker_flags(args)],
+            name="worker",
+            child_env=child_env,
+            on_exit=lambda ended: _worker_exited(settings, consumers.pop(ended.generation), ended),
+            got_going=lambda generation: _took_lease(settings, consumers[generation]),
         )
     from workers.celery_app import app  # the app reads the settings, Redis URL included, when imported
 
@@ -90,10 +109,54 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ]
     if args.name:
         argv += ["-n", args.name]
-    # Not worker_main, which drops the worker's exit code. celery-types declares start() NoReturn,
-    # but Celery 5 catches click's Exit and returns its code (None after a clean stop).
-    start: Callable[[list[str]], int | None] = app.start
-    return int(start(argv) or 0)
+    # fieldrelay uses neither remote control's gossip nor mingle's start-up sync: without them a
+    # restarted worker consumes sooner and no worker adds their traffic to Redis.
+    argv += ["--without-gossip", "--without-mingle"]
+    return run_celery(app, argv)
+
+
+def run_celery(app: Celery, argv: list[str]) -> int:
+    """Celery's command line on `argv`, returning its exit code.
+
+    Not `app.start()` or `worker_main`: in Celery 5.7 with click 8 both drop it. The worker ends with
+    `ctx.exit(worker.exitcode)`, which click's `main(standalone_mode=False)` turns into a return value
+    that `app.start()` does not return: an "Unrecoverable error" (exit code 1) came out as 0.
+    """
+    from celery.bin.celery import celery  # Celery's command line: loaded only by the commands that run it
+
+    command: Any = celery
+    command.params[0].default = app  # what app.start() does, so `-A` is not needed
+    try:
+        code = command.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    finally:
+        command.params[0].default = None
+    return int(code or 0)
+
+
+def _took_lease(settings: Settings, consumer: str) -> bool:
+    """Whether the Celery process got to consuming (its lease is taken before its first message): one killed
+    after that is started again at once, one that never got that far is backed off, like a crash loop."""
+    client = redis.Redis.from_url(settings.redis_url or "", socket_timeout=5, socket_connect_timeout=5)
+    try:
+        return bool(client.exists(lease_key(consumer)))
+    finally:
+        client.close()
+
+
+def _worker_exited(settings: Settings, consumer: str, ended: Exit) -> None:
+    """The Celery process and its pool are gone: put back at once what it held, and count the restart."""
+    client = redis.Redis.from_url(settings.redis_url or "", socket_timeout=5, socket_connect_timeout=5)
+    try:
+        Leases(client).release(consumer)
+        restore_orphans(client, consumer=consumer, by="supervisor")
+        if ended.restarting and not ended.asked:
+            record_restart(client, ended.reason)
+    except redis.RedisError as exc:  # its lease lapses by itself, and live workers put its messages back
+        log.warning("could not put back what the worker held: %s", type(exc).__name__)
+    finally:
+        client.close()
 
 
 def _worker_flags(args: argparse.Namespace) -> list[str]:
@@ -113,8 +176,7 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
     schedule = settings.data_dir / "celerybeat-schedule"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    start: Callable[[list[str]], int | None] = app.start  # returns the exit code; see cmd_worker
-    return int(start(["--quiet", "beat", "--loglevel", args.loglevel, "--schedule", str(schedule)]) or 0)
+    return run_celery(app, ["--quiet", "beat", "--loglevel", args.loglevel, "--schedule", str(schedule)])
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -96,15 +96,23 @@ def job_routes(st: ServiceTradeState) -> list[Route]:
         return shown(request, "comment", comment["id"])
 
     async def job_comments(request: Request) -> Response:
+        """The docs' "Cascaded Comments": a job's comments, plus the tech and schedule comments of its location
+        (entity type 11) and customer company (5), each with its own `entity`; `visibility` matches any given."""
         job_id = request.path_params["id"]
-        if st.get("job", job_id) is None:
+        job = st.get("job", job_id)
+        if job is None:
             return envelope(404, error=f"job {job_id} not found (or not accessible by the user)")
+        parents = {(11, job.get("locationId")), (5, job.get("customerId"))}
+        wanted = {v for v in request.query_params.get("visibility", "").split(",") if v}
+
+        def listed(c: dict[str, Any]) -> bool:
+            flags = set(c.get("visibility") or [])
+            own = c.get("entityType") == 3 and c.get("entityId") == job_id
+            cascaded = (c.get("entityType"), c.get("entityId")) in parents and bool(flags & {"tech", "schedule"})
+            return (own or cascaded) and (not wanted or bool(flags & wanted))
+
         view = Renderer(st, base_url(request))
-        comments = [
-            view.full("comment", c)
-            for c in st.all("comment")
-            if c.get("entityType") == 3 and c.get("entityId") == job_id
-        ]
+        comments = [view.full("comment", c) for c in st.all("comment") if listed(c)]
         return envelope(200, data={"totalPages": 1, "page": 1, "comments": comments})
 
     async def appointment_create(request: Request) -> Response:

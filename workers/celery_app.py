@@ -59,10 +59,16 @@ def create_celery(settings: Settings) -> Celery:
         task_default_queue=EVENTS_QUEUE,
         task_queues=[Queue(name) for name in ALL_QUEUES],
         task_routes={PROCESS_EVENT_TASK: {"queue": EVENTS_QUEUE}},
+        # kombu's Redis transport, plus a lease per consumer: a dead worker's messages come back in
+        # seconds, and a live worker's never (workers/broker.py, fieldrelay/consumers.py).
+        broker_transport="workers.broker:Transport",
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         task_time_limit=TASK_TIME_LIMIT,
         task_soft_time_limit=TASK_SOFT_TIME_LIMIT,
         broker_connection_retry_on_startup=True,
+        # Tasks running when the connection to Redis breaks are ended: their acks could not reach Redis,
+        # and their messages go back to the queue (workers/broker.py), so they must not run on meanwhile.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         enable_utc=True,

@@ -140,8 +140,9 @@ def execute(
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise PipelineError(eid, rule.name, index, f"{call.name} parameters: {detail}") from None
+    key = idempotency_key(event, rule, index, call)
     ctx = ActionContext(
-        eid, rule.name, index, idempotency_key(event, rule, index, call), rt.state.link_store(), call.on_missing
+        eid, rule.name, index, key, rt.state.link_store(), on_missing=call.on_missing, intents=rt.intents
     )
     limits = rt.targets[spec.target]
     admit(rt.gate, spec.target)

@@ -27,6 +27,7 @@ from workers.connectors.errors import RateInfo
 from workers.delayed import DelayedTasks
 from workers.echo import EchoGuard
 from workers.gate import TargetGate
+from workers.intents import Intents, MemoryIntents, RedisIntents
 from workers.rulebook import RuleBook, publish_status
 from workers.runs import RunCoordinator
 
@@ -57,6 +58,7 @@ class Runtime:
     alert: Alert = _no_alert
     env: dict[str, str] = field(default_factory=dict)  # the allowlisted variables rules may read
     clock_skew: int = 300  # seconds a record's modification time may be ahead of ours (FIELDRELAY_CLOCK_SKEW)
+    intents: Intents = field(default_factory=MemoryIntents)  # creates without a natural key (workers/intents.py)
 
     recorded: dict[str, RateInfo] = field(default_factory=dict)  # the last rate info stored per target
 
@@ -103,4 +105,6 @@ def build_runtime(settings: Settings, client: redis.Redis, *, enqueue_action: En
         alert=alert,
         env=allowed_env(settings.rules_env),
         clock_skew=settings.clock_skew,
+        # A read-back waits until an earlier attempt's call can no longer be in flight: its HTTP timeout.
+        intents=RedisIntents(client, settle=settings.http_timeout),
     )

@@ -242,6 +242,8 @@ class Console:
             dlq_size=view["dlq_size"],
             depths=view["depths"],
             targets=view["targets"],
+            held=view["held"],
+            stranded=view["stranded"],
         )
 
     def events(self, request: Request) -> Response:

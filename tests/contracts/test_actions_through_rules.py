@@ -7,6 +7,7 @@ through `pipeline.run_action`, with the real Redis state and the real connectors
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -318,11 +319,9 @@ def check_timesheet(w: World, results: list[dict[str, Any]]) -> None:
 
 def check_comment(w: World, results: list[dict[str, Any]]) -> None:
     [comment] = w.state("servicetrade").all("comment")
-    assert (comment["entityId"], comment["content"], comment["visibility"]) == (
-        JOB_ID,
-        "Copied to Synchroteam",
-        ["tech"],
-    )
+    text, _, marker = comment["content"].partition("\n")
+    assert (comment["entityId"], text, comment["visibility"]) == (JOB_ID, "Copied to Synchroteam", ["tech"])
+    assert re.fullmatch(r"\[fieldrelay:[0-9a-f]{12}\]", marker)  # lets a retry after a crash find it
 
 
 def check_job_update(w: World, results: list[dict[str, Any]]) -> None:

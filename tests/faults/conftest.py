@@ -105,6 +105,11 @@ class FaultStack(PipelineWaits):
                     return found
                 page += 1
 
+    def counter(self, name: str) -> dict[str, int]:
+        """A counter kept in Redis (fieldrelay.metrics' layout): its JSON label list -> value."""
+        raw: dict[bytes, bytes] = self.redis.hgetall(f"fieldrelay:metrics:{name}")  # type: ignore[assignment]
+        return {k.decode(): int(v) for k, v in raw.items()}
+
     def close(self) -> None:
         self.redis.close()
 

@@ -185,6 +185,23 @@ def test_job_comment_and_appointment_creation(st_client: TestClient) -> None:
     assert created["techs"][0]["id"] == 6
 
 
+def test_a_jobs_comments_cascade_from_its_location_and_customer_as_documented(
+    st_client: TestClient, st_app: Any
+) -> None:
+    """Seed 002, "Cascaded Comments": the job's list also holds its location's and customer's tech and schedule
+    comments, with their own entity; a private one of theirs is not listed, nor another location's."""
+    st = st_app.state.sandbox  # job 35769: location 33, customer 39
+    own = st_client.post("/api/job/35769/comment", json={"content": "on the job"}).json()["data"]["id"]
+    tech = st.create("comment", {"content": "gate code 1234", "visibility": ["tech"], "entityType": 11, "entityId": 33})
+    st.create("comment", {"content": "private", "visibility": [], "entityType": 11, "entityId": 33})
+    billing = st.create("comment", {"content": "net 30", "visibility": ["schedule"], "entityType": 5, "entityId": 39})
+    st.create("comment", {"content": "elsewhere", "visibility": ["tech"], "entityType": 11, "entityId": 34})
+    listed = st_client.get("/api/job/35769/comment").json()["data"]["comments"]
+    assert {c["id"]: c["entity"]["type"] for c in listed} == {own: 3, tech["id"]: 11, billing["id"]: 5}
+    tech_only = st_client.get("/api/job/35769/comment", params={"visibility": "tech"}).json()["data"]["comments"]
+    assert [c["id"] for c in tech_only] == [tech["id"]]
+
+
 def test_reset_restores_the_seed(st_client: TestClient, st_app: Any) -> None:
     st_client.put("/api/job/35770", json={"status": "completed"})
     assert st_client.post("/_sandbox/reset").status_code == 204

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import BaseModel
 
 from workers.connectors.errors import NotFound
+from workers.intents import Intents, MemoryIntents
 
 if TYPE_CHECKING:
     from workers.connectors.errors import RateInfo
@@ -78,6 +79,8 @@ class ActionContext:
     idempotency_key: str
     link_store: LinkStore = field(default_factory=MemoryLinkStore, compare=False)
     on_missing: str = "fail"  # the step's policy when its linked record was deleted in the target
+    # Creates without a natural key record their intent here before calling (workers/intents.py).
+    intents: Intents = field(default_factory=MemoryIntents, compare=False)
 
     def link_key(self, action: str) -> str:
         """The link-store key for ``action``'s record: one per source entity and rule step."""

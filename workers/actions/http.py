@@ -27,7 +27,7 @@ def _http_url(value: str) -> str:
 
 
 class HttpRequest(ActionParams):
-    """Send an HTTP request; the answer's status and JSON (or text) are the step's result.
+    """Send an HTTP request with an `Idempotency-Key`; the answer's status and JSON (or text) are the step's result.
 
     The URL must be http or https, and pass the egress policy (FIELDRELAY_HTTP_ALLOWED_HOSTS, or
     public addresses only); the answer kept in the result is cut at 64 KiB.

@@ -12,6 +12,59 @@ from pydantic.fields import FieldInfo
 
 from workers.actions.registry import ACTIONS, ActionSpec
 
+CRASHES = """\
+## Creates, crashes and retries
+
+A step's result is recorded only after its target answered, so a worker killed in between runs the step
+again. Upserts (Synchroteam's `…upsert` by `myId`) and updates absorb that. A create without a natural key
+records its intent before the call (`workers/intents.py`). A run after a crash first waits until the earlier
+call can no longer be in flight (`FIELDRELAY_HTTP_TIMEOUT`), then reads the target, and creates only when it
+finds nothing. "Since the first attempt" reaches 5 minutes further back, for the target's clock."""
+# What a run after a crash reads to find the record an earlier attempt made (the connectors' `find_*`).
+READ_BACKS = {
+    "servicetrade.job.comment": (
+        "The job's comments (`GET /job/{id}/comment`): the `[fieldrelay:…]` marker at the end of ours, or with "
+        "`marker: false` the same text created since the first attempt (then an identical comment someone else "
+        "posted meanwhile is taken for ours)."
+    ),
+    "servicetrade.job.create": (
+        "The location's jobs created since the first attempt (`GET /job?locationId=…&createdAfter=…`, with the "
+        "status sent, else `new`) with the type and description sent."
+    ),
+    "servicetrade.attachment.upload": (
+        "Per file: the record's attachments (`GET /attachment?entityId=…&entityType=…`) with the same file name "
+        "created since the first attempt."
+    ),
+    "servicetrade.appointment.create": (
+        "The job's appointments created since the first attempt (`GET /appointment?jobId=…&createdAfter=…`, "
+        "every status) with the window, techs, status and release sent."
+    ),
+    "synchroteam.activity.upsert": (
+        "Without `id`, before its first success: the activities over the same span "
+        "(`GET /api/v3/activity/list?startDate=…&endDate=…`) with the type, user or team, dates and note sent. "
+        "Activities carry no creation time, so an identical one entered by hand is taken for ours."
+    ),
+    "synergist.activity.create": (
+        "The client's activities modified since the first attempt (`client=`, `Timestampfrom=`) that show the "
+        "values sent."
+    ),
+    "synergist.job.create": (
+        "The `jobNumber` sent (manual numbering), else the client's jobs modified since the first attempt that "
+        "show the values sent."
+    ),
+    "synergist.calendar.create": (
+        "The day's bookings (`action=calendardisplay`) of the same resource, start and time summary."
+    ),
+    "synergist.timesheet.create": (
+        "The resource's pending entries of that day (`tspendingslist`) with the job phase and values sent."
+    ),
+    "http.request": (
+        "Nothing: an arbitrary endpoint has no way to be read back. Each request carries an `Idempotency-Key`, "
+        "the same for every retry of one event's step. An endpoint that honours it applies the request once; "
+        "one that ignores it can get it twice when a worker dies between its answer and our record."
+    ),
+}
+
 
 def render_reference() -> str:
     """One section per action: what it does, then a table of its parameters."""
@@ -44,6 +97,12 @@ def render_reference() -> str:
         "- synergist.activity.create: {activityActivitytypeCode: SVC, activityClientCode: 1/F667}",
         "  on_missing: recreate",
         "```",
+        "",
+        CRASHES,
+        "",
+        "| Action | Read back by |",
+        "|---|---|",
+        *(f"| `{name}` | {how} |" for name, how in READ_BACKS.items()),
     ]
     for spec in ACTIONS.values():
         lines += ["", *_section(spec)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -12,6 +13,7 @@ from pydantic import Field, model_validator
 from workers.actions.context import ActionContext, ActionSpec, Clients, with_link
 from workers.actions.params import ActionParams
 from workers.connectors.servicetrade import EXTERNAL_ID_TYPES
+from workers.intents import create_once
 
 Visibility = Literal["public", "schedule", "tech", "billing"]
 
@@ -25,12 +27,20 @@ class Params(ActionParams):
 
 
 class JobComment(Params):
-    """Comment on a job (once per rule call: a retry returns the comment already posted)."""
+    """Comment on a job once per rule call (a retry, even after a crash, finds the comment already posted).
+
+    It is found by its marker, or without one by its text and time (see "Creates, crashes and retries").
+    """
 
     jobId: int
     content: str = Field(description="text of the comment")
     visibility: list[Visibility] | None = Field(
         default=None, description="empty or missing: private, neither schedule nor tech"
+    )
+    marker: bool = Field(
+        default=True,
+        description="end the comment with a short tag, [fieldrelay:<12 hex>], that lets a retry after a crash "
+        "recognise it; false: match its exact text posted since the first attempt instead",
     )
 
 
@@ -106,6 +116,8 @@ class AppointmentComplete(AppointmentRef):
 class JobCreate(Params):
     """Create a job (``POST /job``); a retry updates the job already created for this source record."""
 
+    link_kind: ClassVar[str] = "servicetrade.job"
+
     locationId: int
     vendorId: int | None = None
     customerId: int | None = None
@@ -175,14 +187,25 @@ class AttachmentUpload(Params):
 
 
 def comment(clients: Clients, params: JobComment, ctx: ActionContext) -> dict[str, Any]:
-    # A comment has no natural key: post it once per event and answer retries from the link.
+    # A comment has no natural key: post it once per event, answer retries from the link, and after a
+    # crash between the post and the link, find it among the job's comments (workers/intents.py).
     link = f"servicetrade.job.comment:{ctx.call_key()}"
     if known := ctx.link_store.get(link):
         return {"id": int(known) if known.isdigit() else known, "content": params.content, "repeated": True}
-    result = clients.servicetrade.comment_job(params.jobId, params.content, params.visibility)
-    if result.get("id") is not None:
-        ctx.link_store.set(link, str(result["id"]))
-    return result
+    tag = f"[fieldrelay:{ctx.call_key()[:12]}]" if params.marker else None
+    content = f"{params.content}\n{tag}" if tag else params.content
+    st = clients.servicetrade
+    return create_once(
+        ctx.link_store,
+        ctx.intents,
+        link,
+        {"content": content},
+        create=lambda: st.comment_job(params.jobId, content, params.visibility),
+        find=lambda sent, since: _found(
+            st.find_job_comment(params.jobId, marker=tag, content=sent.get("content"), created_after=since)
+        ),
+        ident=lambda record: record.get("id"),
+    )
 
 
 def update(clients: Clients, params: JobUpdate, ctx: ActionContext) -> dict[str, Any]:
@@ -205,16 +228,30 @@ class ExternalIdSet(Params):
 
 
 def create_appointment(clients: Clients, params: AppointmentCreate, ctx: ActionContext) -> dict[str, Any]:
+    st = clients.servicetrade
+    changes = params.payload("jobId", "serviceRequestIds")
+    fields = params.payload("jobId")
     return with_link(
         ctx,
         "servicetrade.appointment.create",
         params.link_kind,
-        update=lambda known: clients.servicetrade.update_appointment(
-            known, params.payload("jobId", "serviceRequestIds")
+        update=lambda known: st.update_appointment(known, changes),
+        create=lambda: create_once(
+            ctx.link_store,
+            ctx.intents,
+            ctx.link_key("servicetrade.appointment.create"),
+            fields,
+            create=lambda: st.create_appointment(params.jobId, **fields),
+            find=lambda sent, since: _found(st.find_appointment(params.jobId, sent, created_after=since)),
+            ident=lambda record: record.get("id"),
+            update=lambda found: st.update_appointment(found["id"], changes),
         ),
-        create=lambda: clients.servicetrade.create_appointment(params.jobId, **params.payload("jobId")),
         id_of=lambda record: record.get("id"),
     )
+
+
+def _found(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if record is None else dict(record)
 
 
 def set_external_id(clients: Clients, params: ExternalIdSet, ctx: ActionContext) -> dict[str, Any]:
@@ -271,14 +308,28 @@ def complete_appointment(clients: Clients, params: AppointmentComplete, ctx: Act
 
 
 def create_job(clients: Clients, params: JobCreate, ctx: ActionContext) -> dict[str, Any]:
-    # No natural key (`number` is generated): the job made for this source record is kept in the link store.
-    link = ctx.link_key("servicetrade.job.create")
-    if known := ctx.link_store.get(link):
-        return {"id": int(known), **clients.servicetrade.update_job(known, params.payload("locationId"))}
-    result = clients.servicetrade.create_job(params.payload())
-    if result.get("id") is not None:
-        ctx.link_store.set(link, str(result["id"]))
-    return result
+    # No natural key (`number` is generated): the job made for this source record is kept in the link store,
+    # and a run after a crash looks for it (`find_job`) before creating another.
+    st = clients.servicetrade
+    payload = params.payload()
+    changes = params.payload("locationId")
+    return with_link(
+        ctx,
+        "servicetrade.job.create",
+        params.link_kind,
+        update=lambda known: {"id": int(known), **st.update_job(known, changes)},
+        create=lambda: create_once(
+            ctx.link_store,
+            ctx.intents,
+            ctx.link_key("servicetrade.job.create"),
+            payload,
+            create=lambda: st.create_job(payload),
+            find=lambda sent, since: _found(st.find_job(sent, created_after=since)),
+            ident=lambda record: record.get("id"),
+            update=lambda found: {"id": found["id"], **st.update_job(found["id"], changes)},
+        ),
+        id_of=lambda record: record.get("id"),
+    )
 
 
 def update_service_request(clients: Clients, params: ServiceRequestUpdate, ctx: ActionContext) -> dict[str, Any]:
@@ -316,6 +367,34 @@ def _files(clients: Clients, params: AttachmentUpload) -> list[tuple[str, bytes,
     return [(params.fileName, raw, params.contentType, params.description)]
 
 
+def _upload_once(
+    clients: Clients,
+    params: AttachmentUpload,
+    ctx: ActionContext,
+    link: str,
+    name: str,
+    content: bytes,
+    kind: str,
+    description: str | None,
+) -> dict[str, Any]:
+    """One file, uploaded once: after a crash the record's attachments are read for it first."""
+    st = clients.servicetrade
+    sent = {"fileName": name, "bytes": len(content)}
+    return create_once(
+        ctx.link_store,
+        ctx.intents,
+        link,
+        sent,
+        create=lambda: dict(
+            st.upload_attachment(params.entityType, params.entityId, params.purposeId, name, content, kind, description)
+        ),
+        find=lambda _sent, since: _found(
+            st.find_attachment(params.entityType, params.entityId, name, created_after=since)
+        ),
+        ident=lambda record: record.get("id"),
+    )
+
+
 def upload_attachment(clients: Clients, params: AttachmentUpload, ctx: ActionContext) -> dict[str, Any]:
     uploaded: list[dict[str, Any]] = []
     for name, content, kind, description in _files(clients, params):
@@ -324,13 +403,13 @@ def upload_attachment(clients: Clients, params: AttachmentUpload, ctx: ActionCon
         if known := ctx.link_store.get(link):
             uploaded.append({"id": int(known) if known.isdigit() else known, "fileName": name, "repeated": True})
             continue
-        result = clients.servicetrade.upload_attachment(
-            params.entityType, params.entityId, params.purposeId, name, content, kind, description
-        )
-        if result.get("id") is not None:
-            ctx.link_store.set(link, str(result["id"]))
-        uploaded.append({"id": result.get("id"), "fileName": name, "uri": result.get("uri")})
-    return {"entityType": params.entityType, "entityId": params.entityId, "attachments": uploaded}
+        result = _upload_once(clients, params, ctx, link, name, content, kind, description)
+        entry = {"id": result.get("id"), "fileName": name, "uri": result.get("uri")}
+        uploaded.append({**entry, "recovered": True} if result.get("recovered") else entry)
+    outcome: dict[str, Any] = {"entityType": params.entityType, "entityId": params.entityId, "attachments": uploaded}
+    if any(a.get("recovered") for a in uploaded):
+        outcome["recovered"] = True  # a file an earlier, killed attempt had uploaded was found, not sent again
+    return outcome
 
 
 SPECS = [

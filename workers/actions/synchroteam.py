@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from workers.actions.context import ActionContext, ActionSpec, Clients
 from workers.actions.params import ActionParams
 from workers.connectors.errors import NotFound
+from workers.intents import create_once
 
 
 class Params(ActionParams):
@@ -264,15 +265,29 @@ def upsert(kind: str) -> Any:
 
 
 def upsert_activity(clients: Clients, params: ActivityUpsert, ctx: ActionContext) -> dict[str, Any]:
-    # Activities upsert only on id (no myId), so the id from the first run is kept per call.
+    # Activities upsert only on id (no myId), so the id from the first run is kept per call; the create
+    # itself records its intent first, and a retry after a crash finds the activity by what it sent.
     link = ctx.link_key("synchroteam.activity.upsert")
     payload = params.payload()
+    sy = clients.synchroteam
     if params.id is None and (known := ctx.link_store.get(link)):
         payload["id"] = int(known)
-    record = clients.synchroteam.send("activity", payload)
-    if record.get("id") is not None:
-        ctx.link_store.set(link, str(record["id"]))
-    return record
+    if "id" in payload:
+        record = sy.send("activity", payload)
+        if record.get("id") is not None:
+            ctx.link_store.set(link, str(record["id"]))
+        return record
+
+    return create_once(
+        ctx.link_store,
+        ctx.intents,
+        link,
+        payload,
+        create=lambda: sy.send("activity", payload),
+        find=lambda sent, since: None if (found := sy.find_activity(sent)) is None else dict(found),
+        ident=lambda record: record.get("id"),
+        update=lambda found: sy.send("activity", {**payload, "id": found["id"]}),
+    )
 
 
 def schedule(clients: Clients, params: JobSchedule, ctx: ActionContext) -> dict[str, Any]:

@@ -1,15 +1,18 @@
-"""Synergist actions; creates are idempotent through the link store, since Synergist has no upsert."""
+"""Synergist actions; creates are idempotent through the link store, since Synergist has no upsert, and a
+create interrupted by a crash is found again by what it sent (workers/intents.py)."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from workers.actions.context import ActionContext, ActionSpec, Clients, with_link
 from workers.actions.params import ActionParams
+from workers.intents import create_once
 
 Id = int | str
 
@@ -239,10 +242,12 @@ def _remember(ctx: ActionContext, activity_id: int, result: dict[str, Any], fiel
 
 
 def create_activity(clients: Clients, params: ActivityCreate, ctx: ActionContext) -> dict[str, Any]:
+    sg = clients.synergist
     fields = params.payload("Job", "Jobphase", "activityCompanyNumber")
+    payload = params.payload()
 
     def create() -> dict[str, Any]:
-        record = clients.synergist.create_activity(params.payload())
+        record = sg.create_activity(payload)
         _remember(ctx, int(record["activityID"]), record, fields)
         return record
 
@@ -251,7 +256,16 @@ def create_activity(clients: Clients, params: ActivityCreate, ctx: ActionContext
         "synergist.activity.create",
         params.link_kind,
         update=lambda known: _update_with_base(clients, ctx, int(known), fields, None, params.on_conflict),
-        create=create,
+        create=lambda: create_once(
+            ctx.link_store,
+            ctx.intents,
+            ctx.link_key("synergist.activity.create"),
+            payload,
+            create=create,
+            find=lambda sent, since: _found(sg.find_activity(sent, since=since)),
+            ident=lambda record: record.get("activityID"),
+            update=lambda found: sg.update_activity(int(found["activityID"]), fields),
+        ),
         id_of=lambda record: record.get("activityID"),
     )
 
@@ -268,15 +282,26 @@ def delete_activity(clients: Clients, params: ActivityDelete, ctx: ActionContext
 
 
 def create_job(clients: Clients, params: JobCreate, ctx: ActionContext) -> dict[str, Any]:
+    sg = clients.synergist
     fields = params.payload("varJobTemplate", "jobNumber", "jobPrefixOnly", "jobHandleruserid")
     if params.jobHandleruserid is not None:  # create and update spell this field differently
         fields["jobHandlerUserID"] = params.jobHandleruserid
+    payload = params.payload()
     return with_link(
         ctx,
         "synergist.job.create",
         params.link_kind,
-        update=lambda known: {"jobNumber": known, **clients.synergist.update_job(known, fields)},
-        create=lambda: clients.synergist.create_job(params.payload()),
+        update=lambda known: {"jobNumber": known, **sg.update_job(known, fields)},
+        create=lambda: create_once(
+            ctx.link_store,
+            ctx.intents,
+            ctx.link_key("synergist.job.create"),
+            payload,
+            create=lambda: sg.create_job(payload),
+            find=lambda sent, since: _found(sg.find_job(sent, since=since)),
+            ident=lambda record: record.get("jobNumber"),
+            update=lambda found: {"jobNumber": found["jobNumber"], **sg.update_job(str(found["jobNumber"]), fields)},
+        ),
         id_of=lambda record: record.get("jobNumber"),
     )
 
@@ -286,14 +311,25 @@ def update_job(clients: Clients, params: JobUpdate, ctx: ActionContext) -> dict[
 
 
 def create_booking(clients: Clients, params: BookingCreate, ctx: ActionContext) -> dict[str, Any]:
+    sg = clients.synergist
     fields = params.payload("calTimeSummaryInternal", "calDurationDecimalHours")
     fields.setdefault("calAllDay", params.calAllDay)
+    payload = params.payload("calAllDay")
     return with_link(
         ctx,
         "synergist.calendar.create",
         params.link_kind,
-        update=lambda known: clients.synergist.update_booking(known, fields),
-        create=lambda: clients.synergist.create_booking(params.payload("calAllDay")),
+        update=lambda known: sg.update_booking(known, fields),
+        create=lambda: create_once(
+            ctx.link_store,
+            ctx.intents,
+            ctx.link_key("synergist.calendar.create"),
+            payload,
+            create=lambda: sg.create_booking(payload),
+            find=lambda sent, since: sg.find_booking(sent),
+            ident=lambda record: record.get("calDiaryInternal"),
+            update=lambda found: sg.update_booking(found["calDiaryInternal"], fields),
+        ),
         id_of=lambda record: record.get("calDiaryInternal"),
     )
 
@@ -307,14 +343,29 @@ def delete_booking(clients: Clients, params: BookingDelete, ctx: ActionContext) 
 
 
 def create_timesheet(clients: Clients, params: TimesheetCreate, ctx: ActionContext) -> dict[str, Any]:
+    sg = clients.synergist
+    payload = params.payload()
     return with_link(
         ctx,
         "synergist.timesheet.create",
         params.link_kind,
-        update=lambda known: clients.synergist.update_pending_timesheet(int(known), params.payload()),
-        create=lambda: clients.synergist.create_pending_timesheet(params.payload()),
+        update=lambda known: sg.update_pending_timesheet(int(known), payload),
+        create=lambda: create_once(
+            ctx.link_store,
+            ctx.intents,
+            ctx.link_key("synergist.timesheet.create"),
+            payload,
+            create=lambda: sg.create_pending_timesheet(payload),
+            find=lambda sent, since: sg.find_pending_timesheet(sent),
+            ident=lambda record: record.get("tspEntryNo"),
+            update=lambda found: sg.update_pending_timesheet(int(found["tspEntryNo"]), payload),
+        ),
         id_of=lambda record: record.get("tspEntryNo"),
     )
+
+
+def _found(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if record is None else dict(record)
 
 
 def list_phases(clients: Clients, params: PhaseList, ctx: ActionContext) -> dict[str, Any]:

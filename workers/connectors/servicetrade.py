@@ -387,22 +387,26 @@ class ServiceTradeClient:
                 on_page({"windows": [list(w) for w in windows], "page": max(1, page - 1) if page > 1 else 1})
 
     def _page(
-        self, entity_type: str, filters: Mapping[str, Any], page: int
+        self, entity_type: str, filters: Mapping[str, Any], page: int, key: str | None = None
     ) -> tuple[list[records.ServiceTradeEntity], int | None]:
-        """One page: its rows and ``totalPages`` (None when the answer carries no paging fields)."""
+        """One page: its rows and ``totalPages`` (None when the answer carries no paging fields).
+
+        `key` names the array when the path is not a plain list (``job/41/comment`` answers ``comments``)."""
         data = _dict(self._call("GET", f"/{entity_type}", params={**filters, "page": page}))
-        key = LIST_KEYS.get(entity_type)
+        key = key or LIST_KEYS.get(entity_type)
         rows = data.get(key) if key else None
         if rows is None:
             rows = next((v for v in data.values() if isinstance(v, list)), [])
         total = data.get("totalPages")
         return cast(list[records.ServiceTradeEntity], rows), (int(total) if total is not None else None)
 
-    def _pages(self, entity_type: str, filters: Mapping[str, Any]) -> Iterator[records.ServiceTradeEntity]:
+    def _pages(
+        self, entity_type: str, filters: Mapping[str, Any], key: str | None = None
+    ) -> Iterator[records.ServiceTradeEntity]:
         """Seed 002, "Pagination": ``data`` holds ``totalPages``, ``page`` (from 1) and a named array."""
         page = 1
         while True:
-            rows, total = self._page(entity_type, filters, page)
+            rows, total = self._page(entity_type, filters, page, key)
             yield from rows
             if not rows or page >= (total or 1):
                 return
@@ -490,6 +494,83 @@ class ServiceTradeClient:
             ]
             events += list(data.get("unpairedEvents") or [])
         return [dict(e) for e in events if isinstance(e, dict)]
+
+    # Read-backs: after a crash, find what an earlier attempt of a create already made (workers/intents.py).
+
+    def find_job_comment(
+        self, job_id: int | str, *, marker: str | None = None, content: str | None = None, created_after: float = 0
+    ) -> records.Comment | None:
+        """A comment on job `job_id` whose content holds `marker`, or (without one) equals `content` and was
+        created at or after `created_after`; None when there is none.
+
+        Seed 002, "Job" Response Codes: ``GET /job/123/comment`` "retrieve list of comments". "Comment": the
+        list answers ``totalPages``, ``page`` and ``comments``, each with ``content``, ``created`` (Unix
+        seconds) and ``entity``; "Cascaded Comments": a job's list also holds its location's and customer's
+        tech and schedule comments, with their own ``entity``, so only the job's own are read.
+        """
+        for comment in cast(Iterator[records.Comment], self._pages(f"job/{job_id}/comment", {}, key="comments")):
+            entity = comment.get("entity") or {}
+            if entity and (entity.get("type") != 3 or str(entity.get("id")) != str(job_id)):
+                continue
+            text = str(comment.get("content") or "")
+            if marker is not None and marker in text:
+                return comment
+            recent = int(comment.get("created") or 0) >= created_after
+            if marker is None and content is not None and text.strip() == content.strip() and recent:
+                return comment
+        return None
+
+    def find_job(self, fields: Mapping[str, Any], *, created_after: float) -> records.Job | None:
+        """A job at the location a create sent, created at or after `created_after`, that shows the ``type``
+        and ``description`` it sent; None when there is none.
+
+        Seed 002, "Job" Query Params: ``locationId`` ("comma-separated list of ids of the location of the
+        job"), ``createdAfter`` ("matches records created on or after") and ``status`` ("defaults to
+        'scheduled' if not supplied"): a new job is ``new`` unless the create said otherwise, so the status
+        sent (or ``new``) is asked for, never the default.
+        """
+        if fields.get("locationId") is None:
+            return None  # an attempt whose payload names no location made no job
+        params = {
+            "locationId": fields["locationId"],
+            "createdAfter": int(created_after),
+            "status": str(fields.get("status") or "new"),
+        }
+        for job in cast(Iterator[records.Job], self._pages("job", params)):
+            shown: dict[str, Any] = dict(job)
+            same = all(shown.get(k) == fields[k] for k in ("type", "description") if fields.get(k) is not None)
+            if int(job.get("created") or 0) >= created_after and same:
+                return job
+        return None
+
+    def find_attachment(
+        self, entity_type: str, entity_id: int | str, file_name: str, *, created_after: float
+    ) -> records.Attachment | None:
+        """The attachment named `file_name` on the record, created at or after `created_after`, or None.
+
+        Seed 002, "Attachment": ``GET /attachment`` with ``entityId`` and ``entityType``; Returned Elements:
+        ``fileName`` and ``created``.
+        """
+        for attachment in self.list_attachments(entity_type, entity_id):
+            if attachment.get("fileName") == file_name and int(attachment.get("created") or 0) >= created_after:
+                return attachment
+        return None
+
+    def find_appointment(
+        self, job_id: int | str, fields: Mapping[str, Any], *, created_after: float
+    ) -> records.Appointment | None:
+        """An appointment on job `job_id`, created at or after `created_after`, that agrees with every field
+        of `fields` a create sent (``status``, ``windowStart``, ``windowEnd``, ``techIds``, ``released``).
+
+        Seed 002, "Appointment" Query Params: ``jobId``, ``status`` ("defaults to all statuses except
+        unscheduled", so every status is asked for) and ``createdAfter`` ("matches records created on or
+        after"); Returned Elements: ``windowStart``, ``windowEnd``, ``techs``, ``released``, ``status``.
+        """
+        params = {"jobId": job_id, "status": APPOINTMENT_STATUSES, "createdAfter": int(created_after)}
+        for appointment in cast(Iterator[records.Appointment], self._pages("appointment", params)):
+            if int(appointment.get("created") or 0) >= created_after and _same_appointment(appointment, fields):
+                return appointment
+        return None
 
     def create_webhook(self, hook_url: str, enabled: bool = True, include_changesets: bool = True) -> records.Webhook:
         """``POST /webhook`` with ``hookUrl`` (required), ``enabled``, ``includeChangesets``: the new webhook
@@ -602,6 +683,20 @@ class ServiceTradeClient:
             reset = time.time() + float(retry) if retry.isdigit() else None
             raise ServiceTradeRateLimited(API, 429, path, _detail(response), reset)
         raise FAMILY.for_status(response.status_code, path, _detail(response))
+
+
+def _same_appointment(appointment: records.Appointment, fields: Mapping[str, Any]) -> bool:
+    """Whether `appointment` shows every value a create sent (techs as a set of ids)."""
+    shown: dict[str, Any] = dict(appointment)
+    for name, sent in fields.items():
+        if name == "techIds":
+            if {int(t) for t in sent or []} != {int(t["id"]) for t in appointment.get("techs") or [] if "id" in t}:
+                return False
+        elif (
+            name in ("status", "windowStart", "windowEnd", "released") and sent is not None and shown.get(name) != sent
+        ):
+            return False
+    return True
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -462,3 +462,18 @@ class Heartbeat(TypedDict, total=False):
 
     version: str
     serverTime: int
+
+
+class Comment(TypedDict, total=False):
+    """Seed 002, "Comment" Returned Elements: ``content``, ``visibility``, ``created``/``updated`` (Unix
+    seconds), ``entity`` (the record it is on; a job's list also cascades its location's and customer's
+    tech and schedule comments, which carry their own entity) and ``author``."""
+
+    id: int
+    uri: str
+    content: str
+    visibility: list[str]
+    created: int
+    updated: int
+    entity: AttachedTo
+    author: UserRef

@@ -230,6 +230,33 @@ class SynchroteamClient:
                 return
             page += 1
 
+    def find_activity(self, fields: Mapping[str, Any]) -> records.Activity | None:
+        """The activity that shows every value an ``activity/send`` create sent (type, dates, note, user,
+        team), or None. Activities have no ``myId`` and no creation time: a crashed create is recognised
+        by what it sent, so an identical activity someone else entered is taken for it.
+
+        Seed 000, "List activities" (``GET /api/v3/activity/list``): ``startDate`` and ``endDate``
+        (yyyy-mm-dd hh:mm, each requires the other), ``activityType_name``, ``user_id``, ``user_login`` and
+        ``team_id``, "Multiple filters are cumulative"; "The activity object": ``activityType``, ``note``,
+        ``dateStart``, ``dateEnd``, ``user``, ``team``.
+        """
+        if not fields.get("dateStart") or not fields.get("dateEnd") or not fields.get("activityType"):
+            return None  # not what a create sends: nothing to recognise it by
+        filters: dict[str, Any] = {"startDate": fields["dateStart"], "endDate": fields["dateEnd"]}
+        kind, user, team = fields.get("activityType") or {}, fields.get("user") or {}, fields.get("team") or {}
+        if kind.get("name"):
+            filters["activityType_name"] = kind["name"]
+        if user.get("id") is not None:
+            filters["user_id"] = user["id"]
+        elif user.get("login"):
+            filters["user_login"] = user["login"]
+        if team.get("id") is not None:
+            filters["team_id"] = team["id"]
+        for row in self.iter_list("activity", **{k: v for k, v in filters.items() if v is not None}):
+            if _same_activity(cast(records.Activity, row), fields):
+                return cast(records.Activity, row)
+        return None
+
     def schedule_job(
         self,
         key: Mapping[str, str | int],
@@ -356,6 +383,28 @@ class SynchroteamClient:
         if isinstance(value, list):  # some writes answer with a one-element list
             value = value[0] if value else {}
         return dict(value) if isinstance(value, dict) else {}
+
+
+def _same_activity(row: records.Activity, fields: Mapping[str, Any]) -> bool:
+    """Whether a listed activity shows what a create sent: dates and note as sent, refs by id, name or login."""
+    for name in ("dateStart", "dateEnd", "note"):
+        if name in fields and fields[name] is not None and str(row.get(name) or "") != str(fields[name]):
+            return False
+    shown: dict[str, Any] = dict(row)
+    for name in ("activityType", "user", "team"):
+        sent = fields.get(name)
+        if not sent:
+            continue
+        ref = shown.get(name) or {}
+        if any(
+            ref.get(k) is not None and str(ref.get(k)) != str(v)
+            for k, v in sent.items()
+            if k in ("id", "name", "login")
+        ):
+            return False
+        if not any(str(ref.get(k)) == str(v) for k, v in sent.items() if k in ("id", "name", "login")):
+            return False
+    return True
 
 
 def _key(key: Mapping[str, str | int]) -> dict[str, str | int]:

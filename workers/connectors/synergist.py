@@ -270,6 +270,75 @@ class SynergistClient:
     def update_pending_timesheet(self, entry_no: int, fields: Mapping[str, Any]) -> dict[str, Any]:
         return self.write("tspending", "update", {**fields, "tspEntryNo": entry_no})
 
+    # Read-backs: after a crash, find what an earlier attempt of a create already made (workers/intents.py).
+    # Synergist has no upsert and no key of ours on its records, so a create is recognised by what it sent.
+
+    def find_activity(self, fields: Mapping[str, Any], *, since: float) -> records.Activity | None:
+        """The client's activity, modified at or after `since`, that shows every value a create sent.
+
+        Seed 001, "Key field filters": ``client=`` and ``Timestampfrom=`` filter any list (the format of the
+        latter is not documented, so Unix seconds are sent and ``activityTimeStampModified`` is checked
+        here too); "Activity list": without a ``view`` "all records for the synergist company are returned".
+        """
+        if not fields.get("activityClientCode") or not fields.get("activityActivitytypeCode"):
+            return None  # not what a create sends: nothing to recognise it by
+        rows = self.iter_list("activities", "activitylist", int(since), client=fields["activityClientCode"])
+        return cast(records.Activity | None, _first_match(rows, fields, "activityTimeStampModified", since))
+
+    def find_job(self, fields: Mapping[str, Any], *, since: float) -> records.Job | None:
+        """The job a create made: by ``jobNumber`` when it was given (manual numbering), else the client's job,
+        modified at or after `since`, that shows every value the create sent.
+
+        Seed 001, "Job details" (``modelstructure=jobdetails&job=``), "List jobs" (``jobslist``; no ``view``:
+        every record) and "Key field filters" (``client=``, ``Timestampfrom=``).
+        """
+        if fields.get("jobNumber"):
+            try:
+                return self.job(str(fields["jobNumber"]))
+            except SynergistNotFound:
+                return None
+        if not fields.get("jobClientCode"):
+            return None
+        rows = self.iter_list("jobs", "jobslist", int(since), client=fields["jobClientCode"])
+        return cast(records.Job | None, _first_match(rows, fields, "jobTimeStampModified", since))
+
+    def find_booking(self, fields: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The booking of ``calResourceId`` that starts at ``calIsoDateTimeStart`` for ``calTimeSummaryInternal``.
+
+        Seed 001, "Calendar display": ``action=calendardisplay`` with ``datefrom``/``dateto`` (YYYY-MM-DD) returns
+        every booking in the range, with ``calResourceId`` and ``calIsoDateTimeStart``; the end is not compared,
+        since on create "the duration may be adjusted by business logic".
+        """
+        start = _iso_minute(fields.get("calIsoDateTimeStart"))
+        if len(start) < 16 or fields.get("calResourceId") is None:
+            return None
+        day = start[:10]
+        rows = self.call("calendar", "calendardisplay", datefrom=day, dateto=day).get("data") or []
+        for row in rows:
+            if (
+                _iso_minute(row.get("calIsoDateTimeStart")) == start
+                and str(row.get("calResourceId")) == str(fields.get("calResourceId"))
+                and str(row.get("calTimeSummaryInternal", fields.get("calTimeSummaryInternal")))
+                == str(fields.get("calTimeSummaryInternal"))
+            ):
+                return dict(row)
+        return None
+
+    def find_pending_timesheet(self, fields: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The pending entry of ``tspResourceCode`` on ``tspTimeDate`` that shows every value a create sent.
+
+        Seed 001, "Pending timesheets list": ``modelstructure=tspendingslist`` with ``resource``, ``datefrom`` and
+        ``dateto``. [INCONS] Its status table says W (pending) entries are "not included in this API return
+        data", yet the ``timesheetpendinglist`` example returns one; the sandbox returns them.
+        """
+        if not all(fields.get(k) for k in ("tspResourceCode", "tspTimeDate", "tspJobAndPhase")):
+            return None
+        day = str(fields["tspTimeDate"])
+        rows = self.iter_list(
+            "tspending", "tspendingslist", resource=fields.get("tspResourceCode"), datefrom=day, dateto=day
+        )
+        return _first_match(rows, fields, None, 0)
+
     def password_hash(self) -> SecretStr:
         """The server's SHA512 of the password, to pass later as ``sha512password``."""
         rows = self.call("users", "GETSHA512").get("data") or []
@@ -389,6 +458,41 @@ def _error(envelope: Mapping[str, Any], response: httpx.Response) -> tuple[int |
     if match:
         return int(match.group(1)), match.group(2).strip()
     return None, response.reason_phrase or ""
+
+
+# What a create sends under another name than the list shows it by.
+_SHOWN_AS = {"Job": "activityJobNumber", "Jobphase": "activityJobAndPhase", "jobHandleruserid": "jobHandlerUserID"}
+
+
+def _first_match(
+    rows: Iterator[dict[str, Any]], fields: Mapping[str, Any], stamp: str | None, since: float
+) -> dict[str, Any] | None:
+    """The first row modified at or after `since` that shows every sent value it has a column for."""
+    for row in rows:
+        if stamp is not None and int(row.get(stamp) or 0) < since:
+            continue
+        if all(_same(row[_SHOWN_AS.get(k, k)], v) for k, v in fields.items() if _SHOWN_AS.get(k, k) in row):
+            return dict(row)
+    return None
+
+
+def _same(shown: Any, sent: Any) -> bool:
+    """Equal as Synergist shows it: flags as flags, numbers as numbers, dates with either separator."""
+    if isinstance(sent, bool) or isinstance(shown, bool):
+        return _flag(shown) == _flag(sent)
+    try:
+        return float(shown) == float(sent)
+    except (TypeError, ValueError):
+        return str(shown).replace("/", "-").strip() == str(sent).replace("/", "-").strip()
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in {"true", "1", "yes", "y"}
+
+
+def _iso_minute(value: Any) -> str:
+    """``2017-07-10T14:30:00`` (or with a space) to the minute, for comparing booking times."""
+    return str(value or "").replace(" ", "T")[:16]
 
 
 def _row_key(row: Any) -> str:

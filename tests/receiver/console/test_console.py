@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from fieldrelay.consumers import OWNERS, UNACKED, UNACKED_INDEX, Leases
 from fieldrelay.settings import Settings
 from fieldrelay.state import PipelineState
 from fieldrelay.steps import Step
@@ -160,6 +163,21 @@ def test_overview_shows_counts_and_the_chart(signed_in, state):
     page = signed_in.get("/console/").text
     assert '<b id="dlq-size">1</b>' in page
     assert "<svg" in page and "55 / 120" in page and "4000" in page
+
+
+def test_overview_shows_work_stranded_on_a_dead_worker_with_its_age(signed_in, state):
+    assert "Nothing is stranded" in signed_in.get("/console/").text
+    Leases(state.r).renew("live-host:1:aa")
+    message = {"headers": {"task": "fieldrelay.run_action"}, "body": "", "properties": {"delivery_tag": "t"}}
+    for tag, owner, age in (("t-held", "live-host:1:aa", 5), ("t-dead", "dead-host:2:bb", 42)):
+        state.r.hset(UNACKED, tag, json.dumps([message, "", "actions.servicetrade"]))
+        state.r.zadd(UNACKED_INDEX, {tag: time.time() - age})
+        state.r.hset(OWNERS, tag, owner)
+    page = signed_in.get("/console/").text
+    assert "1 message(s) taken by live workers" in page
+    [row] = re.findall(r'<table id="stranded">.*?</table>', page, re.S)
+    assert "orphaned" in row and "dead-host:2:bb" in row and "actions.servicetrade" in row
+    assert re.search(r"<td>4[23] s</td>", row) and "live-host" not in row
 
 
 def test_rules_page_and_dry_run(signed_in):

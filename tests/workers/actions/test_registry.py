@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from workers.actions.reference import render_reference
+from workers.actions.reference import READ_BACKS, render_reference
 from workers.actions.registry import ACTIONS, action_params
 
 REQUIRED = {
@@ -80,3 +80,13 @@ def test_single_expression_templates_render_ints_that_string_fields_accept():
 
     params = ACTIONS["synchroteam.job.upsert"].params.model_validate({"myId": "st-job-1", "description": 35769})
     assert params.description == "35769"  # type: ignore[attr-defined]
+
+
+def test_every_create_without_a_natural_key_says_how_it_is_read_back_after_a_crash() -> None:
+    creates = {
+        n
+        for n in ACTIONS
+        if n.endswith(".create") or n in {"servicetrade.job.comment", "servicetrade.attachment.upload", "http.request"}
+    }
+    creates.add("synchroteam.activity.upsert")  # upserts on id only: a create until its id is known
+    assert creates == set(READ_BACKS)

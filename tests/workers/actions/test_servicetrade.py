@@ -39,12 +39,21 @@ def test_comment_is_posted_once_per_call(apis: FakeApis, clients: SettingsClient
     apis.responder = servicetrade_fake
     store = MemoryLinkStore()
     params = {"jobId": 34872, "content": "Scheduled in Synchroteam", "visibility": ["tech"]}
-    first = run("servicetrade.job.comment", params, clients, make_context(store=store))
+    ctx = make_context(store=store)
+    first = run("servicetrade.job.comment", params, clients, ctx)
     again = run("servicetrade.job.comment", params, clients, make_context(store=store))
     assert first["id"] == again["id"] == 77 and again["repeated"] is True
-    assert writes(apis) == [
-        ("POST", "/api/job/34872/comment", {"content": "Scheduled in Synchroteam", "visibility": ["tech"]})
-    ]
+    # The marker lets a retry after a crash recognise the comment (tests/contracts/test_read_backs.py).
+    content = f"Scheduled in Synchroteam\n[fieldrelay:{ctx.call_key()[:12]}]"
+    assert writes(apis) == [("POST", "/api/job/34872/comment", {"content": content, "visibility": ["tech"]})]
+
+
+def test_a_comment_without_the_marker_is_posted_as_written(
+    apis: FakeApis, clients: SettingsClients, make_context: MakeContext
+) -> None:
+    apis.responder = servicetrade_fake
+    run("servicetrade.job.comment", {"jobId": 5, "content": "Done", "marker": False}, clients, make_context())
+    assert writes(apis) == [("POST", "/api/job/5/comment", {"content": "Done"})]
 
 
 def test_a_later_event_on_the_same_job_comments_again(

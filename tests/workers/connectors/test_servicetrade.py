@@ -278,3 +278,47 @@ def test_external_ids_are_read_set_removed_and_looked_up() -> None:
     assert found["query"] == "value=1%2F00000510"  # the fake answers with the query it was sent
     with pytest.raises(ServiceTradeNotFound):
         client.find_by_external_id("company", "synergist", "x")
+
+
+def comment(comment_id: int, content: str, created: int, entity: tuple[int, int] = (3, 41)) -> dict[str, Any]:
+    kind, ident = entity
+    return {"id": comment_id, "content": content, "created": created, "entity": {"type": kind, "id": ident}}
+
+
+def test_find_job_comment_reads_every_page_and_skips_cascaded_comments() -> None:
+    fake = FakeServiceTrade()
+    ours = comment(2, "Done\n[fieldrelay:abc]", 100)
+    pages: dict[str, dict[str, Any]] = {
+        "1": {"totalPages": 2, "page": 1, "comments": [comment(1, "Done\n[fieldrelay:abc]", 100, entity=(4, 7))]},
+        "2": {"totalPages": 2, "page": 2, "comments": [ours]},
+    }
+    fake.routes[("GET", "/job/41/comment")] = lambda r: httpx.Response(200, json={"data": pages[r.url.params["page"]]})
+    client = make_client(fake)
+    # Seed 002, "Cascaded Comments": the location's comment (entity type 4) is on the job's list too; not ours.
+    assert client.find_job_comment(41, marker="[fieldrelay:abc]") == ours
+    assert client.find_job_comment(41, marker="[fieldrelay:zzz]") is None
+
+
+def test_find_job_comment_without_a_marker_wants_the_same_text_since_the_intent() -> None:
+    fake = FakeServiceTrade()
+    listed = [comment(1, "Done", 90), comment(2, " Done ", 120)]
+    fake.routes[("GET", "/job/41/comment")] = {"totalPages": 1, "page": 1, "comments": listed}
+    client = make_client(fake)
+    assert client.find_job_comment(41, content="Done", created_after=100) == listed[1]
+    assert client.find_job_comment(41, content="Done", created_after=121) is None
+    assert client.find_job_comment(41, content="Other", created_after=0) is None
+
+
+def test_find_appointment_asks_for_every_status_created_since_and_matches_what_was_sent() -> None:
+    fake = FakeServiceTrade()
+    rows = [
+        {"id": 5, "created": 200, "status": "scheduled", "windowStart": 10, "windowEnd": 20, "techs": [{"id": 6}]},
+        {"id": 6, "created": 200, "status": "scheduled", "windowStart": 10, "windowEnd": 20, "techs": [{"id": 7}]},
+    ]
+    fake.routes[("GET", "/appointment")] = {"totalPages": 1, "page": 1, "appointments": rows}
+    client = make_client(fake)
+    found = client.find_appointment(41, {"windowStart": 10, "windowEnd": 20, "techIds": [7]}, created_after=150.5)
+    assert found is not None and found["id"] == 6
+    params = fake.requests[-1].url.params
+    assert params["jobId"] == "41" and params["createdAfter"] == "150"
+    assert set(params["status"].split(",")) >= {"scheduled", "unscheduled", "completed"}  # the default omits one

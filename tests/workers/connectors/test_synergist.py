@@ -275,3 +275,60 @@ def test_network_errors_are_unavailable(exc: Exception) -> None:
 def test_missing_details_record_is_not_found() -> None:
     with pytest.raises(SynergistNotFound):
         make_client(lambda r: ok()).activity(404)
+
+
+def test_find_activity_filters_by_client_and_timestamp_and_matches_what_was_sent() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return ok(
+            {"activityID": 1, "activityTimeStampModified": 50, "activityClientCode": "1/C1", "activitySubject": "x"},
+            {"activityID": 2, "activityTimeStampModified": 150, "activityClientCode": "1/C1", "activitySubject": "y"},
+            {
+                "activityID": 3,
+                "activityTimeStampModified": 150,
+                "activityClientCode": "1/C1",
+                "activitySubject": "x",
+                "activityJobNumber": "1/0000123",
+            },
+            totalrows=3,
+        )
+
+    client = make_client(handler)
+    sent = {
+        "activityActivitytypeCode": "Notes",
+        "activityClientCode": "1/C1",
+        "activitySubject": "x",
+        "Job": "1/0000123",
+    }
+    found = client.find_activity(sent, since=100.7)
+    assert found is not None and found["activityID"] == 3  # 1 is older than the intent, 2 says something else
+    params = seen[0].url.params
+    assert (params["client"], params["Timestampfrom"], params["modelstructure"]) == ("1/C1", "100", "activitylist")
+    assert "view" not in params  # without a view, "all records for the synergist company are returned"
+    assert client.find_activity({"activitySubject": "x"}, since=0) is None  # nothing to recognise it by
+
+
+def test_find_job_by_number_and_booking_by_resource_and_start() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        p = request.url.params
+        if p.get("modelstructure") == "jobdetails":
+            return ok({"jobNumber": p["job"]}) if p["job"] == "1/00000777" else ok()
+        assert (p["action"], p["datefrom"], p["dateto"]) == ("calendardisplay", "2026-07-11", "2026-07-11")
+        return ok(
+            {
+                "calDiaryInternal": 8,
+                "calResourceId": "54",
+                "calIsoDateTimeStart": "2026-07-11T09:00:00",
+                "calTimeSummaryInternal": 1005543,
+            },
+            {"calDiaryInternal": 9, "calResourceId": "55", "calIsoDateTimeStart": "2026-07-11T09:00:00"},
+        )
+
+    client = make_client(handler)
+    assert client.find_job({"jobNumber": "1/00000777", "jobClientCode": "1/C1"}, since=0) == {"jobNumber": "1/00000777"}
+    assert client.find_job({"jobNumber": "1/00000778", "jobClientCode": "1/C1"}, since=0) is None
+    booking = {"calResourceId": 55, "calIsoDateTimeStart": "2026-07-11 09:00", "calTimeSummaryInternal": 1005543}
+    found = client.find_booking(booking)
+    assert found is not None and found["calDiaryInternal"] == 9
