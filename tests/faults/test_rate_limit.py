@@ -9,12 +9,22 @@ import httpx
 import pytest
 
 from tests.faults.conftest import FaultStack, batches, job_sends, webhook
+from workers.delayed import KEY as DELAYED_KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 LIMIT, WINDOW = 120, 3.0  # the documented 120 per minute, 20x faster
 ACTIONS = 1000
 SYNCHROTEAM_QUEUE = "actions.synchroteam"
+
+
+def events_work(handle: FaultStack) -> int:
+    """Messages waiting on the events queue, held unacked by a worker, or due later from the delayed queue."""
+    pipe = handle.redis.pipeline(transaction=False)
+    pipe.llen("events")
+    pipe.hlen("unacked")
+    pipe.zcard(DELAYED_KEY)
+    return sum(pipe.execute())
 
 
 def delivered(handle: FaultStack) -> tuple[float, int, int]:
@@ -40,6 +50,9 @@ def test_four_processes_use_the_shared_limit_fully_without_a_429(fault_stack):
         for n, chunk in enumerate(batches(ids, 50)):
             assert handle.post(webhook(chunk, 1_760_000_000, f"rate-{n}"), client).status_code == 200
     handle.wait_until(lambda: handle.redis.llen(SYNCHROTEAM_QUEUE) == ACTIONS, 120, "the backlog of actions")
+    # Stopped only once it holds nothing: a task still in its hands (or due from the delayed queue) would
+    # go back to the events queue, which nobody consumes after this, and the run would never go idle.
+    handle.wait_until(lambda: not events_work(handle), 60, "the events worker to finish what it holds")
     handle.stack.stop("events")
 
     # Two workers of two processes each drain it.

@@ -44,8 +44,11 @@ def test_the_supervisor_restarts_celery_after_a_start_up_kill_and_a_mid_task_kil
     # 1. A pool child dies while Celery starts its pool.
     deadline, victim = time.monotonic() + 60, None
     while victim is None and time.monotonic() < deadline:
-        main = celery_main(handle, "worker1")
-        pool = main.children() if main is not None else []
+        try:  # the tree changes under this loop: a process found a moment ago may be gone
+            main = celery_main(handle, "worker1")
+            pool = main.children() if main is not None else []
+        except psutil.NoSuchProcess:
+            pool = []
         if pool:
             victim = pool[0].pid
             os.kill(victim, signal.SIGKILL)
