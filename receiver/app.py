@@ -23,7 +23,7 @@ from fieldrelay.settings import Settings
 from fieldrelay.state import RULES_STATUS_KEY
 from receiver.console import create_console, metrics_endpoint
 from receiver.openapi import openapi_route
-from receiver.publisher import EventPublisher, ingest_message
+from receiver.publisher import EventPublisher, event_messages
 from receiver.rejected import keep
 from receiver.spool import Spool
 from receiver.throttle import Throttle
@@ -131,7 +131,7 @@ def create_app(
             await publisher.publish(events)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
             outage.failed(type(exc).__name__)
-            await asyncio.to_thread(spool.write, publisher.queue, ingest_message(events, publisher.queue))
+            await asyncio.to_thread(spool.write, publisher.queue, event_messages(events, publisher.queue))
             return json_response({"error": "queue unavailable, retry later"}, 503, {"Retry-After": "5"})
         outage.recovered()
         return json_response({"accepted": len(events)})

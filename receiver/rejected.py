@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 
 from fieldrelay.metrics import counter_field, metric_key
 from fieldrelay.queues import EVENTS_QUEUE
-from receiver.publisher import ingest_message
+from receiver.publisher import event_messages
 from receiver.webhooks import WebhookError, normalize, parse_message
 
 INDEX = "fieldrelay:rejected"
@@ -138,7 +138,7 @@ def replay_rejected(client: redis.Redis, rejected_id: str, queue: str = EVENTS_Q
     except WebhookError as exc:
         raise RejectedError(f"rejected webhook {rejected_id} is still invalid: {exc}") from None
     if events:
-        client.lpush(queue, ingest_message(events, queue))
+        client.lpush(queue, *event_messages(events, queue))
     pipe = client.pipeline(transaction=True)
     pipe.delete(entry_key(rejected_id))
     pipe.zrem(INDEX, rejected_id)

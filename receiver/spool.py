@@ -18,6 +18,7 @@ import fcntl
 import logging
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -26,7 +27,7 @@ log = logging.getLogger("fieldrelay.spool")
 
 
 class Spool:
-    """Append-only files of base64 lines `<queue> <message>` under `directory`.
+    """Append-only files of base64 lines `<queue> <message> [<message>...]` under `directory`, one per webhook.
 
     >>> spool = Spool(Path("var/spool"))          # doctest: +SKIP
     >>> spool.write("events", message)            # doctest: +SKIP
@@ -38,9 +39,10 @@ class Spool:
         self.directory = directory
         self.path = directory / f"spool-{os.getpid()}-{uuid.uuid4().hex[:8]}.log"
 
-    def write(self, queue: str, message: bytes) -> None:
+    def write(self, queue: str, messages: Sequence[bytes]) -> None:
+        """Keep one webhook's messages (one line: they reach Redis together or not at all)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        line = base64.b64encode(queue.encode()) + b" " + base64.b64encode(message) + b"\n"
+        line = b" ".join([base64.b64encode(queue.encode()), *map(base64.b64encode, messages)]) + b"\n"
         while True:
             with open(self.path, "ab") as f:
                 fcntl.flock(f, fcntl.LOCK_EX)
@@ -63,15 +65,15 @@ class Spool:
                     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # a writer or another replayer has it; next round
-                lines = [line.split(b" ", 1) for line in f.read().splitlines() if line.strip()]
+                lines = [line.split(b" ") for line in f.read().splitlines() if line.strip()]
                 pipe = client.pipeline(transaction=True)
-                for queue, message in lines:
-                    pipe.lpush(base64.b64decode(queue).decode(), base64.b64decode(message))
+                for queue, *messages in lines:
+                    pipe.lpush(base64.b64decode(queue).decode(), *map(base64.b64decode, messages))
                 await pipe.execute()
                 path.unlink()
                 moved += len(lines)
         if moved:
-            log.warning("replayed %d spooled webhook message(s) into Redis", moved)
+            log.warning("replayed %d spooled webhook(s) into Redis", moved)
         return moved
 
     async def replay_forever(self, client: aioredis.Redis, interval: float = 2.0) -> None:

@@ -28,7 +28,10 @@ from workers.retry import Next, run_once, run_step, through_redis_outages
 
 @app.task(name=INGEST_TASK, acks_late=True, reject_on_worker_lost=True)
 def ingest(events: list[dict[str, Any]]) -> None:
-    """Split one webhook's events into one `process_event` task each (the receiver writes one message).
+    """Split one webhook's events into one `process_event` task each.
+
+    The receiver now writes the `process_event` messages itself; this stays for `ingest` messages
+    written before (queued, spooled, or in a dead letter's `task`).
 
     A malformed event is dead-lettered here, visibly, and the others go on; any other failure
     dead-letters the whole message, whose `dlq retry` fans it out again (duplicates stop at the claim).

@@ -44,7 +44,8 @@ def client(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
 
 
 def queued_events(r: redis.Redis) -> list[dict[str, Any]]:
-    return [e for m in r.lrange(EVENTS_QUEUE, 0, -1) for e in json.loads(base64.b64decode(json.loads(m)["body"]))[0][0]]
+    # In the order the workers take them (LPUSH, then RPOP).
+    return [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0] for m in reversed(r.lrange(EVENTS_QUEUE, 0, -1))]
 
 
 def with_entity(**entity: Any) -> dict[str, Any]:

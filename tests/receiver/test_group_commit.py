@@ -50,7 +50,7 @@ def test_concurrent_publishes_all_land_and_in_order(redis_url, redis_client):
     import base64
 
     ids = [
-        json.loads(base64.b64decode(json.loads(m)["body"]))[0][0][0]["entity"]["id"]
+        json.loads(base64.b64decode(json.loads(m)["body"]))[0][0]["entity"]["id"]
         for m in reversed(redis_client.lrange("events", 0, -1))
     ]
     assert ids == list(range(100))  # FIFO as consumed by BRPOP

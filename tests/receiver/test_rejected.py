@@ -12,7 +12,7 @@ import redis
 from starlette.testclient import TestClient
 
 from fieldrelay.metrics import render
-from fieldrelay.queues import EVENTS_QUEUE, INGEST_TASK
+from fieldrelay.queues import EVENTS_QUEUE, PROCESS_EVENT_TASK
 from fieldrelay.settings import Settings
 from fieldrelay_cli.main import main
 from receiver import rejected
@@ -50,8 +50,8 @@ def queued_events(r: redis.Redis) -> list[dict]:
     out = []
     for raw in r.lrange(EVENTS_QUEUE, 0, -1):
         message = orjson.loads(raw)
-        assert message["headers"]["task"] == INGEST_TASK
-        out.extend(orjson.loads(base64.b64decode(message["body"]))[0][0])
+        assert message["headers"]["task"] == PROCESS_EVENT_TASK
+        out.append(orjson.loads(base64.b64decode(message["body"]))[0][0])
     return out
 
 

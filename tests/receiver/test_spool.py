@@ -38,19 +38,19 @@ def test_outage_spools_and_the_spool_is_replayed_when_redis_returns(tmp_path):
         with EmbeddedRedis(tmp_path / "redis", port=port, appendonly=False) as server:
             r = redis.Redis.from_url(server.url)
             deadline = time.monotonic() + 10
-            while r.llen("events") < 2 and time.monotonic() < deadline:
+            while r.llen("events") < 8 and time.monotonic() < deadline:
                 time.sleep(0.05)
             messages = [json.loads(m) for m in r.lrange("events", 0, -1)]
             r.close()
-    assert len(messages) == 2
-    events = json.loads(base64.b64decode(messages[0]["body"]))[0][0]
+    assert len(messages) == 8  # two webhooks of four events, one message each
+    events = [json.loads(base64.b64decode(m["body"]))[0][0] for m in messages[:4]]
     assert {e["entity"]["id"] for e in events} == {34872, 9623, 35769, 453845}
     assert not list((tmp_path / "spool").glob("spool-*.log"))
 
 
 def test_replay_keeps_the_file_while_redis_is_down(tmp_path):
     spool = Spool(tmp_path)
-    spool.write("events", b"message")
+    spool.write("events", [b"message"])
 
     async def main() -> None:
         client = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
@@ -69,7 +69,7 @@ def test_writers_and_a_replayer_never_lose_a_line(redis_url, redis_client, tmp_p
 
     def write(spool: Spool) -> None:
         for i in range(200):
-            spool.write("q", f"m{i}".encode())
+            spool.write("q", [f"m{i}".encode()])
 
     async def replay_until(done: threading.Event) -> None:
         client = aioredis.Redis.from_url(redis_url)
