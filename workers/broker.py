@@ -66,6 +66,7 @@ for i = 4, #KEYS do
       local route = cjson.encode(info['exchange'] or '') .. ',' .. cjson.encode(info['routing_key'] or '')
       redis.call('HSET', KEYS[1], tag, '[' .. raw .. ',' .. route .. ']')
       redis.call('HSET', KEYS[3], tag, ARGV[1])
+      return {KEYS[i], raw, tag}
     end
     return {KEYS[i], raw}
   end
@@ -232,13 +233,18 @@ class QoS(kombu_redis.QoS):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.owner = open_channel(process_consumer(self.channel))
+        self.recorded: set[str] = set()  # taken by `_TAKE`, which recorded them already
         with _Process.lock:
             _Process.qos.add(self)
         # A channel lost with its connection may never be closed properly (kombu collects it).
         weakref.finalize(self, close_channel, self.owner)
 
     def append(self, message: Any, delivery_tag: str) -> None:
-        # kombu's QoS.append, with the owner written in the same MULTI/EXEC.
+        if delivery_tag in self.recorded:  # `_TAKE` wrote the same three entries when it took it
+            self.recorded.discard(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)
+            return
+        # kombu's QoS.append (its BRPOP and basic_get paths), with the owner written in the same MULTI/EXEC.
         delivery = message.delivery_info
         exchange, routing_key = delivery["exchange"], delivery["routing_key"]
         with self.pipe_or_acquire() as pipe:
@@ -326,9 +332,11 @@ class Channel(kombu_redis.Channel):
                 self._idle = True
                 raise Empty()
             self._idle = False
-            key, raw = reply
+            key, raw, *recorded = reply
             queue = bytes_to_str(key).rsplit(channel.sep, 1)[0]
             channel._queue_cycle.rotate(queue)
+            if recorded:  # its delivery tag: kombu's QoS.append need not write it again
+                channel.qos.recorded.add(bytes_to_str(recorded[0]))
             channel.connection._deliver(loads(bytes_to_str(raw)), queue)
             return True
         finally:
