@@ -21,6 +21,7 @@ from fieldrelay.steps import FAILURES, Step
 PREFIX = "fieldrelay"
 DAY = 86400
 RULES_STATUS_KEY = f"{PREFIX}:rules:status"
+RULES_CACHED = 128  # rule versions a process keeps in memory (a rule may be large: bounded by rules/bounds.py)
 
 
 class RulesStatus(TypedDict):
@@ -60,6 +61,9 @@ class PipelineState:
         self.retention = retention
         self.failure_retention = failure_retention
         self.entities = EntityStore(client, ttl=entity_ttl, max_bytes=entity_max_bytes)
+        # Rules are immutable per digest: kept in the process once read or written (never changed, only dropped).
+        self._rules: dict[str, dict[str, Any]] = {}
+        self.last_saved: tuple[str, dict[str, Any]] = ("", {})
         # EXPIRE ... GT needs Redis 7; the embedded server is 6.2, so extend-only in Lua.
         self._unlock = client.register_script(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -100,18 +104,37 @@ class PipelineState:
 
     def save_event(self, event_id: str, event: dict[str, Any]) -> None:
         self.r.set(self.key("event", event_id), orjson.dumps(event), ex=self.retention)
+        self.last_saved = (event_id, event)
+
+    def just_saved(self, event_id: str) -> dict[str, Any] | None:
+        """The event this process saved last, if it is `event_id`: what its own next steps read, unread."""
+        return self.last_saved[1] if self.last_saved[0] == event_id else None
 
     def load_event(self, event_id: str) -> dict[str, Any] | None:
         raw = self.r.get(self.key("event", event_id))
         return None if raw is None else orjson.loads(raw)
 
     def save_rule(self, digest: str, rule: dict[str, Any]) -> None:
-        # Action tasks run the exact rule version that matched, even if rules reload meanwhile.
+        # Action tasks run the exact rule version that matched, even if rules reload meanwhile. Written at
+        # every match, never skipped: another process reads it from Redis, which may have lost it meanwhile.
         self.r.set(self.key("rule", digest), orjson.dumps(rule), ex=self.retention)
+        self._remember_rule(digest, rule)
 
     def load_rule(self, digest: str) -> dict[str, Any] | None:
+        cached = self._rules.get(digest)
+        if cached is not None:
+            return cached
         raw = self.r.get(self.key("rule", digest))
-        return None if raw is None else orjson.loads(raw)
+        if raw is None:
+            return None
+        rule: dict[str, Any] = orjson.loads(raw)
+        self._remember_rule(digest, rule)
+        return rule
+
+    def _remember_rule(self, digest: str, rule: dict[str, Any]) -> None:
+        if len(self._rules) >= RULES_CACHED:  # a bound, whatever number of rule versions come and go
+            self._rules.clear()
+        self._rules[digest] = rule
 
     def ledger_key(self, event_id: str, digest: str, index: int) -> str:
         return self.key("ledger", event_id, digest, index)

@@ -26,19 +26,20 @@ from workers.actions.registry import ACTIONS
 from workers.alerts import alert_exception
 from workers.execute import execute
 from workers.runs import Decision
-from workers.runtime import Runtime
+from workers.runtime import EnqueueAction, Runtime
 
 log = logging.getLogger("fieldrelay.pipeline")
 
 
-def follow(decision: Decision, rule: Rule, event: ChangeEvent, rt: Runtime) -> None:
-    """Carry out a run decision: start a chain now, or come back after the debounce."""
+def follow(decision: Decision, rule: Rule, event: ChangeEvent, rt: Runtime, start: EnqueueAction | None = None) -> None:
+    """Carry out a run decision: start a chain now (`start`, else `rt.enqueue_action`, takes its first
+    action), or come back after the debounce."""
     run_key = rt.runs.run_key(rule.name, event.source, event.entity.type, event.entity.id)
     if decision.kind == "start" and decision.event_id:
         event_id, digest = decision.event_id, decision.digest or rule.digest
         rt.state.trace(event_id, Step.RUN_STARTED, rule=rule.name, mode=rule.mode)
-        first = rule_from_json(rt.state.load_rule(digest) or rule.to_json()).then[0]
-        rt.enqueue_action(event_id, digest, 0, rt.queue_for(ACTIONS[first.name].target))
+        started = rule if digest == rule.digest else rule_from_json(rt.state.load_rule(digest) or rule.to_json())
+        (start or rt.enqueue_action)(event_id, digest, 0, rt.queue_for(ACTIONS[started.then[0].name].target))
     elif decision.kind == "schedule":
         if rule.mode == "parallel":
             queue = rt.queue_for(ACTIONS[rule.then[0].name].target)

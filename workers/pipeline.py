@@ -19,7 +19,7 @@ from workers.admission import Deferred
 from workers.execute import PipelineError, execute, fetch_entity, uri_note
 from workers.lifecycle import finish, follow
 from workers.links import LinkReader
-from workers.runtime import Runtime
+from workers.runtime import EnqueueAction, Runtime
 
 log = logging.getLogger("fieldrelay.pipeline")
 
@@ -29,9 +29,11 @@ log = logging.getLogger("fieldrelay.pipeline")
 WRITE_ATTEMPTS = 5
 
 
-def process_event(event: ChangeEvent, task_id: str, rt: Runtime, *, replay: bool = False) -> list[Verdict]:
+def process_event(
+    event: ChangeEvent, task_id: str, rt: Runtime, *, replay: bool = False, start: EnqueueAction | None = None
+) -> list[Verdict]:
     """Claim the event, evaluate the rules against the record's last seen version, store the version this
-    event brings, and start each matched rule's first action.
+    event brings, and start each matched rule's first action (through `start`, else `rt.enqueue_action`).
 
     The version is written with compare-and-set before any run starts, so two events of one record
     evaluated at once cannot both claim the same transition. A `replay` (an operator's `fieldrelay
@@ -87,8 +89,8 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime, *, replay: bool
         rt.state.trace(
             eid,
             Step.NO_RULES,
-            detail=f"no rule listens for {event.source} {event.entity.type} "
-            f"{event.action} ({len(ruleset.rules)} rules loaded)",
+            detail=f"no rule can match this {event.source} {event.entity.type} {event.action} "
+            f"({len(ruleset.rules)} rules loaded)",
         )
     for verdict in verdicts:
         rule = verdict.rule
@@ -104,7 +106,7 @@ def process_event(event: ChangeEvent, task_id: str, rt: Runtime, *, replay: bool
         if verdict.matched and rule.then:
             rt.state.save_rule(rule.digest, rule.to_json())
             decision = rt.runs.offer(rule.name, rule.mode, rule.debounce, event, rule.digest)
-            follow(decision, rule, event, rt)
+            follow(decision, rule, event, rt, start)
     return verdicts
 
 
@@ -197,10 +199,21 @@ def _notes(event: ChangeEvent, stored: EntityVersion, derived: dict[str, Any], r
     return notes
 
 
-def run_action(event_id: str, digest: str, index: int, rt: Runtime, *, owner: str | None = None) -> dict[str, Any]:
-    """Run action `index` of the stored rule once (the ledger skips a done one), then chain the next."""
+def run_action(
+    event_id: str,
+    digest: str,
+    index: int,
+    rt: Runtime,
+    *,
+    owner: str | None = None,
+    saved: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run action `index` of the stored rule once (the ledger skips a done one), then chain the next.
+
+    `saved` is the event as the calling task just saved it (an inline first action): no read back.
+    """
     rule_json = rt.state.load_rule(digest)
-    raw_event = rt.state.load_event(event_id)
+    raw_event = saved if saved is not None else rt.state.load_event(event_id)
     if rule_json is None or raw_event is None:
         raise PipelineError(event_id, digest, index, "event or rule expired from the store")
     rule = rule_from_json(rule_json)

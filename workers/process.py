@@ -6,11 +6,13 @@ from functools import cache
 
 import redis
 
-from fieldrelay.queues import RUN_ACTION_TASK
+from fieldrelay.queues import ALL_QUEUES, RUN_ACTION_TASK
 from fieldrelay.redaction import redactor_for
 from fieldrelay.settings import Settings
 from fieldrelay.state import PipelineState
+from fieldrelay.targets import target_limits
 from workers.celery_app import app
+from workers.inline import inline_queues
 from workers.retry import RetryPolicy
 from workers.runtime import Runtime, build_runtime
 
@@ -40,6 +42,17 @@ def policy() -> RetryPolicy:
 def failure_state() -> PipelineState:
     """What recording a failure needs, without the runtime: it works even when the runtime cannot be built."""
     return PipelineState(redis_client(), redactor=redactor_for(settings()))
+
+
+@cache
+def inline_action_queues() -> frozenset[str]:
+    """Queues whose first actions this process runs in the event's task (workers/inline.py).
+
+    The worker's `-Q` selection (`consume_from`) is made before the pool forks; none means all queues.
+    """
+    selected = app.amqp.queues.consume_from
+    consumed = set(selected) if selected else set(ALL_QUEUES)
+    return inline_queues(target_limits(settings()), consumed)
 
 
 @cache

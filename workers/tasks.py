@@ -22,7 +22,8 @@ from fieldrelay.queues import (
 from fieldrelay.steps import Step
 from workers import lifecycle, pipeline
 from workers.celery_app import app
-from workers.process import failure_state, policy, runtime
+from workers.inline import FirstAction
+from workers.process import failure_state, inline_action_queues, policy, runtime, send_action
 from workers.retry import Next, run_once, run_step, through_redis_outages
 
 
@@ -89,15 +90,29 @@ def process_event(
         rt.state.trace(parsed.id, Step.EVENT_RETRY, error=next_.reason, attempt=next_.attempt)
         rt.schedule(PROCESS_EVENT_TASK, [event, replay, next_.attempt, token], EVENTS_QUEUE, next_.delay)
 
+    first = FirstAction(inline_action_queues(), send_action)
+    done = False
+
+    def evaluate() -> None:
+        nonlocal done
+        first.taken = None  # run again after a Redis outage: the run's same start gives it back
+        pipeline.process_event(parsed, token, runtime(), replay=replay, start=first)
+        done = True
+
     # runtime() is called inside the step: building it talks to Redis, and an outage there must
     # wait and run again like any other step, never fail the task (which would ack it).
     run_step(
-        lambda: pipeline.process_event(parsed, token, runtime(), replay=replay),
+        evaluate,
         attempt,
         policy(),
         again=again,
         fail=lambda exc, attempts: lifecycle.fail_event(failure_state(), parsed, exc, attempts),
     )
+    if not done:
+        through_redis_outages(first.release)
+    elif first.taken is not None:
+        event_id, digest, queue = first.taken
+        action_step(event_id, digest, 0, 0, queue, token, saved=runtime().state.just_saved(event_id))
 
 
 @app.task(name=NEXT_RUN_TASK, acks_late=True, reject_on_worker_lost=True)
@@ -121,6 +136,21 @@ def next_run(run_key: str, rule_digest: str) -> None:
 def run_action(self: Task[..., None], event_id: str, rule_digest: str, index: int, attempt: int = 0) -> None:
     """Run one action of a matched rule; arguments are ids, the state lives in Redis."""
     queue = (self.request.delivery_info or {}).get("routing_key") or ACTION_QUEUES["http"]
+    action_step(event_id, rule_digest, index, attempt, queue, self.request.id)
+
+
+def action_step(
+    event_id: str,
+    rule_digest: str,
+    index: int,
+    attempt: int,
+    queue: str,
+    owner: str | None,
+    *,
+    saved: dict[str, Any] | None = None,
+) -> None:
+    """One action under the retry policy, from a `run_action` task or inline in its event's task (`owner`
+    is that task's id, kept by a redelivery); a retry or a deferral goes to `queue` as a `run_action`."""
 
     def again(next_: Next) -> None:
         rt = runtime()
@@ -140,7 +170,7 @@ def run_action(self: Task[..., None], event_id: str, rule_digest: str, index: in
         rt.schedule(RUN_ACTION_TASK, [event_id, rule_digest, index, next_.attempt], queue, next_.delay)
 
     run_step(
-        lambda: pipeline.run_action(event_id, rule_digest, index, runtime(), owner=self.request.id),
+        lambda: pipeline.run_action(event_id, rule_digest, index, runtime(), owner=owner, saved=saved),
         attempt,
         policy(),
         again=again,

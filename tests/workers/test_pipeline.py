@@ -184,7 +184,7 @@ def test_the_entity_is_not_fetched_when_no_candidate_rule_needs_it(runtime, apis
     assert pipeline.process_event(event, "t", runtime) == []
     assert apis.gets == 0
     [none] = [s for s in runtime.state.load_trace(event.id) if s["step"] == "rules.none"]
-    assert none["detail"] == "no rule listens for servicetrade invoice created (1 rules loaded)"
+    assert none["detail"] == "no rule can match this servicetrade invoice created (1 rules loaded)"
 
 
 def test_invalid_rendered_parameters_fail_permanently_with_the_field(runtime, tmp_path):
