@@ -96,6 +96,15 @@ class StateLike(Protocol):
 
     def load_event(self, event_id: str) -> dict[str, Any] | None: ...
 
+    def just_saved(self, event_id: str) -> dict[str, Any] | None: ...
+
+
+class BatchLike(Protocol):
+    """What `observe` needs of `fieldrelay.batch.WriteBatch`: a pipeline, and the times this step recorded."""
+
+    pipe: Any
+    known: dict[str, float]
+
 
 def target_of(action: str) -> str:
     """Actions are named `<target>.<object>.<verb>` (`http.request` for any HTTP endpoint)."""
@@ -127,12 +136,13 @@ def _observe_seconds(pipe: Any, name: str, value: float, labels: Mapping[str, An
     pipe.hincrbyfloat(metric_key(name), f"{field}|sum", max(0.0, value))
 
 
-def observe(state: StateLike, event_id: str, entry: Mapping[str, Any]) -> None:
-    """Log and count one trace entry; never raises, since metrics must not fail the step they describe."""
+def observe(state: StateLike, event_id: str, entry: Mapping[str, Any], batch: BatchLike | None = None) -> None:
+    """Log and count one trace entry (into `batch`, sent with the step's other writes, when there is one);
+    never raises, since metrics must not fail the step they describe."""
     detail = {(f"{k}_" if k in _RESERVED else k): v for k, v in entry.items() if k not in ("at", "step")}
     steps_log.info(str(entry.get("step")), extra={"event_id": event_id, **detail})
     try:
-        _observe(state, event_id, entry)
+        _observe(state, event_id, entry, batch)
     except Exception as exc:  # Redis trouble here already fails the trace write next to it
         log.warning("metrics not recorded for %s: %s", entry.get("step"), type(exc).__name__)
 
@@ -145,6 +155,7 @@ class _Seen:
     event_id: str
     entry: Mapping[str, Any]
     at: float
+    known: dict[str, float]  # summary fields this step set, by name: read here instead of from Redis
 
     @property
     def summary(self) -> str:
@@ -161,7 +172,7 @@ Recorder = Callable[[Any, _Seen], None]
 def _intake(pipe: Any, seen: _Seen) -> None:
     """The event reached the rules (or was our own write): count it and index it for the console."""
     state, entry = seen.state, seen.entry
-    event = state.load_event(seen.event_id) or {}
+    event = state.just_saved(seen.event_id) or state.load_event(seen.event_id) or {}
     entity = event.get("entity") or {}
     labels = {
         "source": event.get("source", ""),
@@ -176,6 +187,7 @@ def _intake(pipe: Any, seen: _Seen) -> None:
     fields = {k: str(v) for k, v in labels.items()}
     fields.update(at=str(seen.at), entity_id=str(entity.get("id", "")), message_id=event.get("message_id") or "")
     pipe.hset(seen.summary, mapping=fields)
+    seen.known[f"{seen.event_id}|at"] = seen.at
     pipe.expire(seen.summary, state.retention)
     index_key = state.key("events")
     pipe.zadd(index_key, {seen.event_id: seen.at})
@@ -221,6 +233,7 @@ def _matched(pipe: Any, seen: _Seen) -> None:
 
 def _started(pipe: Any, seen: _Seen) -> None:
     pipe.hset(seen.summary, seen.started_field, seen.at)
+    seen.known[f"{seen.event_id}|{seen.started_field}"] = seen.at
 
 
 def _retry(pipe: Any, seen: _Seen) -> None:
@@ -234,7 +247,10 @@ def _outcome(pipe: Any, seen: _Seen) -> None:
     outcome = "succeeded" if step == Step.ACTION_SUCCEEDED else "failed"
     target = str(entry.get("target") or target_of(action))
     _inc(pipe, "fieldrelay_actions_total", {"target": target, "action": action, "outcome": outcome})
-    started, received = seen.state.r.hmget(seen.summary, [seen.started_field, "at"])
+    started: float | bytes | str | None = seen.known.get(f"{seen.event_id}|{seen.started_field}")
+    received: float | bytes | str | None = seen.known.get(f"{seen.event_id}|at")
+    if started is None or received is None:
+        started, received = seen.state.r.hmget(seen.summary, [seen.started_field, "at"])
     if started is not None:
         _observe_seconds(
             pipe, "fieldrelay_action_duration_seconds", seen.at - float(started), {"target": target, "action": action}
@@ -287,13 +303,17 @@ def entry_step(entry: Mapping[str, Any]) -> Step | None:
         return None
 
 
-def _observe(state: StateLike, event_id: str, entry: Mapping[str, Any]) -> None:
+def _observe(state: StateLike, event_id: str, entry: Mapping[str, Any], batch: BatchLike | None) -> None:
     step = entry_step(entry)
     recorder = RECORDERS.get(step) if step is not None else None
     if recorder is None or recorder is _nothing:
         return
+    at = float(entry.get("at") or time.time())
+    if batch is not None:
+        recorder(batch.pipe, _Seen(state, event_id, entry, at, batch.known))
+        return
     pipe = state.r.pipeline(transaction=False)
-    recorder(pipe, _Seen(state, event_id, entry, float(entry.get("at") or time.time())))
+    recorder(pipe, _Seen(state, event_id, entry, at, {}))
     pipe.execute()
 
 

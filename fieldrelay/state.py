@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any, TypedDict
 
 import orjson
 import redis
 
+from fieldrelay.batch import TRACE_APPEND, WriteBatch
 from fieldrelay.bounds import bounded
 from fieldrelay.entitystate import EntityStore
 from fieldrelay.metrics import observe
@@ -68,10 +71,30 @@ class PipelineState:
         self._unlock = client.register_script(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
         )
-        self._append_extend = client.register_script(
-            "redis.call('RPUSH', KEYS[1], ARGV[1]) "
-            "if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end"
-        )
+        self._append_extend = client.register_script(TRACE_APPEND)
+        self.batch: WriteBatch | None = None
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Collect the trace entries, metrics and plain writes of a step, and send them in one round trip
+        when it ends (fieldrelay/batch.py), or earlier at `flush()`. A batch inside a batch is the same one."""
+        if self.batch is not None:
+            yield
+            return
+        self.batch = WriteBatch(self.r)
+        try:
+            yield
+        finally:
+            batch, self.batch = self.batch, None
+            batch.send()
+
+    def flush(self) -> None:
+        """Send what the batch holds now: before a task message leaves, or before a call to a target."""
+        if self.batch is not None:
+            self.batch.send()
+
+    def _writer(self) -> Any:
+        return self.batch.pipe if self.batch is not None else self.r
 
     def key(self, *parts: str | int) -> str:
         return ":".join((PREFIX, *map(str, parts)))
@@ -103,7 +126,7 @@ class PipelineState:
         return self.entities.read(source, entity_type, entity_id).newest
 
     def save_event(self, event_id: str, event: dict[str, Any]) -> None:
-        self.r.set(self.key("event", event_id), orjson.dumps(event), ex=self.retention)
+        self._writer().set(self.key("event", event_id), orjson.dumps(event), ex=self.retention)
         self.last_saved = (event_id, event)
 
     def just_saved(self, event_id: str) -> dict[str, Any] | None:
@@ -117,7 +140,7 @@ class PipelineState:
     def save_rule(self, digest: str, rule: dict[str, Any]) -> None:
         # Action tasks run the exact rule version that matched, even if rules reload meanwhile. Written at
         # every match, never skipped: another process reads it from Redis, which may have lost it meanwhile.
-        self.r.set(self.key("rule", digest), orjson.dumps(rule), ex=self.retention)
+        self._writer().set(self.key("rule", digest), orjson.dumps(rule), ex=self.retention)
         self._remember_rule(digest, rule)
 
     def load_rule(self, digest: str) -> dict[str, Any] | None:
@@ -147,13 +170,14 @@ class PipelineState:
         self, event_id: str, digest: str, index: int, step_id: str | None, result: dict[str, Any]
     ) -> None:
         steps_key = self.key("steps", event_id, digest)
-        pipe = self.r.pipeline(transaction=True)
+        pipe = self.batch.pipe if self.batch is not None else self.r.pipeline(transaction=True)
         pipe.set(self.ledger_key(event_id, digest, index), orjson.dumps(result), ex=self.retention)
         pipe.hset(steps_key, str(index), orjson.dumps(result))
         if step_id:
             pipe.hset(steps_key, step_id, orjson.dumps(result))
         pipe.expire(steps_key, self.retention)
-        pipe.execute()
+        if self.batch is None:
+            pipe.execute()
 
     def load_steps(self, event_id: str, digest: str) -> dict[str, Any]:
         raw = self.r.hgetall(self.key("steps", event_id, digest))
@@ -186,7 +210,11 @@ class PipelineState:
         entry = self.redactor.scrub(bounded({"at": time.time(), "step": str(step), **detail}))
         key = self.key("trace", event_id)
         ttl = self.failure_retention if step in FAILURES else self.retention
-        self._append_extend(keys=[key], args=[orjson.dumps(entry, default=str), ttl])
+        if self.batch is not None:
+            self.batch.trace(key, orjson.dumps(entry, default=str), ttl)
+            observe(self, event_id, entry, self.batch)
+            return
+        self._append_extend(keys=[key], args=[ttl, orjson.dumps(entry, default=str)])
         observe(self, event_id, entry)  # metrics and the console's event index, from this one place
 
     def load_trace(self, event_id: str) -> list[dict[str, Any]]:

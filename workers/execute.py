@@ -152,6 +152,7 @@ def execute(
     if token is None:
         raise Deferred(1.0, "busy")
     rt.state.trace(eid, Step.ACTION_STARTED, rule=rule.name, index=index, action=call.name, params=shown(params, call))
+    rt.state.flush()  # the trace shows what is sent before it is sent
     try:
         result = spec.run(rt.clients, params, ctx)
     except RateLimited as exc:
@@ -163,4 +164,5 @@ def execute(
         rt.echoes.remember(call.name, params, result)
     rt.state.mark_action_done(eid, digest, index, call.id, result)
     rt.state.trace(eid, Step.ACTION_SUCCEEDED, rule=rule.name, index=index, action=call.name, result=result)
+    rt.state.flush()  # the ledger, before anything that follows it (the run's end, the next step)
     return result

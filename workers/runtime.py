@@ -92,15 +92,26 @@ def build_runtime(settings: Settings, client: redis.Redis, *, enqueue_action: En
     )
     publish_status(state, rulebook, alert)
     migrate_legacy_state(client, state.entities)  # once per Redis: the snapshots and ordering kept before
+    delayed = DelayedTasks(client)
+
+    # A task message leaves only after the step's batched writes (the trace entries that led to it).
+    def enqueue(event_id: str, digest: str, index: int, queue: str) -> None:
+        state.flush()
+        enqueue_action(event_id, digest, index, queue)
+
+    def schedule(task: str, args: list[object], queue: str, delay: float) -> None:
+        state.flush()
+        delayed.schedule(task, args, queue, delay)
+
     return Runtime(
         state=state,
         clients=SettingsClients(settings),
         rulebook=rulebook,
-        enqueue_action=enqueue_action,
+        enqueue_action=enqueue,
         gate=TargetGate(client, targets),
         runs=RunCoordinator(client),
         echoes=EchoGuard(client),
-        schedule=DelayedTasks(client).schedule,
+        schedule=schedule,
         targets=targets,
         alert=alert,
         env=allowed_env(settings.rules_env),

@@ -23,7 +23,7 @@ from fieldrelay.steps import Step
 from workers import lifecycle, pipeline
 from workers.celery_app import app
 from workers.inline import FirstAction
-from workers.process import failure_state, inline_action_queues, policy, runtime, send_action
+from workers.process import failure_state, inline_action_queues, policy, runtime
 from workers.retry import Next, run_once, run_step, through_redis_outages
 
 
@@ -90,13 +90,15 @@ def process_event(
         rt.state.trace(parsed.id, Step.EVENT_RETRY, error=next_.reason, attempt=next_.attempt)
         rt.schedule(PROCESS_EVENT_TASK, [event, replay, next_.attempt, token], EVENTS_QUEUE, next_.delay)
 
-    first = FirstAction(inline_action_queues(), send_action)
+    first = FirstAction(inline_action_queues(), lambda *args: runtime().enqueue_action(*args))
     done = False
 
     def evaluate() -> None:
         nonlocal done
         first.taken = None  # run again after a Redis outage: the run's same start gives it back
-        pipeline.process_event(parsed, token, runtime(), replay=replay, start=first)
+        rt = runtime()
+        with rt.state.batched():
+            pipeline.process_event(parsed, token, rt, replay=replay, start=first)
         done = True
 
     # runtime() is called inside the step: building it talks to Redis, and an outage there must
@@ -169,8 +171,13 @@ def action_step(
             )
         rt.schedule(RUN_ACTION_TASK, [event_id, rule_digest, index, next_.attempt], queue, next_.delay)
 
+    def step() -> None:
+        rt = runtime()
+        with rt.state.batched():
+            pipeline.run_action(event_id, rule_digest, index, rt, owner=owner, saved=saved)
+
     run_step(
-        lambda: pipeline.run_action(event_id, rule_digest, index, runtime(), owner=owner, saved=saved),
+        step,
         attempt,
         policy(),
         again=again,
