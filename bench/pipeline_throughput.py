@@ -225,6 +225,7 @@ class Bench:
         self.r.config_resetstat()
         start = time.perf_counter()
         asyncio.run(self._post_all(bodies))
+        self.posted = n / (time.perf_counter() - start)
         expected = n * self.posts_per_event
         wait(lambda: self.sink_count() >= expected, 600, "the fieldrelay round")
         elapsed = time.perf_counter() - start
@@ -308,7 +309,7 @@ def main() -> None:
                 reference.append(bench.reference_round(args.events))
                 print(
                     f"round {round_no + 1}: fieldrelay {rate:7.1f} events/s   reference {reference[-1]:7.1f} "
-                    f"events/s   Redis commands/event {per_event:6.1f}",
+                    f"events/s   Redis commands/event {per_event:6.1f}   (webhooks posted at {bench.posted:.0f}/s)",
                     flush=True,
                 )
             rss = bench.rss_mb()

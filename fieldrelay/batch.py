@@ -21,7 +21,10 @@ TRACE_APPEND = """
 redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
 if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 """
-TRACE_APPEND_SHA = hashlib.sha1(TRACE_APPEND.encode()).hexdigest()
+
+
+def _sha(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()
 
 
 class WriteBatch:
@@ -37,6 +40,12 @@ class WriteBatch:
         self.pipe: Any = client.pipeline(transaction=False)
         self.traces: dict[str, tuple[int, list[bytes]]] = {}
         self.known: dict[str, float] = {}
+        self.scripts: dict[int, tuple[str, list[Any]]] = {}  # pipeline position -> (source, keys+args)
+
+    def script(self, source: str, keys: list[str], args: list[Any]) -> None:
+        """Run a Lua script (its EVALSHA) in the batch's order: for writes no step waits on."""
+        self.scripts[len(self.pipe)] = (source, [len(keys), *keys, *args])
+        self.pipe.execute_command("EVALSHA", _sha(source), len(keys), *keys, *args)
 
     def trace(self, key: str, entry: bytes, ttl: int) -> None:
         longest, entries = self.traces.get(key, (0, []))
@@ -46,18 +55,17 @@ class WriteBatch:
     def send(self) -> None:
         """Send everything collected, in the order it came; the batch is empty afterwards."""
         traces, self.traces = self.traces, {}
-        calls = [(key, ttl, entries) for key, (ttl, entries) in traces.items()]
-        for key, ttl, entries in calls:
-            # EVALSHA straight: a pipeline's own script handling asks SCRIPT EXISTS first, a round trip more.
-            self.pipe.execute_command("EVALSHA", TRACE_APPEND_SHA, 1, key, ttl, *entries)
+        for key, (ttl, entries) in traces.items():
+            self.script(TRACE_APPEND, [key], [ttl, *entries])
         if not len(self.pipe):
             return
-        pipe, self.pipe = self.pipe, self.r.pipeline(transaction=False)
+        pipe, scripts = self.pipe, self.scripts
+        self.pipe, self.scripts = self.r.pipeline(transaction=False), {}
+        # EVALSHA straight: a pipeline's own script handling asks SCRIPT EXISTS first, a round trip more.
         results = pipe.execute(raise_on_error=False)
-        offset = len(results) - len(calls)
-        for (key, ttl, entries), result in zip(calls, results[offset:], strict=True):
-            if isinstance(result, redis.exceptions.NoScriptError):  # a restarted or flushed Redis
-                self.r.eval(TRACE_APPEND, 1, key, ttl, *entries)
-        for result in results:
-            if isinstance(result, Exception) and not isinstance(result, redis.exceptions.NoScriptError):
+        for position, result in enumerate(results):
+            if isinstance(result, redis.exceptions.NoScriptError) and position in scripts:
+                source, arguments = scripts[position]  # a restarted or flushed Redis forgot it
+                self.r.eval(source, *arguments)
+            elif isinstance(result, Exception):
                 raise result

@@ -24,6 +24,7 @@ from fieldrelay.steps import FAILURES, Step
 PREFIX = "fieldrelay"
 DAY = 86400
 RULES_STATUS_KEY = f"{PREFIX}:rules:status"
+UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 RULES_CACHED = 128  # rule versions a process keeps in memory (a rule may be large: bounded by rules/bounds.py)
 
 
@@ -68,9 +69,7 @@ class PipelineState:
         self._rules: dict[str, dict[str, Any]] = {}
         self.last_saved: tuple[str, dict[str, Any]] = ("", {})
         # EXPIRE ... GT needs Redis 7; the embedded server is 6.2, so extend-only in Lua.
-        self._unlock = client.register_script(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-        )
+        self._unlock = client.register_script(UNLOCK)
         self._append_extend = client.register_script(TRACE_APPEND)
         self.batch: WriteBatch | None = None
 
@@ -107,6 +106,22 @@ class PipelineState:
             return True
         owner = self.r.get(key)
         return owner is not None and _text(owner) == task_id
+
+    def claim_and_read(self, event_id: str, task_id: str | None, *keys: str) -> tuple[bool, list[Any]]:
+        """`claim_event` (unless `task_id` is None), and GET each of `keys`, in one round trip:
+        (claimed, their values)."""
+        key = self.key("claim", event_id)
+        pipe = self.r.pipeline(transaction=False)
+        if task_id is not None:
+            pipe.set(key, task_id, nx=True, ex=self.retention)
+            pipe.get(key)
+        for name in keys:
+            pipe.get(name)
+        values = pipe.execute()
+        if task_id is None:
+            return False, values
+        took, owner, *values = values
+        return bool(took) or (owner is not None and _text(owner) == task_id), values
 
     def mark_seen(self, source: str, entity_type: str, entity_id: str | int, occurred_at: int) -> None:
         """Record that a change at `occurred_at` was decided for an entity, never moving backwards.
@@ -200,6 +215,9 @@ class PipelineState:
         return None
 
     def unlock_step(self, key: str, token: str) -> None:
+        if self.batch is not None:  # sent with the step's next writes (the ledger, on success)
+            self.batch.script(UNLOCK, [self.key("steplock", key)], [token])
+            return
         self._unlock(keys=[self.key("steplock", key)], args=[token])
 
     def link_store(self) -> RedisLinkStore:

@@ -102,7 +102,11 @@ class EchoGuard:
             self.r.set(key, orjson.dumps({"at": now, "fields": fields, "action": action}), ex=TTL)
 
     def is_echo(self, event: ChangeEvent) -> bool:
-        raw = self.r.get(self.key(event.source, event.entity.type, event.entity.id))
+        return self.judge(event, self.r.get(self.key(event.source, event.entity.type, event.entity.id)))
+
+    @staticmethod
+    def judge(event: ChangeEvent, raw: bytes | str | None) -> bool:
+        """Whether `event` is the echo of our write, given the mark stored at `key(...)` (read by the caller)."""
         if raw is None:
             return False
         mark = orjson.loads(raw)

@@ -40,9 +40,14 @@ def process_event(
     replay`) skips the duplicate and stale checks and writes no version.
     """
     eid = event.id
+    store, ref = rt.state.entities, event.entity
+    # The claim, the echo mark and the stored version, in one round trip.
+    echo_key, entity_key = rt.echoes.key(event.source, ref.type, ref.id), store.key(event.source, ref.type, ref.id)
+    claim = None if replay else task_id  # a replay claims nothing: it runs whoever holds the claim
+    claimed, (echo_mark, first_read) = rt.state.claim_and_read(eid, claim, echo_key, entity_key)
     if replay:
         rt.state.trace(eid, Step.REPLAYED, task_id=task_id)
-    elif not rt.state.claim_event(eid, task_id):
+    elif not claimed:
         rt.state.trace(eid, Step.DUPLICATE, message_id=event.message_id, task_id=task_id)
         log.info("duplicate event skipped", extra={"event_id": eid})
         return []
@@ -50,10 +55,9 @@ def process_event(
     # Fetched at most once, however many rules read it and however often the write is retried below.
     entity = LazyEntity(lambda: fetch_entity(event, rt.clients))
     links = LinkReader(rt.rulebook.current, rt.state.link_store().get_many)
-    echo = not replay and rt.echoes.is_echo(event)
-    store, ref = rt.state.entities, event.entity
-    for _ in range(WRITE_ATTEMPTS):
-        stored = store.read(event.source, ref.type, ref.id)
+    echo = not replay and rt.echoes.judge(event, echo_mark)
+    for attempt in range(WRITE_ATTEMPTS):
+        stored = EntityVersion.decode(first_read) if attempt == 0 else store.read(event.source, ref.type, ref.id)
         turned_away = None if replay else turn_away(event, stored)
         if turned_away is not None:
             step, detail = turned_away
