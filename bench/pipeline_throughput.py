@@ -109,6 +109,10 @@ class Bench:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.posts_per_event = 1 if args.actions == 1 else 2
         self.next_id = 1_000_000
+        self.redis_pid = 0
+        self.posted = 0.0
+        self.cpu_ms: dict[str, float] = {}
+        self.reference_cpu_ms: dict[str, float] = {}
 
     def start(self) -> None:
         bin_dir = Path(sys.executable).parent
@@ -215,6 +219,21 @@ class Bench:
         pipe.zcard("fieldrelay:delayed")
         return not any(pipe.execute())
 
+    def cpu_seconds(self, *names: str) -> dict[str, float]:
+        """CPU time used so far by each named process and its children (and Redis, as `redis`)."""
+        out: dict[str, float] = {}
+        for name in names:
+            proc = psutil.Process(self.redis_pid if name == "redis" else self.procs[name].pid)
+            total = 0.0
+            for p in [proc, *proc.children(recursive=True)]:
+                try:
+                    t = p.cpu_times()
+                    total += t.user + t.system
+                except psutil.NoSuchProcess:
+                    pass
+            out[name] = total
+        return out
+
     def fieldrelay_round(self, n: int) -> tuple[float, dict[str, float]]:
         """(events/s, Redis commands per event by command) for n webhooks."""
         httpx.delete(f"{self.sink}/count", timeout=5)
@@ -223,12 +242,15 @@ class Bench:
         at = int(time.time())
         bodies = [json.dumps(webhook(i, at)).encode() for i in ids]
         self.r.config_resetstat()
+        cpu = self.cpu_seconds("receiver", "worker", "redis")
         start = time.perf_counter()
         asyncio.run(self._post_all(bodies))
         self.posted = n / (time.perf_counter() - start)
         expected = n * self.posts_per_event
         wait(lambda: self.sink_count() >= expected, 600, "the fieldrelay round")
         elapsed = time.perf_counter() - start
+        after = self.cpu_seconds("receiver", "worker", "redis")
+        self.cpu_ms = {k: (after[k] - cpu[k]) * 1000 / n for k in cpu}
         wait(self.idle, 120, "the pipeline to go idle")
         time.sleep(1.0)  # the last steps' trace and metric writes
         stats = self.r.info("commandstats")
@@ -260,6 +282,7 @@ class Bench:
 
         app.conf.broker_url = self.redis_url
         httpx.delete(f"{self.sink}/count", timeout=5)
+        cpu = self.cpu_seconds("reference", "redis")
         start = time.perf_counter()
         with app.producer_or_acquire() as producer:
             for i in range(n):
@@ -268,7 +291,10 @@ class Bench:
                         "reference.post", args=(f"{self.sink}/ref{p}", {"job": i}), queue="reference", producer=producer
                     )
         wait(lambda: self.sink_count() >= n * self.posts_per_event, 600, "the reference round")
-        return n / (time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        after = self.cpu_seconds("reference", "redis")
+        self.reference_cpu_ms = {k: (after[k] - cpu[k]) * 1000 / n for k in cpu}
+        return n / elapsed
 
     def rss_mb(self) -> dict[str, float]:
         def mb(proc: psutil.Process) -> float:
@@ -294,6 +320,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis", appendonly=False) as server:
         bench = Bench(args, Path(tmp), server.url)
+        bench.redis_pid = server.proc.pid if server.proc else os.getpid()
         bench.start()
         try:
             bench.fieldrelay_round(min(50, args.events))  # warm-up: imports, sessions, rule compilation
@@ -309,7 +336,11 @@ def main() -> None:
                 reference.append(bench.reference_round(args.events))
                 print(
                     f"round {round_no + 1}: fieldrelay {rate:7.1f} events/s   reference {reference[-1]:7.1f} "
-                    f"events/s   Redis commands/event {per_event:6.1f}   (webhooks posted at {bench.posted:.0f}/s)",
+                    f"events/s   Redis commands/event {per_event:6.1f}   (webhooks posted at {bench.posted:.0f}/s)\n"
+                    "  CPU ms/event: fieldrelay "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in bench.cpu_ms.items())
+                    + "; reference "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in bench.reference_cpu_ms.items()),
                     flush=True,
                 )
             rss = bench.rss_mb()

@@ -194,6 +194,14 @@ class PipelineState:
         if self.batch is None:
             pipe.execute()
 
+    def done_and_steps(self, event_id: str, digest: str, index: int) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """`action_done` and `load_steps` in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(self.ledger_key(event_id, digest, index))
+        pipe.hgetall(self.key("steps", event_id, digest))
+        done, steps = pipe.execute()
+        return (None if done is None else orjson.loads(done)), {_text(k): orjson.loads(v) for k, v in steps.items()}
+
     def load_steps(self, event_id: str, digest: str) -> dict[str, Any]:
         raw = self.r.hgetall(self.key("steps", event_id, digest))
         return {_text(k): orjson.loads(v) for k, v in raw.items()}

@@ -112,11 +112,12 @@ def execute(
     extra: dict[str, Any] | None = None,
     owner: str | None = None,
     derived: dict[str, Any] | None = None,
+    steps: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run step `index` of `rule` for `event` (or `call`, an `on_failure` step) and record it as done.
 
     `derived` holds the transitions the event's evaluation worked out beyond its changeset (templates
-    read them in `changes`).
+    read them in `changes`); `steps`, the run's step results when the caller read them already.
     """
     eid = event.id
     call = call or rule.then[index]
@@ -125,7 +126,7 @@ def execute(
     context = build_context(
         event,
         lambda: fetch_entity(event, rt.clients),
-        rt.state.load_steps(eid, digest),
+        rt.state.load_steps(eid, digest) if steps is None else steps,
         rule.vars,
         datetime.now(UTC),
         rt.env,

@@ -21,14 +21,17 @@ from fieldrelay.targets import TargetLimits
 SAFETY = 0.97
 
 _ACQUIRE = """
+local paused, quota, blocked = unpack(redis.call('MGET', KEYS[4], KEYS[3], KEYS[2]))
+if paused then return {30000, 'paused'} end
+local interval = tonumber(ARGV[1])
+-- An unpaced target with no block and no used-up quota needs no clock: one command, not four.
+if interval <= 0 and not quota and not blocked then return {0, 'ok'} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('EXISTS', KEYS[4]) == 1 then return {30000, 'paused'} end
-local quota = tonumber(redis.call('GET', KEYS[3]) or '0')
+quota = tonumber(quota or '0')
 if quota > now then return {quota - now, 'quota'} end
-local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
+blocked = tonumber(blocked or '0')
 if blocked > now then return {blocked - now, 'blocked'} end
-local interval = tonumber(ARGV[1])
 if interval <= 0 then return {0, 'ok'} end
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 -- A slot nobody was ready to take stays usable for ARGV[2] ms (a few slots), instead of lost.

@@ -222,9 +222,9 @@ def run_action(
         raise PipelineError(event_id, digest, index, "event or rule expired from the store")
     rule = rule_from_json(rule_json)
     event = ChangeEvent.model_validate(raw_event)
-    result = rt.state.action_done(event_id, digest, index)
+    result, steps = rt.state.done_and_steps(event_id, digest, index)
     if result is None:
-        result = execute(event, rule, digest, index, rt, owner=owner, derived=raw_event.get("derived"))
+        result = execute(event, rule, digest, index, rt, owner=owner, derived=raw_event.get("derived"), steps=steps)
     if index + 1 < len(rule.then):
         target = ACTIONS[rule.then[index + 1].name].target
         rt.enqueue_action(event_id, digest, index + 1, rt.queue_for(target))

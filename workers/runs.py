@@ -24,15 +24,26 @@ LATEST_WINDOW = 1.0
 # Longer than any run should take; if a run is lost entirely, the entity's queue unblocks then.
 ACTIVE_TTL = 3600
 
-# KEYS: pending list, active, scheduled. ARGV: mode, event id, debounce (s).
+# KEYS: pending list, active, scheduled. ARGV: mode, event id, debounce (s), active ttl.
 _OFFER = """
+local active = redis.call('GET', KEYS[2])
 -- A redelivered task whose run is the active one starts it again (the ledger skips done steps).
-if redis.call('GET', KEYS[2]) == ARGV[2] then return {'start', ARGV[2]} end
-if redis.call('LPOS', KEYS[1], ARGV[2]) then return {'wait'} end
-if ARGV[1] == 'latest' then redis.call('DEL', KEYS[1]) end
+if active == ARGV[2] then return {'start', ARGV[2]} end
+local waiting = redis.call('LLEN', KEYS[1])
+if waiting > 0 and redis.call('LPOS', KEYS[1], ARGV[2]) then return {'wait'} end
+if ARGV[1] == 'latest' and waiting > 0 then
+  redis.call('DEL', KEYS[1])
+  waiting = 0
+end
+local busy = active or redis.call('EXISTS', KEYS[3]) == 1
+if not busy and waiting == 0 and tonumber(ARGV[3]) <= 0 then
+  -- Nothing active, scheduled or waiting: start now, without a trip through the list.
+  redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[4]))
+  return {'start', ARGV[2]}
+end
 redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], 86400)
-if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return {'wait'} end
+if busy then return {'wait'} end
 if tonumber(ARGV[3]) > 0 then
   redis.call('SET', KEYS[3], 1, 'EX', math.ceil(tonumber(ARGV[3])) + 3600)
   return {'schedule'}
