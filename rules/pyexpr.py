@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 from jinja2 import Environment, nodes
-from jinja2.optimizer import optimize
 from jinja2.utils import _PassArg, missing
 
 from rules.context import LazyEntity
@@ -130,10 +129,11 @@ def compile_fast(expression: nodes.Expr, environment: Environment) -> FastFuncti
 
     `context` is a mapping holding every name (globals included), as `RuleContext` does.
     """
-    node = optimize(expression, environment)  # fold constants, as Jinja does before generating code
+    # No constant folding, as for templates (rules/templating.py, ENV): a folded constant becomes a literal
+    # in the source compiled here, and a literal list of a million items takes hundreds of MB to compile.
     writer = _Writer(environment)
     try:
-        body = writer.write(node)
+        body = writer.write(expression)
     except (_Unsupported, KeyError):
         return None
     lines = ["def fast(context):", "    get = context.get"]

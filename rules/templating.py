@@ -29,7 +29,16 @@ _NATIVE = re.compile(r"^\{\{-?(.*?)-?\}\}$", re.DOTALL)
 
 
 class _BoundedCodeGenerator(CodeGenerator):
-    """Jinja's code generator, except that `~` goes through `environment.concat`, which sizes it first."""
+    """Jinja's code generator, except that `~` goes through `environment.concat`, which sizes it first,
+    and that only a template's own text is written into the generated source as it is."""
+
+    def _output_child_to_const(self, node: nodes.Expr, frame: Frame, finalize: Any) -> str:
+        # An output expression is computed when rendered, never folded into a literal of the generated
+        # source: the compiled template would hold it for as long as its rule is loaded.
+        if not isinstance(node, nodes.TemplateData):
+            raise nodes.Impossible()
+        const: str = super()._output_child_to_const(node, frame, finalize)
+        return const
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.concat((")
@@ -98,6 +107,11 @@ class RuleEnvironment(ImmutableSandboxedEnvironment):
 
 
 ENV = RuleEnvironment(
+    # No constant folding when templates compile: a folded constant becomes a literal in the generated
+    # source, and compiling a literal list of a million items took 600 MB that the process kept (the
+    # console's rules page, a worker's reload). Constants are still checked at load (`_check_constants`),
+    # and computed, within the bounds, when rendered.
+    optimized=False,
     undefined=jinja2.StrictUndefined,
     autoescape=False,
     keep_trailing_newline=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from datetime import UTC, date, datetime
 
 import pytest
@@ -208,3 +209,31 @@ def test_templates_cannot_change_shared_data(context):
         with pytest.raises(TemplateSecurityError):
             render({"x": template}, ctx)
     assert ctx["vars"] == {"team": "north"} and ctx["changes"]["status"]["new"] == "completed"
+
+
+def _largest_constant(code: types.CodeType) -> int:
+    """The longest string, bytes or sequence literal in `code` and the code nested in it."""
+    sizes = [0]
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            sizes.append(_largest_constant(const))
+        elif isinstance(const, str | bytes | tuple | frozenset):
+            sizes.append(len(const))
+    return max(sizes)
+
+
+def test_a_large_constant_is_computed_when_rendered_never_folded_into_the_compiled_code():
+    # Folded, a list of 400,000 items became a literal of the generated source: the compiled code held
+    # it for as long as the rule was loaded, and compiling it took hundreds of MB the process kept (the
+    # console's rules page, a worker's reload).
+    expression = compile_expression("x in ('a' | center(400000) | list)")
+    codes = [expression.template.root_render_func.__code__]
+    if expression.fast is not None:
+        codes.append(expression.fast.__code__)  # type: ignore[attr-defined]
+    assert max(_largest_constant(code) for code in codes) < 1000
+    assert expression.evaluate({"x": "a"}) is True
+
+    template = compile_template("n={{ 'a' | center(400000) | list | first }}|{{ 'a' | center(100000) | list }}")
+    assert template.template is not None
+    assert _largest_constant(template.template.root_render_func.__code__) < 1000
+    assert template.render({}).startswith("n= |[' ', ' ',")

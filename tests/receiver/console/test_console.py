@@ -225,3 +225,24 @@ def test_rules_page_shows_what_the_workers_run(signed_in, redis_client):
     assert "Workers run 3 rule(s), loaded 2023-11-14 22:13:20Z" in page
     assert "a different set from the files this receiver reads" in page
     assert "&#39;jobb&#39; is not a ServiceTrade entity type" in page
+
+
+def test_the_rules_page_shows_a_rule_with_a_large_constant_without_building_it(settings, tmp_path):
+    # The page lists the rule as written; the constant its template would build (a 100,000-item list)
+    # is neither rendered into the page nor folded into what the receiver holds (tests/rules/test_templating.py).
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "big.yaml").write_text(
+        "rules:\n"
+        "  - name: big-constant\n"
+        "    when: {source: servicetrade, entity: job, action: updated}\n"
+        "    if: \"entity.type in ('a' | center(100000) | list)\"\n"
+        "    then:\n"
+        "      - http.request: {url: 'https://example.com/x', json: {a: \"{{ 'a' | center(100000) | list }}\"}}\n"
+    )
+    app = create_app(settings.model_copy(update={"rules_dir": rules}), action_params())
+    with TestClient(app, base_url="https://testserver") as client:
+        client.post("/console/login", data={"token": TOKEN, "next": "/console/rules"})
+        page = client.get("/console/rules").text
+    assert "big-constant" in page and "does not load" not in page
+    assert len(page) < 50_000
