@@ -229,7 +229,7 @@ def test_a_large_constant_is_computed_when_rendered_never_folded_into_the_compil
     expression = compile_expression("x in ('a' | center(400000) | list)")
     codes = [expression.template.root_render_func.__code__]
     if expression.fast is not None:
-        codes.append(expression.fast.__code__)  # type: ignore[attr-defined]
+        codes.append(expression.fast.__code__)
     assert max(_largest_constant(code) for code in codes) < 1000
     assert expression.evaluate({"x": "a"}) is True
 
