@@ -11,6 +11,7 @@ It also prints Redis commands per event (INFO commandstats over a fieldrelay rou
 is idle again) and the RSS of the receiver, the worker parent and the worker children.
 
     .venv/bin/python bench/pipeline_throughput.py [--events 500] [--rounds 3] [--workers 2] [--actions 1|4]
+                                                  [--rss-after 10000]
 
 `--actions 4` runs four actions per event across two targets: two `http.request` POSTs to the sink and a
 Synchroteam customer and job upsert against the Synchroteam sandbox (its rate limit lifted for the bench);
@@ -296,9 +297,9 @@ class Bench:
         self.reference_cpu_ms = {k: (after[k] - cpu[k]) * 1000 / n for k in cpu}
         return n / elapsed
 
-    def rss_mb(self) -> dict[str, float]:
-        def mb(proc: psutil.Process) -> float:
-            return round(proc.memory_info().rss / 2**20, 1)
+    def rss_mb(self) -> dict[str, str]:
+        def mb(proc: psutil.Process) -> str:
+            return f"{proc.memory_info().rss / 2**20:.1f}"
 
         receiver = psutil.Process(self.procs["receiver"].pid)
         supervisor = psutil.Process(self.procs["worker"].pid)
@@ -307,7 +308,7 @@ class Bench:
         return {
             "receiver": mb(receiver),
             "worker parent": mb(celery_main),
-            "worker children (max)": max((mb(c) for c in children), default=0.0),
+            "worker children": " / ".join(mb(c) for c in children),
         }
 
 
@@ -317,12 +318,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--actions", type=int, choices=(1, 4), default=1)
+    parser.add_argument(
+        "--rss-after",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then run N more events through fieldrelay alone and print each process's RSS after them",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis", appendonly=False) as server:
         bench = Bench(args, Path(tmp), server.url)
         bench.redis_pid = server.proc.pid if server.proc else os.getpid()
         bench.start()
         try:
+            idle, after_line = bench.rss_mb(), ""
             bench.fieldrelay_round(min(50, args.events))  # warm-up: imports, sessions, rule compilation
             bench.reference_round(min(50, args.events))
             ours, reference, commands = [], [], []
@@ -344,6 +353,12 @@ def main() -> None:
                     flush=True,
                 )
             rss = bench.rss_mb()
+            if args.rss_after:
+                rate, _ = bench.fieldrelay_round(args.rss_after)
+                after = bench.rss_mb()
+                after_line = f"  RSS after {args.rss_after} more events ({rate:.0f} events/s) (MB): " + ", ".join(
+                    f"{k} {v}" for k, v in after.items()
+                )
         finally:
             bench.stop()
     median_ours, median_ref = statistics.median(ours), statistics.median(reference)
@@ -357,7 +372,10 @@ def main() -> None:
     print(f"  Redis commands per event: median {statistics.median(commands):.1f}")
     top = sorted(breakdown.items(), key=lambda kv: -kv[1])[:12]
     print("  by command (last round, per event): " + ", ".join(f"{k} {v:.2f}" for k, v in top))
+    print("  RSS at idle, before the first event (MB): " + ", ".join(f"{k} {v}" for k, v in idle.items()))
     print("  RSS after the rounds (MB): " + ", ".join(f"{k} {v}" for k, v in rss.items()))
+    if args.rss_after:
+        print(after_line)
 
 
 if __name__ == "__main__":
