@@ -8,7 +8,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypedDict
 
 import orjson
@@ -72,25 +72,64 @@ class PipelineState:
         self._unlock = client.register_script(UNLOCK)
         self._append_extend = client.register_script(TRACE_APPEND)
         self.batch: WriteBatch | None = None
+        self._depth = 0
 
     @contextlib.contextmanager
-    def batched(self) -> Iterator[None]:
+    def batched(self, *, hold: Callable[[], bool] | None = None) -> Iterator[None]:
         """Collect the trace entries, metrics and plain writes of a step, and send them in one round trip
-        when it ends (fieldrelay/batch.py), or earlier at `flush()`. A batch inside a batch is the same one."""
-        if self.batch is not None:
-            yield
-            return
-        self.batch = WriteBatch(self.r)
+        when it ends (fieldrelay/batch.py), or earlier at `flush()` or with a read. A batch inside a batch
+        is the same one. When `hold()` says so at a normal end, the batch stays open for the next step
+        of the same task to send (an inline action: its first read carries them); else `end_batch()`."""
+        if self.batch is None:
+            self.batch = WriteBatch(self.r)
+        self._depth += 1
         try:
             yield
-        finally:
-            batch, self.batch = self.batch, None
+        except BaseException:
+            self._depth -= 1
+            if not self._depth:
+                self.end_batch()
+            raise
+        self._depth -= 1
+        if self._depth:
+            return
+        if hold is not None and hold():
+            self.batch.held = True
+        else:
+            self.end_batch()
+
+    def end_batch(self) -> None:
+        """Send and close the open batch, if any. A held batch whose send fails stays open, its writes kept:
+        the next step (run again once Redis is back) sends them; any other is written again by its rerun."""
+        batch = self.batch
+        if batch is None:
+            return
+        try:
             batch.send()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if not batch.held:
+                self.batch = None
+            raise
+        self.batch = None
 
     def flush(self) -> None:
         """Send what the batch holds now: before a task message leaves, or before a call to a target."""
         if self.batch is not None:
             self.batch.send()
+
+    def run_after_writes(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """A registered Lua `script`'s answer, run after (and with) the batch's writes, if one is open."""
+        if self.batch is not None:
+            return self.batch.run(script.script, keys, args)
+        return script(keys=keys, args=args)
+
+    def read_after_writes(self, reads: Callable[[Any], None]) -> list[Any]:
+        """The answers to what `reads(pipe)` adds, sent after (and with) the batch's writes, if one is open."""
+        if self.batch is not None:
+            return self.batch.send(reads)
+        pipe = self.r.pipeline(transaction=False)
+        reads(pipe)
+        return list(pipe.execute())
 
     def _writer(self) -> Any:
         return self.batch.pipe if self.batch is not None else self.r
@@ -196,10 +235,12 @@ class PipelineState:
 
     def done_and_steps(self, event_id: str, digest: str, index: int) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """`action_done` and `load_steps` in one round trip."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.get(self.ledger_key(event_id, digest, index))
-        pipe.hgetall(self.key("steps", event_id, digest))
-        done, steps = pipe.execute()
+
+        def reads(pipe: Any) -> None:
+            pipe.get(self.ledger_key(event_id, digest, index))
+            pipe.hgetall(self.key("steps", event_id, digest))
+
+        done, steps = self.read_after_writes(reads)
         return (None if done is None else orjson.loads(done)), {_text(k): orjson.loads(v) for k, v in steps.items()}
 
     def load_steps(self, event_id: str, digest: str) -> dict[str, Any]:

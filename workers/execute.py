@@ -165,5 +165,5 @@ def execute(
         rt.echoes.remember(call.name, params, result)
     rt.state.mark_action_done(eid, digest, index, call.id, result)
     rt.state.trace(eid, Step.ACTION_SUCCEEDED, rule=rule.name, index=index, action=call.name, result=result)
-    rt.state.flush()  # the ledger, before anything that follows it (the run's end, the next step)
+    # The ledger goes with the step's next round trip (the run's end, the next step's message, the task's end).
     return result

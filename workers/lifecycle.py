@@ -53,7 +53,7 @@ def follow(decision: Decision, rule: Rule, event: ChangeEvent, rt: Runtime, star
 
 def next_run(run_key: str, digest: str, finished_event_id: str, rt: Runtime) -> None:
     """A run ended, or a debounce fell due: start the next waiting event of that rule and entity."""
-    decision = rt.runs.next_run(run_key, finished_event_id)
+    decision = rt.runs.next_run(run_key, finished_event_id, after=rt.state.run_after_writes)
     if decision.kind != "start" or not decision.event_id:
         return
     raw_rule, raw_event = rt.state.load_rule(decision.digest or digest), rt.state.load_event(decision.event_id)

@@ -13,13 +13,16 @@ of worker processes agree on who starts what.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import redis
 
 from fieldrelay.events import ChangeEvent
 
+# (script, keys, args) -> its answer, run after a batch's writes (fieldrelay.state.PipelineState.run_after_writes)
+RunAfter = Callable[[Any, list[str], list[Any]], Any]
 LATEST_WINDOW = 1.0
 # Longer than any run should take; if a run is lost entirely, the entity's queue unblocks then.
 ACTIVE_TTL = 3600
@@ -115,9 +118,15 @@ class RunCoordinator:
         result = self._offer(keys=self._keys(key), args=[mode, self.member(event.id, digest), debounce, ACTIVE_TTL])
         return self._decision(result, debounce)
 
-    def next_run(self, run_key: str, finished_event_id: str = "") -> Decision:
-        """After a run ends (its event id) or a debounce falls due (''): what starts next, if anything."""
-        return self._decision(self._next(keys=self._keys(run_key), args=[finished_event_id, ACTIVE_TTL]), 0.0)
+    def next_run(self, run_key: str, finished_event_id: str = "", *, after: RunAfter | None = None) -> Decision:
+        """After a run ends (its event id) or a debounce falls due (''): what starts next, if anything.
+
+        `after` runs the script behind the step's batched writes, in the same round trip (the ledger of
+        the step that ended the run goes first: `PipelineState.run_after_writes`).
+        """
+        keys, args = self._keys(run_key), [finished_event_id, str(ACTIVE_TTL)]
+        result = self._next(keys=keys, args=args) if after is None else after(self._next, keys, list(args))
+        return self._decision(result, 0.0)
 
     @staticmethod
     def _decision(result: list[bytes | str], delay: float) -> Decision:

@@ -97,7 +97,8 @@ def process_event(
         nonlocal done
         first.taken = None  # run again after a Redis outage: the run's same start gives it back
         rt = runtime()
-        with rt.state.batched():
+        # Held open when the first action runs inline: its first read carries the event's writes.
+        with rt.state.batched(hold=lambda: first.taken is not None):
             pipeline.process_event(parsed, token, rt, replay=replay, start=first)
         done = True
 
@@ -114,7 +115,10 @@ def process_event(
         through_redis_outages(first.release)
     elif first.taken is not None:
         event_id, digest, queue = first.taken
-        action_step(event_id, digest, 0, 0, queue, token, saved=runtime().state.just_saved(event_id))
+        try:
+            action_step(event_id, digest, 0, 0, queue, token, saved=runtime().state.just_saved(event_id))
+        finally:
+            through_redis_outages(runtime().state.end_batch)  # held open above, should the step not have run
 
 
 @app.task(name=NEXT_RUN_TASK, acks_late=True, reject_on_worker_lost=True)
