@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import os
 import socket
-import uuid
 
 import orjson
 
@@ -19,9 +18,18 @@ _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
+def _uuid4() -> str:
+    """`str(uuid.uuid4())` at a fraction of its cost (os.urandom, no UUID object): the receiver makes two per event."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def task_message(task_name: str, args: list[object], queue: str, *, argsrepr: str = "") -> bytes:
     """One kombu/Redis envelope for a Celery protocol-2 message, serialized as JSON."""
-    task_id = str(uuid.uuid4())
+    task_id = _uuid4()
     body = orjson.dumps([args, {}, _EMBED])
     headers: dict[str, object] = {
         "lang": "py",
@@ -56,7 +64,7 @@ def task_message(task_name: str, args: list[object], queue: str, *, argsrepr: st
             "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
             "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
+            "delivery_tag": _uuid4(),
         },
     }
     return orjson.dumps(envelope)
