@@ -263,6 +263,11 @@ class PipelineState:
             return token
         return None
 
+    def step_lock(self, key: str, owner: str | None = None, lease: int = 120) -> tuple[str, str, int]:
+        """(Redis key, token, lease) of `lock_step`'s lease, for a caller that takes it in its own script
+        (workers/gate.py takes it with the target's slot)."""
+        return self.key("steplock", key), owner or uuid.uuid4().hex, lease
+
     def unlock_step(self, key: str, token: str) -> None:
         if self.batch is not None:  # sent with the step's next writes (the ledger, on success)
             self.batch.script(UNLOCK, [self.key("steplock", key)], [token])

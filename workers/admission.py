@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from fieldrelay.targets import TargetLimits, next_reset
 from workers.connectors.errors import QuotaExceeded, RateInfo, RateLimited
-from workers.gate import TargetGate
+from workers.gate import StepLock, TargetGate
 
 Alert = Callable[[str, dict[str, str]], None]
 
@@ -26,9 +26,10 @@ class Deferred(Exception):
         self.seconds, self.reason = seconds, reason
 
 
-def admit(gate: TargetGate, target: str) -> None:
-    """Wait for the target's shared gate: sleep through short rate waits, defer anything longer."""
-    while (wait := gate.acquire(target)) is not None:
+def admit(gate: TargetGate, target: str, lock: StepLock | None = None) -> None:
+    """Wait for the target's shared gate, and take the step's `lock` with its slot: sleep through short
+    rate waits, defer anything longer, and a lock another task holds (`busy`)."""
+    while (wait := gate.acquire(target, lock)) is not None:
         if wait.reason != "rate" or wait.seconds > SLEEP_AT_MOST:
             raise Deferred(wait.seconds, wait.reason)
         time.sleep(wait.seconds)

@@ -14,7 +14,7 @@ from rules import ActionCall, Rule, TemplateError, build_context, render_params
 from rules.templating import derived_paths, mask_paths
 from workers.actions.context import ActionContext, Clients
 from workers.actions.registry import ACTIONS
-from workers.admission import Deferred, admit, deferral, observe
+from workers.admission import admit, deferral, observe
 from workers.connectors.errors import NotFound, RateLimited
 from workers.connectors.servicetrade import UnreadableEntity, api_path, entity_path
 from workers.connectors.servicetrade_records import ServiceTradeEntity
@@ -146,12 +146,12 @@ def execute(
         eid, rule.name, index, key, rt.state.link_store(), on_missing=call.on_missing, intents=rt.intents
     )
     limits = rt.targets[spec.target]
-    admit(rt.gate, spec.target)
     # One call per (entity, rule, step) at a time: two events for one entity (mode: parallel, or a
     # redelivery racing its original) could otherwise both miss the link store and both create.
-    token = rt.state.lock_step(ctx.idempotency_key, owner)
-    if token is None:
-        raise Deferred(1.0, "busy")
+    # The lock is taken with the target's slot, in one round trip; another owner's lock defers as `busy`.
+    lock = rt.state.step_lock(ctx.idempotency_key, owner)
+    admit(rt.gate, spec.target, lock)
+    token = lock[1]
     rt.state.trace(eid, Step.ACTION_STARTED, rule=rule.name, index=index, action=call.name, params=shown(params, call))
     rt.state.flush()  # the trace shows what is sent before it is sent
     try:

@@ -19,33 +19,46 @@ import redis
 from fieldrelay.targets import TargetLimits
 
 SAFETY = 0.97
+# A step lock taken with a slot: (Redis key, owner token, lease in seconds); see PipelineState.step_lock.
+StepLock = tuple[str, str, int]
 
 _ACQUIRE = """
-local paused, quota, blocked = unpack(redis.call('MGET', KEYS[4], KEYS[3], KEYS[2]))
-if paused then return {30000, 'paused'} end
-local interval = tonumber(ARGV[1])
--- An unpaced target with no block and no used-up quota needs no clock: one command, not four.
-if interval <= 0 and not quota and not blocked then return {0, 'ok'} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-quota = tonumber(quota or '0')
-if quota > now then return {quota - now, 'quota'} end
-blocked = tonumber(blocked or '0')
-if blocked > now then return {blocked - now, 'blocked'} end
-if interval <= 0 then return {0, 'ok'} end
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
--- A slot nobody was ready to take stays usable for ARGV[2] ms (a few slots), instead of lost.
-local floor = now - tonumber(ARGV[2])
-if tat < floor then tat = floor end
-if tat > now then return {tat - now, 'rate'} end
-redis.call('SET', KEYS[1], tat + interval, 'PX', interval + 60000)
-return {0, 'ok'}
+local function admit()
+  local paused, quota, blocked = unpack(redis.call('MGET', KEYS[4], KEYS[3], KEYS[2]))
+  if paused then return {30000, 'paused'} end
+  local interval = tonumber(ARGV[1])
+  -- An unpaced target with no block and no used-up quota needs no clock: one command, not four.
+  if interval <= 0 and not quota and not blocked then return {0, 'ok'} end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  quota = tonumber(quota or '0')
+  if quota > now then return {quota - now, 'quota'} end
+  blocked = tonumber(blocked or '0')
+  if blocked > now then return {blocked - now, 'blocked'} end
+  if interval <= 0 then return {0, 'ok'} end
+  local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+  -- A slot nobody was ready to take stays usable for ARGV[2] ms (a few slots), instead of lost.
+  local floor = now - tonumber(ARGV[2])
+  if tat < floor then tat = floor end
+  if tat > now then return {tat - now, 'rate'} end
+  redis.call('SET', KEYS[1], tat + interval, 'PX', interval + 60000)
+  return {0, 'ok'}
+end
+local answer = admit()
+if answer[1] > 0 or #KEYS < 5 then return answer end
+-- Admitted: take the step's lock (KEYS[5], owner ARGV[3], lease ARGV[4] s) in the same round trip.
+if redis.call('SET', KEYS[5], ARGV[3], 'NX', 'EX', tonumber(ARGV[4])) then return answer end
+if redis.call('GET', KEYS[5]) == ARGV[3] then
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[4]))
+  return answer
+end
+return {1000, 'busy'}
 """
 
 
 @dataclass(frozen=True)
 class Wait:
-    """Not now: try again in `seconds`; `reason` is rate | blocked | quota | paused."""
+    """Not now: try again in `seconds`; `reason` is rate | blocked | quota | paused | busy (the step lock)."""
 
     seconds: float
     reason: str
@@ -91,8 +104,12 @@ class TargetGate:
         requests, _ = self._limit(target)
         return max(0, int(requests * (1 - SAFETY)) - 1)
 
-    def acquire(self, target: str) -> Wait | None:
-        """Take a slot now, or say how long to wait. A paused target always waits."""
+    def acquire(self, target: str, lock: StepLock | None = None) -> Wait | None:
+        """Take a slot now, or say how long to wait. A paused target always waits.
+
+        With `lock` (key, owner, lease), a slot taken also takes that step lock, or waits as `busy`
+        when another owner holds it (the slot is spent either way, as when they were two calls).
+        """
         keys = [
             self._key(target, "tat"),
             self._key(target, "blocked"),
@@ -100,7 +117,11 @@ class TargetGate:
             f"fieldrelay:paused:{target}",
         ]
         interval = self._interval_ms(target)
-        wait_ms, reason = self._acquire(keys=keys, args=[interval, interval * self._credit_slots(target)])
+        args: list[str | int] = [interval, interval * self._credit_slots(target)]
+        if lock is not None:
+            keys.append(lock[0])
+            args += [lock[1], lock[2]]
+        wait_ms, reason = self._acquire(keys=keys, args=args)
         if int(wait_ms) <= 0:
             return None
         return Wait(int(wait_ms) / 1000.0, reason.decode() if isinstance(reason, bytes) else str(reason))

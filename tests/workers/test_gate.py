@@ -90,3 +90,17 @@ def test_credit_for_missed_slots_never_overfills_a_window(redis_url):
     assert len(granted) >= 0.85 * 240
     for i in range(len(granted) - 120):  # any 2-second window, wherever it starts, holds at most 120
         assert granted[i + 120] - granted[i] >= 2.0 - 0.02
+
+
+def test_a_slot_takes_the_steps_lock_with_it_or_waits_as_busy(redis_client):
+    gate = TargetGate(redis_client, limits(0, 60))
+    lock = ("fieldrelay:steplock:job-1:mirror:0", "task-A", 120)
+    assert gate.acquire("synchroteam", lock) is None
+    assert redis_client.get(lock[0]) == b"task-A" and 0 < redis_client.ttl(lock[0]) <= 120
+    assert gate.acquire("synchroteam", lock) is None  # its redelivery (same task id) takes it back
+    wait = gate.acquire("synchroteam", (lock[0], "task-B", 120))
+    assert wait is not None and wait.reason == "busy" and redis_client.get(lock[0]) == b"task-A"
+    redis_client.set("fieldrelay:paused:synchroteam", 1)
+    wait = gate.acquire("synchroteam", ("fieldrelay:steplock:job-2:mirror:0", "task-C", 120))
+    assert wait is not None and wait.reason == "paused"
+    assert not redis_client.exists("fieldrelay:steplock:job-2:mirror:0")  # a waiting call takes no lock
