@@ -6,6 +6,10 @@ sent together when the step ends, and before anything leaves the step: a task me
 another task runs is never traced before the entries that led to it) or a call to a target (so the
 trace shows what was sent before it is sent). Nothing here is read back before it is sent, except
 through `known` (times this step recorded, which the metrics of a later entry of it need).
+
+The writes go as one script call (`APPLY`), in the order they were collected: a client-side command
+costs far more than a server-side one, and a step has twenty or more. Redis runs them as one step, so
+no reader sees half of a step's writes.
 """
 
 from __future__ import annotations
@@ -23,13 +27,36 @@ redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
 if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 """
 
+# ARGV: commands, each as its length then its words. Two are ours: EXTEND key ttl (TRACE_APPEND's TTL
+# rule) and UNLOCK key token (delete a step lock only if it is still that token's).
+APPLY = """
+local i = 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local name = ARGV[i + 1]
+  if name == 'EXTEND' then
+    if redis.call('TTL', ARGV[i + 2]) < tonumber(ARGV[i + 3]) then redis.call('EXPIRE', ARGV[i + 2], ARGV[i + 3]) end
+  elseif name == 'UNLOCK' then
+    if redis.call('GET', ARGV[i + 2]) == ARGV[i + 3] then redis.call('DEL', ARGV[i + 2]) end
+  else
+    redis.call(unpack(ARGV, i + 1, i + n))
+  end
+  i = i + n + 1
+end
+return 1
+"""
+
 
 def _sha(source: str) -> str:
     return hashlib.sha1(source.encode()).hexdigest()
 
 
+APPLY_SHA = _sha(APPLY)
+
+
 class WriteBatch:
-    """Writes collected for one send; `pipe` takes plain commands, `trace` the entries of each trace list.
+    """Writes collected for one send; `pipe` takes plain commands (it only records them), `trace` the
+    entries of each trace list, `unlock` a step lock's release.
 
     >>> batch = WriteBatch(client)                          # doctest: +SKIP
     >>> batch.trace("fieldrelay:trace:ab12", b"{...}", 604800)   # doctest: +SKIP
@@ -41,17 +68,15 @@ class WriteBatch:
         self.pipe: Any = client.pipeline(transaction=False)
         self.traces: dict[str, tuple[int, list[bytes]]] = {}
         self.known: dict[str, float] = {}
-        self.scripts: dict[int, tuple[str, list[Any]]] = {}  # pipeline position -> (source, keys+args)
         self.held = False  # kept open past its step (PipelineState.batched's `hold`): a failed send keeps it
 
-    def script(self, source: str, keys: list[str], args: list[Any]) -> None:
-        """Run a Lua script (its EVALSHA) in the batch's order (its answer, through `send`'s `reads`)."""
-        self.scripts[len(self.pipe)] = (source, [len(keys), *keys, *args])
-        self.pipe.execute_command("EVALSHA", _sha(source), len(keys), *keys, *args)
+    def unlock(self, key: str, token: str) -> None:
+        self.pipe.command_stack.append((("UNLOCK", key, token), {}))
 
     def run(self, source: str, keys: list[str], args: list[Any]) -> Any:
         """Send the writes collected, then run a Lua script whose answer the step needs; return it."""
-        [answer] = self.send(lambda _: self.script(source, keys, args))
+        call = ("EVALSHA", _sha(source), len(keys), *keys, *args)
+        [answer] = self.send(lambda pipe: pipe.execute_command(*call), fallback=(source, [len(keys), *keys, *args]))
         return answer
 
     def trace(self, key: str, entry: bytes, ttl: int) -> None:
@@ -59,34 +84,46 @@ class WriteBatch:
         entries.append(entry)
         self.traces[key] = (max(longest, ttl), entries)
 
-    def send(self, reads: Callable[[Any], None] | None = None) -> list[Any]:
+    def send(
+        self, reads: Callable[[Any], None] | None = None, *, fallback: tuple[str, list[Any]] | None = None
+    ) -> list[Any]:
         """Send everything collected, in the order it came, then what `reads(pipe)` adds (reads, or a script
-        whose answer the step needs, with the writes before it); returns the answers to those. The batch is
-        empty afterwards."""
-        traces, self.traces = self.traces, {}
+        whose answer the step needs, with the writes before it); returns the answers to those. `fallback`
+        is the (source, numkeys+keys+args) of a script `reads` runs by its digest. The batch is empty after."""
+        stack, traces = list(self.pipe.command_stack), self.traces
+        self.pipe, self.traces = self.r.pipeline(transaction=False), {}
+        words: list[Any] = []
+        for command, _ in stack:
+            words += [len(command), *command]
         for key, (ttl, entries) in traces.items():
-            self.script(TRACE_APPEND, [key], [ttl, *entries])
-        writes = len(self.pipe)
-        if reads is not None:
-            reads(self.pipe)
-        if not len(self.pipe):
-            return []
-        pipe, scripts = self.pipe, self.scripts
-        self.pipe, self.scripts = self.r.pipeline(transaction=False), {}
-        stack = list(pipe.command_stack)[:writes]
-        try:
+            words += [2 + len(entries), "RPUSH", key, *entries, 3, "EXTEND", key, ttl]
+        pipe: Any = self.r.pipeline(transaction=False)
+        if words:
             # EVALSHA straight: a pipeline's own script handling asks SCRIPT EXISTS first, a round trip more.
+            pipe.execute_command("EVALSHA", APPLY_SHA, 0, *words)
+        writes = len(pipe)
+        if reads is not None:
+            reads(pipe)
+        if not len(pipe):
+            return []
+        try:
             results: list[Any] = pipe.execute(raise_on_error=False)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             if self.held:  # writes of a step that ended already: nobody would write them again
-                self.pipe.command_stack.extend(stack)
-                self.scripts = {p: c for p, c in scripts.items() if p < writes}
+                self.pipe.command_stack[:0] = stack
+                for key, (ttl, entries) in traces.items():
+                    for entry in entries:
+                        self.trace(key, entry, ttl)
             raise
         self.held = False  # sent: what comes after it is the current step's own
         for position, result in enumerate(results):
-            if isinstance(result, redis.exceptions.NoScriptError) and position in scripts:
-                source, arguments = scripts[position]  # a restarted or flushed Redis forgot it
-                results[position] = self.r.eval(source, *arguments)
+            if isinstance(result, redis.exceptions.NoScriptError):  # a restarted or flushed Redis forgot it
+                if position < writes:
+                    results[position] = self.r.eval(APPLY, 0, *words)
+                elif fallback is not None:
+                    results[position] = self.r.eval(fallback[0], *fallback[1])
+                else:
+                    raise result
             elif isinstance(result, Exception):
                 raise result
         return results[writes:]

@@ -270,7 +270,7 @@ class PipelineState:
 
     def unlock_step(self, key: str, token: str) -> None:
         if self.batch is not None:  # sent with the step's next writes (the ledger, on success)
-            self.batch.script(UNLOCK, [self.key("steplock", key)], [token])
+            self.batch.unlock(self.key("steplock", key), token)
             return
         self._unlock(keys=[self.key("steplock", key)], args=[token])
 
