@@ -1,0 +1,102 @@
+"""kill -9 while first actions run inline (issue 14): a rule whose first step is a ServiceTrade comment, which
+ServiceTrade cannot deduplicate and whose target is unpaced, so each event's own task posts it; then a
+Synchroteam upsert on its queue. Each webhook is delivered twice, shuffled, while pool children and Celery main
+processes are killed. Nothing may be missing or doubled, and nothing dead-lettered.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+
+import httpx
+import pytest
+
+from tests.faults.conftest import unpaced
+from tests.faults.test_chaos import (
+    COMMENT,
+    DELIVERIES_PER_SECOND,
+    SEED,
+    WORKERS,
+    Chaos,
+    comments_per_job,
+    create_jobs,
+    set_latency,
+    synchroteam_records,
+    webhook,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+EVENTS = 150
+MIN_KILLS = 10
+
+RULES = f"""
+rules:
+  - name: completed-job-commented-then-copied
+    when: {{source: servicetrade, entity: job, action: updated}}
+    then:
+      - servicetrade.job.comment:
+          jobId: "{{{{ event.entity.id }}}}"
+          content: "{COMMENT}{{{{ event.entity.id }}}}"
+      - synchroteam.job.upsert:
+          myId: "st-job-{{{{ event.entity.id }}}}"
+          description: "job {{{{ event.entity.id }}}}"
+"""
+
+
+@pytest.mark.timeout(600)
+def test_kill_nine_during_inline_first_actions_duplicates_nothing(fault_stack):
+    handle = fault_stack(RULES, workers=0, **unpaced())
+    for name in WORKERS:
+        handle.stack.start_worker(name, supervised=True)
+    job_ids = create_jobs(handle, EVENTS)
+    deliveries = [(job_id, n) for job_id in job_ids for n in (1, 2)]
+    random.Random(SEED).shuffle(deliveries)
+    set_latency(handle, 15)
+
+    chaos = Chaos(handle, SEED)
+    started = time.monotonic()
+    chaos.posting.set()
+    chaos.start()
+    try:
+        with httpx.Client(timeout=10) as client:
+            for sent, (job_id, n) in enumerate(deliveries):
+                time.sleep(max(0.0, started + sent / DELIVERIES_PER_SECOND - time.monotonic()))
+                assert handle.post(webhook(job_id, n), client).status_code == 200
+        chaos.posting.clear()
+        handle.wait_idle(timeout=400, quiet=3.0)
+    finally:
+        chaos.stop()
+    handle.wait_idle(timeout=120, quiet=3.0)
+    set_latency(handle, None)
+
+    comments = comments_per_job(handle, job_ids)
+    jobs = synchroteam_records(handle, "job")
+    logs = "".join(p.read_text(errors="replace") for p in handle.config.log_dir.glob("worker*.log"))
+    run_actions = logs.count("Task fieldrelay.run_action[")  # Celery's "received" line, one per message taken
+    kinds = Counter(kind for _, kind, _ in chaos.kills)
+    missing = {
+        "comments": sum(1 for n in comments.values() if n == 0),
+        "jobs": sum(1 for i in job_ids if jobs[f"st-job-{i}"] == 0),
+    }
+    duplicates = {
+        "comments": sum(n - 1 for n in comments.values() if n > 1),
+        "jobs": sum(n - 1 for k, n in jobs.items() if k.startswith("st-job-") and n > 1),
+    }
+    dead_letters = int(handle.redis.zcard("fieldrelay:dlq"))
+    intent_waits = logs.count('"reason":"intent"')
+    print(
+        f"\nFAULT-FIGURES inline-kills seed={SEED} events={EVENTS} kills={len(chaos.kills)} "
+        f"(children={kinds['child']} mains={kinds['main']}) run_action_messages={run_actions} "
+        f"intent_waits={intent_waits} missing={missing} duplicates={duplicates} "
+        f"dead_letters={dead_letters}"
+    )
+
+    assert len(chaos.kills) >= MIN_KILLS
+    # The comments ran inside the events' own tasks: only the Synchroteam steps (and repeats) took a message.
+    assert run_actions < 1.5 * EVENTS
+    assert missing == {"comments": 0, "jobs": 0}
+    assert duplicates == {"comments": 0, "jobs": 0}
+    assert dead_letters == 0
