@@ -30,7 +30,7 @@ class Spool:
     """Append-only files of base64 lines `<queue> <message> [<message>...]` under `directory`, one per webhook.
 
     >>> spool = Spool(Path("var/spool"))          # doctest: +SKIP
-    >>> spool.write("events", message)            # doctest: +SKIP
+    >>> spool.write("events", [message])          # doctest: +SKIP
     >>> await spool.replay(redis_client)          # doctest: +SKIP
     1
     """
