@@ -329,6 +329,20 @@ def parse_poll_start(value: str | int | None) -> int | None:
     return calendar.timegm(parsed.utctimetuple())
 
 
+class _AllowedHostsOnly(BaseSettings):
+    model_config = Settings.model_config
+    http_allowed_hosts: str = ""
+
+
+def http_allowed_hosts() -> list[str]:
+    """FIELDRELAY_HTTP_ALLOWED_HOSTS alone, from the environment or `.env` as Settings reads it, split on commas.
+
+    The rule loader checks a literal `http.request` URL with it, where the rest of the settings may not be
+    needed (or valid): the same allowlist the worker will send with, so `rules check` agrees with the run.
+    """
+    return [t.strip() for t in _AllowedHostsOnly().http_allowed_hosts.split(",") if t.strip()]
+
+
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, with `SettingsError` naming `FIELDRELAY_<NAME>` on bad input."""
     try:

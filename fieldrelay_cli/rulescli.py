@@ -48,8 +48,8 @@ def check(directory: Path) -> int:
             print(error, file=sys.stderr)
         print(f"{len(exc.errors)} error(s); rules in {directory} not loaded", file=sys.stderr)
         return 1
-    except FileNotFoundError as exc:
-        print(f"{directory}: {exc.strerror or 'not found'}", file=sys.stderr)
+    except OSError as exc:  # missing, unreadable, a socket...: a sentence, not a traceback
+        print(f"{directory}: {exc.strerror or 'cannot be read'}", file=sys.stderr)
         return 1
     for warning in ruleset.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -317,7 +317,7 @@ def register(sub: Any) -> None:
         dest="rules_command", required=True
     )
     p = rules.add_parser("check", help="validate every rule file; errors as file:line:col: path: message")
-    p.add_argument("dir", nargs="?")
+    p.add_argument("dir", nargs="?", help="a rules directory (default FIELDRELAY_RULES_DIR) or one rule file")
     p.set_defaults(func=cmd_rules_check)
     p = rules.add_parser("test", help="dry run an event, or run a directory of YAML test cases")
     p.add_argument("cases", nargs="?", help="directory of test-case YAML files (rules default to its parent)")

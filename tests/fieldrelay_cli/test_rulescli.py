@@ -34,6 +34,45 @@ def test_check_lists_errors_with_positions_and_fails(tmp_path, capsys):
     assert "not loaded" in err
 
 
+METADATA_RULE = (
+    "rules:\n  - name: meta\n    when: {source: servicetrade, entity: job}\n"
+    "    then:\n      - http.request: {url: 'http://169.254.169.254/latest/meta-data/'}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "refusal"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+        ("http://127.0.0.1:9000/internal-admin", "127.0.0.1 is a loopback address"),
+        ("http://[::ffff:10.0.0.1]/x", "a private address"),
+    ],
+)
+def test_check_refuses_a_literal_url_the_egress_policy_refuses(tmp_path, capsys, monkeypatch, url, refusal):
+    """Issue 12: a literal metadata URL passed `rules check`; it is a load error, as it would be in the worker."""
+    monkeypatch.delenv("FIELDRELAY_HTTP_ALLOWED_HOSTS", raising=False)
+    (tmp_path / "r.yaml").write_text(METADATA_RULE.replace("http://169.254.169.254/latest/meta-data/", url))
+    assert main(["rules", "check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path}/r.yaml:5:" in err and "refused by the egress policy" in err and refusal in err
+
+
+def test_check_follows_the_allowlist_and_takes_one_file(tmp_path, capsys, monkeypatch):
+    rule_file = tmp_path / "jobs.yaml"
+    rule_file.write_text(METADATA_RULE)
+    monkeypatch.setenv("FIELDRELAY_HTTP_ALLOWED_HOSTS", "169.254.169.254")
+    assert main(["rules", "check", str(rule_file)]) == 0
+    assert "1 rule(s) in 1 file(s) OK" in capsys.readouterr().out
+    monkeypatch.setenv("FIELDRELAY_HTTP_ALLOWED_HOSTS", "hooks.example.com")
+    assert main(["rules", "check", str(rule_file)]) == 1
+    assert "169.254.169.254:80 is not in FIELDRELAY_HTTP_ALLOWED_HOSTS" in capsys.readouterr().err
+
+
+def test_check_of_a_path_that_is_not_there_is_a_sentence(tmp_path, capsys):
+    assert main(["rules", "check", str(tmp_path / "nowhere")]) == 1
+    assert capsys.readouterr().err == f"{tmp_path / 'nowhere'}: No such file or directory\n"
+
+
 def test_dry_run_of_the_documented_webhook(capsys):
     code = main(
         [
