@@ -27,6 +27,7 @@ from rules import ActionCall, Rule, RuleLoadError, RuleSet, build_context, evalu
 from rules.context import redact
 from rules.dryrun import explain, run_cases
 from rules.engine import allowed_env
+from rules.helpers import use_synchroteam_zone
 from sandbox.runner import SandboxRunner
 from workers.actions.reference import render_reference
 from workers.actions.registry import ACTIONS, ActionContext, Clients, MemoryLinkStore, action_params
@@ -288,6 +289,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
 
 
 def _rules_test(args: argparse.Namespace) -> int:
+    use_synchroteam_zone(settings_or_exit().synchroteam_timezone)  # Synchroteam dates as the worker renders them
     if args.cases:
         return test_cases(Path(args.cases), Path(args.rules) if args.rules else None)
     if not args.event:

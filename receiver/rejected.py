@@ -116,9 +116,7 @@ def show_rejected(client: redis.Redis, rejected_id: str) -> dict[str, Any]:
     """One kept rejection with its body as text (undecodable bytes replaced)."""
     entry = _load(client, rejected_id)
     if entry is None:
-        raise RejectedError(
-            f"no rejected webhook {rejected_id!r} (unknown, or older than {KEEP_SECONDS // 86400} days)"
-        )
+        raise RejectedError(_unknown(rejected_id))
     return {**{k: v for k, v in entry.items() if k != "body"}, "body": body_of(entry).decode("utf-8", "replace")}
 
 
@@ -130,9 +128,7 @@ def replay_rejected(client: redis.Redis, rejected_id: str, queue: str = EVENTS_Q
     """
     entry = _load(client, rejected_id)
     if entry is None:
-        raise RejectedError(
-            f"no rejected webhook {rejected_id!r} (unknown, or older than {KEEP_SECONDS // 86400} days)"
-        )
+        raise RejectedError(_unknown(rejected_id))
     try:
         events = normalize(parse_message(body_of(entry)))
     except WebhookError as exc:
@@ -144,7 +140,3 @@ def replay_rejected(client: redis.Redis, rejected_id: str, queue: str = EVENTS_Q
     pipe.zrem(INDEX, rejected_id)
     pipe.execute()
     return len(events)
-
-
-def rejected_count(client: redis.Redis) -> int:
-    return int(client.zcard(INDEX))

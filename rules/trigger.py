@@ -287,13 +287,6 @@ def _compile(trigger: Trigger) -> Callable[[EventView], str | None]:
     return make(trigger.match, *values)
 
 
-def match_when(
-    when: WhenBase, event: ChangeEvent, entity: LazyEntity, previous: EntityVersion | None = None
-) -> str | None:
-    """`Trigger(when).match(EventView(event, entity, previous))`, for one-off checks."""
-    return Trigger(when).match(EventView(event, entity, previous))
-
-
 class _Check:
     """One of `from`/`to`/`not_from`/`not_to`, with its reason's opening written at load."""
 
@@ -385,8 +378,3 @@ def _wanted(value: Any) -> str:
 
 def _one(values: list[Any]) -> Any:
     return values[0] if len(values) == 1 else values
-
-
-def field_value(record: Mapping[str, Any], field: str) -> tuple[bool, Any]:
-    """Dotted lookup (`source.status`); (found, value)."""
-    return lookup(record, field)

@@ -10,6 +10,7 @@ import redis
 from fieldrelay.state import PipelineState
 from fieldrelay.steps import Step
 from fieldrelay_cli.main import main
+from rules.helpers import use_synchroteam_zone
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "rules" / "examples"
@@ -164,3 +165,28 @@ def test_dry_run_of_the_docs_sample_verbatim_and_a_previous_version(tmp_path, ca
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(SystemExit, match="not a record"):
         main([*args, "--previous", str(tmp_path / "bad.json")])
+
+
+ZONE_RULE = (
+    "rules:\n  - name: sched\n    when: {source: servicetrade, entity: job}\n    then:\n"
+    '      - synchroteam.job.upsert:\n          myId: "st-job-{{ event.entity.id }}"\n'
+    '          scheduledStart: "{{ synchroteam_job_datetime(event.occurred_at) }}"\n'
+)
+ZONE_EVENT = (
+    '{"source": "servicetrade", "via": "webhook", "action": "updated", "occurred_at": 1700000000,'
+    ' "entity": {"type": "job", "id": 7}, "changes": {}}'
+)
+
+
+def test_the_dry_run_renders_synchroteam_dates_in_the_accounts_zone(tmp_path, capsys, monkeypatch):
+    """Issue 15: `rules test` showed UTC where the worker sends FIELDRELAY_SYNCHROTEAM_TIMEZONE's wall time."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(ZONE_RULE)
+    (tmp_path / "event.json").write_text(ZONE_EVENT)
+    monkeypatch.setenv("FIELDRELAY_SYNCHROTEAM_TIMEZONE", "America/New_York")
+    try:
+        assert main(["rules", "test", "--rules", str(tmp_path / "rules"), "--event", str(tmp_path / "event.json")]) == 0
+    finally:
+        use_synchroteam_zone("UTC")  # the zone is per process; leave it as the other tests expect
+    # 1700000000 is 2023-11-14 22:13:20 UTC, 17:13:20 in New York.
+    assert '"scheduledStart": "14/11/2023 17:13:20"' in capsys.readouterr().out

@@ -37,7 +37,6 @@ from workers.connectors.transport import json_body, open_client, send
 API = "synergist"
 AUTH_CODES = {404001, 404002, 404003}  # no credentials, invalid credentials, account disabled
 NOT_RECOGNISED = 404004  # "request not recognized"
-ERROR_RANGE = range(404000, 405000)  # "an error code within the range of 404000 and 404999"
 _XML_ERROR = re.compile(r'ErrorID="(\d+)".*?<ErrorText>(.*?)</ErrorText>', re.S | re.I)
 OnConflict = Literal["overwrite", "keep_theirs", "fail"]
 
