@@ -216,7 +216,12 @@ def test_oauth2_token_request_takes_both_readings_form_then_json() -> None:
     assert [r.headers["content-type"] for r in seen if r.url.path == "/api/oauth2/token"] == ["application/json"]
 
     seen.clear()
-    refused = make(lambda r: (seen.append(r), httpx.Response(400, json={"error": "invalid_grant"}))[1], auth="oauth2")
+
+    def bad_credentials(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(400, json={"error": "invalid_grant"})
+
+    refused = make(bad_credentials, auth="oauth2")
     with pytest.raises(ServiceTradeAuthFailed, match="invalid_grant"):
         refused.get_entity("job", 7)
     assert len(seen) == 1  # the server read the form and refused the credentials: nothing to retry
