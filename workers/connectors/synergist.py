@@ -373,7 +373,9 @@ class SynergistClient:
     ) -> Iterator[dict[str, Any]]:
         """Every record of a list model, page after page (``Timestampfrom=`` when given).
 
-        [INCONS] pages are documented to start at 0 but the examples send 1: start at 0 and
+        [INCONS] seed 001 (Synergist API v3.2), "General parameters for all requests": "page (optional)
+        Data page to return, page numbering starts at 0", and its parameter table says "page=1 Page
+        numbering starts at 0", while every example URL sends ``page=1``. Both readings: start at 0 and
         skip rows already seen, so either numbering yields each record once. ``on_page(page)``
         follows each page, so a listing can resume at ``start_page``.
         """
