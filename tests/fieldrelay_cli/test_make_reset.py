@@ -1,4 +1,4 @@
-"""`make reset` removes the dev state, and refuses while a `fieldrelay run` holds it (README: Every run starts clean)."""
+"""`make reset` removes the dev state, and refuses while a `fieldrelay run` holds it."""
 
 from __future__ import annotations
 
