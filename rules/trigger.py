@@ -155,8 +155,14 @@ class EventView:
         found, new = lookup(record, name)
         if not found:
             return f"when.changed.{name}: {self._why()}, and the entity has no field {name!r}"
-        known, old = self.previous.field(name) if self.previous is not None else (False, None)
+        previous = self.previous
+        known, old = previous.field(name) if previous is not None else (False, None)
         if not known:
+            if previous is not None and previous.unchanged(name, record):
+                return (
+                    f"when.changed.{name}: {name!r} did not change since the version fieldrelay saw last "
+                    f"(still {show(new)}; compared by digest, the field being past FIELDRELAY_ENTITY_STATE_MAX_BYTES)"
+                )
             return Resolved(None, new, UNKNOWN, CURRENT)
         if canonical(old) == canonical(new):
             return (
