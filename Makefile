@@ -26,15 +26,18 @@ reset:
 	rm -rf $(DATA_DIR)
 	@echo "removed $(DATA_DIR)/; the next \`make run\` starts from a clean dev state"
 
-# Everything, including the slow chaos/fault suites (marked `slow`).
+# Everything, including the slow chaos/fault suites (marked `slow`). Two xdist workers, one test file each at a
+# time: every file's stack has its own ports and processes, and the session's private Redis is per worker.
+XDIST := -n 2 --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(XDIST)
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -m 'not slow'
+	$(BIN)/pytest $(XDIST) -m 'not slow'
 
 test-slow: $(STAMP)
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest $(XDIST) -m slow
 
 # mypy reads its strictness from pyproject.toml: --strict for the product, check_untyped_defs for tests/.
 lint: $(STAMP)

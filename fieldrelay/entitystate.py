@@ -2,7 +2,8 @@
 
 One Redis string per record, `fieldrelay:entity:<source>:<type>:<id>`, with a TTL. It holds:
 - `record`: the record's fields as last seen (volatile fields such as `updated` left out), within a
-  size bound: past it the largest fields are dropped and count as unknown;
+  size bound: past it the largest fields are dropped, and only a digest of each is kept (`sums`): their
+  values are unknown, but whether they changed is not;
 - `version_at`: the modification time of that version, and `newest`: the newest change time fieldrelay
   has decided for the record (the ordering state: older events are stale; pollers reconcile against it);
 - `event_id`, `via`, `action`: the event that brought the version, with the old values of the fields it
@@ -59,8 +60,9 @@ def canonical(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
 
 
-def digest(record: Mapping[str, Any]) -> str:
-    return hashlib.blake2b(canonical(record), digest_size=12).hexdigest()
+def digest(value: Any) -> str:
+    """Of a whole record, or of one field's value: equal digests, equal values (as `canonical` compares)."""
+    return hashlib.blake2b(canonical(value), digest_size=12).hexdigest()
 
 
 def comparable(record: Mapping[str, Any], ignore: Iterable[str]) -> dict[str, Any]:
@@ -105,12 +107,14 @@ class EntityVersion:
     """What fieldrelay knows of one record; `EntityVersion()` is "nothing yet".
 
     A field is known when it is in `record` and not in `dropped`. `partial` records hold only the
-    values webhook changesets reported; every other field is unknown there.
+    values webhook changesets reported; every other field is unknown there. A dropped field keeps the
+    digest of its value in `sums`, so a later value can still be told equal or not (`unchanged`).
     """
 
     record: dict[str, Any] | None = None
     partial: bool = False
     dropped: tuple[str, ...] = ()
+    sums: dict[str, str] = field(default_factory=dict)  # dropped field -> digest of its value
     digest: str | None = None  # of the whole comparable record; None when partial or patched
     version_at: int | None = None
     newest: int | None = None
@@ -120,6 +124,7 @@ class EntityVersion:
     # The version before `event_id`: the old values of the fields it changed, the fields unknown then,
     # or `first` when there was no earlier version at all.
     before: dict[str, Any] = field(default_factory=dict)
+    before_sums: dict[str, str] = field(default_factory=dict)  # the same, for dropped fields: old digests
     unknown_before: tuple[str, ...] = ()
     first: bool = False
     deleted: bool = False
@@ -139,6 +144,20 @@ class EntityVersion:
             return False, None
         return lookup(self.record, name)
 
+    def sum_of(self, name: str) -> str | None:
+        """The digest of a top-level field's value, known or dropped; None when it is unknown."""
+        if name in self.sums:
+            return self.sums[name]
+        known, value = self.field(name)
+        return digest(value) if known and "." not in name else None
+
+    def unchanged(self, name: str, current: Mapping[str, Any]) -> bool:
+        """Whether `name` (dotted or not) of the `current` record is provably as it was in this version, for a
+        field whose value was too large to keep: its top-level field's digest is the same."""
+        top = name.partition(".")[0]
+        kept = self.sums.get(top)
+        return kept is not None and top in current and digest(current[top]) == kept
+
     def previous(self) -> EntityVersion | None:
         """The version before `event_id` brought this one; None when there was none (first sighting)."""
         if self.first or self.record is None:
@@ -146,7 +165,8 @@ class EntityVersion:
         record = {k: v for k, v in self.record.items() if k not in self.unknown_before}
         record.update(self.before)
         partial = self.partial or bool(self.unknown_before)
-        return EntityVersion(record, partial, self.dropped, None, None, self.newest)
+        sums = {k: v for k, v in {**self.sums, **self.before_sums}.items() if k not in self.unknown_before}
+        return EntityVersion(record, partial, self.dropped, sums, None, None, self.newest)
 
     def as_seen_by(self, event_id: str) -> EntityVersion | None:
         """The version an event is compared with: for the event that wrote this one (a redelivery, or a
@@ -167,6 +187,8 @@ class EntityVersion:
         optional = {
             "p": self.partial,
             "x": list(self.dropped),
+            "xs": self.sums,
+            "xo": self.before_sums,
             "e": self.event_id,
             "v": self.via,
             "k": self.action,
@@ -192,6 +214,8 @@ class EntityVersion:
             record=data.get("r"),
             partial=bool(data.get("p")),
             dropped=tuple(data.get("x") or ()),
+            sums=dict(data.get("xs") or {}),
+            before_sums=dict(data.get("xo") or {}),
             digest=data.get("h"),
             version_at=data.get("t"),
             newest=data.get("n"),
@@ -235,15 +259,24 @@ def successor(
     base = dict(previous.record or {}) if (patch and previous is not None) else {}
     merged = {**base, **record} if patch else dict(record)
     kept, dropped = bounded(merged, max_bytes)
+    sums = {name: digest(merged[name]) for name in dropped}
     before: dict[str, Any] = {}
+    before_sums: dict[str, str] = {}
     unknown: list[str] = []
     if previous is not None:
         for name in kept:
             found, old = previous.field(name)
             if not found:
-                unknown.append(name)
+                if previous.sums.get(name) != digest(kept[name]):  # same digest: unchanged, though once dropped
+                    unknown.append(name)
             elif canonical(old) != canonical(kept[name]):
                 before[name] = old
+        for name in dropped:
+            old_sum = previous.sum_of(name)
+            if old_sum is None:
+                unknown.append(name)
+            elif old_sum != sums[name]:
+                before_sums[name] = old_sum
         if not patch:  # a field the record no longer has
             before.update({k: v for k, v in (previous.record or {}).items() if k not in merged})
         # The old values are bounded too (a quarter of the record's bound); one left out counts as
@@ -254,6 +287,7 @@ def successor(
         record=kept,
         partial=patch and (previous is None or previous.partial),
         dropped=dropped,
+        sums=sums,
         digest=None if patch else digest(merged),  # of the whole record, so pollers compare it bounded or not
         version_at=max(at, stored.version_at or at) if patch else at,
         newest=newest,
@@ -261,6 +295,7 @@ def successor(
         via=via,
         action=action,
         before=before,
+        before_sums=before_sums,
         unknown_before=tuple(sorted(unknown)),
         first=previous is None,
         deleted=deleted,

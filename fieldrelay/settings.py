@@ -181,13 +181,22 @@ class Settings(BaseSettings):
     sandbox_synchroteam_port: int = Field(default=8782, ge=1, le=65535, description="Synchroteam sandbox port.")
     sandbox_synergist_port: int = Field(default=8783, ge=1, le=65535, description="Synergist sandbox port.")
     clock_skew: int = Field(
-        default=300, ge=0, description="Seconds a webhook's per-entity timestamp may be ahead of the receiver's clock."
+        default=300,
+        ge=0,
+        le=86400,
+        description="Seconds a webhook's per-entity timestamp may be ahead of the receiver's clock.",
     )
     entity_state_ttl: int = Field(
-        default=30 * 86400, gt=0, description="Seconds the last seen version of a record is kept after its last change."
+        default=30 * 86400,
+        gt=0,
+        le=10 * 366 * 86400,
+        description="Seconds the last seen version of a record is kept after its last change.",
     )
     entity_state_max_bytes: int = Field(
-        default=16384, ge=1024, description="Bytes of fields kept per record; the largest fields beyond it are dropped."
+        default=16384,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Bytes of fields kept per record; the largest fields beyond it are dropped.",
     )
 
     @field_validator("redis_url")
@@ -327,6 +336,20 @@ def parse_poll_start(value: str | int | None) -> int | None:
     except ValueError:
         raise ValueError(f"not 'now', 'all', Unix seconds or an ISO date: {text!r}") from None
     return calendar.timegm(parsed.utctimetuple())
+
+
+class _AllowedHostsOnly(BaseSettings):
+    model_config = Settings.model_config
+    http_allowed_hosts: str = ""
+
+
+def http_allowed_hosts() -> list[str]:
+    """FIELDRELAY_HTTP_ALLOWED_HOSTS alone, from the environment or `.env` as Settings reads it, split on commas.
+
+    The rule loader checks a literal `http.request` URL with it, where the rest of the settings may not be
+    needed (or valid): the same allowlist the worker will send with, so `rules check` agrees with the run.
+    """
+    return [t.strip() for t in _AllowedHostsOnly().http_allowed_hosts.split(",") if t.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -12,6 +12,7 @@ from fieldrelay.queues import ACTION_QUEUES
 from fieldrelay.settings import Settings
 
 DAY = 86400.0
+SERVICETRADE_SESSIONS = 100  # seed 002, "Authentication": the soft limit per user (the hard one is 200)
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class TargetLimits:
     at every multiple of this many seconds since the epoch (UTC midnight for a day), or None.
     `rate_headers`: the API reports its budget on every answer, so the gate learns from them.
     `credential` keys the shared limiter: budgets are per account, not per deployment.
+    `sessions`: how many sessions one credential may hold open, or None; each worker process holds one.
     """
 
     name: str
@@ -31,6 +33,7 @@ class TargetLimits:
     quota_period: float | None = None
     rate_headers: bool = False
     credential: str = ""
+    sessions: int | None = None
 
 
 def target_limits(settings: Settings) -> dict[str, TargetLimits]:
@@ -58,14 +61,16 @@ def target_limits(settings: Settings) -> dict[str, TargetLimits]:
             credential=settings.synergist_user,
         ),
         # 002 (ServiceTrade), "Authentication": a soft limit of 100 open sessions per user and a
-        # hard one of 200, but no request rate. Each worker process keeps one session; the rate
-        # is unpaced unless FIELDRELAY_SERVICETRADE_RATE_LIMIT says otherwise.
+        # hard one of 200, but no request rate. Each worker process keeps one session (OAuth2 bearer
+        # tokens are not sessions); the rate is unpaced unless FIELDRELAY_SERVICETRADE_RATE_LIMIT says
+        # otherwise.
         TargetLimits(
             "servicetrade",
             ACTION_QUEUES["servicetrade"],
             settings.servicetrade_rate_limit,
             settings.servicetrade_rate_window,
             credential=settings.servicetrade_username,
+            sessions=SERVICETRADE_SESSIONS if settings.servicetrade_auth == "session" else None,
         ),
         # Any HTTP endpoint a rule names: nothing is known about it.
         TargetLimits("http", ACTION_QUEUES["http"]),
@@ -76,3 +81,14 @@ def target_limits(settings: Settings) -> dict[str, TargetLimits]:
 def next_reset(now: float, period: float = DAY) -> float:
     """The next quota reset after `now`: the next multiple of `period` since the epoch (UTC midnight)."""
     return (now // period + 1) * period
+
+
+def session_overrun(targets: dict[str, TargetLimits], processes: int) -> str | None:
+    """Why a worker of `processes` processes would hold more sessions than a target allows, or None."""
+    for row in targets.values():
+        if row.sessions is not None and processes > row.sessions:
+            return (
+                f"{processes} worker processes would hold {processes} {row.name} sessions for one user, past the "
+                f"{row.sessions} it allows; run fewer (--concurrency, FIELDRELAY_WORKER_CONCURRENCY)"
+            )
+    return None

@@ -191,9 +191,8 @@ Then see the job it created in the Synchroteam sandbox:
   curl -s -u {SANDBOX_USER}:{SANDBOX_SYNCHROTEAM_KEY} '{stm}/api/v3/job/details?myId=st-job-35769'
   curl -s {stm}/_sandbox/requests        # every request the sandbox received
 
-Two-way flow (README "Two-way flow"): complete that job as the technician and watch ServiceTrade and Synergist:
-  curl -s -X POST {stm}/_sandbox/technician/complete -H 'Content-Type: application/json' \\
-       -d '{{"job": {{"myId": "st-job-35769"}}, "summary": "Hood cleaned"}}'
+Two-way flow: README "Two-way flow" has a technician complete job st-job-35770 in the field, and shows
+its appointment, comment, files and timesheet reach ServiceTrade and Synergist.
 
 Ctrl-C stops everything."""
 

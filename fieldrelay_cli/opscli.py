@@ -169,9 +169,10 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
 def cmd_webhooks_rejected_replay(args: argparse.Namespace) -> int:
     """`webhooks rejected replay ID`: validate a kept body again and enqueue its events."""
-    state = running_state(settings_or_exit())
+    settings = settings_or_exit()
+    state = running_state(settings)
     try:
-        count = rejected.replay_rejected(state.r, args.id)
+        count = rejected.replay_rejected(state.r, args.id, max_skew=settings.clock_skew)
     except rejected.RejectedError as exc:
         sys.exit(str(exc))
     print(f"rejected webhook {args.id}: {count} event(s) enqueued")

@@ -16,6 +16,7 @@ from fieldrelay.consumers import CONSUMER_ENV, Leases, lease_key, new_consumer_i
 from fieldrelay.logs import logging_config, setup_logging
 from fieldrelay.queues import ALL_QUEUES
 from fieldrelay.settings import Settings
+from fieldrelay.targets import session_overrun, target_limits
 from fieldrelay_cli.common import settings_or_exit, with_redis
 from fieldrelay_cli.devrun import RunOptions, run_stack
 from fieldrelay_cli.ports import PortTakenError, check_ports
@@ -74,6 +75,9 @@ def rules_or_exit(settings: Settings) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_or_exit()
     setup_logging(settings)
+    overrun = session_overrun(target_limits(settings), args.concurrency or settings.worker_concurrency)
+    if overrun:
+        sys.exit(f"invalid configuration: {overrun}")
     settings = with_redis(settings)
     pollers_or_exit(settings)
     rules_or_exit(settings)

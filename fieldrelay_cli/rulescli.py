@@ -27,6 +27,7 @@ from rules import ActionCall, Rule, RuleLoadError, RuleSet, build_context, evalu
 from rules.context import redact
 from rules.dryrun import explain, run_cases
 from rules.engine import allowed_env
+from rules.helpers import use_synchroteam_zone
 from sandbox.runner import SandboxRunner
 from workers.actions.reference import render_reference
 from workers.actions.registry import ACTIONS, ActionContext, Clients, MemoryLinkStore, action_params
@@ -48,8 +49,8 @@ def check(directory: Path) -> int:
             print(error, file=sys.stderr)
         print(f"{len(exc.errors)} error(s); rules in {directory} not loaded", file=sys.stderr)
         return 1
-    except FileNotFoundError as exc:
-        print(f"{directory}: {exc.strerror or 'not found'}", file=sys.stderr)
+    except OSError as exc:  # missing, unreadable, a socket...: a sentence, not a traceback
+        print(f"{directory}: {exc.strerror or 'cannot be read'}", file=sys.stderr)
         return 1
     for warning in ruleset.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -288,6 +289,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
 
 
 def _rules_test(args: argparse.Namespace) -> int:
+    use_synchroteam_zone(settings_or_exit().synchroteam_timezone)  # Synchroteam dates as the worker renders them
     if args.cases:
         return test_cases(Path(args.cases), Path(args.rules) if args.rules else None)
     if not args.event:
@@ -317,7 +319,7 @@ def register(sub: Any) -> None:
         dest="rules_command", required=True
     )
     p = rules.add_parser("check", help="validate every rule file; errors as file:line:col: path: message")
-    p.add_argument("dir", nargs="?")
+    p.add_argument("dir", nargs="?", help="a rules directory (default FIELDRELAY_RULES_DIR) or one rule file")
     p.set_defaults(func=cmd_rules_check)
     p = rules.add_parser("test", help="dry run an event, or run a directory of YAML test cases")
     p.add_argument("cases", nargs="?", help="directory of test-case YAML files (rules default to its parent)")

@@ -116,25 +116,21 @@ def show_rejected(client: redis.Redis, rejected_id: str) -> dict[str, Any]:
     """One kept rejection with its body as text (undecodable bytes replaced)."""
     entry = _load(client, rejected_id)
     if entry is None:
-        raise RejectedError(
-            f"no rejected webhook {rejected_id!r} (unknown, or older than {KEEP_SECONDS // 86400} days)"
-        )
+        raise RejectedError(_unknown(rejected_id))
     return {**{k: v for k, v in entry.items() if k != "body"}, "body": body_of(entry).decode("utf-8", "replace")}
 
 
-def replay_rejected(client: redis.Redis, rejected_id: str, queue: str = EVENTS_QUEUE) -> int:
+def replay_rejected(client: redis.Redis, rejected_id: str, queue: str = EVENTS_QUEUE, *, max_skew: int = 300) -> int:
     """Validate the kept body again and enqueue its events; the entry goes once they are in Redis.
 
     Raises RejectedError when it is unknown, or still invalid (the entry stays). Returns the number
-    of events enqueued.
+    of events enqueued. `max_skew` is FIELDRELAY_CLOCK_SKEW, as the receiver applies it.
     """
     entry = _load(client, rejected_id)
     if entry is None:
-        raise RejectedError(
-            f"no rejected webhook {rejected_id!r} (unknown, or older than {KEEP_SECONDS // 86400} days)"
-        )
+        raise RejectedError(_unknown(rejected_id))
     try:
-        events = normalize(parse_message(body_of(entry)))
+        events = normalize(parse_message(body_of(entry)), max_skew=max_skew)
     except WebhookError as exc:
         raise RejectedError(f"rejected webhook {rejected_id} is still invalid: {exc}") from None
     if events:
@@ -144,7 +140,3 @@ def replay_rejected(client: redis.Redis, rejected_id: str, queue: str = EVENTS_Q
     pipe.zrem(INDEX, rejected_id)
     pipe.execute()
     return len(events)
-
-
-def rejected_count(client: redis.Redis) -> int:
-    return int(client.zcard(INDEX))

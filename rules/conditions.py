@@ -118,17 +118,6 @@ def predicate(cond: Condition) -> Callable[[Mapping[str, Any]], bool]:
     return partial(holds, cond)
 
 
-def check_condition(cond: Condition, context: Mapping[str, Any], where: str = "if") -> str | None:
-    """None when the condition holds, else why not, naming the failing item and values seen.
-
-    Conditions are pure (the entity is fetched once per event), so a miss is simply evaluated
-    again, this time writing the reason: matching rules never pay for the explanation.
-    """
-    if holds(cond, context):
-        return None
-    return explain(cond, context, where)
-
-
 def explain(cond: Condition, context: Mapping[str, Any], where: str = "if") -> str | None:
     """Why the condition does not hold, or None if it does; evaluates every item it names."""
     return _explain(cond, context, where)

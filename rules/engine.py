@@ -21,21 +21,6 @@ from rules.trigger import CHANGESET, CURRENT, SNAPSHOT, EventView, Resolved
 _verdict = tuple.__new__
 
 
-class _OnceLoader:
-    """Calls the real loader at most once and remembers its failure, which evaluate re-raises."""
-
-    def __init__(self, loader: Callable[[], Mapping[str, Any] | None]) -> None:
-        self.loader = loader
-        self.error: BaseException | None = None
-
-    def __call__(self) -> Mapping[str, Any] | None:
-        try:
-            return self.loader()
-        except Exception as exc:
-            self.error = exc
-            raise
-
-
 class EventScope:
     """One event as every rule judged for it sees it: the trigger's view, and the context for `if`,
     built on first use (events whose candidates all miss on `when` never build it).

@@ -8,7 +8,9 @@ Fingerprint = tuple[tuple[str, int, int], ...]
 
 
 def rule_files(directory: Path) -> list[Path]:
-    """Every `*.yaml`/`*.yml` directly in `directory`, sorted, dotfiles skipped."""
+    """Every `*.yaml`/`*.yml` directly in `directory`, sorted, dotfiles skipped; a file given itself is the one."""
+    if Path(directory).is_file():
+        return [Path(directory)]  # `fieldrelay rules check rules/jobs.yaml`: check one file, whatever its name
     return sorted(
         p
         for p in Path(directory).iterdir()

@@ -155,8 +155,14 @@ class EventView:
         found, new = lookup(record, name)
         if not found:
             return f"when.changed.{name}: {self._why()}, and the entity has no field {name!r}"
-        known, old = self.previous.field(name) if self.previous is not None else (False, None)
+        previous = self.previous
+        known, old = previous.field(name) if previous is not None else (False, None)
         if not known:
+            if previous is not None and previous.unchanged(name, record):
+                return (
+                    f"when.changed.{name}: {name!r} did not change since the version fieldrelay saw last "
+                    f"(still {show(new)}; compared by digest, the field being past FIELDRELAY_ENTITY_STATE_MAX_BYTES)"
+                )
             return Resolved(None, new, UNKNOWN, CURRENT)
         if canonical(old) == canonical(new):
             return (
@@ -287,13 +293,6 @@ def _compile(trigger: Trigger) -> Callable[[EventView], str | None]:
     return make(trigger.match, *values)
 
 
-def match_when(
-    when: WhenBase, event: ChangeEvent, entity: LazyEntity, previous: EntityVersion | None = None
-) -> str | None:
-    """`Trigger(when).match(EventView(event, entity, previous))`, for one-off checks."""
-    return Trigger(when).match(EventView(event, entity, previous))
-
-
 class _Check:
     """One of `from`/`to`/`not_from`/`not_to`, with its reason's opening written at load."""
 
@@ -385,8 +384,3 @@ def _wanted(value: Any) -> str:
 
 def _one(values: list[Any]) -> Any:
     return values[0] if len(values) == 1 else values
-
-
-def field_value(record: Mapping[str, Any], field: str) -> tuple[bool, Any]:
-    """Dotted lookup (`source.status`); (found, value)."""
-    return lookup(record, field)

@@ -48,7 +48,8 @@ def create_console(
     token = settings.console_token.get_secret_value() if settings.console_token else ""
     state = PipelineState(client or sync_redis(settings), redactor=redactor)
     auth = ConsoleAuth(token, state.r, secure=not settings.dev_mode)
-    c = Console(state, auth, RulesView(settings.rules_dir, actions), redactor)
+    rules = RulesView(settings.rules_dir, actions, settings.synchroteam_timezone)
+    c = Console(state, auth, rules, redactor, clock_skew=settings.clock_skew)
     routes = [
         Route("/", c.guarded(c.overview), methods=["GET"], name="overview"),
         Route("/login", c.login, methods=["GET", "POST"]),

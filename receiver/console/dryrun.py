@@ -21,20 +21,26 @@ from fieldrelay.limits import ResourceLimitError, describe, resource_bounds
 from receiver.webhooks import WebhookError, parse_message, to_events
 from rules import RuleSet, rule_from_json
 from rules.dryrun import explain
+from rules.helpers import use_synchroteam_zone
 
 TIMEOUT = 20.0
 MEMORY = 512 * 1024 * 1024  # on top of what the child needs to start
 CPU = 10
 
 
-def run_bounded(ruleset: RuleSet, event_text: str, entity_text: str) -> str:
-    """The dry-run report from a bounded child process, or a sentence saying why there is none."""
+def run_bounded(ruleset: RuleSet, event_text: str, entity_text: str, synchroteam_zone: str = "UTC") -> str:
+    """The dry-run report from a bounded child process, or a sentence saying why there is none.
+
+    `synchroteam_zone` is FIELDRELAY_SYNCHROTEAM_TIMEZONE: the Synchroteam date helpers render in it, as
+    in the worker, so the dry run shows the times the worker would send.
+    """
     payload = orjson.dumps(
         {
             "rules": [rule.to_json() for rule in ruleset.rules],
             "digest": ruleset.digest,
             "event": event_text,
             "entity": entity_text,
+            "synchroteam_zone": synchroteam_zone,
         }
     )
     try:
@@ -89,6 +95,7 @@ def report(ruleset: RuleSet, event_text: str, entity_text: str) -> str:
 
 def main() -> int:
     request = orjson.loads(sys.stdin.buffer.read())
+    use_synchroteam_zone(request.get("synchroteam_zone", "UTC"))
     with resource_bounds(memory=MEMORY, cpu=CPU):
         try:
             ruleset = RuleSet([rule_from_json(r) for r in request["rules"]], [], request["digest"])

@@ -21,11 +21,13 @@ class RulesView:
 
     Workers reload the same directory on their own (workers.rulebook); on one host, or with the
     directory shared, what this shows is what they run. `actions` is the workers' action catalog
-    (name -> parameter model), handed in by whoever assembles the receiver process.
+    (name -> parameter model), handed in by whoever assembles the receiver process. `synchroteam_zone`
+    (FIELDRELAY_SYNCHROTEAM_TIMEZONE) is the zone the dry run renders Synchroteam dates in.
     """
 
-    def __init__(self, directory: Path, actions: Mapping[str, type[BaseModel]]) -> None:
+    def __init__(self, directory: Path, actions: Mapping[str, type[BaseModel]], synchroteam_zone: str = "UTC") -> None:
         self.directory = directory
+        self.synchroteam_zone = synchroteam_zone
         self.actions = actions  # the action catalog: each action's parameter model
         self.ruleset: RuleSet | None = None
         self.loaded_at: float | None = None
@@ -60,4 +62,4 @@ class RulesView:
         ruleset = self.current().ruleset
         if ruleset is None:
             return "no rule set is loaded (see the errors above)"
-        return run_bounded(ruleset, event_text, entity_text)
+        return run_bounded(ruleset, event_text, entity_text, self.synchroteam_zone)

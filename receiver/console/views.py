@@ -106,9 +106,11 @@ class Console:
         rules: RulesView,
         redactor: Redactor,
         throttle: Throttle | None = None,
+        clock_skew: int = 300,
     ) -> None:
         self.state, self.auth, self.rules, self.redactor = state, auth, rules, redactor
         self.throttle = throttle or Throttle()
+        self.clock_skew = clock_skew  # FIELDRELAY_CLOCK_SKEW: a replayed webhook is read as the receiver reads it
 
     # ---- plumbing ----
     def page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
@@ -302,7 +304,7 @@ class Console:
         rejected_id = request.path_params["rejected_id"]
         back = f"{request.scope.get('root_path', '')}/rejected"
         try:
-            count = rejected.replay_rejected(self.state.r, rejected_id)
+            count = rejected.replay_rejected(self.state.r, rejected_id, max_skew=self.clock_skew)
         except rejected.RejectedError as exc:
             return self.back(request, back, error=self.redactor.text(str(exc))[:2000])
         return self.back(request, back, msg=f"Rejected webhook {rejected_id} replayed: {count} event(s) enqueued")

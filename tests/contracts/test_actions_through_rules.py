@@ -47,6 +47,7 @@ class World:
     runner: SandboxRunner
     redis: redis.Redis
     rules_dir: Path
+    monkeypatch: pytest.MonkeyPatch
     enqueued: list[tuple[str, str, int, str]] = field(default_factory=list)
     ran: list[tuple[str, str, int]] = field(default_factory=list)
     clients: SettingsClients | None = None
@@ -62,6 +63,8 @@ class World:
 
     def runtime(self, rules: str) -> Runtime:
         (self.rules_dir / "rules.yaml").write_text(rules.replace("HOOK_URL", self.url("hook")))
+        # The loader checks a literal URL against the allowlist the environment gives, as the worker's does.
+        self.monkeypatch.setenv("FIELDRELAY_HTTP_ALLOWED_HOSTS", urlsplit(self.url("hook")).netloc)
         load_rules(self.rules_dir, action_params())  # the file must load: every parameter checked at file:line
         settings = Settings(
             _env_file=None,
@@ -113,11 +116,15 @@ class World:
 
 @pytest.fixture
 def world(
-    shared_runner: SandboxRunner, shared: Callable[[str], Served], redis_client: redis.Redis, tmp_path: Path
+    shared_runner: SandboxRunner,
+    shared: Callable[[str], Served],
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[World]:
     for name in ("servicetrade", "synchroteam", "synergist", "hook"):
         shared(name)
-    made = World(shared_runner, redis_client, tmp_path)
+    made = World(shared_runner, redis_client, tmp_path, monkeypatch)
     try:
         yield made
     finally:

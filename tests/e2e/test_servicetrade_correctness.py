@@ -28,6 +28,7 @@ from tests.e2e.conftest import Pipeline
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.connectors.synergist import SynergistClient
 from workers.polling.pollers import POLL_TASK
+from workers.polling.store import PollStore
 
 pytestmark = pytest.mark.e2e
 
@@ -124,7 +125,6 @@ class Handle(Pipeline):
         self.synergist = SynergistClient(c.base_url(c.synergist_port), SANDBOX_USER, SecretStr(SANDBOX_PASSWORD), "1")
         self.state = PipelineState(self.redis)
         self.hook: Mapping[str, Any] = {}
-        self._last_poll = 0.0
 
     def control(self, method: str, path: str, **kwargs: Any) -> Any:
         url = self.url(self.config.servicetrade_port, f"/_sandbox{path}")
@@ -135,9 +135,9 @@ class Handle(Pipeline):
     def poll(self) -> dict[str, Any]:
         """One `servicetrade.job` poll task on the worker; its report once written."""
         key = "fieldrelay:poll:run:servicetrade.job"
-        # Runs closer than 0.8 of the interval (1 s here) are skipped as the same tick sent twice.
-        time.sleep(max(0.0, self._last_poll + 1.2 - time.monotonic()))
-        self._last_poll = time.monotonic()
+        # A run that starts within 0.8 of the interval (1 s here) of the last one is skipped as the same tick
+        # sent twice and writes no report: wait a whole interval from when the last run started in the worker.
+        time.sleep(max(0.0, PollStore(self.redis).last_started("servicetrade.job") + 1.1 - time.time()))
         before = self.redis.get(key)
         with Celery("correctness", broker=self.config.redis_url) as sender:
             sender.send_task(POLL_TASK, args=("servicetrade.job",), queue=EVENTS_QUEUE)

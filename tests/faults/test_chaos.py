@@ -109,7 +109,7 @@ def webhook(job_id: int, delivery: int) -> dict[str, Any]:
                 "action": "updated",
                 "timestamp": STAMP,
                 "entity": {"type": "job", "id": job_id, "uri": f"https://api.servicetrade.com/api/job/{job_id}"},
-                "changeset": [{"field": "status", "old": "scheduled", "new": "completed"}],
+                "changeset": [{"field": "status", "oldValue": "scheduled", "newValue": "completed"}],
             }
         ],
     }

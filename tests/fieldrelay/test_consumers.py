@@ -21,7 +21,7 @@ from fieldrelay.consumers import (
     restore_orphans,
     restore_stale,
 )
-from fieldrelay.metrics import metric_key
+from fieldrelay.metrics import RedisCollector, metric_key
 
 
 def deliver(r: redis.Redis, tag: str, consumer: str | None, *, queue: str = "events", at: float | None = None) -> None:
@@ -56,6 +56,21 @@ def test_states_follow_the_leases(redis_client: redis.Redis) -> None:
         "events",
         "dead",
     )
+
+
+def test_the_scrape_shows_each_state_and_an_orphan_until_it_is_put_back(redis_client: redis.Redis) -> None:
+    Leases(redis_client).renew("live")
+    deliver(redis_client, "t-live", "live")
+    deliver(redis_client, "t-dead", "dead")
+    deliver(redis_client, "t-kombu", None)
+
+    def unacked() -> dict[str, float]:
+        [family] = [m for m in RedisCollector(redis_client).collect() if m.name == "fieldrelay_unacked_messages"]
+        return {s.labels["state"]: s.value for s in family.samples}
+
+    assert unacked() == {"held": 1.0, "orphaned": 1.0, "untracked": 1.0}
+    restore_orphans(redis_client)
+    assert unacked() == {"held": 1.0, "orphaned": 0.0, "untracked": 1.0}
 
 
 def test_only_a_dead_consumers_messages_go_back_once_under_a_fresh_tag(redis_client: redis.Redis) -> None:

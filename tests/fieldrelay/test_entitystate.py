@@ -147,3 +147,28 @@ def test_the_state_kept_before_this_store_is_moved_into_it_once(store: EntitySto
     assert not redis_client.exists("fieldrelay:poll:snap:synergist.activity", "fieldrelay:seen:servicetrade:job")
     redis_client.hset("fieldrelay:seen:servicetrade:job", mapping={"1": 1})
     assert migrate_legacy_state(redis_client, store) == 0  # once per Redis
+
+
+def test_a_dropped_field_keeps_a_digest_that_tells_equal_from_changed():
+    brought = {**BROUGHT, "max_bytes": 1024}
+    record = {"status": "new", "notes": "x" * 5000}
+    first = successor(EntityVersion(), record, at=1, event_id="e1", decided=True, **brought)
+    again = EntityVersion.decode(first.encode())
+    assert again.dropped == ("notes",) and again.field("notes") == (False, None)
+    assert again.unchanged("notes", record) and not again.unchanged("notes", {**record, "notes": "y"})
+    assert not again.unchanged("status", record)  # a kept field is compared by value, not here
+
+    second = successor(again, {**record, "notes": "z" * 5000}, at=2, event_id="e2", decided=True, **brought)
+    assert second.before_sums == {"notes": first.sums["notes"]} and "notes" not in second.unknown_before
+    before = second.previous()
+    assert before is not None and before.unchanged("notes", record)  # the version before e2, by digest
+    # A field dropped earlier that fits again is compared by digest too: unchanged is not "unknown before".
+    shrunk = successor(
+        EntityVersion({"status": "new"}, dropped=("notes",), sums={"notes": first.sums["notes"]}),
+        {"status": "new", "notes": "x" * 5000},
+        at=3,
+        event_id="e3",
+        decided=True,
+        **{**BROUGHT, "max_bytes": 8192},
+    )
+    assert shrunk.unknown_before == () and shrunk.field("notes") == (True, "x" * 5000)

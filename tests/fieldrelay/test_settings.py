@@ -72,6 +72,9 @@ def test_env_variables_are_read(monkeypatch):
             "FIELDRELAY_WEBHOOK_TOKENS: token 2 of 2 is 1 characters; at least 16 are required",
         ),
         ("FIELDRELAY_CONSOLE_TOKEN", "console", "FIELDRELAY_CONSOLE_TOKEN: 7 characters; at least 16 are required"),
+        ("FIELDRELAY_CLOCK_SKEW", "99999999999", "FIELDRELAY_CLOCK_SKEW: Input should be less than or equal to 86400"),
+        ("FIELDRELAY_ENTITY_STATE_TTL", str(2**63), "FIELDRELAY_ENTITY_STATE_TTL: Input should be less than or equal"),
+        ("FIELDRELAY_ENTITY_STATE_MAX_BYTES", str(2**40), "FIELDRELAY_ENTITY_STATE_MAX_BYTES: Input should be less"),
     ],
 )
 def test_invalid_settings_name_the_variable(monkeypatch, variable, value, message):

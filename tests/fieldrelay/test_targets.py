@@ -6,7 +6,7 @@ import calendar
 from datetime import UTC, datetime
 
 from fieldrelay.settings import Settings
-from fieldrelay.targets import next_reset, target_limits
+from fieldrelay.targets import next_reset, session_overrun, target_limits
 
 
 def test_each_target_has_a_row_with_its_documented_or_configured_limits():
@@ -32,3 +32,15 @@ def test_the_next_reset_is_utc_midnight_or_the_next_multiple_of_a_period():
     assert next_reset(noon) == calendar.timegm(datetime(2026, 12, 1, tzinfo=UTC).utctimetuple())
     assert next_reset(noon - 0.5, period=60) == noon
     assert next_reset(noon, period=60) == noon + 60
+
+
+def test_servicetrade_sessions_are_data_and_bound_a_worker():
+    """Seed 002, "Authentication": a soft limit of 100 sessions per user; bearer tokens (oauth2) are not sessions."""
+    session = target_limits(Settings(_env_file=None))
+    assert session["servicetrade"].sessions == 100 and session["synchroteam"].sessions is None
+    assert session_overrun(session, 100) is None
+    assert "past the 100 it allows" in (session_overrun(session, 101) or "")
+    oauth = target_limits(
+        Settings(_env_file=None, servicetrade_auth="oauth2", servicetrade_client_id="c", servicetrade_client_secret="s")
+    )
+    assert oauth["servicetrade"].sessions is None and session_overrun(oauth, 256) is None

@@ -36,3 +36,12 @@ def test_a_bad_setting_stops_every_process_naming_the_variable(env, command: str
     env.setenv("FIELDRELAY_HTTP_TIMEOUT", "inf")
     with pytest.raises(SystemExit, match="FIELDRELAY_HTTP_TIMEOUT: Input should be a finite number"):
         main([command])
+
+
+def test_a_worker_that_would_hold_more_servicetrade_sessions_than_the_user_may_does_not_start(env) -> None:
+    """Seed 002, "Authentication": 100 open sessions per user (soft), and each worker process holds one."""
+    with pytest.raises(SystemExit, match=r"101 worker processes would hold 101 servicetrade sessions .* past the 100"):
+        main(["worker", "--once", "--concurrency", "101"])
+    env.setenv("FIELDRELAY_WORKER_CONCURRENCY", "150")
+    with pytest.raises(SystemExit, match=r"150 worker processes"):
+        main(["worker", "--once"])

@@ -10,6 +10,7 @@ import redis
 from fieldrelay.state import PipelineState
 from fieldrelay.steps import Step
 from fieldrelay_cli.main import main
+from rules.helpers import use_synchroteam_zone
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "rules" / "examples"
@@ -32,6 +33,45 @@ def test_check_lists_errors_with_positions_and_fails(tmp_path, capsys):
     assert f"{tmp_path}/bad.yaml:3:" in err and "did you mean 'job'" in err
     assert f"{tmp_path}/bad.yaml:9:" in err and "colour" in err
     assert "not loaded" in err
+
+
+METADATA_RULE = (
+    "rules:\n  - name: meta\n    when: {source: servicetrade, entity: job}\n"
+    "    then:\n      - http.request: {url: 'http://169.254.169.254/latest/meta-data/'}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "refusal"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+        ("http://127.0.0.1:9000/internal-admin", "127.0.0.1 is a loopback address"),
+        ("http://[::ffff:10.0.0.1]/x", "a private address"),
+    ],
+)
+def test_check_refuses_a_literal_url_the_egress_policy_refuses(tmp_path, capsys, monkeypatch, url, refusal):
+    """Issue 12: a literal metadata URL passed `rules check`; it is a load error, as it would be in the worker."""
+    monkeypatch.delenv("FIELDRELAY_HTTP_ALLOWED_HOSTS", raising=False)
+    (tmp_path / "r.yaml").write_text(METADATA_RULE.replace("http://169.254.169.254/latest/meta-data/", url))
+    assert main(["rules", "check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path}/r.yaml:5:" in err and "refused by the egress policy" in err and refusal in err
+
+
+def test_check_follows_the_allowlist_and_takes_one_file(tmp_path, capsys, monkeypatch):
+    rule_file = tmp_path / "jobs.yaml"
+    rule_file.write_text(METADATA_RULE)
+    monkeypatch.setenv("FIELDRELAY_HTTP_ALLOWED_HOSTS", "169.254.169.254")
+    assert main(["rules", "check", str(rule_file)]) == 0
+    assert "1 rule(s) in 1 file(s) OK" in capsys.readouterr().out
+    monkeypatch.setenv("FIELDRELAY_HTTP_ALLOWED_HOSTS", "hooks.example.com")
+    assert main(["rules", "check", str(rule_file)]) == 1
+    assert "169.254.169.254:80 is not in FIELDRELAY_HTTP_ALLOWED_HOSTS" in capsys.readouterr().err
+
+
+def test_check_of_a_path_that_is_not_there_is_a_sentence(tmp_path, capsys):
+    assert main(["rules", "check", str(tmp_path / "nowhere")]) == 1
+    assert capsys.readouterr().err == f"{tmp_path / 'nowhere'}: No such file or directory\n"
 
 
 def test_dry_run_of_the_documented_webhook(capsys):
@@ -125,3 +165,28 @@ def test_dry_run_of_the_docs_sample_verbatim_and_a_previous_version(tmp_path, ca
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(SystemExit, match="not a record"):
         main([*args, "--previous", str(tmp_path / "bad.json")])
+
+
+ZONE_RULE = (
+    "rules:\n  - name: sched\n    when: {source: servicetrade, entity: job}\n    then:\n"
+    '      - synchroteam.job.upsert:\n          myId: "st-job-{{ event.entity.id }}"\n'
+    '          scheduledStart: "{{ synchroteam_job_datetime(event.occurred_at) }}"\n'
+)
+ZONE_EVENT = (
+    '{"source": "servicetrade", "via": "webhook", "action": "updated", "occurred_at": 1700000000,'
+    ' "entity": {"type": "job", "id": 7}, "changes": {}}'
+)
+
+
+def test_the_dry_run_renders_synchroteam_dates_in_the_accounts_zone(tmp_path, capsys, monkeypatch):
+    """Issue 15: `rules test` showed UTC where the worker sends FIELDRELAY_SYNCHROTEAM_TIMEZONE's wall time."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(ZONE_RULE)
+    (tmp_path / "event.json").write_text(ZONE_EVENT)
+    monkeypatch.setenv("FIELDRELAY_SYNCHROTEAM_TIMEZONE", "America/New_York")
+    try:
+        assert main(["rules", "test", "--rules", str(tmp_path / "rules"), "--event", str(tmp_path / "event.json")]) == 0
+    finally:
+        use_synchroteam_zone("UTC")  # the zone is per process; leave it as the other tests expect
+    # 1700000000 is 2023-11-14 22:13:20 UTC, 17:13:20 in New York.
+    assert '"scheduledStart": "14/11/2023 17:13:20"' in capsys.readouterr().out

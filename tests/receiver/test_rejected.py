@@ -159,3 +159,20 @@ def test_the_throttle_forgets_after_its_window() -> None:
     assert t.blocked("a") == 60 and t.blocked("b") == 0
     now[0] = 61
     assert t.blocked("a") == 0 and t.failed("a") == 1
+
+
+def test_a_replay_reads_timestamps_with_the_receivers_clock_skew(client, redis_client) -> None:
+    """A replayed body is read as the receiver reads it: an item far ahead of the clock is clamped by
+    FIELDRELAY_CLOCK_SKEW (issue 11), not let through because the replay path forgot the setting."""
+    import time
+
+    future = json.loads(json.dumps(GOOD))
+    future["data"][0]["action"] = "merged"  # rejected now; fixed below
+    rejected_id = hook(client, json.dumps(future).encode()).json()["rejected_id"]
+    future["data"][0]["action"] = "updated"
+    future["data"][0]["timestamp"] = int(time.time()) + 7200
+    key = rejected.entry_key(rejected_id)
+    redis_client.set(key, orjson.dumps({**orjson.loads(redis_client.get(key)), "body": _packed(future)}))
+    assert rejected.replay_rejected(redis_client, rejected_id, max_skew=60) == 1
+    [event] = queued_events(redis_client)
+    assert event["clamped_from"] == future["data"][0]["timestamp"] and event["occurred_at"] < event["clamped_from"]

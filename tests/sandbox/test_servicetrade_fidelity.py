@@ -101,3 +101,25 @@ def test_job_create_service_close_out_and_clock(st_client: TestClient, st_app: A
     st_app.state.sandbox.create("clock", {"type": "clock-in", "eventTime": 100, "jobId": 35769, "userId": 6})
     events = st_client.get("/api/clock", params={"startTime": 0, "endTime": 200}).json()["data"]["events"]
     assert [e["eventTime"] for e in events] == [100]
+
+
+def test_comment_list_takes_both_readings_of_the_seed(st_client: TestClient) -> None:
+    """Seed 002, "Comment": the table answers GET /comment with 405 "not allowed", while the query params
+    require `entityType` (and `entityId` unless a date filter is given) and the example lists job 41's comments."""
+    assert st_client.get("/api/comment").status_code == 405
+    assert st_client.get("/api/comment", params={"entityId": 35769}).status_code == 405
+    assert st_client.get("/api/comment", params={"entityType": 3}).status_code == 405
+    posted = st_client.post("/api/job/35769/comment", json={"content": "on site", "visibility": ["tech"]})
+    assert posted.status_code == 200
+    comment_id = posted.json()["data"]["id"]
+    listed = st_client.get("/api/comment", params={"entityId": 35769, "entityType": 3}).json()["data"]
+    assert comment_id in [c["id"] for c in listed["comments"]] and listed["totalPages"] == 1
+    # The same comments as the job's own comment endpoint, cascade included.
+    via_job = st_client.get("/api/job/35769/comment").json()["data"]["comments"]
+    assert [c["id"] for c in listed["comments"]] == [c["id"] for c in via_job]
+    by_date = st_client.get("/api/comment", params={"entityType": 3, "createdAfter": 0}).json()["data"]["comments"]
+    assert comment_id in [c["id"] for c in by_date] and all(c["entity"]["type"] == 3 for c in by_date)
+    assert not st_client.get(
+        "/api/comment", params={"entityId": 35769, "entityType": 3, "visibility": "billing"}
+    ).json()["data"]["comments"]
+    assert st_client.get("/api/comment", params={"entityType": "job", "entityId": 1}).status_code == 400

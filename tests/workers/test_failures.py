@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -140,3 +142,28 @@ def test_run_once_fails_anything_but_redis_trouble_for_good(alerts) -> None:
         retry.run_once(lambda: int("x"), broken_fail)
     [(message, tags)] = alerts.sent  # a person still hears of both
     assert tags == {"alert": "unrecorded-failure"} and "ValueError" in message and "DLQ write" in message
+
+
+def test_the_poll_task_dead_letters_a_failing_poller_and_alerts_once_an_hour(
+    redis_client, redis_url, alerts, monkeypatch
+) -> None:
+    """The task wrapper itself (`workers.polling.tasks.poll`), as Celery runs it: a poller that raises is a
+    dead letter that runs the poll again, with one alert per hour however often beat retries it."""
+    monkeypatch.setenv("FIELDRELAY_REDIS_URL", redis_url)  # the Celery app reads it when first imported
+    tasks = importlib.import_module("workers.polling.tasks")
+
+    class Broken:
+        def poller(self, name: str) -> Any:
+            raise LookupError(f"no poller {name!r}")
+
+    state = PipelineState(redis_client)
+    monkeypatch.setattr(tasks, "context", lambda: Broken())
+    monkeypatch.setattr(tasks, "failure_state", lambda: state)
+    for _ in range(3):
+        assert tasks.poll.run("servicetrade.job") == {}
+    [dead] = queries.list_dead_letters(state)
+    assert (dead["kind"], dead["action"]) == ("poll", "poll servicetrade.job")
+    assert dead["error"] == "LookupError: no poller 'servicetrade.job'"
+    assert len(alerts.sent) == 1
+    operations.retry_dead_letter(state, dead["id"])
+    assert queued(redis_client, EVENTS_QUEUE) == [(tasks.POLL_TASK, ["servicetrade.job"])]

@@ -307,3 +307,40 @@ def test_our_own_write_is_taken_into_the_stored_version(rt: Runtime, st: FakeSer
     assert rt.state.entities.read("servicetrade", "job", 35769).field("customerPo") == (True, "FR-35769")
     job["description"] = "a person's edit"
     assert "po-changed" not in matched(rt, update("job", 35769, int(time.time()) + 1, {}))  # not our write again
+
+
+def test_a_field_past_the_size_bound_does_not_fire_its_rule_again_at_every_event(
+    rt: Runtime, st: FakeServiceTrade, redis_client: redis.Redis, tmp_path: Path
+):
+    """A field dropped by FIELDRELAY_ENTITY_STATE_MAX_BYTES keeps a digest: `changed: {notes: {not_to: ""}}`
+    fires on the first sighting and on a real change, never on an unrelated update (issue 11's promise)."""
+    (tmp_path / "rules.yaml").write_text(
+        RULES
+        + """
+  - name: long-notes
+    mode: parallel
+    when: {source: servicetrade, entity: job, action: updated, changed: {notes: {not_to: ""}}}
+    then:
+      - synchroteam.customer.upsert: {myId: "notes-{{ event.entity.id }}", name: "notes"}
+"""
+    )
+    rt.state = PipelineState(redis_client, entity_max_bytes=1024)
+    job = st.records[("job", 35769)]
+    job.update(notes="n" * 4000, status="scheduled")
+    first = update("job", 35769, 100, None)
+    assert matched(rt, first) == ["long-notes"]  # first sighting: no earlier version to say otherwise
+    stored = rt.state.entities.read("servicetrade", "job", 35769)
+    assert stored.dropped == ("notes",) and stored.field("notes") == (False, None)
+
+    job.update(description="a technician's note", updated=110)
+    later = update("job", 35769, 110, None)
+    assert matched(rt, later) == []
+    [skipped] = [s for s in steps(rt, later, "rule.skipped") if s.get("rule") == "long-notes"]
+    assert "'notes' did not change since the version fieldrelay saw last" in skipped["reason"]
+    assert "compared by digest" in skipped["reason"]
+
+    job.update(notes="m" * 4000, updated=120)
+    assert matched(rt, update("job", 35769, 120, None)) == ["long-notes"]  # a real change still fires
+    # A redelivery of that event compares with the version before it: the old digest, so it still matches.
+    redelivered = update("job", 35769, 120, None)
+    assert matched(rt, redelivered, task=f"task-{redelivered.id}") == ["long-notes"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import types
 import typing
 from typing import Any
@@ -11,6 +12,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from workers.actions.registry import ACTIONS, ActionSpec
+from workers.connectors.servicetrade import ServiceTradeClient
+from workers.connectors.synchroteam import SynchroteamClient
+from workers.connectors.synergist import SynergistClient
 
 CRASHES = """\
 ## Creates, crashes and retries
@@ -20,6 +24,32 @@ again. Upserts (Synchroteam's `…upsert` by `myId`) and updates absorb that. A 
 records its intent before the call (`workers/intents.py`). A run after a crash first waits until the earlier
 call can no longer be in flight (`FIELDRELAY_HTTP_TIMEOUT`), then reads the target, and creates only when it
 finds nothing. "Since the first attempt" reaches 5 minutes further back, for the target's clock."""
+# The connector method that reads back each create; its docstring quotes the seed passage it rests on.
+READ_BACK_METHODS: dict[str, Any] = {
+    "servicetrade.job.comment": ServiceTradeClient.find_job_comment,
+    "servicetrade.job.create": ServiceTradeClient.find_job,
+    "servicetrade.attachment.upload": ServiceTradeClient.find_attachment,
+    "servicetrade.appointment.create": ServiceTradeClient.find_appointment,
+    "synchroteam.activity.upsert": SynchroteamClient.find_activity,
+    "synergist.activity.create": SynergistClient.find_activity,
+    "synergist.job.create": SynergistClient.find_job,
+    "synergist.calendar.create": SynergistClient.find_booking,
+    "synergist.timesheet.create": SynergistClient.find_pending_timesheet,
+}
+_SEED = re.compile(r'Seed (\d{3}), ("[^"]+")')
+
+
+def read_back_source(action: str) -> str:
+    """`002 "Job" · ServiceTradeClient.find_job`: the seed passage the method's docstring quotes, and the method."""
+    method = READ_BACK_METHODS.get(action)
+    if method is None:
+        return "—"
+    match = _SEED.search(inspect.getdoc(method) or "")
+    if match is None:
+        raise ValueError(f'{method.__qualname__} quotes no seed passage (Seed NNN, "Section")')
+    return f"{match.group(1)} {match.group(2)} · `{method.__qualname__}`"
+
+
 # What a run after a crash reads to find the record an earlier attempt made (the connectors' `find_*`).
 READ_BACKS = {
     "servicetrade.job.comment": (
@@ -100,9 +130,9 @@ def render_reference() -> str:
         "",
         CRASHES,
         "",
-        "| Action | Read back by |",
-        "|---|---|",
-        *(f"| `{name}` | {how} |" for name, how in READ_BACKS.items()),
+        "| Action | Read back by | Seed passage · connector method |",
+        "|---|---|---|",
+        *(f"| `{name}` | {how} | {read_back_source(name)} |" for name, how in READ_BACKS.items()),
     ]
     for spec in ACTIONS.values():
         lines += ["", *_section(spec)]

@@ -216,6 +216,7 @@ class ServiceTradeClient:
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at: float | None = None
+        self._token_as_json = False  # the token request's body: a form (RFC 6749) until a server wants JSON (the SDK's)
 
     def __repr__(self) -> str:
         return f"ServiceTradeClient({self.base_url!r}, username={self.username!r}, auth={self.auth!r})"
@@ -312,7 +313,11 @@ class ServiceTradeClient:
         return self.get(f"/externalid/{entity_type}/{quote(system, safe='')}/", value=value)
 
     def iter_list(self, entity_type: str, **filters: Any) -> Iterator[records.ServiceTradeEntity]:
-        """Every record of a list, page after page, every pass (see ``passes``)."""
+        """Every record of a list, page after page, every pass (see ``passes``).
+
+        Seed 002, "Conventions and Units" > "Pagination": "The response "data" element for a list resource
+        will contain a "totalPages" count and a "page" number. Page numbers start at 1."
+        """
         for extra in self.passes(entity_type, filters):
             yield from self._pages(entity_type, {**filters, **extra})
 
@@ -391,7 +396,10 @@ class ServiceTradeClient:
     ) -> tuple[list[records.ServiceTradeEntity], int | None]:
         """One page: its rows and ``totalPages`` (None when the answer carries no paging fields).
 
-        `key` names the array when the path is not a plain list (``job/41/comment`` answers ``comments``)."""
+        `key` names the array when the path is not a plain list (``job/41/comment`` answers ``comments``).
+        Seed 002, "Pagination": a client "can send a "page=n" parameter with a GET request", and "different
+        resources may have different numbers of results per page", so the page size is never assumed.
+        """
         data = _dict(self._call("GET", f"/{entity_type}", params={**filters, "page": page}))
         key = key or LIST_KEYS.get(entity_type)
         rows = data.get(key) if key else None
@@ -621,7 +629,15 @@ class ServiceTradeClient:
         return str(token)
 
     def _oauth_token(self) -> str:
-        """A bearer token from ``POST /oauth2/token`` (RFC 6749 4.3 password / 4.4 client_credentials grant)."""
+        """A bearer token from ``POST /oauth2/token`` (RFC 6749 4.3 password / 4.4 client_credentials grant).
+
+        Not in the seeds: seed 002 ("Getting Started" > "Requests", "Authentication") documents only the
+        ``PHPSESSID`` session cookie, which stays the default. Two readings of the token request exist:
+        RFC 6749 3.2 sends a form body, and ServiceTrade's own TypeScript SDK sends the same fields as
+        JSON. The form goes first; an answer that is not an RFC 6749 5.2 error (a 415, or a 400 without
+        ``error``) means the server did not read it, and the JSON body is sent once. Whichever worked is
+        sent first from then on.
+        """
         if self.grant == "client_credentials":
             form = {
                 "grant_type": "client_credentials",
@@ -632,7 +648,13 @@ class ServiceTradeClient:
             form = {"grant_type": "password", "username": self.username, "password": self._password.get_secret_value()}
             if self.client_id:
                 form["client_id"] = self.client_id
-        response = self._send("POST", "/oauth2/token", None, data=form)
+        first, second = ("json", "data") if self._token_as_json else ("data", "json")
+        response = self._send("POST", "/oauth2/token", None, **{first: form})
+        if response.status_code in (400, 415) and not _oauth_error(response):
+            retried = self._send("POST", "/oauth2/token", None, **{second: form})
+            if retried.is_success:
+                self._token_as_json = second == "json"
+            response = retried
         path = response.request.url.path
         if 400 <= response.status_code < 500 and response.status_code != 429:
             raise ServiceTradeAuthFailed(API, response.status_code, path, _oauth_detail(response))
@@ -703,10 +725,18 @@ def _dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
 
 
-def _oauth_detail(response: httpx.Response) -> str:
-    """RFC 6749 5.2 error answers (``error``, ``error_description``), else the envelope's messages."""
+def _oauth_error(response: httpx.Response) -> dict[str, Any] | None:
+    """The RFC 6749 5.2 error answer (``error``, ``error_description``), if that is what the body is."""
     body = json_body(response)
     if isinstance(body, dict) and body.get("error") and not isinstance(body.get("error"), dict | list):
+        return body
+    return None
+
+
+def _oauth_detail(response: httpx.Response) -> str:
+    """RFC 6749 5.2 error answers (``error``, ``error_description``), else the envelope's messages."""
+    body = _oauth_error(response)
+    if body is not None:
         return ": ".join(str(body[k]) for k in ("error", "error_description") if body.get(k))
     return _detail(response)
 

@@ -37,7 +37,6 @@ from workers.connectors.transport import json_body, open_client, send
 API = "synergist"
 AUTH_CODES = {404001, 404002, 404003}  # no credentials, invalid credentials, account disabled
 NOT_RECOGNISED = 404004  # "request not recognized"
-ERROR_RANGE = range(404000, 405000)  # "an error code within the range of 404000 and 404999"
 _XML_ERROR = re.compile(r'ErrorID="(\d+)".*?<ErrorText>(.*?)</ErrorText>', re.S | re.I)
 OnConflict = Literal["overwrite", "keep_theirs", "fail"]
 
@@ -374,7 +373,9 @@ class SynergistClient:
     ) -> Iterator[dict[str, Any]]:
         """Every record of a list model, page after page (``Timestampfrom=`` when given).
 
-        [INCONS] pages are documented to start at 0 but the examples send 1: start at 0 and
+        [INCONS] seed 001 (Synergist API v3.2), "General parameters for all requests": "page (optional)
+        Data page to return, page numbering starts at 0", and its parameter table says "page=1 Page
+        numbering starts at 0", while every example URL sends ``page=1``. Both readings: start at 0 and
         skip rows already seen, so either numbering yields each record once. ``on_page(page)``
         follows each page, so a listing can resume at ``start_page``.
         """

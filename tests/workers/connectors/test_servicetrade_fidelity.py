@@ -188,3 +188,40 @@ def test_webhook_and_comment_bodies_are_json() -> None:
 
     make(login_or(handler)).update_service_request(5, {"status": "closed"})
     assert seen[0].url.path == "/api/servicerequest/5" and json.loads(seen[0].content) == {"status": "closed"}
+
+
+def test_oauth2_token_request_takes_both_readings_form_then_json() -> None:
+    """RFC 6749 sends the token request as a form; ServiceTrade's TypeScript SDK sends JSON. A server that
+    answers the form with 415 gets JSON once, and JSON first from then on; an RFC 6749 error is final."""
+    seen: list[httpx.Request] = []
+
+    def json_only(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/api/oauth2/token":
+            if request.headers.get("content-type") != "application/json":
+                return httpx.Response(415, text="Unsupported Media Type")
+            return httpx.Response(200, json={"access_token": f"t{len(seen)}", "expires_in": 3600})
+        if request.headers.get("authorization", "").startswith("Bearer t") and request.url.path == "/api/job/7":
+            return httpx.Response(200, json={"data": {"id": 7}})
+        return httpx.Response(401, json={"messages": {"error": ["unauthorized"]}})
+
+    client = make(json_only, auth="oauth2")
+    assert client.get_entity("job", 7)["id"] == 7
+    tokens = [r for r in seen if r.url.path == "/api/oauth2/token"]
+    assert [r.headers["content-type"] for r in tokens] == ["application/x-www-form-urlencoded", "application/json"]
+    assert json.loads(tokens[1].content) == {"grant_type": "password", "username": "bot", "password": "pw"}
+    client._expires_at = 0.0  # the token has expired: the next one is asked for as JSON straight away
+    seen.clear()
+    client.get_entity("job", 7)
+    assert [r.headers["content-type"] for r in seen if r.url.path == "/api/oauth2/token"] == ["application/json"]
+
+    seen.clear()
+
+    def bad_credentials(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(400, json={"error": "invalid_grant"})
+
+    refused = make(bad_credentials, auth="oauth2")
+    with pytest.raises(ServiceTradeAuthFailed, match="invalid_grant"):
+        refused.get_entity("job", 7)
+    assert len(seen) == 1  # the server read the form and refused the credentials: nothing to retry

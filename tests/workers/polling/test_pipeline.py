@@ -23,6 +23,7 @@ from fieldrelay_cli.devstack import Stack, StackConfig
 from fieldrelay_cli.embedded_redis import free_port
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.polling.pollers import POLL_TASK
+from workers.polling.store import PollStore
 
 ROOT = Path(__file__).parents[3]
 TOKEN = "poll-token"
@@ -91,12 +92,13 @@ def catch_dropped_webhook(stack: Stack, redis_client: redis.Redis, st: ServiceTr
     st.create_webhook(f"{c.base_url(c.receiver_port)}/webhooks/servicetrade/{TOKEN}")
     report_key = "fieldrelay:poll:run:servicetrade.job"
 
-    last_sent = [0.0]
+    store = PollStore(redis_client)
 
     def poll() -> dict:
-        # Runs closer than 0.8 of the interval (1 s here) are skipped as the same tick sent twice.
-        time.sleep(max(0.0, last_sent[0] + 1.2 - time.monotonic()))  # with room for queue latency
-        last_sent[0] = time.monotonic()
+        # A run that starts within 0.8 of the interval (1 s here) of the last one is skipped as the same tick
+        # sent twice, and writes no report. What counts is when the last run *started* in the worker (a busy
+        # worker may start it well after it was sent), so wait a whole interval from there.
+        time.sleep(max(0.0, store.last_started("servicetrade.job") + 1.1 - time.time()))
         before = redis_client.get(report_key)
         with Celery("poll-test", broker=c.redis_url) as sender:
             sender.send_task(POLL_TASK, args=("servicetrade.job",), queue=EVENTS_QUEUE)
