@@ -1,7 +1,7 @@
 """kill -9 while first actions run inline (issue 14): a rule whose first step is a ServiceTrade comment, which
-ServiceTrade cannot deduplicate and whose target is unpaced, so each event's own task posts it; then a
-Synchroteam upsert on its queue. Each webhook is delivered twice, shuffled, while pool children and Celery main
-processes are killed. Nothing may be missing or doubled, and nothing dead-lettered.
+ServiceTrade cannot deduplicate and whose target is unpaced, so each event's own task posts it; then a customer
+and a job upsert on Synchroteam's queue. Each webhook is delivered twice, shuffled, while pool children and
+Celery main processes are killed. Nothing may be missing or doubled, and nothing dead-lettered.
 """
 
 from __future__ import annotations
@@ -41,9 +41,13 @@ rules:
       - servicetrade.job.comment:
           jobId: "{{{{ event.entity.id }}}}"
           content: "{COMMENT}{{{{ event.entity.id }}}}"
+      - synchroteam.customer.upsert:
+          myId: "st-company-{{{{ event.entity.id % 50 }}}}"
+          name: "Customer {{{{ event.entity.id % 50 }}}}"
       - synchroteam.job.upsert:
           myId: "st-job-{{{{ event.entity.id }}}}"
           description: "job {{{{ event.entity.id }}}}"
+          customer: {{myId: "st-company-{{{{ event.entity.id % 50 }}}}"}}
 """
 
 
@@ -97,8 +101,8 @@ def test_kill_nine_during_inline_first_actions_duplicates_nothing(fault_stack):
     )
 
     assert len(chaos.kills) >= MIN_KILLS
-    # The comments ran inside the events' own tasks: only the Synchroteam steps (and repeats) took a message.
-    assert run_actions < 1.5 * EVENTS
+    # The comments ran inside the events' own tasks: only the two Synchroteam steps (and repeats) took messages.
+    assert run_actions < 2.5 * EVENTS
     assert missing == {"comments": 0, "jobs": 0}
     assert duplicates == {"comments": 0, "jobs": 0}
     assert dead_letters == 0
