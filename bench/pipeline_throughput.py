@@ -155,7 +155,14 @@ class Bench:
             logs / "receiver.log",
         )
         self.procs["worker"] = spawn(
-            [str(bin_dir / "fieldrelay"), "worker", "--concurrency", str(self.args.workers)],
+            [
+                str(bin_dir / "fieldrelay"),
+                "worker",
+                "--concurrency",
+                str(self.args.workers),
+                "--loglevel",
+                self.args.worker_loglevel,
+            ],
             env,
             self.tmp,
             logs / "worker.log",
@@ -318,6 +325,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--actions", type=int, choices=(1, 4), default=1)
+    parser.add_argument(
+        "--worker-loglevel",
+        default="INFO",
+        help="fieldrelay worker's log level (its default INFO; the reference runs at warning, Celery's default)",
+    )
     parser.add_argument(
         "--rss-after",
         type=int,

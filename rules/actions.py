@@ -158,6 +158,10 @@ def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     return None, False
 
 
+# Validators that only make sense on a literal in a rule file (not on every rendered value) look for this.
+LOAD_CONTEXT = {"at_load": True}
+
+
 @lru_cache(maxsize=1024)
 def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
     info = model.model_fields[name]
@@ -191,7 +195,7 @@ def check_params(model: type[BaseModel], params: Mapping[str, Any], loc: Loc, pr
                         check_params(inner, item, (*loc, key, i), problems)
             continue
         try:
-            _adapter(model, name).validate_python(value)
+            _adapter(model, name).validate_python(value, context=LOAD_CONTEXT)
         except ValidationError as exc:
             for err in exc.errors():
                 problems.append(((*loc, key, *err["loc"]), describe(err)))

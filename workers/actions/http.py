@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from fieldrelay.egress import SETTING, EgressPolicy, EgressRefused
 from fieldrelay.settings import http_allowed_hosts
@@ -13,11 +13,12 @@ from workers.actions.context import ActionContext, ActionSpec, Clients
 from workers.actions.params import ActionParams
 
 
-def _http_url(value: str) -> str:
+def _http_url(value: str, info: ValidationInfo) -> str:
     # Part of the field's type, so `rules check` applies it to a literal URL at load time; a
     # templated one is checked when it renders. A literal aimed where the egress policy will never let it
     # go (cloud metadata, loopback, a private network, a host not in the allowlist) is a load error, so
-    # `rules check` says so rather than the first run's dead letter. The connector checks again at send.
+    # `rules check` says so rather than the first run's dead letter. At run time the connector applies the
+    # worker's policy to every URL it sends to, so the settings are not read again for each render.
     try:
         parts = urlsplit(value)
         host = parts.hostname
@@ -27,6 +28,8 @@ def _http_url(value: str) -> str:
         raise ValueError(f"only http and https URLs are allowed, not {parts.scheme or 'no scheme'!r}: {value!r}")
     if not host:
         raise ValueError(f"not an http(s) URL (no host): {value!r}")
+    if not (info.context or {}).get("at_load"):
+        return value
     reason = EgressPolicy.from_entries(http_allowed_hosts()).check_url(value)
     if reason is not None:
         raise ValueError(f"{EgressRefused(reason)} ({SETTING} names the hosts it may call)")
