@@ -235,7 +235,9 @@ class _ListedSource:
     def clock(self) -> int:
         return 10**9
 
-    def fetch(self, since: int, full: bool) -> Any:
+    progress: Any = None  # where a listing stopped (the real sources' resumable mark); a bench list never stops
+
+    def fetch(self, since: int, full: bool, mark: Any = None) -> Any:
         return iter(self.rows)
 
     def recheck(self, record_id: int | str) -> Record | None:
