@@ -13,6 +13,7 @@ explains the states). kombu's visibility timeout still applies, to messages no c
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import logging
 import os
@@ -161,6 +162,10 @@ class _Process:
     and its channels that may hold messages (`<consumer>/<n>`, one per QoS)."""
 
     lock = threading.Lock()
+    # Owners of channels closed by a finalizer. A finalizer runs inside any allocation of whatever thread
+    # collects garbage, possibly one holding `lock`, so it never takes it: it appends here (deque appends
+    # are atomic) and the next holder of the lock takes the owners out of `live`.
+    closed: collections.deque[str] = collections.deque()
     consumer: str | None = None
     keeper: LeaseKeeper | None = None
     pid: int | None = None
@@ -218,12 +223,14 @@ def open_channel(consumer: str) -> str:
 
 
 def close_channel(owner: str) -> None:
-    with _Process.lock:
-        _Process.live.discard(owner)
+    """The channel is gone; may run as a finalizer during garbage collection, so it takes no lock."""
+    _Process.closed.append(owner)
 
 
 def live_channels() -> set[str]:
     with _Process.lock:
+        while _Process.closed:
+            _Process.live.discard(_Process.closed.popleft())
         return set(_Process.live)
 
 

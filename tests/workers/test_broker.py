@@ -106,3 +106,18 @@ def test_a_lapsed_lease_is_renewed_when_nothing_held_was_taken_and_ends_the_proc
         redis_client.hdel(OWNERS, held[0].delivery_tag)  # now another worker put it back
         keeper.lapsed()
         assert exits == [75]
+
+
+def test_a_channel_closed_by_the_garbage_collector_never_waits_for_the_lock() -> None:
+    """`close_channel` runs as a weakref finalizer, inside whatever allocation triggers a collection, possibly in
+    a thread that holds `_Process.lock` (seen: `make test` hung 120 s in it). It must not take that lock."""
+    owner = broker.open_channel("gc-test")
+    assert owner in broker.live_channels()
+    done = threading.Event()
+    with broker._Process.lock:  # as if a collection ran the finalizer inside a locked section
+        worker = threading.Thread(target=lambda: (broker.close_channel(owner), done.set()), daemon=True)
+        worker.start()
+        worker.join(timeout=5)
+        broker.close_channel(owner)  # the same thread, re-entering: returns at once as well
+    assert done.is_set()
+    assert owner not in broker.live_channels()
