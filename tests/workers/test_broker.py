@@ -114,8 +114,13 @@ def test_a_channel_closed_by_the_garbage_collector_never_waits_for_the_lock() ->
     owner = broker.open_channel("gc-test")
     assert owner in broker.live_channels()
     done = threading.Event()
+
+    def collect() -> None:
+        broker.close_channel(owner)
+        done.set()
+
     with broker._Process.lock:  # as if a collection ran the finalizer inside a locked section
-        worker = threading.Thread(target=lambda: (broker.close_channel(owner), done.set()), daemon=True)
+        worker = threading.Thread(target=collect, daemon=True)
         worker.start()
         worker.join(timeout=5)
         broker.close_channel(owner)  # the same thread, re-entering: returns at once as well
