@@ -1,5 +1,9 @@
-"""Synchroteam's documented 120 requests per window, with the window compressed to 3 s, shared by 4 worker
-processes draining a backlog of 1,000 actions: no 429 at all, and at least 95% of the limit delivered."""
+"""Synchroteam's documented 120 requests per window, with the window compressed to 6 s, shared by 4 worker
+processes draining a backlog of 600 actions: no 429 at all, and at least 95% of the limit delivered.
+
+The window was 3 s (40 requests a second); on this 2-core machine under a second `make test` the pipeline
+itself then fell short (37.9 a second, 94.8%) while the gate had budget to spare. At 20 a second the test
+measures the gate, not how much CPU the machine has left."""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ from workers.delayed import KEY as DELAYED_KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-LIMIT, WINDOW = 120, 3.0  # the documented 120 per minute, 20x faster
-ACTIONS = 1000
+LIMIT, WINDOW = 120, 6.0  # the documented 120 per minute, 10x faster
+ACTIONS = 600
 SYNCHROTEAM_QUEUE = "actions.synchroteam"
 
 
