@@ -267,7 +267,9 @@ def successor(
         for name in kept:
             found, old = previous.field(name)
             if not found:
-                if previous.sums.get(name) != digest(kept[name]):  # same digest: unchanged, though once dropped
+                # Hashed only for a field dropped before (a partial record's unknown fields are not).
+                once_dropped = previous.sums.get(name)
+                if once_dropped is None or once_dropped != digest(kept[name]):
                     unknown.append(name)
             elif canonical(old) != canonical(kept[name]):
                 before[name] = old

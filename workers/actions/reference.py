@@ -150,7 +150,9 @@ def _section(spec: ActionSpec) -> list[str]:
     if custom:
         lines.append(f"Custom fields: `custom_fields: {{{custom}CustomField<N>: value}}`.")
     lines += ["", "| Parameter | Type | Required | Description |", "|---|---|---|---|"]
-    for name, field in spec.params.model_fields.items():
+    # Required parameters first (a model that extends shared fields lists its own, the ids, after them).
+    fields = sorted(spec.params.model_fields.items(), key=lambda item: not item[1].is_required())
+    for name, field in fields:
         required = "yes" if field.is_required() else "no"
         described = _describe(field).replace("<prefix>", custom)
         lines.append(f"| `{field.alias or name}` | {_type(field.annotation)} | {required} | {described} |")

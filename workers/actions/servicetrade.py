@@ -44,13 +44,11 @@ class JobComment(Params):
     )
 
 
-class JobUpdate(Params):
-    """Change a job's fields (``PUT /job/{jobId}``)."""
+class JobFields(Params):
+    """The job fields a create and an update both send (seed 002, "Job", parameters for POST / PUT)."""
 
-    jobId: int
     vendorId: int | None = None
     customerId: int | None = None
-    brokerId: int | None = None
     ownerId: int | None = None
     salesId: int | None = None
     termsId: int | None = None
@@ -64,6 +62,13 @@ class JobUpdate(Params):
     customerPo: str | None = Field(default=None, max_length=40)
     description: str | None = None
     budgeted: bool | None = None
+
+
+class JobUpdate(JobFields):
+    """Change a job's fields (``PUT /job/{jobId}``)."""
+
+    jobId: int
+    brokerId: int | None = None
 
 
 class AppointmentCreate(Params):
@@ -113,27 +118,12 @@ class AppointmentComplete(AppointmentRef):
     services: Literal["done", "leave"] = Field(default="leave", description="done: every service completion=done")
 
 
-class JobCreate(Params):
+class JobCreate(JobFields):
     """Create a job (``POST /job``); a retry updates the job already created for this source record."""
 
     link_kind: ClassVar[str] = "servicetrade.job"
 
     locationId: int
-    vendorId: int | None = None
-    customerId: int | None = None
-    ownerId: int | None = None
-    salesId: int | None = None
-    termsId: int | None = None
-    contractId: int | None = None
-    primaryContactId: int | None = None
-    assignedOfficeId: int | None = None
-    type: str | None = Field(default=None, description="repair, inspection, ...")
-    status: str | None = None
-    visibility: list[str] | None = None
-    serviceRequestIds: list[int] | None = None
-    customerPo: str | None = Field(default=None, max_length=40)
-    description: str | None = None
-    budgeted: bool | None = None
 
 
 class ServiceRequestUpdate(Params):
