@@ -165,17 +165,14 @@ def set_latency(handle: FaultStack, ms: int | None) -> None:
             httpx.post(url, json={"latency_ms": ms}, timeout=10).raise_for_status()
 
 
-@pytest.mark.timeout(900)
-def test_kill_nine_anywhere_duplicates_nothing_strands_nothing(fault_stack):
-    handle = fault_stack(RULES, workers=0, **unpaced())
-    for name in WORKERS:
-        handle.stack.start_worker(name, supervised=True)
-    job_ids = create_jobs(handle, EVENTS)
+def deliver_twice_under_kills(
+    handle: FaultStack, chaos: Chaos, job_ids: list[int], *, idle_timeout: float
+) -> tuple[float, list[tuple[int, int]]]:
+    """Each job's webhook twice, shuffled, at DELIVERIES_PER_SECOND while `chaos` kills; then wait until idle.
+
+    Returns when posting started and the deliveries, in the order sent."""
     deliveries = [(job_id, n) for job_id in job_ids for n in (1, 2)]
     random.Random(SEED).shuffle(deliveries)
-    set_latency(handle, LATENCY_MS)
-
-    chaos = Chaos(handle, SEED)
     started = time.monotonic()
     chaos.posting.set()
     chaos.start()
@@ -185,9 +182,23 @@ def test_kill_nine_anywhere_duplicates_nothing_strands_nothing(fault_stack):
                 time.sleep(max(0.0, started + sent / DELIVERIES_PER_SECOND - time.monotonic()))
                 assert handle.post(webhook(job_id, n), client).status_code == 200
         chaos.posting.clear()
-        handle.wait_idle(timeout=600, quiet=3.0)  # kills go on while anything is pending, up to MAX_KILLS
+        handle.wait_idle(timeout=idle_timeout, quiet=3.0)
     finally:
         chaos.stop()
+    return started, deliveries
+
+
+@pytest.mark.timeout(900)
+def test_kill_nine_anywhere_duplicates_nothing_strands_nothing(fault_stack):
+    handle = fault_stack(RULES, workers=0, **unpaced())
+    for name in WORKERS:
+        handle.stack.start_worker(name, supervised=True)
+    job_ids = create_jobs(handle, EVENTS)
+    set_latency(handle, LATENCY_MS)
+
+    chaos = Chaos(handle, SEED)
+    # Kills go on while anything is pending, up to MAX_KILLS.
+    started, deliveries = deliver_twice_under_kills(handle, chaos, job_ids, idle_timeout=600)
     last_kill = chaos.kills[-1][0] if chaos.kills else started
     handle.wait_idle(timeout=max(1.0, last_kill + IDLE_AFTER_LAST_KILL - time.monotonic()), quiet=3.0)
     idle_after = time.monotonic() - 3.0 - last_kill  # idle since the start of the quiet window

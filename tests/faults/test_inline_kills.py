@@ -6,26 +6,22 @@ Celery main processes are killed. Nothing may be missing or doubled, and nothing
 
 from __future__ import annotations
 
-import random
 import re
-import time
 from collections import Counter
 
-import httpx
 import pytest
 
 from tests.faults.conftest import unpaced
 from tests.faults.test_chaos import (
     COMMENT,
-    DELIVERIES_PER_SECOND,
     SEED,
     WORKERS,
     Chaos,
     comments_per_job,
     create_jobs,
+    deliver_twice_under_kills,
     set_latency,
     synchroteam_records,
-    webhook,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -57,23 +53,10 @@ def test_kill_nine_during_inline_first_actions_duplicates_nothing(fault_stack):
     for name in WORKERS:
         handle.stack.start_worker(name, supervised=True)
     job_ids = create_jobs(handle, EVENTS)
-    deliveries = [(job_id, n) for job_id in job_ids for n in (1, 2)]
-    random.Random(SEED).shuffle(deliveries)
     set_latency(handle, 15)
 
     chaos = Chaos(handle, SEED)
-    started = time.monotonic()
-    chaos.posting.set()
-    chaos.start()
-    try:
-        with httpx.Client(timeout=10) as client:
-            for sent, (job_id, n) in enumerate(deliveries):
-                time.sleep(max(0.0, started + sent / DELIVERIES_PER_SECOND - time.monotonic()))
-                assert handle.post(webhook(job_id, n), client).status_code == 200
-        chaos.posting.clear()
-        handle.wait_idle(timeout=400, quiet=3.0)
-    finally:
-        chaos.stop()
+    deliver_twice_under_kills(handle, chaos, job_ids, idle_timeout=400)
     handle.wait_idle(timeout=120, quiet=3.0)
     set_latency(handle, None)
 
