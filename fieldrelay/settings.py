@@ -211,9 +211,7 @@ class Settings(BaseSettings):
     @field_validator("webhook_tokens", "rules_env", "poll_sources", "http_allowed_hosts", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [t.strip() for t in value.split(",") if t.strip()]
-        return value
+        return _comma_list(value) if isinstance(value, str) else value
 
     @field_validator("rules_env")
     @classmethod
@@ -349,7 +347,11 @@ def http_allowed_hosts() -> list[str]:
     The rule loader checks a literal `http.request` URL with it, where the rest of the settings may not be
     needed (or valid): the same allowlist the worker will send with, so `rules check` agrees with the run.
     """
-    return [t.strip() for t in _AllowedHostsOnly().http_allowed_hosts.split(",") if t.strip()]
+    return _comma_list(_AllowedHostsOnly().http_allowed_hosts)
+
+
+def _comma_list(value: str) -> list[str]:
+    return [t.strip() for t in value.split(",") if t.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:
