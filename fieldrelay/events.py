@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Self
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,10 +65,16 @@ class ChangeEvent(BaseModel):
         lists only the fields ServiceTrade tracks, so a field missing from it may still have changed."""
         return self.via == "poll" and self.changes is not None
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
-        """Deterministic id: the same change seen twice (retry, duplicate, poll) has the same id."""
+        """Deterministic id: the same change seen twice (retry, duplicate, poll) has the same id (computed
+        once per object: the model is frozen)."""
         return event_id(self)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("id", None)  # a changed copy is another change: its id is computed again
+        return copy
 
     def dumps(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))

@@ -26,6 +26,9 @@ import orjson
 from fieldrelay.redaction import Redactor, redactor_for
 from fieldrelay.settings import Settings, load_settings
 
+# Set (as `extra={PRE_REDACTED: redactor.sameness}`) on a record whose message and extras that redactor
+# redacted already, a trace entry's: a formatter whose redactor masks the same would find nothing more.
+PRE_REDACTED = "_fieldrelay_redacted"
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
@@ -66,7 +69,9 @@ class JsonFormatter(logging.Formatter):
             out["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
         elif record.exc_text:
             out["exception"] = record.exc_text
-        return orjson.dumps(self.redactor.scrub(out), default=str).decode()
+        if getattr(record, PRE_REDACTED, None) == self.redactor.sameness and "exception" not in out:
+            return orjson.dumps(out, default=str).decode()
+        return self.redactor.dumps(out).decode()
 
 
 class TextFormatter(JsonFormatter):

@@ -27,7 +27,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from fieldrelay.consumers import count_by_state
+from fieldrelay.logs import PRE_REDACTED
 from fieldrelay.queues import ACTION_QUEUES, ALL_QUEUES
+from fieldrelay.redaction import Redactor
 from fieldrelay.steps import Step
 
 log = logging.getLogger("fieldrelay.metrics")
@@ -91,6 +93,7 @@ class StateLike(Protocol):
     r: redis.Redis
     retention: int
     failure_retention: int
+    redactor: Redactor
 
     def key(self, *parts: str | int) -> str: ...
 
@@ -140,7 +143,10 @@ def observe(state: StateLike, event_id: str, entry: Mapping[str, Any], batch: Ba
     """Log and count one trace entry (into `batch`, sent with the step's other writes, when there is one);
     never raises, since metrics must not fail the step they describe."""
     detail = {(f"{k}_" if k in _RESERVED else k): v for k, v in entry.items() if k not in ("at", "step")}
-    steps_log.info(str(entry.get("step")), extra={"event_id": event_id, **detail})
+    # `entry` was redacted for the trace already (PipelineState.trace): the formatter need not search it again.
+    steps_log.info(
+        str(entry.get("step")), extra={"event_id": event_id, **detail, PRE_REDACTED: state.redactor.sameness}
+    )
     try:
         _observe(state, event_id, entry, batch)
     except Exception as exc:  # Redis trouble here already fails the trace write next to it

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
+import orjson
 from pydantic import SecretStr
 
 from fieldrelay.settings import Settings
@@ -49,7 +50,8 @@ _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz
 
 
 def _lower(text: str) -> str:
-    return text.translate(_LOWER)  # ASCII only, so every index stays where it was
+    # ASCII letters only, so every index stays where it was (str.lower does that too, for ASCII text)
+    return text.lower() if text.isascii() else text.translate(_LOWER)
 
 
 def _base64_cores(secret: str) -> set[str]:
@@ -104,6 +106,7 @@ class Redactor:
                 forms |= {_lower(value), _lower(quote(value, safe="")), _lower(quote_plus(value))}
         for secret in values:
             mine = secret_forms(secret, (basic_users or {}).get(secret, ()))
+            mine |= {_json_escaped(form) for form in mine}  # as it shows inside a JSON string (`dumps`)
             forms |= mine
             for form in mine:
                 for i in range(len(form) - FRAGMENT + 1):
@@ -112,6 +115,8 @@ class Redactor:
                         grams.setdefault(gram, []).append((form, i))
         self._forms = sorted(forms, key=len, reverse=True)
         self._grams = grams
+        # Two redactors with the same `sameness` mask the same text (fieldrelay.logs.PRE_REDACTED).
+        self.sameness = hash((mask, tuple(sorted(forms)), tuple(sorted(grams))))
         self._quads = {g[i : i + FRAGMENT // 2] for g in grams for i in range(FRAGMENT // 2 + 1)}
 
     def text(self, value: str) -> str:
@@ -172,6 +177,38 @@ class Redactor:
                 break
         return spans
 
+    def redacted(self, value: Any) -> tuple[Any, bytes]:
+        """`value` scrubbed, and its JSON (objects JSON cannot hold as their `str`): what `scrub` gives, and
+        the same text as `orjson.dumps(self.scrub(value))`.
+
+        The JSON text is searched once, where `scrub` searches each string apart (a trace entry or a log
+        line holds a dozen): when no secret shows anywhere in it, none is in any of its strings, since a
+        string's JSON spelling holds its secrets raw or JSON-escaped, and both are looked for. Only a
+        text in which something shows is scrubbed string by string.
+        """
+        masked = self._keys_masked(value) if _has_secret_key(value) else value
+        line = orjson.dumps(masked, default=str)
+        if not self._forms:
+            return masked, line
+        text = line.decode()
+        if self.text(text) is text:
+            return masked, line
+        clean = self.scrub(orjson.loads(line))
+        return clean, orjson.dumps(clean)
+
+    def dumps(self, value: Any) -> bytes:
+        return self.redacted(value)[1]
+
+    def _keys_masked(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: self.mask if isinstance(k, str) and k.lower() in SECRET_KEYS and v else self._keys_masked(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self._keys_masked(v) for v in value]
+        return value
+
     def scrub(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.text(value)
@@ -183,6 +220,18 @@ class Redactor:
         if isinstance(value, list | tuple):
             return type(value)(self.scrub(v) for v in value)
         return value
+
+
+def _json_escaped(form: str) -> str:
+    return orjson.dumps(form).decode()[1:-1]
+
+
+def _has_secret_key(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any((isinstance(k, str) and k.lower() in SECRET_KEYS) or _has_secret_key(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_secret_key(v) for v in value)
+    return False
 
 
 def settings_secrets(settings: Settings) -> list[str]:

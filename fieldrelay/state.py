@@ -279,14 +279,14 @@ class PipelineState:
 
     def trace(self, event_id: str, step: Step, **detail: Any) -> None:
         """Append one redacted trace entry; failures keep the trace for `failure_retention`."""
-        entry = self.redactor.scrub(bounded({"at": time.time(), "step": str(step), **detail}))
+        entry, raw = self.redactor.redacted(bounded({"at": time.time(), "step": str(step), **detail}))
         key = self.key("trace", event_id)
         ttl = self.failure_retention if step in FAILURES else self.retention
         if self.batch is not None:
-            self.batch.trace(key, orjson.dumps(entry, default=str), ttl)
+            self.batch.trace(key, raw, ttl)
             observe(self, event_id, entry, self.batch)
             return
-        self._append_extend(keys=[key], args=[ttl, orjson.dumps(entry, default=str)])
+        self._append_extend(keys=[key], args=[ttl, raw])
         observe(self, event_id, entry)  # metrics and the console's event index, from this one place
 
     def load_trace(self, event_id: str) -> list[dict[str, Any]]:
