@@ -27,15 +27,21 @@ redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
 if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 """
 
-# ARGV: commands, each as its length then its words. Two are ours: EXTEND key ttl (TRACE_APPEND's TTL
-# rule) and UNLOCK key token (delete a step lock only if it is still that token's).
+# ARGV: commands, each as its length then its words. Two are ours: APPEND key ttl extend entries... (a
+# trace list's new entries: the TTL is set when the list is made, and extended, never shortened, only when
+# `extend` is 1, a failure's longer retention; every list is made with a TTL, so one that existed has one)
+# and UNLOCK key token (delete a step lock only if it is still that token's).
 APPLY = """
 local i = 1
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   local name = ARGV[i + 1]
-  if name == 'EXTEND' then
-    if redis.call('TTL', ARGV[i + 2]) < tonumber(ARGV[i + 3]) then redis.call('EXPIRE', ARGV[i + 2], ARGV[i + 3]) end
+  if name == 'APPEND' then
+    local key, ttl = ARGV[i + 2], tonumber(ARGV[i + 3])
+    local length = redis.call('RPUSH', key, unpack(ARGV, i + 5, i + n))
+    if length == n - 4 or (ARGV[i + 4] == '1' and redis.call('TTL', key) < ttl) then
+      redis.call('EXPIRE', key, ttl)
+    end
   elseif name == 'UNLOCK' then
     if redis.call('GET', ARGV[i + 2]) == ARGV[i + 3] then redis.call('DEL', ARGV[i + 2]) end
   else
@@ -51,9 +57,6 @@ def _sha(source: str) -> str:
     return hashlib.sha1(source.encode()).hexdigest()
 
 
-APPLY_SHA = _sha(APPLY)
-
-
 class WriteBatch:
     """Writes collected for one send; `pipe` takes plain commands (it only records them), `trace` the
     entries of each trace list, `unlock` a step lock's release.
@@ -66,7 +69,7 @@ class WriteBatch:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
         self.pipe: Any = client.pipeline(transaction=False)
-        self.traces: dict[str, tuple[int, list[bytes]]] = {}
+        self.traces: dict[str, tuple[int, bool, list[bytes]]] = {}
         self.known: dict[str, float] = {}
         self.held = False  # kept open past its step (PipelineState.batched's `hold`): a failed send keeps it
 
@@ -79,10 +82,11 @@ class WriteBatch:
         [answer] = self.send(lambda pipe: pipe.execute_command(*call), fallback=(source, [len(keys), *keys, *args]))
         return answer
 
-    def trace(self, key: str, entry: bytes, ttl: int) -> None:
-        longest, entries = self.traces.get(key, (0, []))
+    def trace(self, key: str, entry: bytes, ttl: int, *, extend: bool = False) -> None:
+        """Append `entry` to list `key`, made with TTL `ttl`; `extend`: raise an existing list's TTL to `ttl`."""
+        longest, extending, entries = self.traces.get(key, (0, False, []))
         entries.append(entry)
-        self.traces[key] = (max(longest, ttl), entries)
+        self.traces[key] = (max(longest, ttl), extending or extend, entries)
 
     def send(
         self, reads: Callable[[Any], None] | None = None, *, fallback: tuple[str, list[Any]] | None = None
@@ -95,12 +99,14 @@ class WriteBatch:
         words: list[Any] = []
         for command, _ in stack:
             words += [len(command), *command]
-        for key, (ttl, entries) in traces.items():
-            words += [2 + len(entries), "RPUSH", key, *entries, 3, "EXTEND", key, ttl]
+        for key, (ttl, extend, entries) in traces.items():
+            words += [4 + len(entries), "APPEND", key, ttl, int(extend), *entries]
         pipe: Any = self.r.pipeline(transaction=False)
         if words:
-            # EVALSHA straight: a pipeline's own script handling asks SCRIPT EXISTS first, a round trip more.
-            pipe.execute_command("EVALSHA", APPLY_SHA, 0, *words)
+            # EVAL with the source, never EVALSHA: a Redis that does not know the script yet (new, restarted,
+            # flushed) would refuse the writes and still run the reads after them, which then read what was
+            # there before the writes. (A pipeline's own script handling asks SCRIPT EXISTS first: a round trip.)
+            pipe.execute_command("EVAL", APPLY, 0, *words)
         writes = len(pipe)
         if reads is not None:
             reads(pipe)
@@ -111,16 +117,15 @@ class WriteBatch:
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             if self.held:  # writes of a step that ended already: nobody would write them again
                 self.pipe.command_stack[:0] = stack
-                for key, (ttl, entries) in traces.items():
+                for key, (ttl, extend, entries) in traces.items():
                     for entry in entries:
-                        self.trace(key, entry, ttl)
+                        self.trace(key, entry, ttl, extend=extend)
             raise
         self.held = False  # sent: what comes after it is the current step's own
         for position, result in enumerate(results):
             if isinstance(result, redis.exceptions.NoScriptError):  # a restarted or flushed Redis forgot it
-                if position < writes:
-                    results[position] = self.r.eval(APPLY, 0, *words)
-                elif fallback is not None:
+                # `reads` goes after the writes, which went: running it now keeps the order.
+                if fallback is not None:
                     results[position] = self.r.eval(fallback[0], *fallback[1])
                 else:
                     raise result

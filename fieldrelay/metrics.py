@@ -31,6 +31,7 @@ from fieldrelay.logs import PRE_REDACTED
 from fieldrelay.queues import ACTION_QUEUES, ALL_QUEUES
 from fieldrelay.redaction import Redactor
 from fieldrelay.steps import Step
+from fieldrelay.tally import TALLY
 
 log = logging.getLogger("fieldrelay.metrics")
 steps_log = logging.getLogger("fieldrelay.trace")  # one JSON line per pipeline step (fieldrelay.logs)
@@ -128,15 +129,42 @@ def counter_field(name: str, labels: Mapping[str, Any]) -> str:
     return _labels(name, labels)
 
 
-def _inc(pipe: Any, name: str, labels: Mapping[str, Any] | None = None, amount: int = 1) -> None:
-    pipe.hincrby(metric_key(name), _labels(name, labels or {}), amount)
+class Counts(Protocol):
+    """Where a recorder's counter increments and index trims go: `fieldrelay.tally.Tally`, or `_PipeCounts`."""
+
+    def hincrby(self, key: str, field: str, amount: int = 1) -> Any: ...
+
+    def hincrbyfloat(self, key: str, field: str, amount: float) -> Any: ...
+
+    def trim(self, key: str, keep: int, below: float) -> Any: ...
 
 
-def _observe_seconds(pipe: Any, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
+class _PipeCounts:
+    """Counters written with the other writes of one pipeline (a trace entry outside a worker's step)."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+
+    def hincrby(self, key: str, field: str, amount: int = 1) -> None:
+        self.pipe.hincrby(key, field, amount)
+
+    def hincrbyfloat(self, key: str, field: str, amount: float) -> None:
+        self.pipe.hincrbyfloat(key, field, amount)
+
+    def trim(self, key: str, keep: int, below: float) -> None:
+        self.pipe.zremrangebyrank(key, 0, -keep - 1)
+        self.pipe.zremrangebyscore(key, 0, below)
+
+
+def _inc(counts: Counts, name: str, labels: Mapping[str, Any] | None = None, amount: int = 1) -> None:
+    counts.hincrby(metric_key(name), _labels(name, labels or {}), amount)
+
+
+def _observe_seconds(counts: Counts, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
     spec, field = SPECS[name], _labels(name, labels or {})
     bucket = bisect.bisect_left(spec.buckets, value)  # le is inclusive
-    pipe.hincrby(metric_key(name), f"{field}|{bucket}", 1)
-    pipe.hincrbyfloat(metric_key(name), f"{field}|sum", max(0.0, value))
+    counts.hincrby(metric_key(name), f"{field}|{bucket}", 1)
+    counts.hincrbyfloat(metric_key(name), f"{field}|sum", max(0.0, value))
 
 
 def observe(state: StateLike, event_id: str, entry: Mapping[str, Any], batch: BatchLike | None = None) -> None:
@@ -162,6 +190,7 @@ class _Seen:
     entry: Mapping[str, Any]
     at: float
     known: dict[str, float]  # summary fields this step set, by name: read here instead of from Redis
+    counts: Counts  # where counters go: the process's tally (a worker's step), else the step's pipeline
 
     @property
     def summary(self) -> str:
@@ -187,7 +216,7 @@ def _intake(pipe: Any, seen: _Seen) -> None:
         "action": event.get("action", ""),
     }
     if entry.get("step") == Step.RECEIVED:
-        _inc(pipe, "fieldrelay_events_received_total", labels)
+        _inc(seen.counts, "fieldrelay_events_received_total", labels)
     else:
         pipe.hset(seen.summary, "own_write", 1)
     fields = {k: str(v) for k, v in labels.items()}
@@ -197,18 +226,17 @@ def _intake(pipe: Any, seen: _Seen) -> None:
     pipe.expire(seen.summary, state.retention)
     index_key = state.key("events")
     pipe.zadd(index_key, {seen.event_id: seen.at})
-    pipe.zremrangebyrank(index_key, 0, -MAX_INDEXED - 1)
-    pipe.zremrangebyscore(index_key, 0, seen.at - state.failure_retention)
+    seen.counts.trim(index_key, MAX_INDEXED, seen.at - state.failure_retention)
 
 
 def _duplicate(pipe: Any, seen: _Seen) -> None:
-    _inc(pipe, "fieldrelay_duplicates_dropped_total")
+    _inc(seen.counts, "fieldrelay_duplicates_dropped_total")
     pipe.hincrby(seen.summary, "duplicates", 1)
 
 
 def _stale(pipe: Any, seen: _Seen) -> None:
     # Skipped before its record is saved: listed by id and time only, its trace says why.
-    _inc(pipe, "fieldrelay_stale_events_skipped_total")
+    _inc(seen.counts, "fieldrelay_stale_events_skipped_total")
     pipe.hset(seen.summary, "stale", 1)
     pipe.hsetnx(seen.summary, "at", seen.at)
     pipe.expire(seen.summary, seen.state.retention)
@@ -228,12 +256,12 @@ def _evaluated(pipe: Any, seen: _Seen) -> None:
 
 
 def _deferred(pipe: Any, seen: _Seen) -> None:
-    _inc(pipe, "fieldrelay_action_deferrals_total", {"reason": seen.entry.get("reason", "")})
+    _inc(seen.counts, "fieldrelay_action_deferrals_total", {"reason": seen.entry.get("reason", "")})
 
 
 def _matched(pipe: Any, seen: _Seen) -> None:
     rule = seen.entry.get("rule", "")
-    _inc(pipe, "fieldrelay_rule_matches_total", {"rule": rule})
+    _inc(seen.counts, "fieldrelay_rule_matches_total", {"rule": rule})
     pipe.hset(seen.summary, f"rule:{rule}", 1)
 
 
@@ -243,7 +271,7 @@ def _started(pipe: Any, seen: _Seen) -> None:
 
 
 def _retry(pipe: Any, seen: _Seen) -> None:
-    _inc(pipe, "fieldrelay_retries_total")
+    _inc(seen.counts, "fieldrelay_retries_total")
 
 
 def _outcome(pipe: Any, seen: _Seen) -> None:
@@ -252,17 +280,20 @@ def _outcome(pipe: Any, seen: _Seen) -> None:
     rule, index, action = entry.get("rule", ""), entry.get("index", ""), str(entry.get("action", ""))
     outcome = "succeeded" if step == Step.ACTION_SUCCEEDED else "failed"
     target = str(entry.get("target") or target_of(action))
-    _inc(pipe, "fieldrelay_actions_total", {"target": target, "action": action, "outcome": outcome})
+    _inc(seen.counts, "fieldrelay_actions_total", {"target": target, "action": action, "outcome": outcome})
     started: float | bytes | str | None = seen.known.get(f"{seen.event_id}|{seen.started_field}")
     received: float | bytes | str | None = seen.known.get(f"{seen.event_id}|at")
     if started is None or received is None:
         started, received = seen.state.r.hmget(seen.summary, [seen.started_field, "at"])
     if started is not None:
         _observe_seconds(
-            pipe, "fieldrelay_action_duration_seconds", seen.at - float(started), {"target": target, "action": action}
+            seen.counts,
+            "fieldrelay_action_duration_seconds",
+            seen.at - float(started),
+            {"target": target, "action": action},
         )
     if outcome == "succeeded" and received is not None:
-        _observe_seconds(pipe, "fieldrelay_event_to_action_seconds", seen.at - float(received))
+        _observe_seconds(seen.counts, "fieldrelay_event_to_action_seconds", seen.at - float(received))
     pipe.hincrby(seen.summary, outcome, 1)
     if step != Step.ON_FAILURE_FAILED:  # the step's latest outcome: a retried dead letter can recover
         pipe.hset(seen.summary, f"s:{rule}:{index}", outcome)
@@ -316,10 +347,11 @@ def _observe(state: StateLike, event_id: str, entry: Mapping[str, Any], batch: B
         return
     at = float(entry.get("at") or time.time())
     if batch is not None:
-        recorder(batch.pipe, _Seen(state, event_id, entry, at, batch.known))
+        TALLY.bind(state.r)
+        recorder(batch.pipe, _Seen(state, event_id, entry, at, batch.known, TALLY))
         return
     pipe = state.r.pipeline(transaction=False)
-    recorder(pipe, _Seen(state, event_id, entry, at, {}))
+    recorder(pipe, _Seen(state, event_id, entry, at, {}, _PipeCounts(pipe)))
     pipe.execute()
 
 

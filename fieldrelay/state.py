@@ -283,7 +283,7 @@ class PipelineState:
         key = self.key("trace", event_id)
         ttl = self.failure_retention if step in FAILURES else self.retention
         if self.batch is not None:
-            self.batch.trace(key, raw, ttl)
+            self.batch.trace(key, raw, ttl, extend=step in FAILURES)
             observe(self, event_id, entry, self.batch)
             return
         self._append_extend(keys=[key], args=[ttl, raw])

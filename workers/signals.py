@@ -15,6 +15,7 @@ from celery import signals
 from fieldrelay.logs import capture_prints, setup_logging
 from fieldrelay.observability import init_sentry
 from fieldrelay.queues import RUN_ACTION_TASK
+from fieldrelay.tally import TALLY
 from workers.clients import SettingsClients
 from workers.delayed import DelayedMover, DelayedTasks
 from workers.polling.tasks import context as poll_context
@@ -76,6 +77,12 @@ def _start_mover(**_: Any) -> None:
 def _stop_mover(**_: Any) -> None:
     if _Mover.thread is not None:
         _Mover.thread.stop()
+
+
+@signals.worker_process_shutdown.connect
+def _write_metrics(**_: Any) -> None:
+    """What this pool process counted since its last write (fieldrelay/tally.py): its atexit does not run."""
+    TALLY.flush()
 
 
 @signals.worker_process_shutdown.connect

@@ -46,6 +46,31 @@ def test_a_read_after_writes_carries_them(redis_client):
     assert value == b'{"a":1}'
 
 
+def test_a_read_after_writes_reads_them_on_a_redis_that_does_not_know_the_script_yet(redis_client):
+    redis_client.script_flush()  # a new, restarted or flushed server
+    state = PipelineState(redis_client)
+    with state.batched():
+        state.save_event("ev1", {"a": 1})
+        state.trace("ev1", Step.REPLAYED)
+        [value, length] = state.read_after_writes(
+            lambda pipe: pipe.get("fieldrelay:event:ev1").llen("fieldrelay:trace:ev1")
+        )
+    assert (value, length) == (b'{"a":1}', 1)
+
+
+def test_a_trace_list_gets_its_ttl_when_made_and_a_failure_extends_it(redis_client):
+    state = PipelineState(redis_client)
+    with state.batched():
+        state.trace("ev1", Step.REPLAYED)
+    assert 0 < redis_client.ttl("fieldrelay:trace:ev1") <= state.retention
+    with state.batched():
+        state.trace("ev1", Step.ACTION_RETRY, index=0, error="503", attempt=1)
+    assert 0 < redis_client.ttl("fieldrelay:trace:ev1") <= state.retention
+    with state.batched():
+        state.trace("ev1", Step.ACTION_FAILED, rule="r", index=0, action="http.request", error="400")
+    assert redis_client.ttl("fieldrelay:trace:ev1") > state.retention
+
+
 def test_a_held_batch_keeps_its_writes_through_a_failed_send(redis_client, monkeypatch):
     state = PipelineState(redis_client)
     with state.batched(hold=lambda: True):  # an inline action's event writes, handed to its step
