@@ -114,10 +114,23 @@ def logging_config(settings: Settings | None = None, level: str = "INFO") -> dic
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {
             # uvicorn's own handlers print plain text; route them through the root instead.
-            name: {"handlers": [], "propagate": True, "level": level}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "celery.task")
+            **{
+                name: {"handlers": [], "propagate": True, "level": level}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "celery.task")
+            },
+            # httpx writes a line per request at INFO: every action call is a trace step's line already
+            # (action.started, then succeeded or failed), and the duplicate cost a worker a tenth of its CPU.
+            **{name: {"level": _quieter(level)} for name in ("httpx", "httpcore")},
         },
     }
+
+
+def _quieter(level: str) -> str:
+    """WARNING, or `level` if it is higher (a DEBUG run still sees every request)."""
+    number = logging.getLevelName(level.upper())
+    if isinstance(number, int) and (number < logging.INFO or number > logging.WARNING):
+        return level
+    return "WARNING"
 
 
 def _format_from_environment() -> str:

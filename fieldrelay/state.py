@@ -25,6 +25,7 @@ PREFIX = "fieldrelay"
 DAY = 86400
 RULES_STATUS_KEY = f"{PREFIX}:rules:status"
 UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+REWRITE_RULE = 10.0  # seconds: a matched rule's record is written again at most this often by one process
 RULES_CACHED = 128  # rule versions a process keeps in memory (a rule may be large: bounded by rules/bounds.py)
 
 
@@ -67,6 +68,7 @@ class PipelineState:
         self.entities = EntityStore(client, ttl=entity_ttl, max_bytes=entity_max_bytes)
         # Rules are immutable per digest: kept in the process once read or written (never changed, only dropped).
         self._rules: dict[str, dict[str, Any]] = {}
+        self._rules_written: dict[str, float] = {}  # digest -> when this process last wrote its record
         self.last_saved: tuple[str, dict[str, Any]] = ("", {})
         # EXPIRE ... GT needs Redis 7; the embedded server is 6.2, so extend-only in Lua.
         self._unlock = client.register_script(UNLOCK)
@@ -86,6 +88,7 @@ class PipelineState:
         try:
             yield
         except BaseException:
+            self._rules_written.clear()  # the rule records of a failed step may not have been written
             self._depth -= 1
             if not self._depth:
                 self.end_batch()
@@ -153,14 +156,16 @@ class PipelineState:
         pipe = self.r.pipeline(transaction=False)
         if task_id is not None:
             pipe.set(key, task_id, nx=True, ex=self.retention)
-            pipe.get(key)
         for name in keys:
             pipe.get(name)
         values = pipe.execute()
         if task_id is None:
             return False, values
-        took, owner, *values = values
-        return bool(took) or (owner is not None and _text(owner) == task_id), values
+        took, *values = values
+        if took:
+            return True, values
+        owner = self.r.get(key)  # held already: by this task (a redelivery of it), or another (a duplicate)
+        return owner is not None and _text(owner) == task_id, values
 
     def mark_seen(self, source: str, entity_type: str, entity_id: str | int, occurred_at: int) -> None:
         """Record that a change at `occurred_at` was decided for an entity, never moving backwards.
@@ -192,10 +197,17 @@ class PipelineState:
         return None if raw is None else orjson.loads(raw)
 
     def save_rule(self, digest: str, rule: dict[str, Any]) -> None:
-        # Action tasks run the exact rule version that matched, even if rules reload meanwhile. Written at
-        # every match, never skipped: another process reads it from Redis, which may have lost it meanwhile.
+        # Action tasks run the exact rule version that matched, even if rules reload meanwhile. Written again
+        # at a match at least REWRITE_RULE seconds after this process last wrote it: another process reads it
+        # from Redis, which may have lost it (a restart without persistence, or an fsync's last second).
+        now = time.monotonic()
+        if now - self._rules_written.get(digest, -REWRITE_RULE) < REWRITE_RULE:
+            return
         self._writer().set(self.key("rule", digest), orjson.dumps(rule), ex=self.retention)
         self._remember_rule(digest, rule)
+        if len(self._rules_written) >= RULES_CACHED:
+            self._rules_written.clear()
+        self._rules_written[digest] = now
 
     def load_rule(self, digest: str) -> dict[str, Any] | None:
         cached = self._rules.get(digest)

@@ -12,7 +12,7 @@ from fieldrelay.steps import Step
 from rules import rule_from_json
 from rules.context import LazyEntity
 from rules.engine import EventScope, judge
-from rules.models import Verdict
+from rules.models import Rule, Verdict
 from rules.trigger import SNAPSHOT
 from workers.actions.registry import ACTIONS
 from workers.admission import Deferred
@@ -89,6 +89,8 @@ def process_event(
     if derived:
         saved["derived"] = derived
     rt.state.save_event(eid, saved)
+    _EVALUATED.clear()
+    _EVALUATED[eid] = event
     if echo:
         rt.state.trace(eid, Step.OWN_WRITE, detail="the change our own action made; rules not run (loop guard)")
         return []
@@ -116,6 +118,21 @@ def process_event(
             decision = rt.runs.offer(rule.name, rule.mode, rule.debounce, event, rule.digest)
             follow(decision, rule, event, rt, start)
     return verdicts
+
+
+# The event this process evaluated last, by id: its inline first action (`saved`) takes it as it is.
+_EVALUATED: dict[str, ChangeEvent] = {}
+_RULES: dict[str, Rule] = {}
+RULES_KEPT = 128  # rule versions kept built, as PipelineState keeps their JSON (rules are immutable per digest)
+
+
+def _rule(digest: str, rule_json: dict[str, Any]) -> Rule:
+    rule = _RULES.get(digest)
+    if rule is None:
+        if len(_RULES) >= RULES_KEPT:
+            _RULES.clear()
+        rule = _RULES[digest] = rule_from_json(rule_json)
+    return rule
 
 
 def turn_away(event: ChangeEvent, stored: EntityVersion) -> tuple[Step, dict[str, Any]] | None:
@@ -224,8 +241,9 @@ def run_action(
     raw_event = saved if saved is not None else rt.state.load_event(event_id)
     if rule_json is None or raw_event is None:
         raise PipelineError(event_id, digest, index, "event or rule expired from the store")
-    rule = rule_from_json(rule_json)
-    event = ChangeEvent.model_validate(raw_event)
+    rule = _rule(digest, rule_json)
+    event = _EVALUATED.get(event_id) if saved is not None else None
+    event = event or ChangeEvent.model_validate(raw_event)
     result, steps = rt.state.done_and_steps(event_id, digest, index)
     if result is None:
         result = execute(event, rule, digest, index, rt, owner=owner, derived=raw_event.get("derived"), steps=steps)

@@ -32,6 +32,12 @@ _OFFER = """
 local active = redis.call('GET', KEYS[2])
 -- A redelivered task whose run is the active one starts it again (the ledger skips done steps).
 if active == ARGV[2] then return {'start', ARGV[2]} end
+if not active and tonumber(ARGV[3]) <= 0 and redis.call('EXISTS', KEYS[1], KEYS[3]) == 0 then
+  -- Nothing active, scheduled or waiting (a list that exists is not empty): start now, without a trip
+  -- through the list.
+  redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[4]))
+  return {'start', ARGV[2]}
+end
 local waiting = redis.call('LLEN', KEYS[1])
 if waiting > 0 and redis.call('LPOS', KEYS[1], ARGV[2]) then return {'wait'} end
 if ARGV[1] == 'latest' and waiting > 0 then
@@ -40,7 +46,6 @@ if ARGV[1] == 'latest' and waiting > 0 then
 end
 local busy = active or redis.call('EXISTS', KEYS[3]) == 1
 if not busy and waiting == 0 and tonumber(ARGV[3]) <= 0 then
-  -- Nothing active, scheduled or waiting: start now, without a trip through the list.
   redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[4]))
   return {'start', ARGV[2]}
 end

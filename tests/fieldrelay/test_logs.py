@@ -229,3 +229,9 @@ def test_the_text_format_is_one_readable_line_per_record():
     assert formatter.format(record) == (
         '00:00:00.500 INFO fieldrelay.trace: action.started event_id=ab12 params={"key":"[redacted]"}'
     )
+
+
+@pytest.mark.parametrize(("level", "httpx_level"), [("INFO", "WARNING"), ("DEBUG", "DEBUG"), ("ERROR", "ERROR")])
+def test_httpx_request_lines_are_left_to_the_trace_unless_debugging(level, httpx_level):
+    loggers = logging_config(Settings(), level)["loggers"]
+    assert loggers["httpx"]["level"] == loggers["httpcore"]["level"] == httpx_level
