@@ -76,11 +76,18 @@ class WriteBatch:
     def unlock(self, key: str, token: str) -> None:
         self.pipe.command_stack.append((("UNLOCK", key, token), {}))
 
-    def run(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        """Send the writes collected, then run a Lua script whose answer the step needs; return it."""
+    def run(self, source: str, keys: list[str], args: list[Any], *, reads: Callable[[Any], None] | None = None) -> Any:
+        """Send the writes collected, then run a Lua script whose answer the step needs; return it (and with
+        `reads`, what they add after it: [answer, *theirs])."""
         call = ("EVALSHA", _sha(source), len(keys), *keys, *args)
-        [answer] = self.send(lambda pipe: pipe.execute_command(*call), fallback=(source, [len(keys), *keys, *args]))
-        return answer
+
+        def script(pipe: Any) -> None:
+            pipe.execute_command(*call)
+            if reads is not None:
+                reads(pipe)
+
+        answers = self.send(script, fallback=(source, [len(keys), *keys, *args]))
+        return answers if reads is not None else answers[0]
 
     def trace(self, key: str, entry: bytes, ttl: int, *, extend: bool = False) -> None:
         """Append `entry` to list `key`, made with TTL `ttl`; `extend`: raise an existing list's TTL to `ttl`."""

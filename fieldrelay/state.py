@@ -69,6 +69,7 @@ class PipelineState:
         # Rules are immutable per digest: kept in the process once read or written (never changed, only dropped).
         self._rules: dict[str, dict[str, Any]] = {}
         self._rules_written: dict[str, float] = {}  # digest -> when this process last wrote its record
+        self._prefetched: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # run_and_prefetch's read
         self.last_saved: tuple[str, dict[str, Any]] = ("", {})
         # EXPIRE ... GT needs Redis 7; the embedded server is 6.2, so extend-only in Lua.
         self._unlock = client.register_script(UNLOCK)
@@ -246,14 +247,34 @@ class PipelineState:
             pipe.execute()
 
     def done_and_steps(self, event_id: str, digest: str, index: int) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        """`action_done` and `load_steps` in one round trip."""
-
-        def reads(pipe: Any) -> None:
-            pipe.get(self.ledger_key(event_id, digest, index))
-            pipe.hgetall(self.key("steps", event_id, digest))
-
-        done, steps = self.read_after_writes(reads)
+        """`action_done` and `load_steps` in one round trip, or none if `run_and_prefetch` read them."""
+        read = self._prefetched.pop((event_id, digest, index), None)
+        done, steps = read or self.read_after_writes(lambda pipe: self._step_reads(pipe, event_id, digest, index))
         return (None if done is None else orjson.loads(done)), {_text(k): orjson.loads(v) for k, v in steps.items()}
+
+    def _step_reads(self, pipe: Any, event_id: str, digest: str, index: int) -> None:
+        pipe.get(self.ledger_key(event_id, digest, index))
+        pipe.hgetall(self.key("steps", event_id, digest))
+
+    def run_and_prefetch(self, step: tuple[str, str, int]) -> Callable[[Any, list[str], list[Any]], Any]:
+        """`run_after_writes`, reading `done_and_steps(*step)` in the same round trip for the step's next
+        call (an event's task that will run that step itself: no round trip of its own).
+
+        Read before the script runs, as `done_and_steps` reads before the step lock is taken: the lock,
+        not this read, keeps two owners from running the step at once."""
+
+        def run(script: Any, keys: list[str], args: list[Any]) -> Any:
+            self._prefetched.clear()  # one step ahead, never more
+            if self.batch is None:
+                answer = script(keys=keys, args=args)
+                done, steps = self.read_after_writes(lambda pipe: self._step_reads(pipe, *step))
+                self._prefetched[step] = (done, steps)
+                return answer
+            answer, *read = self.batch.run(script.script, keys, args, reads=lambda pipe: self._step_reads(pipe, *step))
+            self._prefetched[step] = (read[0], read[1])
+            return answer
+
+        return run
 
     def load_steps(self, event_id: str, digest: str) -> dict[str, Any]:
         raw = self.r.hgetall(self.key("steps", event_id, digest))

@@ -34,7 +34,7 @@ class Tally:
     >>> tally.flush()                                        # doctest: +SKIP
     """
 
-    def __init__(self, every: float = EVERY) -> None:
+    def __init__(self, every: float | None = EVERY) -> None:
         self.every = every
         self.pid = 0
         self._reset(None)
@@ -57,7 +57,8 @@ class Tally:
             return
         self._reset(client)
         self.pid = os.getpid()
-        threading.Thread(target=self._run, name="fieldrelay-metrics", daemon=True).start()
+        if self.every is not None:  # None: written only by `flush` (the tests' tallies)
+            threading.Thread(target=self._run, name="fieldrelay-metrics", daemon=True).start()
         atexit.register(self.flush)
 
     def hincrby(self, key: str, field: str, amount: int = 1) -> None:
@@ -74,7 +75,7 @@ class Tally:
             self.trims[key] = (keep, below)
 
     def _run(self) -> None:
-        while not self.stopping.wait(self.every):
+        while not self.stopping.wait(self.every or EVERY):
             self.flush()
 
     def flush(self) -> None:

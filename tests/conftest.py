@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from fieldrelay import metrics
+from fieldrelay.tally import Tally
 from fieldrelay_cli.embedded_redis import EmbeddedRedis
 
 
@@ -40,3 +42,16 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def metrics_tally(monkeypatch: pytest.MonkeyPatch) -> Iterator[Tally]:
+    """A test's own tally of worker counters, written when the test ends (not by a thread at any moment,
+    possibly into the next test's database)."""
+    tally = Tally(every=None)
+    monkeypatch.setattr(metrics, "TALLY", tally)
+    yield tally
+    try:
+        tally.flush()
+    finally:
+        tally.client = None

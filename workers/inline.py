@@ -38,8 +38,12 @@ class FirstAction:
     taken: tuple[str, str, str] | None = None  # (event id, rule digest, queue)
     event: dict[str, Any] | None = None  # the event as saved, when the task saved it
 
+    def would_take(self, queue: str) -> bool:
+        """Whether a first action on `queue` started now would run inline."""
+        return self.taken is None and queue in self.queues
+
     def __call__(self, event_id: str, digest: str, index: int, queue: str) -> None:
-        if self.taken is None and index == 0 and queue in self.queues:
+        if index == 0 and self.would_take(queue):
             self.taken = (event_id, digest, queue)
         else:
             self.enqueue(event_id, digest, index, queue)

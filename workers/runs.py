@@ -112,7 +112,11 @@ class RunCoordinator:
         # The rule version travels with the event: a reload between offer and start changes nothing.
         return f"{event_id}|{digest}"
 
-    def offer(self, rule: str, mode: str, debounce: float, event: ChangeEvent, digest: str) -> Decision:
+    def offer(
+        self, rule: str, mode: str, debounce: float, event: ChangeEvent, digest: str, *, after: RunAfter | None = None
+    ) -> Decision:
+        """Start, schedule or queue the run `event` brings. `after` runs the script behind the step's batched
+        writes, in the same round trip (`PipelineState.run_after_writes`, or a variant that reads more)."""
         if mode == "latest":
             debounce = max(debounce, LATEST_WINDOW)
         if mode == "parallel":
@@ -120,7 +124,8 @@ class RunCoordinator:
                 return Decision("schedule", event.id, debounce, digest)
             return Decision("start", event.id, 0.0, digest)
         key = self.run_key(rule, event.source, event.entity.type, event.entity.id)
-        result = self._offer(keys=self._keys(key), args=[mode, self.member(event.id, digest), debounce, ACTIVE_TTL])
+        keys, args = self._keys(key), [mode, self.member(event.id, digest), str(debounce), str(ACTIVE_TTL)]
+        result = self._offer(keys=keys, args=args) if after is None else after(self._offer, keys, args)
         return self._decision(result, debounce)
 
     def next_run(self, run_key: str, finished_event_id: str = "", *, after: RunAfter | None = None) -> Decision:

@@ -110,3 +110,17 @@ def test_a_step_that_is_not_held_drops_its_writes_when_the_send_fails(redis_clie
     with pytest.raises(redis.ConnectionError), state.batched():
         state.save_event("ev1", {"a": 1})
     assert state.batch is None
+
+
+def test_a_step_read_ahead_with_a_script_costs_no_round_trip_of_its_own(redis_client):
+    state = PipelineState(redis_client)
+    state.mark_action_done("ev1", "d1", 0, None, {"id": 7})
+    script = redis_client.register_script("return redis.call('INCR', KEYS[1])")
+    with state.batched():
+        state.trace("ev1", Step.RUN_STARTED, rule="r", mode="queued")
+        assert state.run_and_prefetch(("ev1", "d1", 0))(script, ["n"], []) == 1
+    before = commands(redis_client)
+    assert state.done_and_steps("ev1", "d1", 0) == ({"id": 7}, {"0": {"id": 7}})
+    assert commands(redis_client) == before  # read with the script
+    state.done_and_steps("ev1", "d1", 0)
+    assert commands(redis_client) == before + 2  # read once: a second call reads Redis again

@@ -12,7 +12,7 @@ from redis.retry import Retry
 from fieldrelay.metrics import metric_key
 from fieldrelay.state import PipelineState
 from fieldrelay.steps import Step
-from fieldrelay.tally import TALLY, Tally
+from fieldrelay.tally import Tally
 from fieldrelay_cli.embedded_redis import free_port
 
 KEY = metric_key("fieldrelay_retries_total")
@@ -68,14 +68,13 @@ def test_sums_redis_did_not_take_are_written_once_it_is_back(redis_client, caplo
     tally.stopping.set()
 
 
-def test_a_worker_step_counts_in_the_tally_not_in_its_writes(redis_client):
+def test_a_worker_step_counts_in_the_tally_not_in_its_writes(redis_client, metrics_tally):
     state = PipelineState(redis_client)
-    TALLY.flush()
     with state.batched():
         state.trace("ev1", Step.ACTION_RETRY, index=0, error="503", attempt=1)
     assert redis_client.llen(state.key("trace", "ev1")) == 1
     assert redis_client.hget(KEY, "[]") is None
-    TALLY.flush()
+    metrics_tally.flush()
     assert redis_client.hget(KEY, "[]") == b"1"
 
 
