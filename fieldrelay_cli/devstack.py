@@ -150,11 +150,24 @@ class Stack:
         self.wait_http("receiver", c.base_url(c.receiver_port) + "/readyz")
 
     def start_worker(
-        self, name: str = "worker", queues: str | None = None, *, supervised: bool = False, wait: bool = True
+        self,
+        name: str = "worker",
+        queues: str | None = None,
+        *,
+        supervised: bool = False,
+        wait: bool = True,
+        loglevel: str = "INFO",
     ) -> None:
         """A Celery worker, started directly, or `supervised` as `fieldrelay worker` runs it."""
         if supervised:
-            flags = ["--name", f"{name}@%h", "--concurrency", str(self.config.worker_concurrency)]
+            flags = [
+                "--name",
+                f"{name}@%h",
+                "--concurrency",
+                str(self.config.worker_concurrency),
+                "--loglevel",
+                loglevel,
+            ]
             flags += ["--queues", queues] if queues else []
             code = f"import sys; from fieldrelay_cli.main import main; sys.exit(main({['worker', *flags]!r}))"
             self._spawn(name, _LOGGING + code)
@@ -165,7 +178,7 @@ class Stack:
             "--quiet",  # no banner on stdout: workers/signals.py logs what it says as one JSON line
             "worker",
             "--loglevel",
-            "INFO",
+            loglevel,
             "-Q",
             queues or ",".join(ALL_QUEUES),
             "--concurrency",

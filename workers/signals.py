@@ -25,9 +25,10 @@ log = logging.getLogger("fieldrelay.signals")
 
 
 @signals.setup_logging.connect
-def _setup_logging(**_: Any) -> None:
-    """JSON logs in the worker and beat; connecting this also stops Celery configuring its own."""
-    setup_logging(settings())
+def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    """JSON logs in the worker and beat, at `--loglevel`; connecting this also stops Celery configuring its own."""
+    level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else (loglevel or "INFO")
+    setup_logging(settings(), level=str(level).upper())
     capture_prints()  # what Celery prints itself ("worker: Warm shutdown") becomes a record too
 
 
