@@ -118,9 +118,12 @@ def logging_config(settings: Settings | None = None, level: str = "INFO") -> dic
                 name: {"handlers": [], "propagate": True, "level": level}
                 for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "celery.task")
             },
-            # httpx writes a line per request at INFO: every action call is a trace step's line already
-            # (action.started, then succeeded or failed), and the duplicate cost a worker a tenth of its CPU.
-            **{name: {"level": _quieter(level)} for name in ("httpx", "httpcore")},
+            # httpx writes a line per request at INFO, and Celery one per task that succeeded: every action
+            # call and every task's work is a trace step's line already (action.started, then succeeded or
+            # failed), and the duplicates cost a worker about a tenth of its CPU (README, Performance).
+            # Celery's "received" line stays (a message taken), as do its failures (ERROR); fieldrelay retries
+            # its steps itself (the trace's retry steps), not through Celery.
+            **{name: {"level": _quieter(level)} for name in ("httpx", "httpcore", "celery.app.trace")},
         },
     }
 
@@ -150,6 +153,10 @@ def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackTy
 def setup_logging(settings: Settings | None = None, level: str = "INFO") -> None:
     """Every record of this process in one format, Python's warnings and uncaught exceptions included."""
     logging.config.dictConfig(logging_config(settings, level))
+    # Neither format writes the caller's file and line, nor thread or process names: not worked out per
+    # record (the logging HOWTO's "Optimization"; finding the caller walked the stack for every record).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.captureWarnings(True)  # warnings.warn (Celery's SecurityWarning as root, say) -> logger py.warnings
     sys.excepthook = _log_uncaught
 

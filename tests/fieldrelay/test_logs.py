@@ -232,6 +232,8 @@ def test_the_text_format_is_one_readable_line_per_record():
 
 
 @pytest.mark.parametrize(("level", "httpx_level"), [("INFO", "WARNING"), ("DEBUG", "DEBUG"), ("ERROR", "ERROR")])
-def test_httpx_request_lines_are_left_to_the_trace_unless_debugging(level, httpx_level):
+def test_httpx_and_celery_success_lines_are_left_to_the_trace_unless_debugging(level, httpx_level):
     loggers = logging_config(Settings(), level)["loggers"]
     assert loggers["httpx"]["level"] == loggers["httpcore"]["level"] == httpx_level
+    assert loggers["celery.app.trace"]["level"] == httpx_level  # "Task ... succeeded in ..."
+    assert "celery.worker.strategy" not in loggers  # "Task ... received" stays at the worker's level
