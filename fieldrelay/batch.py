@@ -27,30 +27,33 @@ redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
 if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 """
 
-# ARGV: commands, each as its length then its words. Two are ours: APPEND key ttl extend entries... (a
-# trace list's new entries: the TTL is set when the list is made, and extended, never shortened, only when
-# `extend` is 1, a failure's longer retention; every list is made with a TTL, so one that existed has one)
-# and UNLOCK key token (delete a step lock only if it is still that token's).
-APPLY = """
-local i = 1
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  local name = ARGV[i + 1]
-  if name == 'APPEND' then
-    local key, ttl = ARGV[i + 2], tonumber(ARGV[i + 3])
-    local length = redis.call('RPUSH', key, unpack(ARGV, i + 5, i + n))
-    if length == n - 4 or (ARGV[i + 4] == '1' and redis.call('TTL', key) < ttl) then
-      redis.call('EXPIRE', key, ttl)
+# Lua: apply(from) runs the commands in ARGV[from..], each as its length then its words. Two are ours:
+# APPEND key ttl extend entries... (a trace list's new entries: the TTL is set when the list is made, and
+# extended, never shortened, only when `extend` is 1, a failure's longer retention; every list is made with
+# a TTL, so one that existed has one) and UNLOCK key token (delete a step lock only if it is still that
+# token's). Shared by APPLY and by scripts that write a step's entries when they grant it (workers/gate.py).
+APPLY_FUNCTION = """
+local function apply(from)
+  local i = from
+  while i <= #ARGV do
+    local n = tonumber(ARGV[i])
+    local name = ARGV[i + 1]
+    if name == 'APPEND' then
+      local key, ttl = ARGV[i + 2], tonumber(ARGV[i + 3])
+      local length = redis.call('RPUSH', key, unpack(ARGV, i + 5, i + n))
+      if length == n - 4 or (ARGV[i + 4] == '1' and redis.call('TTL', key) < ttl) then
+        redis.call('EXPIRE', key, ttl)
+      end
+    elseif name == 'UNLOCK' then
+      if redis.call('GET', ARGV[i + 2]) == ARGV[i + 3] then redis.call('DEL', ARGV[i + 2]) end
+    else
+      redis.call(unpack(ARGV, i + 1, i + n))
     end
-  elseif name == 'UNLOCK' then
-    if redis.call('GET', ARGV[i + 2]) == ARGV[i + 3] then redis.call('DEL', ARGV[i + 2]) end
-  else
-    redis.call(unpack(ARGV, i + 1, i + n))
+    i = i + n + 1
   end
-  i = i + n + 1
 end
-return 1
 """
+APPLY = APPLY_FUNCTION + "apply(1)\nreturn 1\n"
 
 
 def _sha(source: str) -> str:
@@ -95,6 +98,17 @@ class WriteBatch:
         entries.append(entry)
         self.traces[key] = (max(longest, ttl), extending or extend, entries)
 
+    def words(self) -> list[Any]:
+        """Everything collected, as `APPLY_FUNCTION`'s words, in the order it came; the batch is empty after."""
+        stack, traces = self.pipe.command_stack, self.traces
+        self.pipe, self.traces = self.r.pipeline(transaction=False), {}
+        words: list[Any] = []
+        for command, _ in stack:
+            words += [len(command), *command]
+        for key, (ttl, extend, entries) in traces.items():
+            words += [4 + len(entries), "APPEND", key, ttl, int(extend), *entries]
+        return words
+
     def send(
         self, reads: Callable[[Any], None] | None = None, *, fallback: tuple[str, list[Any]] | None = None
     ) -> list[Any]:
@@ -102,12 +116,7 @@ class WriteBatch:
         whose answer the step needs, with the writes before it); returns the answers to those. `fallback`
         is the (source, numkeys+keys+args) of a script `reads` runs by its digest. The batch is empty after."""
         stack, traces = list(self.pipe.command_stack), self.traces
-        self.pipe, self.traces = self.r.pipeline(transaction=False), {}
-        words: list[Any] = []
-        for command, _ in stack:
-            words += [len(command), *command]
-        for key, (ttl, extend, entries) in traces.items():
-            words += [4 + len(entries), "APPEND", key, ttl, int(extend), *entries]
+        words = self.words()
         pipe: Any = self.r.pipeline(transaction=False)
         if words:
             # EVAL with the source, never EVALSHA: a Redis that does not know the script yet (new, restarted,

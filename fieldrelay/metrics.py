@@ -170,11 +170,21 @@ def _observe_seconds(counts: Counts, name: str, value: float, labels: Mapping[st
 def observe(state: StateLike, event_id: str, entry: Mapping[str, Any], batch: BatchLike | None = None) -> None:
     """Log and count one trace entry (into `batch`, sent with the step's other writes, when there is one);
     never raises, since metrics must not fail the step they describe."""
+    log_step(state, event_id, entry)
+    record(state, event_id, entry, batch)
+
+
+def log_step(state: StateLike, event_id: str, entry: Mapping[str, Any]) -> None:
+    """The trace entry's line in the step log (`fieldrelay.trace`)."""
     detail = {(f"{k}_" if k in _RESERVED else k): v for k, v in entry.items() if k not in ("at", "step")}
     # `entry` was redacted for the trace already (PipelineState.trace): the formatter need not search it again.
     steps_log.info(
         str(entry.get("step")), extra={"event_id": event_id, **detail, PRE_REDACTED: state.redactor.sameness}
     )
+
+
+def record(state: StateLike, event_id: str, entry: Mapping[str, Any], batch: BatchLike | None = None) -> None:
+    """Count the trace entry and update the console's summary (into `batch`, when there is one)."""
     try:
         _observe(state, event_id, entry, batch)
     except Exception as exc:  # Redis trouble here already fails the trace write next to it

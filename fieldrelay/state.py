@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -17,7 +18,7 @@ import redis
 from fieldrelay.batch import TRACE_APPEND, WriteBatch
 from fieldrelay.bounds import bounded
 from fieldrelay.entitystate import EntityStore
-from fieldrelay.metrics import observe
+from fieldrelay.metrics import log_step, observe, record
 from fieldrelay.redaction import Redactor
 from fieldrelay.steps import FAILURES, Step
 
@@ -310,11 +311,26 @@ class PipelineState:
     def link_store(self) -> RedisLinkStore:
         return RedisLinkStore(self.r, self.key("link"), self.retention * 52)
 
+    def prepared_trace(self, event_id: str, step: Step, **detail: Any) -> tuple[list[Any], Callable[[], None]]:
+        """One trace entry's writes (its own and its console summary's) as `WriteBatch.words`, for a script
+        that makes them only if it grants the step (workers/gate.py), and what logs it, to call once it did.
+        Counters the entry adds to, if any, count now."""
+        entry, raw = self.redactor.redacted(bounded({"at": time.time(), "step": str(step), **detail}))
+        writes = WriteBatch(self.r)
+        if self.batch is not None:
+            writes.known = self.batch.known  # the step's later entries read the times this one sets
+        writes.trace(self.key("trace", event_id), raw, self._ttl(step), extend=step in FAILURES)
+        record(self, event_id, entry, writes)
+        return writes.words(), functools.partial(log_step, self, event_id, entry)
+
+    def _ttl(self, step: Step) -> int:
+        return self.failure_retention if step in FAILURES else self.retention
+
     def trace(self, event_id: str, step: Step, **detail: Any) -> None:
         """Append one redacted trace entry; failures keep the trace for `failure_retention`."""
         entry, raw = self.redactor.redacted(bounded({"at": time.time(), "step": str(step), **detail}))
         key = self.key("trace", event_id)
-        ttl = self.failure_retention if step in FAILURES else self.retention
+        ttl = self._ttl(step)
         if self.batch is not None:
             self.batch.trace(key, raw, ttl, extend=step in FAILURES)
             observe(self, event_id, entry, self.batch)

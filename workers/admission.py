@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from fieldrelay.targets import TargetLimits, next_reset
 from workers.connectors.errors import QuotaExceeded, RateInfo, RateLimited
-from workers.gate import StepLock, TargetGate
+from workers.gate import RunScript, StepLock, TargetGate
 
 Alert = Callable[[str, dict[str, str]], None]
 
@@ -26,10 +27,18 @@ class Deferred(Exception):
         self.seconds, self.reason = seconds, reason
 
 
-def admit(gate: TargetGate, target: str, lock: StepLock | None = None) -> None:
+def admit(
+    gate: TargetGate,
+    target: str,
+    lock: StepLock | None = None,
+    *,
+    then: Callable[[], list[Any]] | None = None,
+    run: RunScript | None = None,
+) -> None:
     """Wait for the target's shared gate, and take the step's `lock` with its slot: sleep through short
-    rate waits, defer anything longer, and a lock another task holds (`busy`)."""
-    while (wait := gate.acquire(target, lock)) is not None:
+    rate waits, defer anything longer, and a lock another task holds (`busy`). `then()` gives the writes
+    made with the slot and lock (made again for each try); `run` sends the gate's script."""
+    while (wait := gate.acquire(target, lock, then=then() if then else None, run=run)) is not None:
         if wait.reason != "rate" or wait.seconds > SLEEP_AT_MOST:
             raise Deferred(wait.seconds, wait.reason)
         time.sleep(wait.seconds)

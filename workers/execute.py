@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -150,10 +151,21 @@ def execute(
     # redelivery racing its original) could otherwise both miss the link store and both create.
     # The lock is taken with the target's slot, in one round trip; another owner's lock defers as `busy`.
     lock = rt.state.step_lock(ctx.idempotency_key, owner)
-    admit(rt.gate, spec.target, lock)
+    # The trace shows what is sent before it is sent: `action.started` is written with the slot and the lock,
+    # by the gate's script (the step's earlier writes go before it in that round trip), and logged after.
+    shown_params = shown(params, call)
+    started: list[Callable[[], None]] = []
+
+    def started_writes() -> list[Any]:
+        words, log_started = rt.state.prepared_trace(
+            eid, Step.ACTION_STARTED, rule=rule.name, index=index, action=call.name, params=shown_params
+        )
+        started[:] = [log_started]
+        return words
+
+    admit(rt.gate, spec.target, lock, then=started_writes, run=rt.state.run_after_writes)
+    started[0]()
     token = lock[1]
-    rt.state.trace(eid, Step.ACTION_STARTED, rule=rule.name, index=index, action=call.name, params=shown(params, call))
-    rt.state.flush()  # the trace shows what is sent before it is sent
     try:
         result = spec.run(rt.clients, params, ctx)
     except RateLimited as exc:

@@ -11,18 +11,25 @@ and an exhausted daily quota pauses it until the reset (UTC midnight).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
+from fieldrelay.batch import APPLY_FUNCTION
 from fieldrelay.targets import TargetLimits
+
+# (script, keys, args) -> its answer: `PipelineState.run_after_writes`, which sends a step's writes first.
+RunScript = Callable[[Any, list[str], list[Any]], Any]
 
 SAFETY = 0.97
 # A step lock taken with a slot: (Redis key, owner token, lease in seconds); see PipelineState.step_lock.
 StepLock = tuple[str, str, int]
 
-_ACQUIRE = """
+_ACQUIRE = (
+    APPLY_FUNCTION
+    + """
 local function admit()
   local paused, quota, blocked = unpack(redis.call('MGET', KEYS[4], KEYS[3], KEYS[2]))
   if paused then return {30000, 'paused'} end
@@ -46,14 +53,20 @@ local function admit()
 end
 local answer = admit()
 if answer[1] > 0 or #KEYS < 5 then return answer end
--- Admitted: take the step's lock (KEYS[5], owner ARGV[3], lease ARGV[4] s) in the same round trip.
-if redis.call('SET', KEYS[5], ARGV[3], 'NX', 'EX', tonumber(ARGV[4])) then return answer end
+-- Admitted: take the step's lock (KEYS[5], owner ARGV[3], lease ARGV[4] s) in the same round trip, and
+-- write what the step writes when it starts (ARGV[5..], as APPLY's words).
+if redis.call('SET', KEYS[5], ARGV[3], 'NX', 'EX', tonumber(ARGV[4])) then
+  apply(5)
+  return answer
+end
 if redis.call('GET', KEYS[5]) == ARGV[3] then
   redis.call('EXPIRE', KEYS[5], tonumber(ARGV[4]))
+  apply(5)
   return answer
 end
 return {1000, 'busy'}
 """
+)
 
 
 @dataclass(frozen=True)
@@ -104,11 +117,20 @@ class TargetGate:
         requests, _ = self._limit(target)
         return max(0, int(requests * (1 - SAFETY)) - 1)
 
-    def acquire(self, target: str, lock: StepLock | None = None) -> Wait | None:
+    def acquire(
+        self,
+        target: str,
+        lock: StepLock | None = None,
+        *,
+        then: list[Any] | None = None,
+        run: RunScript | None = None,
+    ) -> Wait | None:
         """Take a slot now, or say how long to wait. A paused target always waits.
 
         With `lock` (key, owner, lease), a slot taken also takes that step lock, or waits as `busy`
-        when another owner holds it (the slot is spent either way, as when they were two calls).
+        when another owner holds it (the slot is spent either way, as when they were two calls); and
+        `then`, writes (`fieldrelay.batch.WriteBatch.words`) made only when both are taken: the step's
+        `action.started` entry. `run` sends the script (with a step's batched writes before it).
         """
         keys = [
             self._key(target, "tat"),
@@ -120,8 +142,8 @@ class TargetGate:
         args: list[str | int] = [interval, interval * self._credit_slots(target)]
         if lock is not None:
             keys.append(lock[0])
-            args += [lock[1], lock[2]]
-        wait_ms, reason = self._acquire(keys=keys, args=args)
+            args += [lock[1], lock[2], *(then or [])]
+        wait_ms, reason = self._acquire(keys=keys, args=args) if run is None else run(self._acquire, keys, args)
         if int(wait_ms) <= 0:
             return None
         return Wait(int(wait_ms) / 1000.0, reason.decode() if isinstance(reason, bytes) else str(reason))

@@ -237,3 +237,12 @@ def test_httpx_and_celery_success_lines_are_left_to_the_trace_unless_debugging(l
     assert loggers["httpx"]["level"] == loggers["httpcore"]["level"] == httpx_level
     assert loggers["celery.app.trace"]["level"] == httpx_level  # "Task ... succeeded in ..."
     assert "celery.worker.strategy" not in loggers  # "Task ... received" stays at the worker's level
+
+
+def test_a_prepared_entry_is_logged_only_once_its_script_granted_it(lines, redis_client):
+    state = PipelineState(redis_client)
+    words, log_started = state.prepared_trace("ev1", Step.ACTION_STARTED, rule="mirror", index=0, action="a.b")
+    assert words and not [line for line in lines if line["logger"] == "fieldrelay.trace"]
+    log_started()
+    [line] = [line for line in lines if line["logger"] == "fieldrelay.trace"]
+    assert (line["message"], line["event_id"], line["rule"]) == ("action.started", "ev1", "mirror")

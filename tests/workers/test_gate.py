@@ -104,3 +104,34 @@ def test_a_slot_takes_the_steps_lock_with_it_or_waits_as_busy(redis_client):
     wait = gate.acquire("synchroteam", ("fieldrelay:steplock:job-2:mirror:0", "task-C", 120))
     assert wait is not None and wait.reason == "paused"
     assert not redis_client.exists("fieldrelay:steplock:job-2:mirror:0")  # a waiting call takes no lock
+
+
+def test_a_steps_started_entry_is_written_only_with_its_slot_and_lock(redis_client):
+    from fieldrelay.state import PipelineState
+    from fieldrelay.steps import Step
+
+    state = PipelineState(redis_client)
+    gate = TargetGate(redis_client, limits(0, 0.0))
+
+    def started(event_id: str) -> list:
+        words, _log = state.prepared_trace(event_id, Step.ACTION_STARTED, rule="r", index=0, action="x.y")
+        return words
+
+    redis_client.set("fieldrelay:steplock:k", "someone-else")
+    assert gate.acquire("synchroteam", ("fieldrelay:steplock:k", "me", 60), then=started("ev1")).reason == "busy"
+    assert not redis_client.exists("fieldrelay:trace:ev1")
+
+    state.pause_target("synchroteam")
+    assert gate.acquire("synchroteam", ("fieldrelay:steplock:j", "me", 60), then=started("ev2")).reason == "paused"
+    assert not redis_client.exists("fieldrelay:trace:ev2") and not redis_client.exists("fieldrelay:steplock:j")
+    state.resume_target("synchroteam")
+
+    with state.batched():
+        state.trace("ev3", Step.RUN_STARTED, rule="r", mode="queued")  # the step's earlier writes go first
+        granted = gate.acquire(
+            "synchroteam", ("fieldrelay:steplock:j", "me", 60), then=started("ev3"), run=state.run_after_writes
+        )
+    assert granted is None
+    assert [e["step"] for e in state.load_trace("ev3")] == [Step.RUN_STARTED, Step.ACTION_STARTED]
+    assert redis_client.hget("fieldrelay:evsum:ev3", "t:r:0") is not None
+    assert 0 < redis_client.ttl("fieldrelay:trace:ev3") <= state.retention
