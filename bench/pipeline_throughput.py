@@ -240,14 +240,20 @@ class Bench:
                 out[name] = t.user + t.system
                 continue
             proc = psutil.Process(self.redis_pid if name == "redis" else self.procs[name].pid)
-            total = 0.0
+            total = pool = 0.0
             for p in [proc, *proc.children(recursive=True)]:
                 try:
                     t = p.cpu_times()
                     total += t.user + t.system
+                    if p.ppid() != proc.pid and p.pid != proc.pid and name == "worker":  # the Celery pool's
+                        pool += t.user + t.system
                 except psutil.NoSuchProcess:
                     pass
             out[name] = total
+            if name == "worker":
+                out["worker pool"] = pool
+            if name == "reference":  # its Celery main process is `proc` itself
+                out["reference pool"] = total - sum(t.user + t.system for t in [proc.cpu_times()])
         return out
 
     def fieldrelay_round(self, n: int) -> tuple[float, dict[str, float]]:
