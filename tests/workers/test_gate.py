@@ -7,6 +7,8 @@ import time
 
 import redis
 
+from fieldrelay.state import PipelineState
+from fieldrelay.steps import Step
 from fieldrelay.targets import TargetLimits
 from workers.gate import SAFETY, TargetGate
 
@@ -107,9 +109,6 @@ def test_a_slot_takes_the_steps_lock_with_it_or_waits_as_busy(redis_client):
 
 
 def test_a_steps_started_entry_is_written_only_with_its_slot_and_lock(redis_client):
-    from fieldrelay.state import PipelineState
-    from fieldrelay.steps import Step
-
     state = PipelineState(redis_client)
     gate = TargetGate(redis_client, limits(0, 0.0))
 
@@ -118,11 +117,13 @@ def test_a_steps_started_entry_is_written_only_with_its_slot_and_lock(redis_clie
         return words
 
     redis_client.set("fieldrelay:steplock:k", "someone-else")
-    assert gate.acquire("synchroteam", ("fieldrelay:steplock:k", "me", 60), then=started("ev1")).reason == "busy"
+    busy = gate.acquire("synchroteam", ("fieldrelay:steplock:k", "me", 60), then=started("ev1"))
+    assert busy is not None and busy.reason == "busy"
     assert not redis_client.exists("fieldrelay:trace:ev1")
 
     state.pause_target("synchroteam")
-    assert gate.acquire("synchroteam", ("fieldrelay:steplock:j", "me", 60), then=started("ev2")).reason == "paused"
+    paused = gate.acquire("synchroteam", ("fieldrelay:steplock:j", "me", 60), then=started("ev2"))
+    assert paused is not None and paused.reason == "paused"
     assert not redis_client.exists("fieldrelay:trace:ev2") and not redis_client.exists("fieldrelay:steplock:j")
     state.resume_target("synchroteam")
 
