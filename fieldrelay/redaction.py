@@ -186,8 +186,13 @@ class Redactor:
         string's JSON spelling holds its secrets raw or JSON-escaped, and both are looked for. Only a
         text in which something shows is scrubbed string by string.
         """
-        masked = self._keys_masked(value) if _has_secret_key(value) else value
-        line = orjson.dumps(masked, default=str)
+        masked, line = value, orjson.dumps(value, default=str)
+        low = line.lower()
+        # A secret-looking key shows in the text as `"password":`; an ASCII text without one has none (a
+        # non-ASCII key may lower-case into one: walked).
+        if not low.isascii() or any(key in low for key in _KEY_SPELLINGS):
+            masked = self._keys_masked(value)
+            line = orjson.dumps(masked, default=str)
         if not self._forms:
             return masked, line
         text = line.decode()
@@ -226,12 +231,7 @@ def _json_escaped(form: str) -> str:
     return orjson.dumps(form).decode()[1:-1]
 
 
-def _has_secret_key(value: Any) -> bool:
-    if isinstance(value, dict):
-        return any((isinstance(k, str) and k.lower() in SECRET_KEYS) or _has_secret_key(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_secret_key(v) for v in value)
-    return False
+_KEY_SPELLINGS = tuple(orjson.dumps(key) + b":" for key in sorted(SECRET_KEYS))
 
 
 def settings_secrets(settings: Settings) -> list[str]:

@@ -36,7 +36,10 @@ values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), text),
     lambda inner: st.one_of(
         st.lists(inner, max_size=4),
-        st.dictionaries(st.one_of(text, st.sampled_from(["password", "Authorization", "token", "rule"])), inner),
+        st.dictionaries(
+            st.one_of(text, st.sampled_from(["password", "Authorization", "token", "rule", "TO\u212aEN", "Api_Key"])),
+            inner,
+        ),
     ),
     max_leaves=12,
 )
@@ -62,3 +65,9 @@ def test_a_secret_inside_an_object_that_json_holds_as_its_str_is_masked():
 def test_a_secret_with_json_escapes_is_found_in_the_json_text():
     _, line = REDACTOR.redacted({"note": f"sent {SECRETS[1]} here"})
     assert line == b'{"note":"sent [redacted] here"}'
+
+
+def test_a_key_that_lower_cases_into_a_secret_one_is_masked():
+    # The Kelvin sign lower-cases to "k": "TO\u212aEN".lower() == "token", as scrub compares keys.
+    clean, line = REDACTOR.redacted({"TO\u212aEN": "abc", "note": "ok"})
+    assert clean["TO\u212aEN"] == "[redacted]" and b"abc" not in line
