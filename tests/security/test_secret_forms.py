@@ -95,7 +95,7 @@ def test_synergist_never_logs_its_password_in_a_url(caplog) -> None:
         "1",
         transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"success": True, "data": [{"x": 1}]})),
     )
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="httpx"):
         client.clients()
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "synergist.test/jsonapi" in text and "[query omitted]" in text

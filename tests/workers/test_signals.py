@@ -18,11 +18,14 @@ def test_the_worker_logs_at_its_loglevel(monkeypatch, redis_url, given, root, ht
     signals = importlib.import_module("workers.signals")
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # setup_logging replaces it
     before = logging.getLogger().level, logging.getLogger().handlers[:]
+    named = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "celery.app.trace")}
     try:
         signals._setup_logging(loglevel=given)
         assert logging.getLevelName(logging.getLogger().level) == root
         assert logging.getLevelName(logging.getLogger("httpx").level) == httpx
     finally:
+        for name, level in named.items():  # the next tests' caplog sets the root's level only
+            logging.getLogger(name).setLevel(level)
         logging.getLogger().setLevel(before[0])
         logging.getLogger().handlers[:] = before[1]
         logging.captureWarnings(False)
