@@ -238,8 +238,10 @@ def run_action(
     *,
     owner: str | None = None,
     saved: dict[str, Any] | None = None,
+    then: EnqueueAction | None = None,
 ) -> dict[str, Any]:
-    """Run action `index` of the stored rule once (the ledger skips a done one), then chain the next.
+    """Run action `index` of the stored rule once (the ledger skips a done one), then chain the next
+    (through `then`, else `rt.enqueue_action`).
 
     `saved` is the event as the calling task just saved it (an inline first action): no read back.
     """
@@ -255,7 +257,7 @@ def run_action(
         result = execute(event, rule, digest, index, rt, owner=owner, derived=raw_event.get("derived"), steps=steps)
     if index + 1 < len(rule.then):
         target = ACTIONS[rule.then[index + 1].name].target
-        rt.enqueue_action(event_id, digest, index + 1, rt.queue_for(target))
+        (then or rt.enqueue_action)(event_id, digest, index + 1, rt.queue_for(target))
     else:
         finish(event, rule, digest, rt)
     return result

@@ -22,7 +22,7 @@ from fieldrelay.queues import (
 from fieldrelay.steps import Step
 from workers import lifecycle, pipeline
 from workers.celery_app import app
-from workers.inline import FirstAction
+from workers.inline import CHAIN, FirstAction
 from workers.process import failure_state, inline_action_queues, policy, runtime
 from workers.retry import Next, run_once, run_step, through_redis_outages
 
@@ -156,7 +156,30 @@ def action_step(
     saved: dict[str, Any] | None = None,
 ) -> None:
     """One action under the retry policy, from a `run_action` task or inline in its event's task (`owner`
-    is that task's id, kept by a redelivery); a retry or a deferral goes to `queue` as a `run_action`."""
+    is that task's id, kept by a redelivery), then the actions after it that run inline (workers/inline.py),
+    up to CHAIN of them; a retry or a deferral goes to its step's queue as a `run_action`."""
+    for _ in range(CHAIN + 1):
+        taken = _one_action_step(event_id, rule_digest, index, attempt, queue, owner, saved=saved)
+        if taken is None:
+            return
+        event_id, rule_digest, queue = taken
+        index, attempt, saved = index + 1, 0, None
+    through_redis_outages(lambda: runtime().enqueue_action(event_id, rule_digest, index, queue))
+
+
+def _one_action_step(
+    event_id: str,
+    rule_digest: str,
+    index: int,
+    attempt: int,
+    queue: str,
+    owner: str | None,
+    *,
+    saved: dict[str, Any] | None = None,
+) -> tuple[str, str, str] | None:
+    """`action_step`'s one step; the step after it, when this task is to run it inline."""
+    after = FirstAction(inline_action_queues(), lambda *args: runtime().enqueue_action(*args), index=index + 1)
+    done = False
 
     def again(next_: Next) -> None:
         rt = runtime()
@@ -176,9 +199,12 @@ def action_step(
         rt.schedule(RUN_ACTION_TASK, [event_id, rule_digest, index, next_.attempt], queue, next_.delay)
 
     def step() -> None:
+        nonlocal done
+        after.taken = None  # run again after a Redis outage: the ledger skips the step and it is taken again
         rt = runtime()
         with rt.state.batched():
-            pipeline.run_action(event_id, rule_digest, index, rt, owner=owner, saved=saved)
+            pipeline.run_action(event_id, rule_digest, index, rt, owner=owner, saved=saved, then=after)
+        done = True
 
     run_step(
         step,
@@ -187,3 +213,7 @@ def action_step(
         again=again,
         fail=lambda exc, attempts: lifecycle.fail_action(runtime(), event_id, rule_digest, index, exc, attempts),
     )
+    if not done:
+        through_redis_outages(after.release)
+        return None
+    return after.taken

@@ -31,3 +31,13 @@ def test_the_first_action_of_the_first_run_is_taken_the_rest_are_enqueued():
     ]
     first.release()  # the event's step did not complete: the taken one is enqueued after all
     assert first.taken is None and sent[-1] == ("ev1", "d2", 0, "actions.http")
+
+
+def test_the_step_after_a_task_s_step_is_taken_once_and_given_back_if_that_step_did_not_complete():
+    sent: list[tuple[str, str, int, str]] = []
+    after = FirstAction(frozenset({"actions.http"}), lambda *args: sent.append(args), index=3)
+    after("ev1", "d1", 3, "actions.synchroteam")  # paced: its queue
+    after("ev1", "d1", 3, "actions.http")
+    assert after.taken == ("ev1", "d1", "actions.http") and sent == [("ev1", "d1", 3, "actions.synchroteam")]
+    after.release()
+    assert after.taken is None and sent[-1] == ("ev1", "d1", 3, "actions.http")

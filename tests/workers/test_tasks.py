@@ -26,3 +26,26 @@ def test_process_event_without_a_task_id_or_claim_refuses_to_claim(
     tasks = importlib.import_module("workers.tasks")
     with pytest.raises(RuntimeError, match="needs a task id"):
         tasks.process_event(EVENT)
+
+
+def test_a_task_runs_at_most_chain_inline_steps_after_its_own_then_enqueues_the_next(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    monkeypatch.setenv("FIELDRELAY_REDIS_URL", redis_url)
+    tasks = importlib.import_module("workers.tasks")
+    ran: list[int] = []
+    enqueued: list[tuple] = []
+
+    def one_step(event_id, digest, index, attempt, queue, owner, *, saved=None):
+        ran.append(index)
+        return (event_id, digest, "actions.http")  # every next step is taken inline
+
+    class Runtime:
+        def enqueue_action(self, *args):
+            enqueued.append(args)
+
+    monkeypatch.setattr(tasks, "_one_action_step", one_step)
+    monkeypatch.setattr(tasks, "runtime", Runtime)
+    tasks.action_step("ev1", "d1", 3, 0, "actions.http", "task-1")
+    assert ran == list(range(3, 3 + tasks.CHAIN + 1))  # its own step, then CHAIN more
+    assert enqueued == [("ev1", "d1", 3 + tasks.CHAIN + 1, "actions.http")]

@@ -1,0 +1,142 @@
+"""A run's unpaced steps run in the task that ran the step before them, in order (workers/inline.py): a
+rule of three `http.request` calls is one task, and a step retried on its queue takes the next one with it."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from fieldrelay_cli.devstack import Stack, StackConfig
+from fieldrelay_cli.embedded_redis import free_port
+from tests.pipeline_waits import PipelineWaits
+from tests.security.conftest import Listener
+
+TOKEN = "chain-token"
+RULES = """\
+rules:
+  - name: three-calls
+    when: {{source: servicetrade, entity: job, action: updated, changed: {{status: {{to: completed}}}}}}
+    then:
+      - http.request: {{url: "{sink}/one/{{{{ event.entity.id }}}}", json: {{step: 1}}}}
+      - http.request: {{url: "{sink}/two/{{{{ event.entity.id }}}}", json: {{step: 2}}}}
+      - http.request: {{url: "{sink}/three/{{{{ event.entity.id }}}}", json: {{step: 3}}}}
+"""
+
+
+class Chain(PipelineWaits):
+    def __init__(self, stack: Stack, redis_url: str, sink: Listener, logs: Path) -> None:
+        self.stack, self.config, self.sink, self.logs = stack, stack.config, sink, logs
+        self.redis = redis.Redis.from_url(redis_url)
+
+    def post(self, job: int) -> None:
+        at = int(time.time())
+        message = {
+            "messageId": f"m-{job}",
+            "timestamp": at,
+            "data": [
+                {
+                    "action": "updated",
+                    "timestamp": at,
+                    "entity": {"type": "job", "id": job, "uri": f"https://api.servicetrade.com/api/job/{job}"},
+                    "changeset": [{"field": "status", "oldValue": "scheduled", "newValue": "completed"}],
+                }
+            ],
+        }
+        url = f"{self.config.base_url(self.config.receiver_port)}/webhooks/servicetrade/{TOKEN}"
+        assert httpx.post(url, json=message, timeout=10).status_code == 200
+
+    def paths(self, job: int) -> list[str]:
+        return [hit.path for hit in list(self.sink.hits) if hit.path.endswith(f"/{job}")]
+
+    def run_action_tasks(self) -> int:
+        text = (self.logs / "worker.log").read_text(errors="replace")
+        return len(re.findall(r"Task fieldrelay\.run_action\[[0-9a-f-]+\] received", text))
+
+    def steps(self, job: int) -> list[tuple[str, int | None]]:
+        for key in self.redis.scan_iter("fieldrelay:trace:*"):
+            entries = [json.loads(e) for e in self.redis.lrange(key, 0, -1)]
+            if any(f"/{job}" in json.dumps(e.get("params", {})) for e in entries):
+                return [(e["step"], e.get("index")) for e in entries if e["step"].startswith("action.")]
+        return []
+
+
+@pytest.fixture(scope="module")
+def chain(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    r = redis.Redis.from_url(redis_server)
+    r.flushdb()
+    r.close()
+    data = tmp_path_factory.mktemp("chain")
+    refused: set[str] = set()
+
+    def reply(handler) -> tuple[int, dict[str, str], bytes]:
+        # /two/2 answers 503 once: its step is retried on its queue, as a run_action task.
+        if handler.path == "/two/2" and handler.path not in refused:
+            refused.add(handler.path)
+            return 503, {}, b""
+        return 200, {"Content-Type": "application/json"}, b"{}"
+
+    sink = Listener(reply).start()
+    rules = data / "rules"
+    rules.mkdir()
+    (rules / "chain.yaml").write_text(RULES.format(sink=sink.url("").rstrip("/")))
+    config = StackConfig(
+        data_dir=data,
+        redis_url=redis_server,
+        receiver_port=free_port(),
+        servicetrade_port=free_port(),
+        synchroteam_port=free_port(),
+        synergist_port=free_port(),
+        webhook_tokens=TOKEN,
+        rules_dir=rules,
+        worker_concurrency=2,
+        log_dir=data / "logs",
+        extra_env={"FIELDRELAY_HTTP_ALLOWED_HOSTS": f"127.0.0.1:{sink.port}", "FIELDRELAY_RETRY_MAX_BACKOFF": "1"},
+    )
+    stack = Stack(config)
+    try:
+        stack.start_redis()
+        stack.start_sandbox()
+        stack.start_receiver()
+        stack.start_worker()
+        yield Chain(stack, redis_server, sink, data / "logs")
+    finally:
+        stack.stop()
+        sink.stop()
+
+
+def test_a_run_of_unpaced_steps_is_one_task(chain: Chain) -> None:
+    chain.post(1)
+    chain.wait_until(lambda: len(chain.paths(1)) == 3, what="the three calls")
+    chain.wait_idle()
+    assert chain.paths(1) == ["/one/1", "/two/1", "/three/1"]
+    assert chain.steps(1) == [
+        ("action.started", 0),
+        ("action.succeeded", 0),
+        ("action.started", 1),
+        ("action.succeeded", 1),
+        ("action.started", 2),
+        ("action.succeeded", 2),
+    ]
+    assert chain.run_action_tasks() == 0  # all three ran in the event's own task
+
+
+def test_a_step_retried_on_its_queue_takes_the_steps_after_it(chain: Chain) -> None:
+    before = chain.run_action_tasks()
+    chain.post(2)
+    chain.wait_until(lambda: "/three/2" in chain.paths(2), what="the third call, after the retried second")
+    chain.wait_idle()
+    assert chain.paths(2) == ["/one/2", "/two/2", "/two/2", "/three/2"]
+    assert [s for s in chain.steps(2) if s[0] != "action.started"] == [
+        ("action.succeeded", 0),
+        ("action.retry", 1),
+        ("action.succeeded", 1),
+        ("action.succeeded", 2),
+    ]
+    assert chain.run_action_tasks() - before == 1  # the retry's task, which ran the third step too
