@@ -14,6 +14,7 @@ no reader sees half of a step's writes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +57,7 @@ end
 APPLY = APPLY_FUNCTION + "apply(1)\nreturn 1\n"
 
 
+@functools.lru_cache(maxsize=64)
 def _sha(source: str) -> str:
     return hashlib.sha1(source.encode()).hexdigest()
 

@@ -53,7 +53,7 @@ class Tally:
 
     def bind(self, client: redis.Redis) -> None:
         """Write to `client`, from a thread started in this process the first time."""
-        if self.pid == os.getpid():
+        if self.pid:  # set in this process: a forked child starts with 0 (`_forked`)
             return
         self._reset(client)
         self.pid = os.getpid()
@@ -109,3 +109,10 @@ class Tally:
 
 
 TALLY = Tally()
+
+
+def _forked() -> None:
+    TALLY.pid = 0  # the parent's sums, lock and thread are not the child's: bind starts its own
+
+
+os.register_at_fork(after_in_child=_forked)

@@ -81,3 +81,17 @@ def test_a_worker_step_counts_in_the_tally_not_in_its_writes(redis_client, metri
 def test_a_trace_entry_outside_a_step_counts_at_once(redis_client):
     PipelineState(redis_client).trace("ev2", Step.ACTION_RETRY, index=0, error="503", attempt=1)
     assert redis_client.hget(KEY, "[]") == b"1"
+
+
+def test_a_forked_child_starts_its_own_tally(redis_client):
+    import os
+
+    from fieldrelay.tally import TALLY
+
+    TALLY.bind(redis_client)
+    assert TALLY.pid == os.getpid()
+    child = os.fork()
+    if child == 0:  # a pool process: nothing of the parent's tally is its own
+        os._exit(0 if TALLY.pid == 0 else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
