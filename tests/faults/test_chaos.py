@@ -166,9 +166,14 @@ def set_latency(handle: FaultStack, ms: int | None) -> None:
 
 
 def deliver_twice_under_kills(
-    handle: FaultStack, chaos: Chaos, job_ids: list[int], *, idle_timeout: float
+    handle: FaultStack,
+    chaos: Chaos,
+    job_ids: list[int],
+    *,
+    idle_timeout: float,
+    per_second: float = DELIVERIES_PER_SECOND,
 ) -> tuple[float, list[tuple[int, int]]]:
-    """Each job's webhook twice, shuffled, at DELIVERIES_PER_SECOND while `chaos` kills; then wait until idle.
+    """Each job's webhook twice, shuffled, at `per_second` while `chaos` kills; then wait until idle.
 
     Returns when posting started and the deliveries, in the order sent."""
     deliveries = [(job_id, n) for job_id in job_ids for n in (1, 2)]
@@ -179,7 +184,7 @@ def deliver_twice_under_kills(
     try:
         with httpx.Client(timeout=10) as client:
             for sent, (job_id, n) in enumerate(deliveries):
-                time.sleep(max(0.0, started + sent / DELIVERIES_PER_SECOND - time.monotonic()))
+                time.sleep(max(0.0, started + sent / per_second - time.monotonic()))
                 assert handle.post(webhook(job_id, n), client).status_code == 200
         chaos.posting.clear()
         handle.wait_idle(timeout=idle_timeout, quiet=3.0)
