@@ -72,7 +72,7 @@ def measure(r: redis.Redis, n: int) -> None:
     from receiver.publisher import event_messages
     from receiver.webhooks import normalize, parse_message
     from workers import pipeline
-    from workers.inline import FirstAction
+    from workers.inline import InlineAction
     from workers.process import runtime
 
     rt = runtime()
@@ -88,7 +88,7 @@ def measure(r: redis.Redis, n: int) -> None:
     r.delete("bench-events")
 
     def run(event: dict[str, object]) -> None:
-        first = FirstAction(frozenset({"actions.http"}), rt.enqueue_action)
+        first = InlineAction(frozenset({"actions.http"}), rt.enqueue_action)
         with rt.state.batched():
             pipeline.process_event(ChangeEvent.model_validate(event), str(uuid.uuid4()), rt, start=first)
         assert first.taken is not None, "the bench rule did not match"

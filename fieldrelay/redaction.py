@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -205,25 +205,22 @@ class Redactor:
         return self.redacted(value)[1]
 
     def _keys_masked(self, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                k: self.mask if isinstance(k, str) and k.lower() in SECRET_KEYS and v else self._keys_masked(v)
-                for k, v in value.items()
-            }
-        if isinstance(value, list | tuple):
-            return [self._keys_masked(v) for v in value]
-        return value
+        return self._walk(value, lambda text: text)
 
     def scrub(self, value: Any) -> Any:
+        return self._walk(value, self.text)
+
+    def _walk(self, value: Any, text: Callable[[str], str]) -> Any:
+        """`value` with the value of every secret-looking key masked and `text` applied to every other string."""
         if isinstance(value, str):
-            return self.text(value)
+            return text(value)
         if isinstance(value, dict):
             return {
-                k: self.mask if isinstance(k, str) and k.lower() in SECRET_KEYS and v else self.scrub(v)
+                k: self.mask if isinstance(k, str) and k.lower() in SECRET_KEYS and v else self._walk(v, text)
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple):
-            return type(value)(self.scrub(v) for v in value)
+            return type(value)(self._walk(v, text) for v in value)
         return value
 
 

@@ -58,7 +58,7 @@ class Tally:
         self._reset(client)
         self.pid = os.getpid()
         if self.every is not None:  # None: written only by `flush` (the tests' tallies)
-            threading.Thread(target=self._run, name="fieldrelay-metrics", daemon=True).start()
+            threading.Thread(target=self._run, args=(self.every,), name="fieldrelay-metrics", daemon=True).start()
         atexit.register(self.flush)
 
     def hincrby(self, key: str, field: str, amount: int = 1) -> None:
@@ -74,8 +74,8 @@ class Tally:
         with self.lock:
             self.trims[key] = (keep, below)
 
-    def _run(self) -> None:
-        while not self.stopping.wait(self.every or EVERY):
+    def _run(self, every: float) -> None:
+        while not self.stopping.wait(every):
             self.flush()
 
     def flush(self) -> None:

@@ -32,13 +32,18 @@ def admit(
     target: str,
     lock: StepLock | None = None,
     *,
-    then: Callable[[], list[Any]] | None = None,
+    then: Callable[[], tuple[list[Any], Callable[[], None]]] | None = None,
     run: RunScript | None = None,
-) -> None:
+) -> Callable[[], None] | None:
     """Wait for the target's shared gate, and take the step's `lock` with its slot: sleep through short
     rate waits, defer anything longer, and a lock another task holds (`busy`). `then()` gives the writes
-    made with the slot and lock (made again for each try); `run` sends the gate's script."""
-    while (wait := gate.acquire(target, lock, then=then() if then else None, run=run)) is not None:
+    made with the slot and lock, made again for each try, and what to do once they were (log them), which
+    is returned; `run` sends the gate's script."""
+    while True:
+        writes, made = then() if then is not None else ([], None)
+        wait = gate.acquire(target, lock, then=writes, run=run)
+        if wait is None:
+            return made
         if wait.reason != "rate" or wait.seconds > SLEEP_AT_MOST:
             raise Deferred(wait.seconds, wait.reason)
         time.sleep(wait.seconds)

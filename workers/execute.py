@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -154,17 +153,17 @@ def execute(
     # The trace shows what is sent before it is sent: `action.started` is written with the slot and the lock,
     # by the gate's script (the step's earlier writes go before it in that round trip), and logged after.
     shown_params = shown(params, call)
-    started: list[Callable[[], None]] = []
-
-    def started_writes() -> list[Any]:
-        words, log_started = rt.state.prepared_trace(
+    log_started = admit(
+        rt.gate,
+        spec.target,
+        lock,
+        then=lambda: rt.state.prepared_trace(
             eid, Step.ACTION_STARTED, rule=rule.name, index=index, action=call.name, params=shown_params
-        )
-        started[:] = [log_started]
-        return words
-
-    admit(rt.gate, spec.target, lock, then=started_writes, run=rt.state.run_after_writes)
-    started[0]()
+        ),
+        run=rt.state.run_after_writes,
+    )
+    if log_started is not None:
+        log_started()
     token = lock[1]
     try:
         result = spec.run(rt.clients, params, ctx)

@@ -30,11 +30,11 @@ def inline_queues(targets: Mapping[str, TargetLimits], consumed: Collection[str]
 
 
 @dataclass
-class FirstAction:
+class InlineAction:
     """Takes the action at `index` (a run's first; or the one after a step a task just ran) when its queue is
     an inline one, once; enqueues any other.
 
-    >>> first = FirstAction(frozenset({"actions.http"}), send)        # doctest: +SKIP
+    >>> first = InlineAction(frozenset({"actions.http"}), send)        # doctest: +SKIP
     >>> pipeline.process_event(event, task_id, rt, start=first)      # doctest: +SKIP
     >>> first.taken                                                  # doctest: +SKIP
     ('ab12…', 'd07d…', 'actions.http')

@@ -17,7 +17,7 @@ from rules.trigger import SNAPSHOT
 from workers.actions.registry import ACTIONS
 from workers.admission import Deferred
 from workers.execute import PipelineError, execute, fetch_entity, uri_note
-from workers.inline import FirstAction
+from workers.inline import InlineAction
 from workers.lifecycle import finish, follow
 from workers.links import LinkReader
 from workers.runtime import EnqueueAction, Runtime
@@ -119,7 +119,7 @@ def process_event(
             # The offer goes with the step's writes; when this task will run the first action itself, the
             # action's ledger and step results are read in that round trip too.
             first_queue = rt.queue_for(ACTIONS[rule.then[0].name].target)
-            inline = isinstance(start, FirstAction) and start.would_take(first_queue)
+            inline = isinstance(start, InlineAction) and start.would_take(first_queue)
             after = rt.state.run_and_prefetch((eid, rule.digest, 0)) if inline else rt.state.run_after_writes
             decision = rt.runs.offer(rule.name, rule.mode, rule.debounce, event, rule.digest, after=after)
             follow(decision, rule, event, rt, start)

@@ -46,7 +46,7 @@ def failure_state() -> PipelineState:
 
 @cache
 def inline_action_queues() -> frozenset[str]:
-    """Queues whose first actions this process runs in the event's task (workers/inline.py).
+    """Queues whose actions this process runs inline, in the task before them (workers/inline.py).
 
     The worker's `-Q` selection (`consume_from`) is made before the pool forks; none means all queues.
     """

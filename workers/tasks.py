@@ -22,7 +22,7 @@ from fieldrelay.queues import (
 from fieldrelay.steps import Step
 from workers import lifecycle, pipeline
 from workers.celery_app import app
-from workers.inline import CHAIN, FirstAction
+from workers.inline import CHAIN, InlineAction
 from workers.process import failure_state, inline_action_queues, policy, runtime
 from workers.retry import Next, run_once, run_step, through_redis_outages
 
@@ -90,7 +90,7 @@ def process_event(
         rt.state.trace(parsed.id, Step.EVENT_RETRY, error=next_.reason, attempt=next_.attempt)
         rt.schedule(PROCESS_EVENT_TASK, [event, replay, next_.attempt, token], EVENTS_QUEUE, next_.delay)
 
-    first = FirstAction(inline_action_queues(), lambda *args: runtime().enqueue_action(*args))
+    first = InlineAction(inline_action_queues(), lambda *args: runtime().enqueue_action(*args))
     done = False
 
     def evaluate() -> None:
@@ -178,7 +178,7 @@ def _one_action_step(
     saved: dict[str, Any] | None = None,
 ) -> tuple[str, str, str] | None:
     """`action_step`'s one step; the step after it, when this task is to run it inline."""
-    after = FirstAction(inline_action_queues(), lambda *args: runtime().enqueue_action(*args), index=index + 1)
+    after = InlineAction(inline_action_queues(), lambda *args: runtime().enqueue_action(*args), index=index + 1)
     done = False
 
     def again(next_: Next) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fieldrelay.settings import Settings
 from fieldrelay.targets import target_limits
-from workers.inline import FirstAction, inline_queues
+from workers.inline import InlineAction, inline_queues
 
 
 def test_only_unpaced_targets_on_consumed_queues_run_inline():
@@ -18,7 +18,7 @@ def test_only_unpaced_targets_on_consumed_queues_run_inline():
 
 def test_the_first_action_of_the_first_run_is_taken_the_rest_are_enqueued():
     sent: list[tuple[str, str, int, str]] = []
-    first = FirstAction(frozenset({"actions.http"}), lambda *args: sent.append(args))
+    first = InlineAction(frozenset({"actions.http"}), lambda *args: sent.append(args))
     first("ev1", "d1", 0, "actions.synchroteam")  # a paced target: its queue
     first("ev1", "d2", 0, "actions.http")
     first("ev1", "d3", 0, "actions.http")  # one inline action per event
@@ -35,7 +35,7 @@ def test_the_first_action_of_the_first_run_is_taken_the_rest_are_enqueued():
 
 def test_the_step_after_a_task_s_step_is_taken_once_and_given_back_if_that_step_did_not_complete():
     sent: list[tuple[str, str, int, str]] = []
-    after = FirstAction(frozenset({"actions.http"}), lambda *args: sent.append(args), index=3)
+    after = InlineAction(frozenset({"actions.http"}), lambda *args: sent.append(args), index=3)
     after("ev1", "d1", 3, "actions.synchroteam")  # paced: its queue
     after("ev1", "d1", 3, "actions.http")
     assert after.taken == ("ev1", "d1", "actions.http") and sent == [("ev1", "d1", 3, "actions.synchroteam")]
