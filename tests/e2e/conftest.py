@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -48,33 +50,42 @@ class Pipeline(PipelineWaits):
             httpx.delete(self.url(port, "/_sandbox/requests"), timeout=10).raise_for_status()
 
 
-@pytest.fixture(scope="module")
-def pipeline(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+@contextlib.contextmanager
+def running_stack(redis_server: str, data: Path, *, beat: bool = False, **config: Any) -> Iterator[Stack]:
+    """Redis (a clean database), the sandboxes, the receiver and a worker (and beat) on free ports, as
+    StackConfig(**config) sets them up; stopped after, with the tail of each process's log printed."""
     r = redis.Redis.from_url(redis_server)
     r.flushdb()
     r.close()
-    data = tmp_path_factory.mktemp("stack")
-    config = StackConfig(
-        data_dir=data,
-        redis_url=redis_server,
-        receiver_port=free_port(),
-        servicetrade_port=free_port(),
-        synchroteam_port=free_port(),
-        synergist_port=free_port(),
-        webhook_tokens="e2e-token",
-        rules_dir=ROOT / "rules" / "examples",
-        worker_concurrency=2,
-        log_dir=data / "logs",
+    stack = Stack(
+        StackConfig(
+            data_dir=data,
+            redis_url=redis_server,
+            receiver_port=free_port(),
+            servicetrade_port=free_port(),
+            synchroteam_port=free_port(),
+            synergist_port=free_port(),
+            worker_concurrency=2,
+            log_dir=data / "logs",
+            **config,
+        )
     )
-    stack = Stack(config)
     try:
         stack.start_redis()
         stack.start_sandbox()
         stack.start_receiver()
         stack.start_worker()
-        yield Pipeline(stack, redis_server)
+        if beat:
+            stack.start_beat()
+        yield stack
     finally:
         stack.stop()
         for log in sorted((data / "logs").glob("*.log")):
-            tail = log.read_text(errors="replace")[-3000:]
-            print(f"----- {log.name} (tail) -----\n{tail}")
+            print(f"----- {log.name} (tail) -----\n{log.read_text(errors='replace')[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def pipeline(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    data = tmp_path_factory.mktemp("stack")
+    with running_stack(redis_server, data, webhook_tokens="e2e-token", rules_dir=ROOT / "rules" / "examples") as stack:
+        yield Pipeline(stack, redis_server)

@@ -13,10 +13,11 @@ import httpx
 import pytest
 import redis
 
-from fieldrelay_cli.devstack import Stack, StackConfig
-from fieldrelay_cli.embedded_redis import free_port
+from fieldrelay_cli.devstack import Stack
+from tests.e2e.conftest import running_stack
 from tests.pipeline_waits import PipelineWaits
 from tests.security.conftest import Listener
+from tests.servicetrade_messages import job_completed
 
 TOKEN = "chain-token"
 RULES = """\
@@ -36,20 +37,8 @@ class Chain(PipelineWaits):
         self.redis = redis.Redis.from_url(redis_url)
 
     def post(self, job: int) -> None:
-        at = int(time.time())
-        message = {
-            "messageId": f"m-{job}",
-            "timestamp": at,
-            "data": [
-                {
-                    "action": "updated",
-                    "timestamp": at,
-                    "entity": {"type": "job", "id": job, "uri": f"https://api.servicetrade.com/api/job/{job}"},
-                    "changeset": [{"field": "status", "oldValue": "scheduled", "newValue": "completed"}],
-                }
-            ],
-        }
         url = f"{self.config.base_url(self.config.receiver_port)}/webhooks/servicetrade/{TOKEN}"
+        message = job_completed(job, int(time.time()), f"m-{job}")
         assert httpx.post(url, json=message, timeout=10).status_code == 200
 
     def paths(self, job: int) -> list[str]:
@@ -69,9 +58,6 @@ class Chain(PipelineWaits):
 
 @pytest.fixture(scope="module")
 def chain(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    r = redis.Redis.from_url(redis_server)
-    r.flushdb()
-    r.close()
     data = tmp_path_factory.mktemp("chain")
     refused: set[str] = set()
 
@@ -86,28 +72,11 @@ def chain(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     rules = data / "rules"
     rules.mkdir()
     (rules / "chain.yaml").write_text(RULES.format(sink=sink.url("").rstrip("/")))
-    config = StackConfig(
-        data_dir=data,
-        redis_url=redis_server,
-        receiver_port=free_port(),
-        servicetrade_port=free_port(),
-        synchroteam_port=free_port(),
-        synergist_port=free_port(),
-        webhook_tokens=TOKEN,
-        rules_dir=rules,
-        worker_concurrency=2,
-        log_dir=data / "logs",
-        extra_env={"FIELDRELAY_HTTP_ALLOWED_HOSTS": f"127.0.0.1:{sink.port}", "FIELDRELAY_RETRY_MAX_BACKOFF": "1"},
-    )
-    stack = Stack(config)
+    extra_env = {"FIELDRELAY_HTTP_ALLOWED_HOSTS": f"127.0.0.1:{sink.port}", "FIELDRELAY_RETRY_MAX_BACKOFF": "1"}
     try:
-        stack.start_redis()
-        stack.start_sandbox()
-        stack.start_receiver()
-        stack.start_worker()
-        yield Chain(stack, redis_server, sink, data / "logs")
+        with running_stack(redis_server, data, webhook_tokens=TOKEN, rules_dir=rules, extra_env=extra_env) as stack:
+            yield Chain(stack, redis_server, sink, data / "logs")
     finally:
-        stack.stop()
         sink.stop()
 
 

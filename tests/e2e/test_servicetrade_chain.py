@@ -8,12 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from pydantic import SecretStr
 
-from fieldrelay_cli.devstack import SANDBOX_PASSWORD, SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER, Stack, StackConfig
-from fieldrelay_cli.embedded_redis import free_port
-from tests.e2e.conftest import Pipeline
+from fieldrelay_cli.devstack import SANDBOX_PASSWORD, SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER
+from tests.e2e.conftest import Pipeline, running_stack
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.connectors.synchroteam import SynchroteamClient
 from workers.connectors.synergist import SynergistClient
@@ -59,40 +57,16 @@ rules:
 
 @pytest.fixture(scope="module")
 def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    r = redis.Redis.from_url(redis_server)
-    r.flushdb()
-    r.close()
     data = tmp_path_factory.mktemp("chain-stack")
     rules_dir = data / "rules"
     rules_dir.mkdir()
     (rules_dir / "chain.yaml").write_text(RULES)
-    config = StackConfig(
-        data_dir=data,
-        redis_url=redis_server,
-        receiver_port=free_port(),
-        servicetrade_port=free_port(),
-        synchroteam_port=free_port(),
-        synergist_port=free_port(),
-        webhook_tokens=TOKEN,
-        rules_dir=rules_dir,
-        worker_concurrency=2,
-        log_dir=data / "logs",
-    )
-    running = Stack(config)
-    handle: Pipeline | None = None
-    try:
-        running.start_redis()
-        running.start_sandbox()
-        running.start_receiver()
-        running.start_worker()
+    with running_stack(redis_server, data, webhook_tokens=TOKEN, rules_dir=rules_dir) as running:
         handle = Pipeline(running, redis_server)
-        yield handle
-    finally:
-        if handle is not None:
+        try:
+            yield handle
+        finally:
             handle.redis.close()
-        running.stop()
-        for log in sorted((data / "logs").glob("*.log")):
-            print(f"----- {log.name} (tail) -----\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def settle(stack: Pipeline) -> None:

@@ -14,17 +14,15 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import redis
 from celery import Celery
 from pydantic import SecretStr
 
 from fieldrelay.events import ChangeEvent, EntityRef
 from fieldrelay.queues import EVENTS_QUEUE
 from fieldrelay.state import PipelineState
-from fieldrelay_cli.devstack import SANDBOX_PASSWORD, SANDBOX_USER, Stack, StackConfig
-from fieldrelay_cli.embedded_redis import free_port
+from fieldrelay_cli.devstack import SANDBOX_PASSWORD, SANDBOX_USER, Stack
 from receiver.webhooks import normalize, parse_message
-from tests.e2e.conftest import Pipeline
+from tests.e2e.conftest import Pipeline, running_stack
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.connectors.synergist import SynergistClient
 from workers.polling.pollers import POLL_TASK
@@ -182,48 +180,24 @@ class Handle(Pipeline):
 
 @pytest.fixture(scope="module")
 def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handle]:
-    r = redis.Redis.from_url(redis_server)
-    r.flushdb()
-    r.close()
     data = tmp_path_factory.mktemp("correctness-stack")
     rules_dir = data / "rules"
     rules_dir.mkdir()
     shutil.copy(ROOT / "rules" / "examples" / "servicetrade_to_synchroteam.yaml", rules_dir / "examples.yaml")
     (rules_dir / "correctness.yaml").write_text(RULES)
-    config = StackConfig(
-        data_dir=data,
-        redis_url=redis_server,
-        receiver_port=free_port(),
-        servicetrade_port=free_port(),
-        synchroteam_port=free_port(),
-        synergist_port=free_port(),
-        webhook_tokens=TOKEN,
-        rules_dir=rules_dir,
-        worker_concurrency=2,
-        log_dir=data / "logs",
-        extra_env={
-            "FIELDRELAY_POLL_SOURCES": "servicetrade.job",
-            "FIELDRELAY_POLL_WEBHOOK_GRACE": "0",
-            "FIELDRELAY_POLL_OVERLAP": "30",
-            "FIELDRELAY_POLL_INTERVAL": "1",
-        },
-    )
-    running = Stack(config)
-    handle: Handle | None = None
-    try:
-        running.start_redis()
-        running.start_sandbox()
-        running.start_receiver()
-        running.start_worker()
+    extra_env = {
+        "FIELDRELAY_POLL_SOURCES": "servicetrade.job",
+        "FIELDRELAY_POLL_WEBHOOK_GRACE": "0",
+        "FIELDRELAY_POLL_OVERLAP": "30",
+        "FIELDRELAY_POLL_INTERVAL": "1",
+    }
+    with running_stack(redis_server, data, webhook_tokens=TOKEN, rules_dir=rules_dir, extra_env=extra_env) as running:
         handle = Handle(running, redis_server)
-        handle.hook = handle.st.create_webhook(f"{handle.receiver}/webhooks/servicetrade/{TOKEN}")
-        yield handle
-    finally:
-        if handle is not None:
+        try:
+            handle.hook = handle.st.create_webhook(f"{handle.receiver}/webhooks/servicetrade/{TOKEN}")
+            yield handle
+        finally:
             handle.close()
-        running.stop()
-        for log in sorted((data / "logs").glob("*.log")):
-            print(f"----- {log.name} (tail) -----\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def settled(stack: Handle) -> None:

@@ -68,6 +68,11 @@ class FaultStack(PipelineWaits):
     def receiver(self) -> str:
         return self.config.base_url(self.config.receiver_port)
 
+    def worker_logs(self) -> str:
+        """Every worker's log, one after the other (the fixture always gives the stack a log directory)."""
+        assert self.config.log_dir is not None
+        return "".join(p.read_text(errors="replace") for p in sorted(self.config.log_dir.glob("worker*.log")))
+
     @property
     def synchroteam(self) -> str:
         return self.config.base_url(self.config.synchroteam_port)

@@ -25,6 +25,7 @@ import pytest
 
 from fieldrelay_cli.devstack import SANDBOX_PASSWORD, SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER
 from tests.faults.conftest import FaultStack, unpaced
+from tests.servicetrade_messages import job_completed
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -101,18 +102,17 @@ class Chaos(threading.Thread):
 
 def webhook(job_id: int, delivery: int) -> dict[str, Any]:
     """ServiceTrade's message for job `job_id` going scheduled -> completed (the same change both times)."""
-    return {
-        "messageId": f"chaos-{job_id}",
-        "timestamp": str(STAMP),
-        "data": [
-            {
-                "action": "updated",
-                "timestamp": STAMP,
-                "entity": {"type": "job", "id": job_id, "uri": f"https://api.servicetrade.com/api/job/{job_id}"},
-                "changeset": [{"field": "status", "oldValue": "scheduled", "newValue": "completed"}],
-            }
-        ],
-    }
+    return job_completed(job_id, STAMP, f"chaos-{job_id}")
+
+
+def supervised_jobs(fault_stack: Any, rules: str, events: int) -> tuple[FaultStack, list[int]]:
+    """The stack on `rules` with two supervised workers, `events` ServiceTrade jobs made, the sandboxes slow."""
+    handle = fault_stack(rules, workers=0, **unpaced())
+    for name in WORKERS:
+        handle.stack.start_worker(name, supervised=True)
+    job_ids = create_jobs(handle, events)
+    set_latency(handle, LATENCY_MS)
+    return handle, job_ids
 
 
 def servicetrade(handle: FaultStack) -> str:
@@ -195,11 +195,7 @@ def deliver_twice_under_kills(
 
 @pytest.mark.timeout(900)
 def test_kill_nine_anywhere_duplicates_nothing_strands_nothing(fault_stack):
-    handle = fault_stack(RULES, workers=0, **unpaced())
-    for name in WORKERS:
-        handle.stack.start_worker(name, supervised=True)
-    job_ids = create_jobs(handle, EVENTS)
-    set_latency(handle, LATENCY_MS)
+    handle, job_ids = supervised_jobs(fault_stack, RULES, EVENTS)
 
     chaos = Chaos(handle, SEED)
     # Kills go on while anything is pending, up to MAX_KILLS.
@@ -217,7 +213,7 @@ def test_kill_nine_anywhere_duplicates_nothing_strands_nothing(fault_stack):
     reads = [r for r in st_log if r["method"] == "GET" and r["path"].endswith("/comment")]
     sends = Counter(r["path"].split("/")[3] for r in sy_log if r["path"].endswith("/send") and r["status"] == 200)
     kinds = Counter(kind for _, kind, _ in chaos.kills)
-    logs = "".join(p.read_text(errors="replace") for p in handle.config.log_dir.glob("worker*.log"))
+    logs = handle.worker_logs()
     missing = {
         "comments": sum(1 for n in comments.values() if n == 0),
         "jobs": sum(1 for i in job_ids if jobs[f"st-job-{i}"] == 0),

@@ -11,16 +11,14 @@ from collections import Counter
 
 import pytest
 
-from tests.faults.conftest import unpaced
 from tests.faults.test_chaos import (
     COMMENT,
     SEED,
-    WORKERS,
     Chaos,
     comments_per_job,
-    create_jobs,
     deliver_twice_under_kills,
     set_latency,
+    supervised_jobs,
     synchroteam_records,
 )
 
@@ -49,11 +47,7 @@ rules:
 
 @pytest.mark.timeout(600)
 def test_kill_nine_during_inline_first_actions_duplicates_nothing(fault_stack):
-    handle = fault_stack(RULES, workers=0, **unpaced())
-    for name in WORKERS:
-        handle.stack.start_worker(name, supervised=True)
-    job_ids = create_jobs(handle, EVENTS)
-    set_latency(handle, 15)
+    handle, job_ids = supervised_jobs(fault_stack, RULES, EVENTS)
 
     chaos = Chaos(handle, SEED)
     # Kills come every 0.5-2 s while work is pending, and a pipeline fast enough is idle soon after the last
@@ -65,7 +59,7 @@ def test_kill_nine_during_inline_first_actions_duplicates_nothing(fault_stack):
 
     comments = comments_per_job(handle, job_ids)
     jobs = synchroteam_records(handle, "job")
-    logs = "".join(p.read_text(errors="replace") for p in handle.config.log_dir.glob("worker*.log"))
+    logs = handle.worker_logs()
     # Celery's "received" line, one per run_action message a worker took.
     run_actions = len(re.findall(r"Task fieldrelay\.run_action\[[0-9a-f-]+\] received", logs))
     kinds = Counter(kind for _, kind, _ in chaos.kills)
