@@ -10,9 +10,9 @@ import pytest
 import redis
 
 from fieldrelay.state import PipelineState
-from fieldrelay_cli.devstack import SANDBOX_PASSWORD, SANDBOX_SYNCHROTEAM_KEY, Stack, StackConfig
-from fieldrelay_cli.embedded_redis import free_port
+from fieldrelay_cli.devstack import SANDBOX_PASSWORD, SANDBOX_SYNCHROTEAM_KEY
 from tests.sentry_server import SentryCapture
+from tests.stacks import running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -45,29 +45,19 @@ MESSAGE = {
 
 
 def test_permanent_failure_is_dead_lettered_and_alerted(redis_server, tmp_path):
-    redis.Redis.from_url(redis_server).flushdb()
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     (rules_dir / "fail.yaml").write_text(RULES)
     with SentryCapture() as sentry:
-        config = StackConfig(
-            data_dir=tmp_path,
-            redis_url=redis_server,
-            receiver_port=free_port(),
-            servicetrade_port=free_port(),
-            synchroteam_port=free_port(),
-            synergist_port=free_port(),
+        with running_stack(
+            redis_server,
+            tmp_path,
             webhook_tokens="alert-token",
             rules_dir=rules_dir,
             worker_concurrency=1,
-            log_dir=tmp_path / "logs",
             extra_env={"FIELDRELAY_SENTRY_DSN": sentry.dsn, "FIELDRELAY_SENTRY_ENVIRONMENT": "e2e"},
-        )
-        with Stack(config) as stack:
-            stack.start_redis()
-            stack.start_sandbox()
-            stack.start_receiver()
-            stack.start_worker()
+        ) as stack:
+            config = stack.config
             resp = httpx.post(
                 f"{config.base_url(config.receiver_port)}/webhooks/servicetrade/alert-token", json=MESSAGE, timeout=10
             )

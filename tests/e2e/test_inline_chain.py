@@ -14,10 +14,10 @@ import pytest
 import redis
 
 from fieldrelay_cli.devstack import Stack
-from tests.e2e.conftest import running_stack
 from tests.pipeline_waits import PipelineWaits
 from tests.security.conftest import Listener
 from tests.servicetrade_messages import job_completed
+from tests.stacks import running_stack
 
 TOKEN = "chain-token"
 RULES = """\

@@ -11,7 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from fieldrelay_cli.devstack import SANDBOX_PASSWORD, SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER
-from tests.e2e.conftest import Pipeline, running_stack
+from tests.e2e.conftest import Pipeline
+from tests.stacks import running_stack
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.connectors.synchroteam import SynchroteamClient
 from workers.connectors.synergist import SynergistClient

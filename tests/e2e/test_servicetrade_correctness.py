@@ -22,7 +22,8 @@ from fieldrelay.queues import EVENTS_QUEUE
 from fieldrelay.state import PipelineState
 from fieldrelay_cli.devstack import SANDBOX_PASSWORD, SANDBOX_USER, Stack
 from receiver.webhooks import normalize, parse_message
-from tests.e2e.conftest import Pipeline, running_stack
+from tests.e2e.conftest import Pipeline
+from tests.stacks import running_stack
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.connectors.synergist import SynergistClient
 from workers.polling.pollers import POLL_TASK

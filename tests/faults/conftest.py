@@ -18,6 +18,7 @@ import redis
 from fieldrelay_cli.devstack import SANDBOX_SYNCHROTEAM_KEY, SANDBOX_USER, Stack, StackConfig
 from fieldrelay_cli.embedded_redis import free_port
 from tests.pipeline_waits import PipelineWaits
+from tests.servicetrade_messages import jobs_updated
 
 T = TypeVar("T")
 TOKEN = "fault-token"
@@ -38,18 +39,7 @@ rules:
 
 def webhook(entity_ids: list[int], timestamp: int, message_id: str) -> dict[str, Any]:
     """A ServiceTrade message with one `updated` item per job id."""
-    return {
-        "messageId": message_id,
-        "timestamp": str(timestamp),
-        "data": [
-            {
-                "action": "updated",
-                "timestamp": timestamp,
-                "entity": {"type": "job", "id": i, "uri": f"https://api.servicetrade.com/api/job/{i}"},
-            }
-            for i in entity_ids
-        ],
-    }
+    return jobs_updated(entity_ids, timestamp, message_id)
 
 
 def batches(ids: list[T], size: int) -> list[list[T]]:

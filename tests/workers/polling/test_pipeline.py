@@ -19,8 +19,8 @@ from pydantic import SecretStr
 from fieldrelay.poll_metrics import PollMetrics
 from fieldrelay.queues import EVENTS_QUEUE
 from fieldrelay.state import PipelineState
-from fieldrelay_cli.devstack import Stack, StackConfig
-from fieldrelay_cli.embedded_redis import free_port
+from fieldrelay_cli.devstack import Stack
+from tests.stacks import running_stack
 from workers.connectors.servicetrade import ServiceTradeClient
 from workers.polling.pollers import POLL_TASK
 from workers.polling.store import PollStore
@@ -31,39 +31,21 @@ TOKEN = "poll-token"
 
 @pytest.fixture(scope="module")
 def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    client = redis.Redis.from_url(redis_server)
-    client.flushdb()
-    client.close()
-    data = tmp_path_factory.mktemp("poll-stack")
-    config = StackConfig(
-        data_dir=data,
-        redis_url=redis_server,
-        receiver_port=free_port(),
-        servicetrade_port=free_port(),
-        synchroteam_port=free_port(),
-        synergist_port=free_port(),
+    extra_env = {
+        "FIELDRELAY_POLL_SOURCES": "servicetrade.job",
+        "FIELDRELAY_POLL_WEBHOOK_GRACE": "0",
+        "FIELDRELAY_POLL_OVERLAP": "30",
+        "FIELDRELAY_POLL_INTERVAL": "1",
+    }
+    with running_stack(
+        redis_server,
+        tmp_path_factory.mktemp("poll-stack"),
         webhook_tokens=TOKEN,
         rules_dir=ROOT / "rules" / "examples",
         worker_concurrency=1,
-        log_dir=data / "logs",
-        extra_env={
-            "FIELDRELAY_POLL_SOURCES": "servicetrade.job",
-            "FIELDRELAY_POLL_WEBHOOK_GRACE": "0",
-            "FIELDRELAY_POLL_OVERLAP": "30",
-            "FIELDRELAY_POLL_INTERVAL": "1",
-        },
-    )
-    stack = Stack(config)
-    try:
-        stack.start_redis()
-        stack.start_sandbox()
-        stack.start_receiver()
-        stack.start_worker()
+        extra_env=extra_env,
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
-        for log in sorted((data / "logs").glob("*.log")):
-            print(f"----- {log.name} (tail) -----\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def wait_for(predicate: Callable[[], object], what: str, timeout: float = 30.0) -> object:
