@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -118,6 +119,7 @@ class Bench:
         self.posted = 0.0
         self.cpu_ms: dict[str, float] = {}
         self.reference_cpu_ms: dict[str, float] = {}
+        self.per_message = 0.0  # events per task message the worker took in the last round (0: not logged)
 
     def start(self) -> None:
         bin_dir = Path(sys.executable).parent
@@ -151,6 +153,11 @@ class Bench:
             "FIELDRELAY_SYNCHROTEAM_DOMAIN": "bench",
             "FIELDRELAY_SYNCHROTEAM_API_KEY": STM_KEY,
             "FIELDRELAY_SYNCHROTEAM_RATE_LIMIT": "1000000",
+            **(
+                {"FIELDRELAY_EVENTS_PER_MESSAGE": str(self.args.events_per_message)}
+                if self.args.events_per_message
+                else {}
+            ),
         }
         self.procs["receiver"] = spawn(
             [str(bin_dir / "fieldrelay"), "receiver", "--port", str(self.receiver_port)],
@@ -264,6 +271,8 @@ class Bench:
         at = int(time.time())
         bodies = [json.dumps(webhook(i, at)).encode() for i in ids]
         self.r.config_resetstat()
+        log = self.tmp / "logs" / "worker.log"
+        seen = log.stat().st_size
         cpu = self.cpu_seconds("receiver", "worker", "redis", "bench")
         start = time.perf_counter()
         asyncio.run(self._post_all(bodies))
@@ -275,6 +284,11 @@ class Bench:
         self.cpu_ms = {k: (after[k] - cpu[k]) * 1000 / n for k in cpu}
         wait(self.idle, 120, "the pipeline to go idle")
         time.sleep(1.0)  # the last steps' trace and metric writes
+        with log.open("rb") as lines:
+            lines.seek(seen)
+            # Celery's "received" line, one per task message taken (the worker logs it at INFO).
+            messages = len(re.findall(rb"Task fieldrelay\.process_events?\[[0-9a-f-]+\] received", lines.read()))
+        self.per_message = n / messages if messages else 0.0
         stats = self.r.info("commandstats")
         per_command = {
             k.removeprefix("cmdstat_"): v["calls"] / n
@@ -364,6 +378,13 @@ def main() -> None:
         help="fieldrelay worker's log level (its default INFO; the reference runs at warning, Celery's default)",
     )
     parser.add_argument(
+        "--events-per-message",
+        type=int,
+        default=0,
+        metavar="N",
+        help="FIELDRELAY_EVENTS_PER_MESSAGE for the receiver (default: the setting's own default)",
+    )
+    parser.add_argument(
         "--rss-after",
         type=int,
         default=0,
@@ -390,7 +411,9 @@ def main() -> None:
                 reference.append(bench.reference_round(args.events))
                 print(
                     f"round {round_no + 1}: fieldrelay {rate:7.1f} events/s   reference {reference[-1]:7.1f} "
-                    f"events/s   Redis commands/event {per_event:6.1f}   (webhooks posted at {bench.posted:.0f}/s)\n"
+                    f"events/s   Redis commands/event {per_event:6.1f}   (webhooks posted at {bench.posted:.0f}/s"
+                    + (f", {bench.per_message:.1f} events per task message" if bench.per_message else "")
+                    + ")\n"
                     "  CPU ms/event: fieldrelay "
                     + ", ".join(f"{k} {v:.2f}" for k, v in bench.cpu_ms.items())
                     + "; reference "

@@ -2,6 +2,8 @@
 
 INGEST_TASK = "fieldrelay.ingest"
 PROCESS_EVENT_TASK = "fieldrelay.process_event"
+# Several events in one message: the receiver's group commit under load (receiver/publisher.py).
+PROCESS_EVENTS_TASK = "fieldrelay.process_events"
 RUN_ACTION_TASK = "fieldrelay.run_action"
 NEXT_RUN_TASK = "fieldrelay.next_run"
 

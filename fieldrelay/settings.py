@@ -176,6 +176,12 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(
         default="json", description="json: one JSON object per line; text: one readable line per record."
     )
+    events_per_message: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="Events the receiver puts in one task message when webhooks arrive together (1: one each).",
+    )
     receiver_port: int = Field(default=8000, ge=1, le=65535, description="Port of `fieldrelay receiver` and `run`.")
     sandbox_servicetrade_port: int = Field(default=8781, ge=1, le=65535, description="ServiceTrade sandbox port.")
     sandbox_synchroteam_port: int = Field(default=8782, ge=1, le=65535, description="Synchroteam sandbox port.")

@@ -70,7 +70,7 @@ def create_app(
         socket_connect_timeout=1.0,
         health_check_interval=30,
     )
-    publisher = EventPublisher(client)
+    publisher = EventPublisher(client, per_message=settings.events_per_message)
     spool = Spool(settings.data_dir / "spool")
     # One line when Redis stops answering and one when it answers again, not one per webhook.
     outage = OutageLog(

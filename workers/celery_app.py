@@ -10,7 +10,7 @@ from celery import Celery
 from celery.loaders.app import AppLoader
 from kombu import Queue
 
-from fieldrelay.queues import ALL_QUEUES, EVENTS_QUEUE, PROCESS_EVENT_TASK
+from fieldrelay.queues import ALL_QUEUES, EVENTS_QUEUE, PROCESS_EVENT_TASK, PROCESS_EVENTS_TASK
 from fieldrelay.settings import Settings, load_settings
 from workers.polling.pollers import polling_schedule
 
@@ -58,7 +58,7 @@ def create_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=EVENTS_QUEUE,
         task_queues=[Queue(name) for name in ALL_QUEUES],
-        task_routes={PROCESS_EVENT_TASK: {"queue": EVENTS_QUEUE}},
+        task_routes={PROCESS_EVENT_TASK: {"queue": EVENTS_QUEUE}, PROCESS_EVENTS_TASK: {"queue": EVENTS_QUEUE}},
         # kombu's Redis transport, plus a lease per consumer: a dead worker's messages come back in
         # seconds, and a live worker's never (workers/broker.py, fieldrelay/consumers.py).
         broker_transport="workers.broker:Transport",

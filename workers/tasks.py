@@ -6,6 +6,7 @@ one policy, and how a run ends is `workers.lifecycle`'s.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import Task
@@ -17,6 +18,7 @@ from fieldrelay.queues import (
     INGEST_TASK,
     NEXT_RUN_TASK,
     PROCESS_EVENT_TASK,
+    PROCESS_EVENTS_TASK,
     RUN_ACTION_TASK,
 )
 from fieldrelay.steps import Step
@@ -65,6 +67,56 @@ def process_event(
 
     `claim` is the id of the first delivery's task: a retry keeps it, so it may claim again.
     """
+    token = claim or self.request.id
+    if token is None:  # Celery gives every task it runs an id; only a direct call outside a worker has none
+        raise RuntimeError("process_event needs a task id (or a claim) to claim the event with")
+    evaluate_event(event, token, replay=replay, attempt=attempt)
+
+
+@app.task(name=PROCESS_EVENTS_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def process_events(self: Task[..., None], events: list[dict[str, Any]]) -> None:
+    """Evaluate several events in turn, each exactly as `process_event` does: its own claim (this task's id
+    and its position, which a redelivery keeps), retries, inline actions and dead letter.
+
+    The receiver writes one such message for the events of the webhooks it commits together
+    (receiver/publisher.py), so a burst costs one broker message per group, not per event.
+    """
+    if self.request.id is None:
+        raise RuntimeError("process_events needs a task id to claim its events with")
+    evaluate_events(events, self.request.id)
+
+
+# Seconds a `process_events` task evaluates before it hands its remaining events to a new message:
+# each event may fetch a record and run a chain of inline actions, and the task must stay far below
+# the soft time limit (workers/celery_app.py).
+EVENTS_BUDGET = 20.0
+
+
+def evaluate_events(events: Any, task_id: str, *, budget: float = EVENTS_BUDGET) -> None:
+    """`process_events`' body. Past `budget` seconds, the events not started yet go to a new message, without
+    a claim: should this task be delivered again and take them too, the claim lets one of the two run each."""
+    if not isinstance(events, list):  # a message no receiver wrote: kept whole where a person sees it
+        bad = ValueError(f"process_events takes a list of events, not {type(events).__name__}")
+        through_redis_outages(
+            lambda: lifecycle.fail_task(
+                failure_state(), "ingest", PROCESS_EVENTS_TASK, [events], EVENTS_QUEUE, bad, what="a malformed message"
+            )
+        )
+        return
+    started = time.monotonic()
+    for position, event in enumerate(events):
+        if position and time.monotonic() - started > budget:
+            _hand_off(events[position:])
+            return
+        evaluate_event(event, f"{task_id}:{position}")
+
+
+def _hand_off(events: list[Any]) -> None:
+    through_redis_outages(lambda: runtime().schedule(PROCESS_EVENTS_TASK, [events], EVENTS_QUEUE, 0.0))
+
+
+def evaluate_event(event: Any, token: str, *, replay: bool = False, attempt: int = 0) -> None:
+    """One event's evaluation under the retry policy, claimed with `token`, then its inline first action."""
     try:
         parsed = ChangeEvent.model_validate(event)
     except ValueError as exc:
@@ -81,9 +133,6 @@ def process_event(
             )
         )
         return
-    token = claim or self.request.id
-    if token is None:  # Celery gives every task it runs an id; only a direct call outside a worker has none
-        raise RuntimeError("process_event needs a task id (or a claim) to claim the event with")
 
     def again(next_: Next) -> None:
         rt = runtime()

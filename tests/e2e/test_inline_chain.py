@@ -1,5 +1,7 @@
 """A run's unpaced steps run in the task that ran the step before them, in order (workers/inline.py): a
-rule of three `http.request` calls is one task, and a step retried on its queue takes the next one with it."""
+rule of three `http.request` calls is one task, and a step retried on its queue takes the next one with it.
+Events that share one `process_events` message (the receiver's group commit) are each evaluated and run
+apart, as if each had its own."""
 
 from __future__ import annotations
 
@@ -13,7 +15,12 @@ import httpx
 import pytest
 import redis
 
+from fieldrelay.celery_messages import task_message
+from fieldrelay.events import ChangeEvent
+from fieldrelay.queues import EVENTS_QUEUE, PROCESS_EVENT_TASK, PROCESS_EVENTS_TASK
+from fieldrelay.state import PipelineState
 from fieldrelay_cli.devstack import Stack
+from receiver.webhooks import normalize, parse_message
 from tests.pipeline_waits import PipelineWaits
 from tests.security.conftest import Listener
 from tests.servicetrade_messages import job_completed
@@ -109,3 +116,28 @@ def test_a_step_retried_on_its_queue_takes_the_steps_after_it(chain: Chain) -> N
         ("action.succeeded", 2),
     ]
     assert chain.run_action_tasks() - before == 1  # the retry's task, which ran the third step too
+
+
+def test_events_sharing_one_message_are_each_claimed_run_and_dead_lettered_apart(chain: Chain) -> None:
+    at = int(time.time())
+    first, second = (
+        normalize(parse_message(json.dumps(job_completed(job, at, f"m-{job}")).encode()))[0] for job in (10, 11)
+    )
+    malformed = {"source": "servicetrade", "entity": {"type": "job"}}
+    # The same event twice (a webhook delivered twice, committed together), a malformed one, another event.
+    message = task_message(PROCESS_EVENTS_TASK, [[first, first, malformed, second]], EVENTS_QUEUE)
+    chain.redis.lpush(EVENTS_QUEUE, message)
+    chain.wait_until(lambda: len(chain.paths(11)) == 3, what="the second event's three calls")
+    chain.wait_idle()
+    assert chain.paths(10) == ["/one/10", "/two/10", "/three/10"]  # once: the copy was a duplicate
+    assert chain.paths(11) == ["/one/11", "/two/11", "/three/11"]
+    trace = [
+        json.loads(e)["step"]
+        for e in chain.redis.lrange(f"fieldrelay:trace:{ChangeEvent.model_validate(first).id}", 0, -1)
+    ]
+    assert trace.count("event.duplicate") == 1 and trace.count("action.succeeded") == 3
+    letters = PipelineState(chain.redis).dead_letters()
+    assert [(d["kind"], d["action"], d["task"]["name"]) for d in letters] == [
+        ("ingest", "a malformed event", PROCESS_EVENT_TASK)
+    ]
+    assert chain.run_action_tasks() == 0

@@ -13,7 +13,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from fieldrelay.queues import EVENTS_QUEUE, PROCESS_EVENT_TASK
+from fieldrelay.queues import EVENTS_QUEUE, PROCESS_EVENTS_TASK
 from fieldrelay.settings import Settings
 from fieldrelay_cli.embedded_redis import free_port
 from receiver.app import MAX_BODY, create_app
@@ -76,10 +76,11 @@ def test_sample_message_becomes_one_normalized_event_per_entity(make_client, red
     assert resp.status_code == 200
     assert resp.json()["accepted"] == 4
     messages = queued(redis_client)
-    assert {m["headers"]["task"] for m in messages} == {PROCESS_EVENT_TASK}
-    args = [json.loads(base64.b64decode(m["body"]))[0] for m in messages]
-    assert all(len(a) == 1 for a in args)  # one event each: the worker evaluates it, no split hop
-    events = {(a[0]["entity"]["type"], a[0]["entity"]["id"]): a[0] for a in args}
+    # The webhook's four entities share one message (FIELDRELAY_EVENTS_PER_MESSAGE, 8 by default): a worker
+    # evaluates each in turn, no split hop.
+    assert [m["headers"]["task"] for m in messages] == [PROCESS_EVENTS_TASK]
+    (batch,) = json.loads(base64.b64decode(messages[0]["body"]))[0]
+    events = {(e["entity"]["type"], e["entity"]["id"]): e for e in batch}
     assert len(events) == 4
     job = events[("job", 35769)]
     assert job["changes"] == {"status": {"old": "scheduled", "new": "completed"}}

@@ -3,7 +3,6 @@ keeps the uri as sent, and clamps timestamps from the future."""
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import time
@@ -18,6 +17,7 @@ from starlette.testclient import TestClient
 from fieldrelay.queues import EVENTS_QUEUE
 from fieldrelay.settings import Settings
 from receiver.app import create_app
+from tests.queued import queued_events
 from workers.actions.registry import action_params
 
 ROOT = Path(__file__).parents[2]
@@ -41,11 +41,6 @@ def client(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(redis_url=redis_url, webhook_tokens="tok-0123456789abcdef", data_dir=tmp_path, clock_skew=300)
     with TestClient(create_app(settings, action_params())) as c:
         yield c
-
-
-def queued_events(r: redis.Redis) -> list[dict[str, Any]]:
-    # In the order the workers take them (LPUSH, then RPOP).
-    return [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0] for m in reversed(r.lrange(EVENTS_QUEUE, 0, -1))]
 
 
 def with_entity(**entity: Any) -> dict[str, Any]:

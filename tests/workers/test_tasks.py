@@ -49,3 +49,43 @@ def test_a_task_runs_at_most_chain_inline_steps_after_its_own_then_enqueues_the_
     tasks.action_step("ev1", "d1", 3, 0, "actions.http", "task-1")
     assert ran == list(range(3, 3 + tasks.CHAIN + 1))  # its own step, then CHAIN more
     assert enqueued == [("ev1", "d1", 3 + tasks.CHAIN + 1, "actions.http")]
+
+
+def test_grouped_events_are_claimed_by_position_and_hand_off_what_the_budget_leaves(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    monkeypatch.setenv("FIELDRELAY_REDIS_URL", redis_url)
+    tasks = importlib.import_module("workers.tasks")
+    evaluated: list[tuple[int, str]] = []
+    scheduled: list[tuple] = []
+
+    class Runtime:
+        def schedule(self, *args):
+            scheduled.append(args)
+
+    monkeypatch.setattr(tasks, "evaluate_event", lambda event, token: evaluated.append((event["n"], token)))
+    monkeypatch.setattr(tasks, "runtime", Runtime)
+    events = [{"n": n} for n in range(4)]
+    tasks.evaluate_events(events, "task-1")  # well within the budget: all four, each its own claim token
+    assert evaluated == [(0, "task-1:0"), (1, "task-1:1"), (2, "task-1:2"), (3, "task-1:3")]
+    assert scheduled == []
+
+    evaluated.clear()
+    tasks.evaluate_events(events, "task-2", budget=0.0)  # past it at once: one event, then hand the rest off
+    assert evaluated == [(0, "task-2:0")]
+    # A new message, claimed by its own task's id: if this one is delivered again, one of the two runs each.
+    assert scheduled == [(tasks.PROCESS_EVENTS_TASK, [events[1:]], tasks.EVENTS_QUEUE, 0.0)]
+
+
+def test_a_grouped_message_that_is_not_a_list_is_dead_lettered_whole(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str, redis_client
+) -> None:
+    monkeypatch.setenv("FIELDRELAY_REDIS_URL", redis_url)
+    tasks = importlib.import_module("workers.tasks")
+    from fieldrelay.state import PipelineState
+
+    tasks.evaluate_events({"source": "servicetrade"}, "task-3")
+    (letter,) = PipelineState(redis_client).dead_letters()
+    assert letter["kind"] == "ingest" and letter["task"]["name"] == tasks.PROCESS_EVENTS_TASK
+    assert "takes a list of events, not dict" in letter["error"]
+    assert PipelineState(redis_client).dead_letter_args(letter["id"]) == [{"source": "servicetrade"}]
