@@ -1,4 +1,4 @@
-"""One task step's trace entries, their metrics and its plain record writes, sent to Redis in one round trip.
+"""One task step's trace entries, their metrics and its plain record writes, sent to Redis in one command.
 
 A step used to write each trace entry (a script) and its metrics (a pipeline) as they came: two round
 trips per entry, six or more per event. Inside `PipelineState.batched()` they are collected here and
@@ -9,14 +9,13 @@ through `known` (times this step recorded, which the metrics of a later entry of
 
 The writes go as one script call (`APPLY`), in the order they were collected: a client-side command
 costs far more than a server-side one, and a step has twenty or more. Redis runs them as one step, so
-no reader sees half of a step's writes.
+no reader sees half of a step's writes. When the step needs a script's answer (a run's offer, a target's
+slot), the writes go inside that script's own call (`WriterScript`): one command, not two.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -28,38 +27,95 @@ redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
 if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 """
 
-# Lua: apply(from) runs the commands in ARGV[from..], each as its length then its words. Two are ours:
+# Lua: apply(t, from, to) runs the commands in t[from..to], each as its length then its words. Two are ours:
 # APPEND key ttl extend entries... (a trace list's new entries: the TTL is set when the list is made, and
 # extended, never shortened, only when `extend` is 1, a failure's longer retention; every list is made with
 # a TTL, so one that existed has one) and UNLOCK key token (delete a step lock only if it is still that
-# token's). Shared by APPLY and by scripts that write a step's entries when they grant it (workers/gate.py).
+# token's). Shared by APPLY, by every WriterScript, and by the gate's script, which writes a step's
+# `action.started` entry only when it grants the step (workers/gate.py).
 APPLY_FUNCTION = """
-local function apply(from)
+local function apply(t, from, to)
   local i = from
-  while i <= #ARGV do
-    local n = tonumber(ARGV[i])
-    local name = ARGV[i + 1]
+  while i <= to do
+    local n = tonumber(t[i])
+    local name = t[i + 1]
     if name == 'APPEND' then
-      local key, ttl = ARGV[i + 2], tonumber(ARGV[i + 3])
-      local length = redis.call('RPUSH', key, unpack(ARGV, i + 5, i + n))
-      if length == n - 4 or (ARGV[i + 4] == '1' and redis.call('TTL', key) < ttl) then
+      local key, ttl = t[i + 2], tonumber(t[i + 3])
+      local length = redis.call('RPUSH', key, unpack(t, i + 5, i + n))
+      if length == n - 4 or (t[i + 4] == '1' and redis.call('TTL', key) < ttl) then
         redis.call('EXPIRE', key, ttl)
       end
     elseif name == 'UNLOCK' then
-      if redis.call('GET', ARGV[i + 2]) == ARGV[i + 3] then redis.call('DEL', ARGV[i + 2]) end
+      if redis.call('GET', t[i + 2]) == t[i + 3] then redis.call('DEL', t[i + 2]) end
     else
-      redis.call(unpack(ARGV, i + 1, i + n))
+      redis.call(unpack(t, i + 1, i + n))
     end
     i = i + n + 1
   end
 end
 """
-APPLY = APPLY_FUNCTION + "apply(1)\nreturn 1\n"
+APPLY = APPLY_FUNCTION + "apply(ARGV, 1, #ARGV)\nreturn 1\n"
+
+# A WriterScript's ARGV: how many words of writes, the words, then the script's own arguments (`A` in its body).
+_WRITER_PRELUDE = """
+local written = tonumber(ARGV[1])
+apply(ARGV, 2, written + 1)
+local A = {unpack(ARGV, written + 2)}
+"""
 
 
-@functools.lru_cache(maxsize=64)
-def _sha(source: str) -> str:
-    return hashlib.sha1(source.encode()).hexdigest()
+class WriterScript:
+    """A Lua script whose call first makes a step's collected writes (`WriteBatch.words`), then runs `body`,
+    which reads its own arguments from `A` (ARGV is the writes' and its own together), with APPLY_FUNCTION's
+    `apply` at hand. Called alone, it makes no writes.
+
+    >>> offer = WriterScript(client, "return redis.call('GET', KEYS[1]) == A[1]")   # doctest: +SKIP
+    >>> offer(["k"], ["v"])                                                         # doctest: +SKIP
+    """
+
+    def __init__(self, client: redis.Redis, body: str) -> None:
+        self.source = APPLY_FUNCTION + _WRITER_PRELUDE + "local function body()\n" + body + "\nend\nreturn body()\n"
+        self._script = client.register_script(self.source)
+
+    def __call__(self, keys: list[str], args: Sequence[Any], *, client: Any = None) -> Any:
+        return self._script(keys=keys, args=[0, *args], client=client)
+
+
+def _key_fields(command: tuple[Any, ...]) -> tuple[Any, set[Any] | None]:
+    """(key, the hash fields it touches) of a recorded command; None for fields: the whole key, or not a hash."""
+    name = str(command[0]).upper()
+    if name == "HSET":
+        return command[1], set(command[2::2])
+    if name in ("HINCRBY", "HINCRBYFLOAT", "HSETNX", "HDEL"):
+        return command[1], set(command[2:3] if name != "HDEL" else command[2:])
+    return (command[1] if len(command) > 1 else None), None
+
+
+def merged(stack: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The commands with each HSET folded into an earlier HSET of the same key, when nothing in between could
+    tell: only EXPIREs of that key (it exists since the earlier HSET) and hash commands on other fields.
+    The step's console summary gets one HSET instead of one per trace entry."""
+    out: list[list[Any] | tuple[Any, ...]] = []
+    for command in stack:
+        if str(command[0]).upper() == "HSET":
+            key, fields = command[1], set(command[2::2])
+            for position in range(len(out) - 1, -1, -1):
+                earlier = out[position]
+                other_key, other_fields = _key_fields(tuple(earlier))
+                if other_key != key:
+                    continue
+                if str(earlier[0]).upper() == "HSET":
+                    out[position] = [*earlier, *command[2:]]  # later values of a field win, as they would
+                    break
+                if str(earlier[0]).upper() == "EXPIRE" or (other_fields is not None and not other_fields & fields):
+                    continue
+                out.append(command)
+                break
+            else:
+                out.append(command)
+        else:
+            out.append(command)
+    return [tuple(c) for c in out]
 
 
 class WriteBatch:
@@ -81,17 +137,12 @@ class WriteBatch:
     def unlock(self, key: str, token: str) -> None:
         self.pipe.command_stack.append((("UNLOCK", key, token), {}))
 
-    def run(self, source: str, keys: list[str], args: list[Any], *, reads: Callable[[Any], None] | None = None) -> Any:
-        """Send the writes collected, then run a Lua script whose answer the step needs; return it (and with
-        `reads`, what they add after it: [answer, *theirs])."""
-        call = ("EVALSHA", _sha(source), len(keys), *keys, *args)
-
-        def script(pipe: Any) -> None:
-            pipe.execute_command(*call)
-            if reads is not None:
-                reads(pipe)
-
-        answers = self.send(script, fallback=(source, [len(keys), *keys, *args]))
+    def run(
+        self, script: WriterScript, keys: list[str], args: list[Any], *, reads: Callable[[Any], None] | None = None
+    ) -> Any:
+        """Run `script` with the writes collected inside its call, and return its answer (with `reads`, what
+        they add after it too: [answer, *theirs])."""
+        answers = self.send(reads, script=(script, keys, args))
         return answers if reads is not None else answers[0]
 
     def trace(self, key: str, entry: bytes, ttl: int, *, extend: bool = False) -> None:
@@ -105,27 +156,33 @@ class WriteBatch:
         stack, traces = self.pipe.command_stack, self.traces
         self.pipe, self.traces = self.r.pipeline(transaction=False), {}
         words: list[Any] = []
-        for command, _ in stack:
+        for command in merged([command for command, _ in stack]):
             words += [len(command), *command]
         for key, (ttl, extend, entries) in traces.items():
             words += [4 + len(entries), "APPEND", key, ttl, int(extend), *entries]
         return words
 
     def send(
-        self, reads: Callable[[Any], None] | None = None, *, fallback: tuple[str, list[Any]] | None = None
+        self,
+        reads: Callable[[Any], None] | None = None,
+        *,
+        script: tuple[WriterScript, list[str], list[Any]] | None = None,
     ) -> list[Any]:
-        """Send everything collected, in the order it came, then what `reads(pipe)` adds (reads, or a script
-        whose answer the step needs, with the writes before it); returns the answers to those. `fallback`
-        is the (source, numkeys+keys+args) of a script `reads` runs by its digest. The batch is empty after."""
+        """Send everything collected, in the order it came (inside `script`'s call, if given: (script, keys,
+        args)), then what `reads(pipe)` adds; returns the answers to the script and the reads. The batch is
+        empty after."""
         stack, traces = list(self.pipe.command_stack), self.traces
         words = self.words()
         pipe: Any = self.r.pipeline(transaction=False)
-        if words:
-            # EVAL with the source, never EVALSHA: a Redis that does not know the script yet (new, restarted,
-            # flushed) would refuse the writes and still run the reads after them, which then read what was
-            # there before the writes. (A pipeline's own script handling asks SCRIPT EXISTS first: a round trip.)
+        # EVAL with the source, never EVALSHA: a Redis that does not know the script yet (new, restarted,
+        # flushed) would refuse the writes and still run the reads after them, which then read what was
+        # there before the writes. (A pipeline's own script handling asks SCRIPT EXISTS first: a round trip.)
+        if script is not None:
+            writer, keys, args = script
+            pipe.execute_command("EVAL", writer.source, len(keys), *keys, len(words), *words, *args)
+        elif words:
             pipe.execute_command("EVAL", APPLY, 0, *words)
-        writes = len(pipe)
+        writes = 1 if words and script is None else 0
         if reads is not None:
             reads(pipe)
         if not len(pipe):
@@ -140,13 +197,7 @@ class WriteBatch:
                         self.trace(key, entry, ttl, extend=extend)
             raise
         self.held = False  # sent: what comes after it is the current step's own
-        for position, result in enumerate(results):
-            if isinstance(result, redis.exceptions.NoScriptError):  # a restarted or flushed Redis forgot it
-                # `reads` goes after the writes, which went: running it now keeps the order.
-                if fallback is not None:
-                    results[position] = self.r.eval(fallback[0], *fallback[1])
-                else:
-                    raise result
-            elif isinstance(result, Exception):
+        for result in results:
+            if isinstance(result, Exception):
                 raise result
         return results[writes:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import functools
 import hashlib
 import json
@@ -15,7 +16,7 @@ from typing import Any, TypedDict
 import orjson
 import redis
 
-from fieldrelay.batch import TRACE_APPEND, WriteBatch
+from fieldrelay.batch import TRACE_APPEND, WriteBatch, WriterScript
 from fieldrelay.bounds import bounded
 from fieldrelay.entitystate import EntityStore
 from fieldrelay.metrics import log_step, observe, record
@@ -28,6 +29,20 @@ RULES_STATUS_KEY = f"{PREFIX}:rules:status"
 UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 REWRITE_RULE = 10.0  # seconds: a matched rule's record is written again at most this often by one process
 RULES_CACHED = 128  # rule versions a process keeps in memory (a rule may be large: bounded by rules/bounds.py)
+
+
+class Claim(enum.Enum):
+    """How `claim_and_read` went: NEW (first claim of the event), AGAIN (this token held it already: a
+    redelivery or a retry), TAKEN (another token holds it: a duplicate), NONE (nothing was claimed)."""
+
+    NEW = "new"
+    AGAIN = "again"
+    TAKEN = "taken"
+    NONE = "none"
+
+    @property
+    def claimed(self) -> bool:
+        return self in (Claim.NEW, Claim.AGAIN)
 
 
 class RulesStatus(TypedDict):
@@ -122,11 +137,11 @@ class PipelineState:
         if self.batch is not None:
             self.batch.send()
 
-    def run_after_writes(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """A registered Lua `script`'s answer, run after (and with) the batch's writes, if one is open."""
+    def run_after_writes(self, script: WriterScript, keys: list[str], args: list[Any]) -> Any:
+        """`script`'s answer, its call making the batch's writes first, if one is open."""
         if self.batch is not None:
-            return self.batch.run(script.script, keys, args)
-        return script(keys=keys, args=args)
+            return self.batch.run(script, keys, args)
+        return script(keys, args)
 
     def read_after_writes(self, reads: Callable[[Any], None]) -> list[Any]:
         """The answers to what `reads(pipe)` adds, sent after (and with) the batch's writes, if one is open."""
@@ -151,23 +166,23 @@ class PipelineState:
         owner = self.r.get(key)
         return owner is not None and _text(owner) == task_id
 
-    def claim_and_read(self, event_id: str, task_id: str | None, *keys: str) -> tuple[bool, list[Any]]:
-        """`claim_event` (unless `task_id` is None), and GET each of `keys`, in one round trip:
-        (claimed, their values)."""
+    def claim_and_read(self, event_id: str, task_id: str | None, *keys: str) -> tuple[Claim, list[Any]]:
+        """`claim_event` (unless `task_id` is None), and the values of `keys` (one MGET), in one round trip:
+        (how the claim went, their values)."""
         key = self.key("claim", event_id)
         pipe = self.r.pipeline(transaction=False)
         if task_id is not None:
             pipe.set(key, task_id, nx=True, ex=self.retention)
-        for name in keys:
-            pipe.get(name)
-        values = pipe.execute()
+        if keys:
+            pipe.mget(keys)
+        answers = pipe.execute()
+        values = list(answers[-1]) if keys else []
         if task_id is None:
-            return False, values
-        took, *values = values
-        if took:
-            return True, values
+            return Claim.NONE, values
+        if answers[0]:
+            return Claim.NEW, values
         owner = self.r.get(key)  # held already: by this task (a redelivery of it), or another (a duplicate)
-        return owner is not None and _text(owner) == task_id, values
+        return (Claim.AGAIN if owner is not None and _text(owner) == task_id else Claim.TAKEN), values
 
     def mark_seen(self, source: str, entity_type: str, entity_id: str | int, occurred_at: int) -> None:
         """Record that a change at `occurred_at` was decided for an entity, never moving backwards.
@@ -257,21 +272,27 @@ class PipelineState:
         pipe.get(self.ledger_key(event_id, digest, index))
         pipe.hgetall(self.key("steps", event_id, digest))
 
-    def run_and_prefetch(self, step: tuple[str, str, int]) -> Callable[[Any, list[str], list[Any]], Any]:
+    def run_and_prefetch(
+        self, step: tuple[str, str, int], *, new: bool = False
+    ) -> Callable[[WriterScript, list[str], list[Any]], Any]:
         """`run_after_writes`, reading `done_and_steps(*step)` in the same round trip for the step's next
-        call (an event's task that will run that step itself: no round trip of its own).
+        call (an event's task that will run that step itself: no round trip of its own). `new`: the event
+        was claimed for the first time just now, so none of its steps ran: nothing to read.
 
         Read before the script runs, as `done_and_steps` reads before the step lock is taken: the lock,
         not this read, keeps two owners from running the step at once."""
 
-        def run(script: Any, keys: list[str], args: list[Any]) -> Any:
+        def run(script: WriterScript, keys: list[str], args: list[Any]) -> Any:
             self._prefetched.clear()  # one step ahead, never more
+            if new:
+                self._prefetched[step] = (None, {})
+                return self.run_after_writes(script, keys, args)
             if self.batch is None:
-                answer = script(keys=keys, args=args)
+                answer = script(keys, args)
                 done, steps = self.read_after_writes(lambda pipe: self._step_reads(pipe, *step))
                 self._prefetched[step] = (done, steps)
                 return answer
-            answer, *read = self.batch.run(script.script, keys, args, reads=lambda pipe: self._step_reads(pipe, *step))
+            answer, *read = self.batch.run(script, keys, args, reads=lambda pipe: self._step_reads(pipe, *step))
             self._prefetched[step] = (read[0], read[1])
             return answer
 

@@ -17,23 +17,21 @@ from typing import Any
 
 import redis
 
-from fieldrelay.batch import APPLY_FUNCTION
+from fieldrelay.batch import WriterScript
 from fieldrelay.targets import TargetLimits
 
-# (script, keys, args) -> its answer: `PipelineState.run_after_writes`, which sends a step's writes first.
-RunScript = Callable[[Any, list[str], list[Any]], Any]
+# (script, keys, args) -> its answer: `PipelineState.run_after_writes`, whose call makes a step's writes first.
+RunScript = Callable[[WriterScript, list[str], list[Any]], Any]
 
 SAFETY = 0.97
 # A step lock taken with a slot: (Redis key, owner token, lease in seconds); see PipelineState.step_lock.
 StepLock = tuple[str, str, int]
 
-_ACQUIRE = (
-    APPLY_FUNCTION
-    + """
+_ACQUIRE = """
 local function admit()
   local paused, quota, blocked = unpack(redis.call('MGET', KEYS[4], KEYS[3], KEYS[2]))
   if paused then return {30000, 'paused'} end
-  local interval = tonumber(ARGV[1])
+  local interval = tonumber(A[1])
   -- An unpaced target with no block and no used-up quota needs no clock: one command, not four.
   if interval <= 0 and not quota and not blocked then return {0, 'ok'} end
   local t = redis.call('TIME')
@@ -44,8 +42,8 @@ local function admit()
   if blocked > now then return {blocked - now, 'blocked'} end
   if interval <= 0 then return {0, 'ok'} end
   local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-  -- A slot nobody was ready to take stays usable for ARGV[2] ms (a few slots), instead of lost.
-  local floor = now - tonumber(ARGV[2])
+  -- A slot nobody was ready to take stays usable for A[2] ms (a few slots), instead of lost.
+  local floor = now - tonumber(A[2])
   if tat < floor then tat = floor end
   if tat > now then return {tat - now, 'rate'} end
   redis.call('SET', KEYS[1], tat + interval, 'PX', interval + 60000)
@@ -53,20 +51,19 @@ local function admit()
 end
 local answer = admit()
 if answer[1] > 0 or #KEYS < 5 then return answer end
--- Admitted: take the step's lock (KEYS[5], owner ARGV[3], lease ARGV[4] s) in the same round trip, and
--- write what the step writes when it starts (ARGV[5..], as APPLY's words).
-if redis.call('SET', KEYS[5], ARGV[3], 'NX', 'EX', tonumber(ARGV[4])) then
-  apply(5)
+-- Admitted: take the step's lock (KEYS[5], owner A[3], lease A[4] s) in the same round trip, and
+-- write what the step writes when it starts (A[5..], as APPLY's words).
+if redis.call('SET', KEYS[5], A[3], 'NX', 'EX', tonumber(A[4])) then
+  apply(A, 5, #A)
   return answer
 end
-if redis.call('GET', KEYS[5]) == ARGV[3] then
-  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[4]))
-  apply(5)
+if redis.call('GET', KEYS[5]) == A[3] then
+  redis.call('EXPIRE', KEYS[5], tonumber(A[4]))
+  apply(A, 5, #A)
   return answer
 end
 return {1000, 'busy'}
 """
-)
 
 
 @dataclass(frozen=True)
@@ -88,7 +85,7 @@ class TargetGate:
     def __init__(self, client: redis.Redis, targets: Mapping[str, TargetLimits]) -> None:
         self.r = client
         self.targets = dict(targets)
-        self._acquire = client.register_script(_ACQUIRE)
+        self._acquire = WriterScript(client, _ACQUIRE)
 
     def _key(self, target: str, part: str) -> str:
         row = self.targets.get(target)
@@ -143,7 +140,7 @@ class TargetGate:
         if lock is not None:
             keys.append(lock[0])
             args += [lock[1], lock[2], *(then or [])]
-        wait_ms, reason = self._acquire(keys=keys, args=args) if run is None else run(self._acquire, keys, args)
+        wait_ms, reason = self._acquire(keys, args) if run is None else run(self._acquire, keys, args)
         if int(wait_ms) <= 0:
             return None
         return Wait(int(wait_ms) / 1000.0, reason.decode() if isinstance(reason, bytes) else str(reason))

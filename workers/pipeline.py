@@ -8,6 +8,7 @@ from typing import Any
 
 from fieldrelay.entitystate import MODIFIED_FIELD, VOLATILE_FIELDS, EntityVersion, canonical, comparable, successor
 from fieldrelay.events import ChangeEvent
+from fieldrelay.state import Claim
 from fieldrelay.steps import Step
 from rules import rule_from_json
 from rules.context import LazyEntity
@@ -49,10 +50,12 @@ def process_event(
     # for bench/entity_state_commands.py, which gives the store a server of its own to count it apart).
     shared = store.r is rt.state.r
     claimed, (echo_mark, *read) = rt.state.claim_and_read(eid, claim, echo_key, *([entity_key] if shared else []))
+    # Claimed for the first time: none of its runs' steps ran yet, and its inline first action need not look.
+    new = claimed is Claim.NEW
     first = EntityVersion.decode(read[0]) if shared else store.read(event.source, ref.type, ref.id)
     if replay:
         rt.state.trace(eid, Step.REPLAYED, task_id=task_id)
-    elif not claimed:
+    elif not claimed.claimed:
         rt.state.trace(eid, Step.DUPLICATE, message_id=event.message_id, task_id=task_id)
         log.info("duplicate event skipped", extra={"event_id": eid})
         return []
@@ -120,7 +123,7 @@ def process_event(
             # action's ledger and step results are read in that round trip too.
             first_queue = rt.queue_for(ACTIONS[rule.then[0].name].target)
             inline = isinstance(start, InlineAction) and start.would_take(first_queue)
-            after = rt.state.run_and_prefetch((eid, rule.digest, 0)) if inline else rt.state.run_after_writes
+            after = rt.state.run_and_prefetch((eid, rule.digest, 0), new=new) if inline else rt.state.run_after_writes
             decision = rt.runs.offer(rule.name, rule.mode, rule.debounce, event, rule.digest, after=after)
             follow(decision, rule, event, rt, start)
     return verdicts

@@ -19,61 +19,62 @@ from typing import Any, Literal
 
 import redis
 
+from fieldrelay.batch import WriterScript
 from fieldrelay.events import ChangeEvent
 
-# (script, keys, args) -> its answer, run after a batch's writes (fieldrelay.state.PipelineState.run_after_writes)
-RunAfter = Callable[[Any, list[str], list[Any]], Any]
+# (script, keys, args) -> its answer, its call making a batch's writes first (PipelineState.run_after_writes)
+RunAfter = Callable[[WriterScript, list[str], list[Any]], Any]
 LATEST_WINDOW = 1.0
 # Longer than any run should take; if a run is lost entirely, the entity's queue unblocks then.
 ACTIVE_TTL = 3600
 
-# KEYS: pending list, active, scheduled. ARGV: mode, event id, debounce (s), active ttl.
+# KEYS: pending list, active, scheduled. A: mode, event id, debounce (s), active ttl.
 _OFFER = """
+if tonumber(A[3]) <= 0 and redis.call('SET', KEYS[2], A[2], 'NX', 'EX', tonumber(A[4])) then
+  -- Nothing was active. Unless a run waits or a debounce is scheduled (a list that exists is not empty),
+  -- this one starts now: one SET and one EXISTS, no trip through the list.
+  if redis.call('EXISTS', KEYS[1], KEYS[3]) == 0 then return {'start', A[2]} end
+  redis.call('DEL', KEYS[2])  -- not its turn: decided below, as if the SET had not been made
+end
 local active = redis.call('GET', KEYS[2])
 -- A redelivered task whose run is the active one starts it again (the ledger skips done steps).
-if active == ARGV[2] then return {'start', ARGV[2]} end
-if not active and tonumber(ARGV[3]) <= 0 and redis.call('EXISTS', KEYS[1], KEYS[3]) == 0 then
-  -- Nothing active, scheduled or waiting (a list that exists is not empty): start now, without a trip
-  -- through the list.
-  redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[4]))
-  return {'start', ARGV[2]}
-end
+if active == A[2] then return {'start', A[2]} end
 local waiting = redis.call('LLEN', KEYS[1])
-if waiting > 0 and redis.call('LPOS', KEYS[1], ARGV[2]) then return {'wait'} end
-if ARGV[1] == 'latest' and waiting > 0 then
+if waiting > 0 and redis.call('LPOS', KEYS[1], A[2]) then return {'wait'} end
+if A[1] == 'latest' and waiting > 0 then
   redis.call('DEL', KEYS[1])
   waiting = 0
 end
 local busy = active or redis.call('EXISTS', KEYS[3]) == 1
-if not busy and waiting == 0 and tonumber(ARGV[3]) <= 0 then
-  redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[4]))
-  return {'start', ARGV[2]}
+if not busy and waiting == 0 and tonumber(A[3]) <= 0 then
+  redis.call('SET', KEYS[2], A[2], 'EX', tonumber(A[4]))
+  return {'start', A[2]}
 end
-redis.call('RPUSH', KEYS[1], ARGV[2])
+redis.call('RPUSH', KEYS[1], A[2])
 redis.call('EXPIRE', KEYS[1], 86400)
 if busy then return {'wait'} end
-if tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[3], 1, 'EX', math.ceil(tonumber(ARGV[3])) + 3600)
+if tonumber(A[3]) > 0 then
+  redis.call('SET', KEYS[3], 1, 'EX', math.ceil(tonumber(A[3])) + 3600)
   return {'schedule'}
 end
 local head = redis.call('LPOP', KEYS[1])
-redis.call('SET', KEYS[2], head, 'EX', tonumber(ARGV[4]))
+redis.call('SET', KEYS[2], head, 'EX', tonumber(A[4]))
 return {'start', head}
 """
 
-# KEYS: pending, active, scheduled. ARGV: finished event id ('' for a due debounce), active ttl.
+# KEYS: pending, active, scheduled. A: finished event id ('' for a due debounce), active ttl.
 _NEXT = """
-if ARGV[1] == '' then
+if A[1] == '' then
   redis.call('DEL', KEYS[3])
   if redis.call('EXISTS', KEYS[2]) == 1 then return {'wait'} end
-elseif redis.call('GET', KEYS[2]) == ARGV[1] then
+elseif redis.call('GET', KEYS[2]) == A[1] then
   redis.call('DEL', KEYS[2])
 else
   return {'wait'}
 end
 local head = redis.call('LPOP', KEYS[1])
 if not head then return {'idle'} end
-redis.call('SET', KEYS[2], head, 'EX', tonumber(ARGV[2]))
+redis.call('SET', KEYS[2], head, 'EX', tonumber(A[2]))
 return {'start', head}
 """
 
@@ -97,8 +98,8 @@ class RunCoordinator:
 
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
-        self._offer = client.register_script(_OFFER)
-        self._next = client.register_script(_NEXT)
+        self._offer = WriterScript(client, _OFFER)
+        self._next = WriterScript(client, _NEXT)
 
     @staticmethod
     def run_key(rule: str, source: str, entity_type: str, entity_id: str | int) -> str:
@@ -125,7 +126,7 @@ class RunCoordinator:
             return Decision("start", event.id, 0.0, digest)
         key = self.run_key(rule, event.source, event.entity.type, event.entity.id)
         keys, args = self._keys(key), [mode, self.member(event.id, digest), str(debounce), str(ACTIVE_TTL)]
-        result = self._offer(keys=keys, args=args) if after is None else after(self._offer, keys, args)
+        result = self._offer(keys, args) if after is None else after(self._offer, keys, args)
         return self._decision(result, debounce)
 
     def next_run(self, run_key: str, finished_event_id: str = "", *, after: RunAfter | None = None) -> Decision:
@@ -135,7 +136,7 @@ class RunCoordinator:
         the step that ended the run goes first: `PipelineState.run_after_writes`).
         """
         keys, args = self._keys(run_key), [finished_event_id, str(ACTIVE_TTL)]
-        result = self._next(keys=keys, args=args) if after is None else after(self._next, keys, list(args))
+        result = self._next(keys, args) if after is None else after(self._next, keys, list(args))
         return self._decision(result, 0.0)
 
     @staticmethod

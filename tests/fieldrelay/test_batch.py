@@ -8,6 +8,7 @@ import pytest
 import redis
 import redis.client
 
+from fieldrelay.batch import WriterScript, merged
 from fieldrelay.state import PipelineState
 from fieldrelay.steps import Step
 
@@ -115,7 +116,7 @@ def test_a_step_that_is_not_held_drops_its_writes_when_the_send_fails(redis_clie
 def test_a_step_read_ahead_with_a_script_costs_no_round_trip_of_its_own(redis_client):
     state = PipelineState(redis_client)
     state.mark_action_done("ev1", "d1", 0, None, {"id": 7})
-    script = redis_client.register_script("return redis.call('INCR', KEYS[1])")
+    script = WriterScript(redis_client, "return redis.call('INCR', KEYS[1])")
     with state.batched():
         state.trace("ev1", Step.RUN_STARTED, rule="r", mode="queued")
         assert state.run_and_prefetch(("ev1", "d1", 0))(script, ["n"], []) == 1
@@ -124,3 +125,64 @@ def test_a_step_read_ahead_with_a_script_costs_no_round_trip_of_its_own(redis_cl
     assert commands(redis_client) == before  # read with the script
     state.done_and_steps("ev1", "d1", 0)
     assert commands(redis_client) == before + 2  # read once: a second call reads Redis again
+
+
+def test_a_new_events_read_ahead_reads_nothing(redis_client):
+    state = PipelineState(redis_client)
+    script = WriterScript(redis_client, "return redis.call('INCR', KEYS[1])")
+    with state.batched():
+        state.trace("ev1", Step.RUN_STARTED, rule="r", mode="queued")
+        before = commands(redis_client)
+        assert state.run_and_prefetch(("ev1", "d1", 0), new=True)(script, ["n"], []) == 1
+    # One EVAL carried the writes and ran the script (an RPUSH and an EXPIRE for the trace, the INCR).
+    assert commands(redis_client) - before == 4
+    assert state.done_and_steps("ev1", "d1", 0) == (None, {})
+    assert commands(redis_client) - before == 4
+    assert [e["step"] for e in state.load_trace("ev1")] == [Step.RUN_STARTED]
+
+
+def test_a_writer_scripts_call_makes_the_writes_before_its_body(redis_client):
+    state = PipelineState(redis_client)
+    script = WriterScript(redis_client, "return {redis.call('GET', KEYS[1]), A[1], #A}")
+    with state.batched():
+        state.save_event("ev1", {"a": 1})
+        answer = state.run_after_writes(script, ["fieldrelay:event:ev1"], ["own", "args"])
+    assert answer == [b'{"a":1}', b"own", 2]
+    assert script(["fieldrelay:event:ev1"], ["alone"]) == [b'{"a":1}', b"alone", 1]  # called alone: no writes
+
+
+@pytest.mark.parametrize(
+    ("stack", "expected"),
+    [
+        # Two HSETs of one key around its EXPIRE and another key's write: one HSET.
+        (
+            [("HSET", "s", "a", 1), ("EXPIRE", "s", 9), ("ZADD", "i", 1, "e"), ("HSET", "s", "b", 2)],
+            [("HSET", "s", "a", 1, "b", 2), ("EXPIRE", "s", 9), ("ZADD", "i", 1, "e")],
+        ),
+        # A counter on another field between them commutes with the HSET; on the same field it does not.
+        (
+            [("HSET", "s", "a", 1), ("HINCRBY", "s", "n", 1), ("HSET", "s", "b", 2)],
+            [("HSET", "s", "a", 1, "b", 2), ("HINCRBY", "s", "n", 1)],
+        ),
+        (
+            [("HSET", "s", "a", 1), ("HINCRBY", "s", "b", 1), ("HSET", "s", "b", 2)],
+            [("HSET", "s", "a", 1), ("HINCRBY", "s", "b", 1), ("HSET", "s", "b", 2)],
+        ),
+        # Anything else on the key (a DEL) keeps them apart; a field written twice keeps the later value.
+        (
+            [("HSET", "s", "a", 1), ("DEL", "s"), ("HSET", "s", "b", 2)],
+            [("HSET", "s", "a", 1), ("DEL", "s"), ("HSET", "s", "b", 2)],
+        ),
+        ([("HSET", "s", "a", 1), ("HSET", "s", "a", 2)], [("HSET", "s", "a", 1, "a", 2)]),
+    ],
+)
+def test_merged_hsets_leave_redis_as_the_commands_one_by_one_would(redis_client, stack, expected):
+    assert merged(stack) == expected
+    state: dict[int, Any] = {}
+    for commands_ in (stack, merged(stack)):
+        redis_client.flushdb()
+        redis_client.hset("s", "z", 0)  # a DEL in the stack must have something to delete
+        for command in commands_:
+            redis_client.execute_command(*command)
+        state[len(state)] = (redis_client.hgetall("s"), redis_client.ttl("s"), redis_client.zrange("i", 0, -1))
+    assert state[0] == state[1]
