@@ -28,12 +28,15 @@ if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS
 """
 
 # Lua: apply(t, from, to) runs the commands in t[from..to], each as its length then its words. Two are ours:
-# APPEND key ttl extend entries... (a trace list's new entries: the TTL is set when the list is made, and
-# extended, never shortened, only when `extend` is 1, a failure's longer retention; every list is made with
-# a TTL, so one that existed has one) and UNLOCK key token (delete a step lock only if it is still that
-# token's). Shared by APPLY, by every WriterScript, and by the gate's script, which writes a step's
-# `action.started` entry only when it grants the step (workers/gate.py).
+# APPEND key ttl extend entries... (a trace list's new entries) and UNLOCK key token (delete a step lock
+# only if it is still that token's). A script's APPENDs are kept until `appended()` at its end, which makes
+# one RPUSH per list for all of them: a step lock's grant and the writes before it add to one trace list.
+# A list's TTL is set when the list is made, and extended, never shortened, only when an entry's `extend`
+# is 1 (a failure's longer retention); every list is made with a TTL, so one that existed has one.
+# Shared by APPLY, by every WriterScript, and by the gate's script, which writes a step's `action.started`
+# entry only when it grants the step (workers/gate.py).
 APPLY_FUNCTION = """
+local appends, appended_keys = {}, {}
 local function apply(t, from, to)
   local i = from
   while i <= to do
@@ -41,10 +44,15 @@ local function apply(t, from, to)
     local name = t[i + 1]
     if name == 'APPEND' then
       local key, ttl = t[i + 2], tonumber(t[i + 3])
-      local length = redis.call('RPUSH', key, unpack(t, i + 5, i + n))
-      if length == n - 4 or (t[i + 4] == '1' and redis.call('TTL', key) < ttl) then
-        redis.call('EXPIRE', key, ttl)
+      local list = appends[key]
+      if not list then
+        list = {ttl = ttl, extend = false, entries = {}}
+        appends[key] = list
+        appended_keys[#appended_keys + 1] = key
       end
+      if ttl > list.ttl then list.ttl = ttl end
+      if t[i + 4] == '1' then list.extend = true end
+      for j = i + 5, i + n do list.entries[#list.entries + 1] = t[j] end
     elseif name == 'UNLOCK' then
       if redis.call('GET', t[i + 2]) == t[i + 3] then redis.call('DEL', t[i + 2]) end
     else
@@ -53,8 +61,17 @@ local function apply(t, from, to)
     i = i + n + 1
   end
 end
+local function appended()
+  for _, key in ipairs(appended_keys) do
+    local list = appends[key]
+    local length = redis.call('RPUSH', key, unpack(list.entries))
+    if length == #list.entries or (list.extend and redis.call('TTL', key) < list.ttl) then
+      redis.call('EXPIRE', key, list.ttl)
+    end
+  end
+end
 """
-APPLY = APPLY_FUNCTION + "apply(ARGV, 1, #ARGV)\nreturn 1\n"
+APPLY = APPLY_FUNCTION + "apply(ARGV, 1, #ARGV)\nappended()\nreturn 1\n"
 
 # A WriterScript's ARGV: how many words of writes, the words, then the script's own arguments (`A` in its body).
 _WRITER_PRELUDE = """
@@ -74,7 +91,13 @@ class WriterScript:
     """
 
     def __init__(self, client: redis.Redis, body: str) -> None:
-        self.source = APPLY_FUNCTION + _WRITER_PRELUDE + "local function body()\n" + body + "\nend\nreturn body()\n"
+        self.source = (
+            APPLY_FUNCTION
+            + _WRITER_PRELUDE
+            + "local function body()\n"
+            + body
+            + "\nend\nlocal answer = body()\nappended()\nreturn answer\n"
+        )
         self._script = client.register_script(self.source)
 
     def __call__(self, keys: list[str], args: Sequence[Any], *, client: Any = None) -> Any:

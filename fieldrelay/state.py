@@ -28,6 +28,9 @@ DAY = 86400
 RULES_STATUS_KEY = f"{PREFIX}:rules:status"
 UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 REWRITE_RULE = 10.0  # seconds: a matched rule's record is written again at most this often by one process
+# Seconds of a step lock's lease that must be left for its holder to free it without comparing tokens: far
+# more than the clocks of this process and Redis can drift apart in a lease.
+UNLOCK_MARGIN = 10.0
 RULES_CACHED = 128  # rule versions a process keeps in memory (a rule may be large: bounded by rules/bounds.py)
 
 
@@ -323,11 +326,17 @@ class PipelineState:
         (workers/gate.py takes it with the target's slot)."""
         return self.key("steplock", key), owner or uuid.uuid4().hex, lease
 
-    def unlock_step(self, key: str, token: str) -> None:
-        if self.batch is not None:  # sent with the step's next writes (the ledger, on success)
-            self.batch.unlock(self.key("steplock", key), token)
-            return
-        self._unlock(keys=[self.key("steplock", key)], args=[token])
+    def unlock_step(self, key: str, token: str, *, taken_at: float | None = None, lease: int = 120) -> None:
+        """Release `lock_step`'s lease if `token` still holds it. `taken_at`: when (time.monotonic()) this
+        process was granted it: well within the lease nobody else can have taken it, and a DEL alone frees it
+        (no GET to compare first)."""
+        name = self.key("steplock", key)
+        if taken_at is not None and time.monotonic() - taken_at < lease - UNLOCK_MARGIN:
+            self._writer().delete(name)  # sent with the step's next writes (the ledger, on success)
+        elif self.batch is not None:
+            self.batch.unlock(name, token)
+        else:
+            self._unlock(keys=[name], args=[token])
 
     def link_store(self) -> RedisLinkStore:
         return RedisLinkStore(self.r, self.key("link"), self.retention * 52)

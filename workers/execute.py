@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -162,6 +163,7 @@ def execute(
         ),
         run=rt.state.run_after_writes,
     )
+    granted = time.monotonic()
     if log_started is not None:
         log_started()
     token = lock[1]
@@ -170,7 +172,7 @@ def execute(
     except RateLimited as exc:
         raise deferral(rt.gate, limits, exc, rt.alert) from exc
     finally:
-        rt.state.unlock_step(ctx.idempotency_key, token)
+        rt.state.unlock_step(ctx.idempotency_key, token, taken_at=granted, lease=lock[2])
         observe(rt.gate, limits, rt.clients.last_rate(spec.target), rt.alert)
     if spec.writes:
         rt.echoes.remember(call.name, params, result)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 import redis
 import redis.client
 
-from fieldrelay.batch import WriterScript, merged
+from fieldrelay.batch import WriteBatch, WriterScript, merged
 from fieldrelay.state import PipelineState
 from fieldrelay.steps import Step
 
@@ -186,3 +187,40 @@ def test_merged_hsets_leave_redis_as_the_commands_one_by_one_would(redis_client,
             redis_client.execute_command(*command)
         state[len(state)] = (redis_client.hgetall("s"), redis_client.ttl("s"), redis_client.zrange("i", 0, -1))
     assert state[0] == state[1]
+
+
+def test_a_scripts_entries_for_one_trace_go_in_one_rpush_in_order(redis_client):
+    state = PipelineState(redis_client)
+    grant = WriterScript(redis_client, "apply(A, 1, #A)\nreturn 1")  # as the gate writes `action.started`
+    later = WriteBatch(redis_client)
+    later.trace("fieldrelay:trace:ev1", b'{"step":"second"}', state.retention)
+    with state.batched():
+        state.trace("ev1", Step.RUN_STARTED, rule="r", mode="queued")
+        redis_client.config_resetstat()
+        assert state.run_after_writes(grant, [], later.words()) == 1
+    calls = {k: v["calls"] for k, v in redis_client.info("commandstats").items()}
+    assert calls["cmdstat_rpush"] == 1 and calls["cmdstat_expire"] == 1
+    assert [e["step"] for e in state.load_trace("ev1")] == [Step.RUN_STARTED, "second"]
+    assert 0 < redis_client.ttl("fieldrelay:trace:ev1") <= state.retention
+
+
+def test_a_lock_freed_well_within_its_lease_is_deleted_without_reading_it_first(redis_client):
+    state = PipelineState(redis_client)
+    token = state.lock_step("k", "owner-1", lease=120)
+    redis_client.config_resetstat()
+    with state.batched():
+        state.unlock_step("k", token, taken_at=time.monotonic(), lease=120)
+    calls = {k: v["calls"] for k, v in redis_client.info("commandstats").items()}
+    assert "cmdstat_get" not in calls and calls["cmdstat_del"] == 1
+    assert not redis_client.exists("fieldrelay:steplock:k")
+
+
+def test_a_lock_freed_near_the_end_of_its_lease_is_freed_only_if_it_is_still_its_holders(redis_client):
+    state = PipelineState(redis_client)
+    state.lock_step("k", "owner-1", lease=120)
+    redis_client.set("fieldrelay:steplock:k", "owner-2")  # it expired, and another owner took it
+    with state.batched():
+        state.unlock_step("k", "owner-1", taken_at=time.monotonic() - 115, lease=120)
+    assert redis_client.get("fieldrelay:steplock:k") == b"owner-2"
+    state.unlock_step("k", "owner-2")  # no batch, no grant time: compared
+    assert not redis_client.exists("fieldrelay:steplock:k")
