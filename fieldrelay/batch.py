@@ -114,13 +114,18 @@ def _key_fields(command: tuple[Any, ...]) -> tuple[Any, set[Any] | None]:
     return (command[1] if len(command) > 1 else None), None
 
 
+_FIELD_WRITES = ("HSET", "HINCRBY", "HINCRBYFLOAT", "HSETNX")
+
+
 def merged(stack: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The commands with each HSET folded into an earlier HSET of the same key, when nothing in between could
-    tell: only EXPIREs of that key (it exists since the earlier HSET) and hash commands on other fields.
-    The step's console summary gets one HSET instead of one per trace entry."""
+    """The commands with each HSET folded into an earlier HSET of the same key, and an EXPIRE that repeats an
+    earlier one dropped, when nothing in between could tell: an HSET may pass EXPIREs of its key (it exists
+    since the earlier HSET) and hash commands on other fields; an EXPIRE may pass field writes, which leave
+    a TTL as it is. An event's record then gets one HSET and one EXPIRE per step, not one per writer."""
     out: list[list[Any] | tuple[Any, ...]] = []
     for command in stack:
-        if str(command[0]).upper() == "HSET":
+        name = str(command[0]).upper()
+        if name == "HSET":
             key, fields = command[1], set(command[2::2])
             for position in range(len(out) - 1, -1, -1):
                 earlier = out[position]
@@ -133,6 +138,17 @@ def merged(stack: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
                 if str(earlier[0]).upper() == "EXPIRE" or (other_fields is not None and not other_fields & fields):
                     continue
                 out.append(command)
+                break
+            else:
+                out.append(command)
+        elif name == "EXPIRE" and len(command) == 3:
+            for earlier in reversed(out):
+                if len(earlier) < 2 or earlier[1] != command[1]:
+                    continue
+                if str(earlier[0]).upper() in _FIELD_WRITES:
+                    continue
+                if str(earlier[0]).upper() != "EXPIRE" or tuple(earlier) != tuple(command):
+                    out.append(command)
                 break
             else:
                 out.append(command)

@@ -8,7 +8,8 @@ reports them all; workers need no endpoint of their own and no `PROMETHEUS_MULTI
 counts in the same layout (fieldrelay.poll_metrics); `GET /metrics` serves both.
 
 `observe()` also keeps the console's index of recent events (`fieldrelay:events`, a zset of ids by
-time, and one `fieldrelay:evsum:<id>` hash per event), which the console filters on.
+time) and each event's summary fields, which the console filters on, in the event's record
+(`fieldrelay:evsum:<id>`, a hash that also holds the event and its step results: PipelineState.record_key).
 """
 
 from __future__ import annotations

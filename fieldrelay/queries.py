@@ -204,10 +204,7 @@ def list_events(
     out: list[dict[str, Any]] = []
     names: list[str] = [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
     for chunk in _chunks(names, 200):
-        pipe = state.r.pipeline(transaction=False)
-        for event_id in chunk:
-            pipe.hgetall(state.key("evsum", event_id))
-        for event_id, raw in zip(chunk, pipe.execute(), strict=True):
+        for event_id, raw in zip(chunk, state.summaries(chunk), strict=True):
             if not raw:
                 continue
             summary = _summary(event_id, raw)
@@ -234,7 +231,7 @@ def event_detail(state: PipelineState, event_id: str) -> dict[str, Any] | None:
     event, trace = state.load_event(event_id), state.load_trace(event_id)
     if event is None and not trace:
         return None
-    raw = state.r.hgetall(state.key("evsum", event_id))
+    [raw] = state.summaries([event_id])
     return {
         "id": event_id,
         "event": event,

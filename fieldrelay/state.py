@@ -34,6 +34,30 @@ UNLOCK_MARGIN = 10.0
 RULES_CACHED = 128  # rule versions a process keeps in memory (a rule may be large: bounded by rules/bounds.py)
 
 
+EVENT_FIELD = "event"
+RESULT_PREFIX = "r:"
+# Each record's fields but the event and the step results: `PipelineState.summaries`.
+SUMMARIES = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local all, kept = redis.call('HGETALL', key), {}
+  for j = 1, #all, 2 do
+    if all[j] ~= 'event' and string.sub(all[j], 1, 2) ~= 'r:' then
+      kept[#kept + 1] = all[j]
+      kept[#kept + 1] = all[j + 1]
+    end
+  end
+  out[i] = kept
+end
+return out
+"""
+
+
+def result_field(digest: str, step: int | str) -> str:
+    """A step result's field in its event's record: by index (its ledger entry) or by step id."""
+    return f"{RESULT_PREFIX}{digest}:{step}"
+
+
 class Claim(enum.Enum):
     """How `claim_and_read` went: NEW (first claim of the event), AGAIN (this token held it already: a
     redelivery or a retry), TAKEN (another token holds it: a duplicate), NONE (nothing was claimed)."""
@@ -93,6 +117,7 @@ class PipelineState:
         # EXPIRE ... GT needs Redis 7; the embedded server is 6.2, so extend-only in Lua.
         self._unlock = client.register_script(UNLOCK)
         self._append_extend = client.register_script(TRACE_APPEND)
+        self._summaries = client.register_script(SUMMARIES)
         self.batch: WriteBatch | None = None
         self._depth = 0
 
@@ -204,16 +229,34 @@ class PipelineState:
     def seen_at(self, source: str, entity_type: str, entity_id: str | int) -> int | None:
         return self.entities.read(source, entity_type, entity_id).newest
 
+    # An event's record is one hash: its console summary (fieldrelay/metrics.py), the event itself (EVENT_FIELD)
+    # and each step's result (`result_field`: r:<rule digest>:<index or step id>), a step's index field being
+    # its ledger entry. One key and one TTL where there were four keys (event, summary, step results, ledger
+    # per step): a step's writes are one HSET. Its TTL is set when the event is saved (a failure extends it);
+    # a step's result does not shorten it.
+    def record_key(self, event_id: str) -> str:
+        return self.key("evsum", event_id)
+
     def save_event(self, event_id: str, event: dict[str, Any]) -> None:
-        self._writer().set(self.key("event", event_id), orjson.dumps(event), ex=self.retention)
+        record, writer = self.record_key(event_id), self._writer()
+        writer.hset(record, EVENT_FIELD, orjson.dumps(event))
+        writer.expire(record, self.retention)
         self.last_saved = (event_id, event)
+
+    def summaries(self, event_ids: list[str]) -> list[dict[bytes, bytes]]:
+        """The console summary fields of each event's record ({} for none), without the event and its step
+        results, which stay in Redis (a list of thousands of events need not carry them)."""
+        keys = [self.record_key(e) for e in event_ids]
+        return [dict(zip(r[::2], r[1::2], strict=True)) for r in self._summaries(keys=keys)] if keys else []
 
     def just_saved(self, event_id: str) -> dict[str, Any] | None:
         """The event this process saved last, if it is `event_id`: what its own next steps read, unread."""
         return self.last_saved[1] if self.last_saved[0] == event_id else None
 
     def load_event(self, event_id: str) -> dict[str, Any] | None:
-        raw = self.r.get(self.key("event", event_id))
+        raw = self.r.hget(self.record_key(event_id), EVENT_FIELD)
+        if raw is None:  # saved before the record held it (LEGACY)
+            raw = self.r.get(self.key("event", event_id))
         return None if raw is None else orjson.loads(raw)
 
     def save_rule(self, digest: str, rule: dict[str, Any]) -> None:
@@ -245,35 +288,44 @@ class PipelineState:
             self._rules.clear()
         self._rules[digest] = rule
 
-    def ledger_key(self, event_id: str, digest: str, index: int) -> str:
-        return self.key("ledger", event_id, digest, index)
-
     def action_done(self, event_id: str, digest: str, index: int) -> dict[str, Any] | None:
-        raw = self.r.get(self.ledger_key(event_id, digest, index))
-        return None if raw is None else orjson.loads(raw)
+        done, _ = self._results(event_id, digest, index, self.r.hgetall(self.record_key(event_id)))
+        return done
 
     def mark_action_done(
         self, event_id: str, digest: str, index: int, step_id: str | None, result: dict[str, Any]
     ) -> None:
-        steps_key = self.key("steps", event_id, digest)
-        pipe = self.batch.pipe if self.batch is not None else self.r.pipeline(transaction=True)
-        pipe.set(self.ledger_key(event_id, digest, index), orjson.dumps(result), ex=self.retention)
-        pipe.hset(steps_key, str(index), orjson.dumps(result))
-        if step_id:
-            pipe.hset(steps_key, step_id, orjson.dumps(result))
-        pipe.expire(steps_key, self.retention)
-        if self.batch is None:
-            pipe.execute()
+        """Record step `index` as done with `result` (and under its `step_id`, which later templates read)."""
+        dumped = orjson.dumps(result)
+        fields = {result_field(digest, index): dumped, **({result_field(digest, step_id): dumped} if step_id else {})}
+        self._writer().hset(self.record_key(event_id), mapping=fields)
 
     def done_and_steps(self, event_id: str, digest: str, index: int) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """`action_done` and `load_steps` in one round trip, or none if `run_and_prefetch` read them."""
         read = self._prefetched.pop((event_id, digest, index), None)
-        done, steps = read or self.read_after_writes(lambda pipe: self._step_reads(pipe, event_id, digest, index))
-        return (None if done is None else orjson.loads(done)), {_text(k): orjson.loads(v) for k, v in steps.items()}
+        if read is not None:
+            return read
+        [fields] = self.read_after_writes(lambda pipe: pipe.hgetall(self.record_key(event_id)))
+        return self._results(event_id, digest, index, fields)
 
-    def _step_reads(self, pipe: Any, event_id: str, digest: str, index: int) -> None:
-        pipe.get(self.ledger_key(event_id, digest, index))
-        pipe.hgetall(self.key("steps", event_id, digest))
+    def _results(
+        self, event_id: str, digest: str, index: int | None, fields: dict[Any, Any]
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """(step `index`'s result if it is done, every step result by index and step id) of rule version
+        `digest`, from the record's `fields`."""
+        prefix = result_field(digest, "").encode()
+        steps = {k[len(prefix) :].decode(): orjson.loads(v) for k, v in fields.items() if k.startswith(prefix)}
+        done = steps.get(str(index)) if index is not None else None
+        if fields and EVENT_FIELD.encode() not in fields:  # a record from before it held the steps (LEGACY)
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hgetall(self.key("steps", event_id, digest))
+            if index is not None:
+                pipe.get(self.key("ledger", event_id, digest, index))
+            old, *ledger = pipe.execute()
+            steps = {**{_text(k): orjson.loads(v) for k, v in old.items()}, **steps}
+            if done is None and ledger and ledger[0] is not None:  # then, the ledger alone said a step was done
+                done = orjson.loads(ledger[0])
+        return done, steps
 
     def run_and_prefetch(
         self, step: tuple[str, str, int], *, new: bool = False
@@ -290,20 +342,40 @@ class PipelineState:
             if new:
                 self._prefetched[step] = (None, {})
                 return self.run_after_writes(script, keys, args)
+            record = self.record_key(step[0])
             if self.batch is None:
                 answer = script(keys, args)
-                done, steps = self.read_after_writes(lambda pipe: self._step_reads(pipe, *step))
-                self._prefetched[step] = (done, steps)
-                return answer
-            answer, *read = self.batch.run(script, keys, args, reads=lambda pipe: self._step_reads(pipe, *step))
-            self._prefetched[step] = (read[0], read[1])
+                fields = self.r.hgetall(record)
+            else:
+                answer, fields = self.batch.run(script, keys, args, reads=lambda pipe: pipe.hgetall(record))
+            self._prefetched[step] = self._results(*step, fields)
             return answer
 
         return run
 
     def load_steps(self, event_id: str, digest: str) -> dict[str, Any]:
-        raw = self.r.hgetall(self.key("steps", event_id, digest))
-        return {_text(k): orjson.loads(v) for k, v in raw.items()}
+        return self._results(event_id, digest, None, self.r.hgetall(self.record_key(event_id)))[1]
+
+    def forget_results(self, event_id: str, digest: str | None = None, index: int | None = None) -> int:
+        """Clear step results, so a replayed action runs again instead of being skipped: step `index` of rule
+        version `digest`, or every step of `digest`, or of every version. Returns how many were cleared."""
+        record = self.record_key(event_id)
+        prefix = result_field(digest, "" if index is None else index) if digest else RESULT_PREFIX
+        names = [k for k in map(_text, self.r.hkeys(record)) if k.startswith(prefix)]
+        if index is not None:
+            names = [k for k in names if k == prefix]
+        legacy = [self.key("ledger", event_id, digest, index)] if digest and index is not None else []
+        if index is None:  # LEGACY keys: the steps hash and ledger entries of each rule version
+            pattern = f"{digest}:*" if digest else "*"
+            legacy = [*self.r.scan_iter(match=self.key("ledger", event_id, pattern), count=500)]
+            legacy += [*self.r.scan_iter(match=self.key("steps", event_id, digest or "*"), count=500)]
+        pipe = self.r.pipeline(transaction=True)
+        if names:
+            pipe.hdel(record, *names)
+        if legacy:
+            pipe.delete(*legacy)
+        answers = pipe.execute() if names or legacy else []
+        return int(sum(answers))
 
     def lock_step(self, key: str, owner: str | None = None, lease: int = 120) -> str | None:
         """A lease on one (entity, rule, step); None when another task holds it.
@@ -431,7 +503,7 @@ class PipelineState:
 
     def forget_action(self, event_id: str, digest: str, index: int) -> None:
         """Clear one step's ledger entry, so a replayed action runs again instead of being skipped."""
-        self.r.delete(self.ledger_key(event_id, digest, index))
+        self.forget_results(event_id, digest, index)
 
     # A paused target's actions wait (the pipeline checks `target_paused` before calling it).
     def pause_target(self, target: str, *, until: float | None = None, reason: str = "") -> None:

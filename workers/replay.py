@@ -40,9 +40,7 @@ def select(state: PipelineState, ids: Sequence[str], selection: EventFilter | No
 
 def forget_ledger(state: PipelineState, event_id: str) -> int:
     """Forget which of the event's actions were done, so a replay runs them again (`--force`)."""
-    keys = list(state.r.scan_iter(match=state.key("ledger", event_id, "*"), count=500))
-    keys += list(state.r.scan_iter(match=state.key("steps", event_id, "*"), count=500))
-    return int(state.r.delete(*keys)) if keys else 0
+    return state.forget_results(event_id)
 
 
 def replay(

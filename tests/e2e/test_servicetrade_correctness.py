@@ -146,8 +146,8 @@ class Handle(Pipeline):
     def events(self, kind: str, entity_id: int) -> list[dict[str, Any]]:
         """Every event the worker took in for one record (saved events), oldest first."""
         found = []
-        for key in self.redis.scan_iter("fieldrelay:event:*"):
-            event = orjson.loads(self.redis.get(key) or b"{}")
+        for key in self.redis.scan_iter("fieldrelay:evsum:*"):
+            event = orjson.loads(self.redis.hget(key, "event") or b"{}")
             if event.get("entity", {}).get("type") == kind and event["entity"]["id"] == entity_id:
                 found.append({**event, "id": key.decode().rsplit(":", 1)[1]})
         return sorted(found, key=lambda e: e["occurred_at"])

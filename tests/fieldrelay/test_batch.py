@@ -25,7 +25,7 @@ def test_a_steps_writes_wait_for_its_end_and_go_in_order(redis_client):
         state.save_event("ev1", {"source": "servicetrade"})
         state.trace("ev1", Step.REPLAYED, task_id="t-1")
         state.trace("ev1", Step.EVENT_FAILED, error="boom")
-        assert redis_client.get("fieldrelay:event:ev1") is None and not redis_client.exists("fieldrelay:trace:ev1")
+        assert not redis_client.exists("fieldrelay:evsum:ev1") and not redis_client.exists("fieldrelay:trace:ev1")
     assert [e["step"] for e in state.load_trace("ev1")] == [Step.REPLAYED, Step.EVENT_FAILED]
     assert redis_client.ttl("fieldrelay:trace:ev1") > state.retention  # a failure keeps its trace longer
     assert state.load_event("ev1") == {"source": "servicetrade"}
@@ -44,7 +44,7 @@ def test_a_read_after_writes_carries_them(redis_client):
     state = PipelineState(redis_client)
     with state.batched():
         state.save_event("ev1", {"a": 1})
-        [value] = state.read_after_writes(lambda pipe: pipe.get("fieldrelay:event:ev1"))
+        [value] = state.read_after_writes(lambda pipe: pipe.hget("fieldrelay:evsum:ev1", "event"))
     assert value == b'{"a":1}'
 
 
@@ -55,7 +55,7 @@ def test_a_read_after_writes_reads_them_on_a_redis_that_does_not_know_the_script
         state.save_event("ev1", {"a": 1})
         state.trace("ev1", Step.REPLAYED)
         [value, length] = state.read_after_writes(
-            lambda pipe: pipe.get("fieldrelay:event:ev1").llen("fieldrelay:trace:ev1")
+            lambda pipe: pipe.hget("fieldrelay:evsum:ev1", "event").llen("fieldrelay:trace:ev1")
         )
     assert (value, length) == (b'{"a":1}', 1)
 
@@ -78,7 +78,7 @@ def test_a_held_batch_keeps_its_writes_through_a_failed_send(redis_client, monke
     with state.batched(hold=lambda: True):  # an inline action's event writes, handed to its step
         state.save_event("ev1", {"a": 1})
         state.trace("ev1", Step.REPLAYED)
-    assert state.batch is not None and redis_client.get("fieldrelay:event:ev1") is None
+    assert state.batch is not None and redis_client.hget("fieldrelay:evsum:ev1", "event") is None
 
     real, down = redis.client.Pipeline.execute, [True]
 
@@ -90,11 +90,11 @@ def test_a_held_batch_keeps_its_writes_through_a_failed_send(redis_client, monke
 
     monkeypatch.setattr(redis.client.Pipeline, "execute", outage)
     with pytest.raises(redis.ConnectionError), state.batched():  # the action's step, cut by the outage
-        state.read_after_writes(lambda pipe: pipe.get("fieldrelay:ledger:ev1:d:0"))
+        state.read_after_writes(lambda pipe: pipe.hget("fieldrelay:evsum:ev1", "r:d:0"))
     assert state.batch is not None  # kept for the step's rerun
     down.clear()
     with state.batched():  # the rerun, once Redis is back
-        state.read_after_writes(lambda pipe: pipe.get("fieldrelay:ledger:ev1:d:0"))
+        state.read_after_writes(lambda pipe: pipe.hget("fieldrelay:evsum:ev1", "r:d:0"))
     assert state.batch is None
     assert state.load_event("ev1") == {"a": 1}
     assert [e["step"] for e in state.load_trace("ev1")] == [Step.REPLAYED]
@@ -116,6 +116,7 @@ def test_a_step_that_is_not_held_drops_its_writes_when_the_send_fails(redis_clie
 
 def test_a_step_read_ahead_with_a_script_costs_no_round_trip_of_its_own(redis_client):
     state = PipelineState(redis_client)
+    state.save_event("ev1", {"a": 1})
     state.mark_action_done("ev1", "d1", 0, None, {"id": 7})
     script = WriterScript(redis_client, "return redis.call('INCR', KEYS[1])")
     with state.batched():
@@ -125,7 +126,7 @@ def test_a_step_read_ahead_with_a_script_costs_no_round_trip_of_its_own(redis_cl
     assert state.done_and_steps("ev1", "d1", 0) == ({"id": 7}, {"0": {"id": 7}})
     assert commands(redis_client) == before  # read with the script
     state.done_and_steps("ev1", "d1", 0)
-    assert commands(redis_client) == before + 2  # read once: a second call reads Redis again
+    assert commands(redis_client) == before + 1  # read once: a second call reads the record again
 
 
 def test_a_new_events_read_ahead_reads_nothing(redis_client):
@@ -144,12 +145,12 @@ def test_a_new_events_read_ahead_reads_nothing(redis_client):
 
 def test_a_writer_scripts_call_makes_the_writes_before_its_body(redis_client):
     state = PipelineState(redis_client)
-    script = WriterScript(redis_client, "return {redis.call('GET', KEYS[1]), A[1], #A}")
+    script = WriterScript(redis_client, "return {redis.call('HGET', KEYS[1], 'event'), A[1], #A}")
     with state.batched():
         state.save_event("ev1", {"a": 1})
-        answer = state.run_after_writes(script, ["fieldrelay:event:ev1"], ["own", "args"])
+        answer = state.run_after_writes(script, ["fieldrelay:evsum:ev1"], ["own", "args"])
     assert answer == [b'{"a":1}', b"own", 2]
-    assert script(["fieldrelay:event:ev1"], ["alone"]) == [b'{"a":1}', b"alone", 1]  # called alone: no writes
+    assert script(["fieldrelay:evsum:ev1"], ["alone"]) == [b'{"a":1}', b"alone", 1]  # called alone: no writes
 
 
 @pytest.mark.parametrize(
@@ -175,6 +176,19 @@ def test_a_writer_scripts_call_makes_the_writes_before_its_body(redis_client):
             [("HSET", "s", "a", 1), ("DEL", "s"), ("HSET", "s", "b", 2)],
         ),
         ([("HSET", "s", "a", 1), ("HSET", "s", "a", 2)], [("HSET", "s", "a", 1, "a", 2)]),
+        # An EXPIRE repeated past field writes goes; a different one, or one past a DEL, stays.
+        (
+            [("HSET", "s", "a", 1), ("EXPIRE", "s", 9), ("HINCRBY", "s", "n", 1), ("EXPIRE", "s", 9)],
+            [("HSET", "s", "a", 1), ("EXPIRE", "s", 9), ("HINCRBY", "s", "n", 1)],
+        ),
+        (
+            [("HSET", "s", "a", 1), ("EXPIRE", "s", 9), ("EXPIRE", "s", 99), ("EXPIRE", "s", 9)],
+            [("HSET", "s", "a", 1), ("EXPIRE", "s", 9), ("EXPIRE", "s", 99), ("EXPIRE", "s", 9)],
+        ),
+        (
+            [("EXPIRE", "s", 9), ("DEL", "s"), ("HSET", "s", "b", 2), ("EXPIRE", "s", 9)],
+            [("EXPIRE", "s", 9), ("DEL", "s"), ("HSET", "s", "b", 2), ("EXPIRE", "s", 9)],
+        ),
     ],
 )
 def test_merged_hsets_leave_redis_as_the_commands_one_by_one_would(redis_client, stack, expected):
@@ -207,6 +221,7 @@ def test_a_scripts_entries_for_one_trace_go_in_one_rpush_in_order(redis_client):
 def test_a_lock_freed_well_within_its_lease_is_deleted_without_reading_it_first(redis_client):
     state = PipelineState(redis_client)
     token = state.lock_step("k", "owner-1", lease=120)
+    assert token is not None
     redis_client.config_resetstat()
     with state.batched():
         state.unlock_step("k", token, taken_at=time.monotonic(), lease=120)
@@ -224,3 +239,46 @@ def test_a_lock_freed_near_the_end_of_its_lease_is_freed_only_if_it_is_still_its
     assert redis_client.get("fieldrelay:steplock:k") == b"owner-2"
     state.unlock_step("k", "owner-2")  # no batch, no grant time: compared
     assert not redis_client.exists("fieldrelay:steplock:k")
+
+
+def test_an_events_record_holds_the_event_and_its_step_results_under_one_ttl(redis_client):
+    state = PipelineState(redis_client)
+    with state.batched():
+        state.save_event("ev1", {"a": 1})
+        state.trace("ev1", Step.RECEIVED, via="webhook")
+    with state.batched():
+        state.mark_action_done("ev1", "d1", 0, "first", {"id": 7})
+        state.mark_action_done("ev1", "d2", 0, None, {"id": 8})
+    # The record, the trace and the console's index: no key for the event, its steps or its ledger.
+    assert set(redis_client.keys("fieldrelay:*")) == {
+        b"fieldrelay:evsum:ev1",
+        b"fieldrelay:trace:ev1",
+        b"fieldrelay:events",
+    }
+    assert 0 < redis_client.ttl("fieldrelay:evsum:ev1") <= state.retention
+    assert state.load_event("ev1") == {"a": 1}
+    assert state.done_and_steps("ev1", "d1", 0) == ({"id": 7}, {"0": {"id": 7}, "first": {"id": 7}})
+    assert state.done_and_steps("ev1", "d1", 1) == (None, {"0": {"id": 7}, "first": {"id": 7}})
+    assert state.load_steps("ev1", "d2") == {"0": {"id": 8}}
+    assert state.forget_results("ev1", "d1", 0) == 1  # that step only: its step-id result stays for templates
+    assert state.done_and_steps("ev1", "d1", 0) == (None, {"first": {"id": 7}})
+    assert state.action_done("ev1", "d2", 0) == {"id": 8}
+    assert state.forget_results("ev1") == 2 and state.load_steps("ev1", "d2") == {}
+    assert state.load_event("ev1") == {"a": 1}  # the event and its summary stay
+
+
+def test_records_written_before_they_held_the_steps_are_still_read(redis_client):
+    # LEGACY: an event saved, and a step done, by a version that kept them in keys of their own.
+    state = PipelineState(redis_client)
+    redis_client.set("fieldrelay:event:ev1", b'{"a":1}', ex=60)
+    redis_client.hset("fieldrelay:evsum:ev1", mapping={"source": "servicetrade", "at": "1"})
+    redis_client.set("fieldrelay:ledger:ev1:d1:0", b'{"id":7}', ex=60)
+    redis_client.hset("fieldrelay:steps:ev1:d1", mapping={"0": b'{"id":7}', "first": b'{"id":7}'})
+    assert state.load_event("ev1") == {"a": 1}
+    assert state.done_and_steps("ev1", "d1", 0) == ({"id": 7}, {"0": {"id": 7}, "first": {"id": 7}})
+    state.mark_action_done("ev1", "d1", 1, None, {"id": 9})  # a step run by this version
+    assert state.done_and_steps("ev1", "d1", 1) == ({"id": 9}, {"0": {"id": 7}, "first": {"id": 7}, "1": {"id": 9}})
+    state.forget_action("ev1", "d1", 0)  # `dlq retry` / a replay: the old ledger entry goes
+    assert state.action_done("ev1", "d1", 0) is None
+    assert state.forget_results("ev1") >= 2
+    assert not redis_client.exists("fieldrelay:steps:ev1:d1")

@@ -101,7 +101,7 @@ def test_retry_clears_the_ledger_enqueues_on_the_target_queue_and_leaves_the_dlq
 
 def test_retry_of_an_expired_event_fails_and_keeps_the_dead_letter(state, redis_client):
     dlq_id = failed(state)
-    redis_client.delete(state.key("event", "ev1"))
+    redis_client.delete(state.record_key("ev1"))
     with pytest.raises(queries.OperationError, match="expired"):
         operations.retry_dead_letter(state, dlq_id)
     assert [e["id"] for e in state.dead_letters()] == [dlq_id]

@@ -100,8 +100,8 @@ def catch_dropped_webhook(stack: Stack, redis_client: redis.Redis, st: ServiceTr
     assert PollMetrics(redis_client).value("fieldrelay_missed_webhooks_caught_total", entity="job") == 1
 
     def polled_event() -> dict | None:
-        for key in redis_client.scan_iter("fieldrelay:event:*"):
-            event = orjson.loads(redis_client.get(key) or b"{}")
+        for key in redis_client.scan_iter("fieldrelay:evsum:*"):
+            event = orjson.loads(redis_client.hget(key, "event") or b"{}")
             if event.get("via") == "poll":
                 return event
         return None
