@@ -277,8 +277,16 @@ def _matched(pipe: Any, seen: _Seen) -> None:
 
 
 def _started(pipe: Any, seen: _Seen) -> None:
-    pipe.hset(seen.summary, seen.started_field, seen.at)
-    seen.known[f"{seen.event_id}|{seen.started_field}"] = seen.at
+    # Kept in the process, not in Redis: a step's outcome is recorded by the task that started it (in its
+    # own step, or in the failure path right after), and a restarted step starts its clock again.
+    if len(_STARTED) >= STARTS_KEPT:
+        _STARTED.clear()
+    _STARTED[f"{seen.event_id}|{seen.started_field}"] = seen.at
+
+
+# When this process started each action call it has not recorded the outcome of: (event id|rule:index) -> time.
+_STARTED: dict[str, float] = {}
+STARTS_KEPT = 4096
 
 
 def _retry(pipe: Any, seen: _Seen) -> None:
@@ -292,10 +300,10 @@ def _outcome(pipe: Any, seen: _Seen) -> None:
     outcome = "succeeded" if step == Step.ACTION_SUCCEEDED else "failed"
     target = str(entry.get("target") or target_of(action))
     _inc(seen.counts, "fieldrelay_actions_total", {"target": target, "action": action, "outcome": outcome})
-    started: float | bytes | str | None = seen.known.get(f"{seen.event_id}|{seen.started_field}")
+    started = _STARTED.pop(f"{seen.event_id}|{seen.started_field}", None)
     received: float | bytes | str | None = seen.known.get(f"{seen.event_id}|at")
-    if started is None or received is None:
-        started, received = seen.state.r.hmget(seen.summary, [seen.started_field, "at"])
+    if received is None:  # received by another task, maybe in another process: the record has it
+        received = seen.state.r.hget(seen.summary, "at")
     if started is not None:
         _observe_seconds(
             seen.counts,
