@@ -27,10 +27,13 @@ redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
 if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 """
 
-# Lua: apply(t, from, to) runs the commands in t[from..to], each as its length then its words. Two are ours:
-# APPEND key ttl extend entries... (a trace list's new entries) and UNLOCK key token (delete a step lock
-# only if it is still that token's). A script's APPENDs are kept until `appended()` at its end, which makes
-# one RPUSH per list for all of them: a step lock's grant and the writes before it add to one trace list.
+# Lua: apply(t, from, to) runs the commands in t[from..to], each as its length then its words. Three are ours:
+# APPEND key ttl extend entries... (a trace list's new entries), UNLOCK key token (delete a step lock
+# only if it is still that token's) and GUARD key token value ttl length (SET a record's version if the
+# stored one still starts with `token`, else make nothing: apply answers false, and its script refuses
+# the whole call with CONFLICT; a batch sends its guards before anything else). A script's APPENDs are kept
+# until `appended()` at its end, which makes one RPUSH per list for all of them: a step lock's grant and
+# the writes before it add to one trace list.
 # A list's TTL is set when the list is made, and extended, never shortened, only when an entry's `extend`
 # is 1 (a failure's longer retention); every list is made with a TTL, so one that existed has one.
 # Shared by APPLY, by every WriterScript, and by the gate's script, which writes a step's `action.started`
@@ -55,11 +58,18 @@ local function apply(t, from, to)
       for j = i + 5, i + n do list.entries[#list.entries + 1] = t[j] end
     elseif name == 'UNLOCK' then
       if redis.call('GET', t[i + 2]) == t[i + 3] then redis.call('DEL', t[i + 2]) end
+    elseif name == 'GUARD' then
+      local current = redis.call('GET', t[i + 2])
+      local token = ''
+      if current then token = string.sub(current, 1, tonumber(t[i + 6])) end
+      if token ~= t[i + 3] then return false end
+      redis.call('SET', t[i + 2], t[i + 4], 'EX', tonumber(t[i + 5]))
     else
       redis.call(unpack(t, i + 1, i + n))
     end
     i = i + n + 1
   end
+  return true
 end
 local function appended()
   for _, key in ipairs(appended_keys) do
@@ -71,14 +81,22 @@ local function appended()
   end
 end
 """
-APPLY = APPLY_FUNCTION + "apply(ARGV, 1, #ARGV)\nappended()\nreturn 1\n"
+CONFLICT = "FIELDRELAY_VERSION_CONFLICT"
+APPLY = (
+    APPLY_FUNCTION
+    + f"if not apply(ARGV, 1, #ARGV) then return redis.error_reply('{CONFLICT}') end\nappended()\nreturn 1\n"
+)
 
 # A WriterScript's ARGV: how many words of writes, the words, then the script's own arguments (`A` in its body).
-_WRITER_PRELUDE = """
+_WRITER_PRELUDE = f"""
 local written = tonumber(ARGV[1])
-apply(ARGV, 2, written + 1)
-local A = {unpack(ARGV, written + 2)}
+if not apply(ARGV, 2, written + 1) then return redis.error_reply('{CONFLICT}') end
+local A = {{unpack(ARGV, written + 2)}}
 """
+
+
+class VersionConflict(Exception):
+    """A guarded write (`WriteBatch.guard`) found another version stored: the send made none of its writes."""
 
 
 class WriterScript:
@@ -172,6 +190,20 @@ class WriteBatch:
         self.traces: dict[str, tuple[int, bool, list[bytes]]] = {}
         self.known: dict[str, float] = {}
         self.held = False  # kept open past its step (PipelineState.batched's `hold`): a failed send keeps it
+        self.guards: list[tuple[Any, ...]] = []
+        # What to do once the writes are in, while a guard may still refuse them (a step's log lines, counts).
+        self.after: list[Callable[[], None]] = []
+
+    @property
+    def guarded(self) -> bool:
+        """Holds a guard not sent yet: what the step collects may still be refused whole."""
+        return bool(self.guards)
+
+    def guard(self, key: str, token: str, value: bytes, ttl: int, token_length: int) -> None:
+        """SET `key` to `value` (TTL `ttl`) with this batch's writes, and make them only if the stored value
+        still starts with `token` (its first `token_length` bytes; '' for none stored): else the send raises
+        VersionConflict and makes none of them."""
+        self.guards.append(("GUARD", key, token, value, ttl, token_length))
 
     def unlock(self, key: str, token: str) -> None:
         self.pipe.command_stack.append((("UNLOCK", key, token), {}))
@@ -192,10 +224,10 @@ class WriteBatch:
 
     def words(self) -> list[Any]:
         """Everything collected, as `APPLY_FUNCTION`'s words, in the order it came; the batch is empty after."""
-        stack, traces = self.pipe.command_stack, self.traces
-        self.pipe, self.traces = self.r.pipeline(transaction=False), {}
+        stack, traces, guards = self.pipe.command_stack, self.traces, self.guards
+        self.pipe, self.traces, self.guards = self.r.pipeline(transaction=False), {}, []
         words: list[Any] = []
-        for command in merged([command for command, _ in stack]):
+        for command in [*guards, *merged([command for command, _ in stack])]:
             words += [len(command), *command]
         for key, (ttl, extend, entries) in traces.items():
             words += [4 + len(entries), "APPEND", key, ttl, int(extend), *entries]
@@ -210,8 +242,9 @@ class WriteBatch:
         """Send everything collected, in the order it came (inside `script`'s call, if given: (script, keys,
         args)), then what `reads(pipe)` adds; returns the answers to the script and the reads. The batch is
         empty after."""
-        stack, traces = list(self.pipe.command_stack), self.traces
+        stack, traces, guards, after = list(self.pipe.command_stack), self.traces, self.guards, self.after
         words = self.words()
+        self.after = []
         pipe: Any = self.r.pipeline(transaction=False)
         # EVAL with the source, never EVALSHA: a Redis that does not know the script yet (new, restarted,
         # flushed) would refuse the writes and still run the reads after them, which then read what was
@@ -234,9 +267,14 @@ class WriteBatch:
                 for key, (ttl, extend, entries) in traces.items():
                     for entry in entries:
                         self.trace(key, entry, ttl, extend=extend)
+                self.guards[:0], self.after[:0] = guards, after
             raise
         self.held = False  # sent: what comes after it is the current step's own
         for result in results:
+            if isinstance(result, redis.exceptions.ResponseError) and str(result).startswith(CONFLICT):
+                raise VersionConflict(str(result))
             if isinstance(result, Exception):
                 raise result
+        for then in after:
+            then()
         return results[writes:]

@@ -15,6 +15,7 @@ time) and each event's summary fields, which the console filters on, in the even
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -105,10 +106,15 @@ class StateLike(Protocol):
 
 
 class BatchLike(Protocol):
-    """What `observe` needs of `fieldrelay.batch.WriteBatch`: a pipeline, and the times this step recorded."""
+    """What `observe` needs of `fieldrelay.batch.WriteBatch`: a pipeline, the times this step recorded, and
+    what to do once its writes are in, while a guarded write may still refuse them (`guarded`)."""
 
     pipe: Any
     known: dict[str, float]
+    after: list[Callable[[], None]]
+
+    @property
+    def guarded(self) -> bool: ...
 
 
 def target_of(action: str) -> str:
@@ -138,6 +144,22 @@ class Counts(Protocol):
     def hincrbyfloat(self, key: str, field: str, amount: float) -> Any: ...
 
     def trim(self, key: str, keep: int, below: float) -> Any: ...
+
+
+class _Later:
+    """Counter increments and trims made in the process's tally once the step's writes are in."""
+
+    def __init__(self, after: list[Callable[[], None]]) -> None:
+        self.after = after
+
+    def hincrby(self, key: str, field: str, amount: int = 1) -> None:
+        self.after.append(functools.partial(TALLY.hincrby, key, field, amount))
+
+    def hincrbyfloat(self, key: str, field: str, amount: float) -> None:
+        self.after.append(functools.partial(TALLY.hincrbyfloat, key, field, amount))
+
+    def trim(self, key: str, keep: int, below: float) -> None:
+        self.after.append(functools.partial(TALLY.trim, key, keep, below))
 
 
 class _PipeCounts:
@@ -171,7 +193,10 @@ def _observe_seconds(counts: Counts, name: str, value: float, labels: Mapping[st
 def observe(state: StateLike, event_id: str, entry: Mapping[str, Any], batch: BatchLike | None = None) -> None:
     """Log and count one trace entry (into `batch`, sent with the step's other writes, when there is one);
     never raises, since metrics must not fail the step they describe."""
-    log_step(state, event_id, entry)
+    if batch is not None and batch.guarded:  # its writes may yet be refused: logged once they are in
+        batch.after.append(functools.partial(log_step, state, event_id, entry))
+    else:
+        log_step(state, event_id, entry)
     record(state, event_id, entry, batch)
 
 
@@ -367,7 +392,8 @@ def _observe(state: StateLike, event_id: str, entry: Mapping[str, Any], batch: B
     at = float(entry.get("at") or time.time())
     if batch is not None:
         TALLY.bind(state.r)
-        recorder(batch.pipe, _Seen(state, event_id, entry, at, batch.known, TALLY))
+        counts: Counts = _Later(batch.after) if batch.guarded else TALLY
+        recorder(batch.pipe, _Seen(state, event_id, entry, at, batch.known, counts))
         return
     pipe = state.r.pipeline(transaction=False)
     recorder(pipe, _Seen(state, event_id, entry, at, {}, _PipeCounts(pipe)))

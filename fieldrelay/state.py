@@ -18,7 +18,7 @@ import redis
 
 from fieldrelay.batch import TRACE_APPEND, WriteBatch, WriterScript
 from fieldrelay.bounds import bounded
-from fieldrelay.entitystate import EntityStore
+from fieldrelay.entitystate import TOKEN_LENGTH, EntityStore, EntityVersion
 from fieldrelay.metrics import log_step, observe, record
 from fieldrelay.redaction import Redactor
 from fieldrelay.steps import FAILURES, Step
@@ -225,6 +225,27 @@ class PipelineState:
             updated = dataclasses.replace(stored, newest=occurred_at)
             if self.entities.write(source, entity_type, entity_id, updated, expect=stored.token):
                 return
+
+    def write_entity(
+        self, source: str, entity_type: str, entity_id: str | int, version: EntityVersion, *, expect: str
+    ) -> bool:
+        """`EntityStore.write`; inside a batch, made by the batch's next send instead, before its other writes,
+        and only if the stored version still has the token `expect` then: else that send makes none of the
+        step's writes and raises VersionConflict, so the step evaluates again (`send_guarded` sends it now)."""
+        if self.batch is None or self.entities.r is not self.r:
+            return self.entities.write(source, entity_type, entity_id, version, expect=expect)
+        key = self.entities.key(source, entity_type, entity_id)
+        self.batch.guard(key, expect, version.encode(), self.entities.ttl, TOKEN_LENGTH)
+        return True
+
+    def send_guarded(self) -> None:
+        """Send the batch now if a guarded write in it was not sent yet (raises VersionConflict if refused)."""
+        if self.batch is not None and self.batch.guarded:
+            self.batch.send()
+
+    def conflicted(self) -> None:
+        """A send was refused whole: the rule records it held were not written after all."""
+        self._rules_written.clear()
 
     def seen_at(self, source: str, entity_type: str, entity_id: str | int) -> int | None:
         return self.entities.read(source, entity_type, entity_id).newest

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from fieldrelay.batch import VersionConflict
 from fieldrelay.entitystate import MODIFIED_FIELD, VOLATILE_FIELDS, EntityVersion, canonical, comparable, successor
 from fieldrelay.events import ChangeEvent
 from fieldrelay.state import Claim
@@ -14,6 +16,7 @@ from rules import rule_from_json
 from rules.context import LazyEntity
 from rules.engine import EventScope, judge
 from rules.models import Rule, Verdict
+from rules.ruleset import RuleSet
 from rules.trigger import SNAPSHOT
 from workers.actions.registry import ACTIONS
 from workers.admission import Deferred
@@ -60,34 +63,66 @@ def process_event(
         log.info("duplicate event skipped", extra={"event_id": eid})
         return []
     ruleset = rt.rulebook.current()
-    # Fetched at most once, however many rules read it and however often the write is retried below.
+    # Fetched at most once, however many rules read it and however often the evaluation runs again below.
     entity = LazyEntity(lambda: fetch_entity(event, rt.clients))
     links = LinkReader(rt.rulebook.current, rt.state.link_store().get_many)
     echo = not replay and rt.echoes.judge(event, echo_mark)
+    ctx = _Evaluation(event, rt, replay, start, new, ruleset, entity, links, echo)
     for attempt in range(WRITE_ATTEMPTS):
         stored = first if attempt == 0 else store.read(event.source, ref.type, ref.id)
-        turned_away = None if replay else turn_away(event, stored)
-        if turned_away is not None:
-            step, detail = turned_away
-            if step is Step.DUPLICATE:  # the same change, come the other way: decided like its twin
-                decided = successor(stored, None, at=event.occurred_at, **_brought(event, rt), decided=True)
-                if not store.write(event.source, ref.type, ref.id, decided, expect=stored.token):
-                    continue
-            rt.state.trace(eid, step, **detail)
-            return []
-        scope = None if echo else EventScope(event, entity, None, rt.env, stored.as_seen_by(eid), links)
-        # A failed fetch propagates out of judge: the task retries, nothing is written or enqueued yet.
-        verdicts = [] if scope is None else judge(ruleset.candidate_tuple(event), scope)
-        if echo and not event.changes and stored.known and event.action != "deleted":
-            # Our own write, reported without values: the stored version takes it in, or the next
-            # comparison would show our write as someone's change (and a rule on it would loop).
-            entity.value  # noqa: B018 (fetch once; next_version stores it)
-        if replay or store.write(
-            event.source, ref.type, ref.id, next_version(event, stored, entity, rt), expect=stored.token
-        ):
-            break
-    else:
-        raise Deferred(1.0, "busy")
+        try:
+            verdicts = _decide(ctx, stored)
+            rt.state.send_guarded()  # a refused version write must surface here, where it is evaluated again
+        except VersionConflict:  # another event of the record wrote its version first: none of this was written
+            rt.state.conflicted()
+            continue
+        if verdicts is not None:
+            return verdicts
+    raise Deferred(1.0, "busy")
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """What one event's evaluation keeps across its attempts to write the record's version."""
+
+    event: ChangeEvent
+    rt: Runtime
+    replay: bool
+    start: EnqueueAction | None
+    new: bool  # claimed for the first time just now
+    ruleset: RuleSet
+    entity: LazyEntity
+    links: LinkReader
+    echo: bool  # our own write, come back
+
+
+def _decide(ctx: _Evaluation, stored: EntityVersion) -> list[Verdict] | None:
+    """Evaluate against `stored`, write the version the event brings and start each matched rule's run; None
+    when another writer changed the version first (read it again). The version's write goes with the step's
+    first send (`PipelineState.write_entity`), which is refused whole if it lost: no entry, record or run of
+    this attempt is written then (VersionConflict)."""
+    event, rt, entity, eid = ctx.event, ctx.rt, ctx.entity, ctx.event.id
+    ref = event.entity
+    turned_away = None if ctx.replay else turn_away(event, stored)
+    if turned_away is not None:
+        step, detail = turned_away
+        if step is Step.DUPLICATE:  # the same change, come the other way: decided like its twin
+            decided = successor(stored, None, at=event.occurred_at, **_brought(event, rt), decided=True)
+            if not rt.state.entities.write(event.source, ref.type, ref.id, decided, expect=stored.token):
+                return None
+        rt.state.trace(eid, step, **detail)
+        return []
+    scope = None if ctx.echo else EventScope(event, entity, None, rt.env, stored.as_seen_by(eid), ctx.links)
+    # A failed fetch propagates out of judge: the task retries, nothing is written or enqueued yet.
+    verdicts = [] if scope is None else judge(ctx.ruleset.candidate_tuple(event), scope)
+    if ctx.echo and not event.changes and stored.known and event.action != "deleted":
+        # Our own write, reported without values: the stored version takes it in, or the next
+        # comparison would show our write as someone's change (and a rule on it would loop).
+        entity.value  # noqa: B018 (fetch once; next_version stores it)
+    if not ctx.replay and not rt.state.write_entity(
+        event.source, ref.type, ref.id, next_version(event, stored, entity, rt), expect=stored.token
+    ):
+        return None
     derived = scope.derived() if scope is not None else {}
     saved = event.model_dump(mode="json")
     if derived:
@@ -95,7 +130,7 @@ def process_event(
     rt.state.save_event(eid, saved)
     _EVALUATED.clear()
     _EVALUATED[eid] = event
-    if echo:
+    if ctx.echo:
         rt.state.trace(eid, Step.OWN_WRITE, detail="the change our own action made; rules not run (loop guard)")
         return []
     rt.state.trace(eid, Step.RECEIVED, via=event.via, message_id=event.message_id, **_notes(event, stored, derived, rt))
@@ -104,7 +139,7 @@ def process_event(
             eid,
             Step.NO_RULES,
             detail=f"no rule can match this {event.source} {event.entity.type} {event.action} "
-            f"({len(ruleset.rules)} rules loaded)",
+            f"({len(ctx.ruleset.rules)} rules loaded)",
         )
     for verdict in verdicts:
         rule = verdict.rule
@@ -122,10 +157,13 @@ def process_event(
             # The offer goes with the step's writes; when this task will run the first action itself, the
             # action's ledger and step results are read in that round trip too.
             first_queue = rt.queue_for(ACTIONS[rule.then[0].name].target)
-            inline = isinstance(start, InlineAction) and start.would_take(first_queue)
-            after = rt.state.run_and_prefetch((eid, rule.digest, 0), new=new) if inline else rt.state.run_after_writes
+            inline = isinstance(ctx.start, InlineAction) and ctx.start.would_take(first_queue)
+            after = (
+                rt.state.run_and_prefetch((eid, rule.digest, 0), new=ctx.new) if inline else rt.state.run_after_writes
+            )
             decision = rt.runs.offer(rule.name, rule.mode, rule.debounce, event, rule.digest, after=after)
-            follow(decision, rule, event, rt, start)
+            rt.state.send_guarded()  # `parallel` runs ask Redis nothing: the version must be in before one starts
+            follow(decision, rule, event, rt, ctx.start)
     return verdicts
 
 

@@ -9,7 +9,7 @@ import pytest
 import redis
 import redis.client
 
-from fieldrelay.batch import WriteBatch, WriterScript, merged
+from fieldrelay.batch import VersionConflict, WriteBatch, WriterScript, merged
 from fieldrelay.state import PipelineState
 from fieldrelay.steps import Step
 
@@ -282,3 +282,31 @@ def test_records_written_before_they_held_the_steps_are_still_read(redis_client)
     assert state.action_done("ev1", "d1", 0) is None
     assert state.forget_results("ev1") >= 2
     assert not redis_client.exists("fieldrelay:steps:ev1:d1")
+
+
+@pytest.mark.parametrize("stored", [None, b"0000000000000001{}"])
+def test_a_guarded_send_makes_all_its_writes_or_none(redis_client, stored):
+    if stored is not None:
+        redis_client.set("fieldrelay:servicetrade:job:1", stored)
+    state, ran = PipelineState(redis_client), []
+    token = "" if stored is None else "0000000000000001"
+    with state.batched():
+        state.trace("ev1", Step.REPLAYED)  # collected before the guard, sent after it
+        assert state.batch is not None
+        state.batch.guard("fieldrelay:servicetrade:job:1", token, b"0000000000000002{}", 60, 16)
+        state.batch.after.append(lambda: ran.append("logged"))
+        state.save_event("ev1", {"a": 1})
+    assert redis_client.get("fieldrelay:servicetrade:job:1") == b"0000000000000002{}"
+    assert state.load_event("ev1") == {"a": 1} and len(state.load_trace("ev1")) == 1 and ran == ["logged"]
+
+    redis_client.set("fieldrelay:servicetrade:job:1", b"0000000000000003{}")  # another writer came first
+    with pytest.raises(VersionConflict), state.batched():
+        state.trace("ev2", Step.REPLAYED)
+        assert state.batch is not None
+        state.batch.guard("fieldrelay:servicetrade:job:1", "0000000000000002", b"0000000000000004{}", 60, 16)
+        state.batch.after.append(lambda: ran.append("logged again"))
+        state.save_event("ev2", {"b": 2})
+        state.read_after_writes(lambda pipe: pipe.get("x"))
+    assert redis_client.get("fieldrelay:servicetrade:job:1") == b"0000000000000003{}"
+    assert not redis_client.exists("fieldrelay:trace:ev2") and state.load_event("ev2") is None
+    assert ran == ["logged"]

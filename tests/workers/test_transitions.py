@@ -344,3 +344,53 @@ def test_a_field_past_the_size_bound_does_not_fire_its_rule_again_at_every_event
     # A redelivery of that event compares with the version before it: the old digest, so it still matches.
     redelivered = update("job", 35769, 120, None)
     assert matched(rt, redelivered, task=f"task-{redelivered.id}") == ["long-notes"]
+
+
+def matched_in_a_step(rt: Runtime, event: ChangeEvent, task: str | None = None) -> list[str]:
+    """As a worker's step runs it: its writes batched, the record's version written with its first send."""
+    with rt.state.batched():
+        return matched(rt, event, task)
+
+
+def test_a_batched_step_that_loses_the_version_race_writes_nothing_and_evaluates_again(
+    rt: Runtime, st: FakeServiceTrade, metrics_tally, caplog
+):
+    matched_in_a_step(rt, update("appointment", 754, 100, {}))
+    st.records[("appointment", 754)].update(status="completed", updated=200)
+    first, second = update("appointment", 754, 200, {}), update("appointment", 754, 201, {})
+    inner: list[str] = []
+    # `second` runs whole, in a step of its own, while `first` is fetching: both read the same version.
+    st.during_get = lambda: inner.extend(matched_in_a_step(rt, second))
+    with caplog.at_level("INFO", logger="fieldrelay.trace"):
+        outer = matched_in_a_step(rt, first)
+    assert sorted(inner + outer) == ["appointment-done"]
+    # `first` lost its first send, which was refused whole (its entries, its record, its run); evaluated
+    # again against `second`'s version, it is stale.
+    assert [s["step"] for s in rt.state.load_trace(first.id)] == ["event.stale"]
+    logged = [r.getMessage() for r in caplog.records if getattr(r, "event_id", None) == first.id]
+    assert logged == ["event.stale"]  # the refused attempt logged nothing either
+    metrics_tally.flush()
+    counted = rt.state.r.hgetall("fieldrelay:metrics:fieldrelay_events_received_total")
+    assert sum(int(v) for v in counted.values()) == 2  # the first sighting and `second`, not `first`
+
+
+def test_a_batched_write_that_keeps_losing_is_put_off_with_nothing_written(
+    rt: Runtime, st: FakeServiceTrade, monkeypatch, metrics_tally
+):
+    event = update("appointment", 754, 100, {})
+    key = rt.state.entities.key("servicetrade", "appointment", 754)
+    real, writes = pipeline.next_version, iter(range(10, 99))
+
+    def another_writer_first(*args: Any) -> Any:
+        # Another event's version lands before each send (a token of 16 characters, then its fields).
+        rt.state.r.set(key, f"{next(writes):016d}{{}}")
+        return real(*args)
+
+    monkeypatch.setattr(pipeline, "next_version", another_writer_first)
+    with pytest.raises(Deferred) as deferred:
+        matched_in_a_step(rt, event)
+    assert deferred.value.reason == "busy"
+    assert rt.state.load_trace(event.id) == [] and rt.state.load_event(event.id) is None
+    assert rt.enqueued == []  # type: ignore[attr-defined]
+    metrics_tally.flush()
+    assert not rt.state.r.exists("fieldrelay:metrics:fieldrelay_events_received_total")
