@@ -338,7 +338,6 @@ def _outcome(pipe: Any, seen: _Seen) -> None:
         )
     if outcome == "succeeded" and received is not None:
         _observe_seconds(seen.counts, "fieldrelay_event_to_action_seconds", seen.at - float(received))
-    pipe.hincrby(seen.summary, outcome, 1)
     if step != Step.ON_FAILURE_FAILED:  # the step's latest outcome: a retried dead letter can recover
         pipe.hset(seen.summary, f"s:{rule}:{index}", outcome)
     if outcome == "failed":

@@ -184,8 +184,9 @@ def _summary(event_id: str, raw: dict[Any, Any]) -> dict[str, Any]:
         "rules": rules,
         "outcome": event_outcome(fields),
         "duplicates": int(fields.get("duplicates", 0)),
-        "succeeded": int(fields.get("succeeded", 0)),
-        "failed": int(fields.get("failed", 0)),
+        # Steps by their latest outcome (a dead letter retried with success counts as succeeded).
+        "succeeded": sum(1 for k, v in fields.items() if k.startswith("s:") and v == "succeeded"),
+        "failed": sum(1 for k, v in fields.items() if k.startswith("s:") and v == "failed"),
     }
 
 
