@@ -104,6 +104,9 @@ class StateLike(Protocol):
 
     def just_saved(self, event_id: str) -> dict[str, Any] | None: ...
 
+    @property
+    def unlisted(self) -> dict[str, float] | None: ...
+
 
 class BatchLike(Protocol):
     """What `observe` needs of `fieldrelay.batch.WriteBatch`: a pipeline, the times this step recorded, and
@@ -145,6 +148,8 @@ class Counts(Protocol):
 
     def trim(self, key: str, keep: int, below: float) -> Any: ...
 
+    def then(self, do: Callable[[], None]) -> Any: ...
+
 
 class _Later:
     """Counter increments and trims made in the process's tally once the step's writes are in."""
@@ -160,6 +165,9 @@ class _Later:
 
     def trim(self, key: str, keep: int, below: float) -> None:
         self.after.append(functools.partial(TALLY.trim, key, keep, below))
+
+    def then(self, do: Callable[[], None]) -> None:
+        self.after.append(do)
 
 
 class _PipeCounts:
@@ -177,6 +185,9 @@ class _PipeCounts:
     def trim(self, key: str, keep: int, below: float) -> None:
         self.pipe.zremrangebyrank(key, 0, -keep - 1)
         self.pipe.zremrangebyscore(key, 0, below)
+
+    def then(self, do: Callable[[], None]) -> None:
+        do()
 
 
 def _inc(counts: Counts, name: str, labels: Mapping[str, Any] | None = None, amount: int = 1) -> None:
@@ -261,7 +272,11 @@ def _intake(pipe: Any, seen: _Seen) -> None:
     seen.known[f"{seen.event_id}|at"] = seen.at
     pipe.expire(seen.summary, state.retention)
     index_key = state.key("events")
-    pipe.zadd(index_key, {seen.event_id: seen.at})
+    unlisted = state.unlisted
+    if unlisted is None:
+        pipe.zadd(index_key, {seen.event_id: seen.at})
+    else:  # one ZADD for every event of the task, before its message is acknowledged (workers/tasks.py)
+        seen.counts.then(functools.partial(unlisted.__setitem__, seen.event_id, seen.at))
     seen.counts.trim(index_key, MAX_INDEXED, seen.at - state.failure_retention)
 
 

@@ -114,6 +114,9 @@ class PipelineState:
         self._rules_written: dict[str, float] = {}  # digest -> when this process last wrote its record
         self._prefetched: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # run_and_prefetch's read
         self.last_saved: tuple[str, dict[str, Any]] = ("", {})
+        # Events for the console's index, kept for one ZADD at the end of a task that evaluates several
+        # (`list_together`); None: each event's step writes its own entry.
+        self.unlisted: dict[str, float] | None = None
         # EXPIRE ... GT needs Redis 7; the embedded server is 6.2, so extend-only in Lua.
         self._unlock = client.register_script(UNLOCK)
         self._append_extend = client.register_script(TRACE_APPEND)
@@ -269,6 +272,23 @@ class PipelineState:
         results, which stay in Redis (a list of thousands of events need not carry them)."""
         keys = [self.record_key(e) for e in event_ids]
         return [dict(zip(r[::2], r[1::2], strict=True)) for r in self._summaries(keys=keys)] if keys else []
+
+    @contextlib.contextmanager
+    def list_together(self) -> Iterator[Callable[[], None]]:
+        """Inside, the events a task evaluates wait to be listed in the console's index; call what it yields to
+        list them (one ZADD), before the task's message is acknowledged: a task killed before that runs them
+        again when it is delivered again, which lists them then."""
+        self.unlisted = {}
+
+        def list_them() -> None:
+            if self.unlisted:
+                self.r.zadd(self.key("events"), self.unlisted)
+                self.unlisted.clear()
+
+        try:
+            yield list_them
+        finally:
+            self.unlisted = None
 
     def just_saved(self, event_id: str) -> dict[str, Any] | None:
         """The event this process saved last, if it is `event_id`: what its own next steps read, unread."""

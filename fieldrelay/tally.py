@@ -16,6 +16,7 @@ import atexit
 import logging
 import os
 import threading
+from collections.abc import Callable
 
 import redis
 
@@ -73,6 +74,10 @@ class Tally:
         """Keep the newest `keep` members of sorted set `key`, none scored below `below`."""
         with self.lock:
             self.trims[key] = (keep, below)
+
+    def then(self, do: Callable[[], None]) -> None:
+        """Do it now: what a recorder does once its step's writes are in (they are as far as the tally knows)."""
+        do()
 
     def _run(self, every: float) -> None:
         while not self.stopping.wait(every):

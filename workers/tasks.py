@@ -21,6 +21,7 @@ from fieldrelay.queues import (
     PROCESS_EVENTS_TASK,
     RUN_ACTION_TASK,
 )
+from fieldrelay.state import PipelineState
 from fieldrelay.steps import Step
 from workers import lifecycle, pipeline
 from workers.celery_app import app
@@ -103,12 +104,22 @@ def evaluate_events(events: Any, task_id: str, *, budget: float = EVENTS_BUDGET)
             )
         )
         return
-    started = time.monotonic()
-    for position, event in enumerate(events):
-        if position and time.monotonic() - started > budget:
-            _hand_off(events[position:])
-            return
-        evaluate_event(event, f"{task_id}:{position}")
+    started, state = time.monotonic(), _state()
+    with state.list_together() as list_them:
+        try:
+            for position, event in enumerate(events):
+                if position and time.monotonic() - started > budget:
+                    _hand_off(events[position:])
+                    return
+                evaluate_event(event, f"{task_id}:{position}")
+        finally:
+            through_redis_outages(list_them)  # one ZADD for the console's index, before the message is acked
+
+
+def _state() -> PipelineState:
+    states: list[PipelineState] = []
+    through_redis_outages(lambda: states.append(runtime().state))  # building the runtime talks to Redis
+    return states[0]
 
 
 def _hand_off(events: list[Any]) -> None:

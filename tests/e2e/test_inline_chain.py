@@ -119,7 +119,7 @@ def test_a_step_retried_on_its_queue_takes_the_steps_after_it(chain: Chain) -> N
 
 
 def test_events_sharing_one_message_are_each_claimed_run_and_dead_lettered_apart(chain: Chain) -> None:
-    at = int(time.time())
+    before, at = chain.run_action_tasks(), int(time.time())
     first, second = (
         normalize(parse_message(json.dumps(job_completed(job, at, f"m-{job}")).encode()))[0] for job in (10, 11)
     )
@@ -140,4 +140,4 @@ def test_events_sharing_one_message_are_each_claimed_run_and_dead_lettered_apart
     assert [(d["kind"], d["action"], d["task"]["name"]) for d in letters] == [
         ("ingest", "a malformed event", PROCESS_EVENT_TASK)
     ]
-    assert chain.run_action_tasks() == 0
+    assert chain.run_action_tasks() == before  # every step ran inline, in the message's one task

@@ -5,6 +5,10 @@ from __future__ import annotations
 import importlib
 
 import pytest
+import redis
+
+from fieldrelay.state import PipelineState
+from fieldrelay.steps import Step
 
 EVENT = {
     "source": "servicetrade",
@@ -60,6 +64,8 @@ def test_grouped_events_are_claimed_by_position_and_hand_off_what_the_budget_lea
     scheduled: list[tuple] = []
 
     class Runtime:
+        state = PipelineState(redis.Redis.from_url(redis_url))
+
         def schedule(self, *args):
             scheduled.append(args)
 
@@ -82,10 +88,26 @@ def test_a_grouped_message_that_is_not_a_list_is_dead_lettered_whole(
 ) -> None:
     monkeypatch.setenv("FIELDRELAY_REDIS_URL", redis_url)
     tasks = importlib.import_module("workers.tasks")
-    from fieldrelay.state import PipelineState
-
     tasks.evaluate_events({"source": "servicetrade"}, "task-3")
     (letter,) = PipelineState(redis_client).dead_letters()
     assert letter["kind"] == "ingest" and letter["task"]["name"] == tasks.PROCESS_EVENTS_TASK
     assert "takes a list of events, not dict" in letter["error"]
     assert PipelineState(redis_client).dead_letter_args(letter["id"]) == [{"source": "servicetrade"}]
+
+
+def test_the_events_of_one_message_are_listed_for_the_console_with_one_command(redis_client) -> None:
+    state = PipelineState(redis_client)
+    with state.list_together() as list_them:
+        for n in range(3):
+            with state.batched():
+                state.save_event(f"ev{n}", {"n": n})
+                state.trace(f"ev{n}", Step.RECEIVED, via="webhook")
+        assert redis_client.zcard("fieldrelay:events") == 0  # not yet: each step wrote its record only
+        redis_client.config_resetstat()
+        list_them()
+    assert redis_client.info("commandstats")["cmdstat_zadd"]["calls"] == 1
+    assert sorted(redis_client.zrange("fieldrelay:events", 0, -1)) == [b"ev0", b"ev1", b"ev2"]
+    with state.batched():  # outside: listed by the step itself, as before
+        state.save_event("ev3", {"n": 3})
+        state.trace("ev3", Step.RECEIVED, via="webhook")
+    assert redis_client.zscore("fieldrelay:events", "ev3") is not None
