@@ -81,6 +81,15 @@ return false
 """
 
 
+# KEYS: unacked index, unacked, owners. ARGV[1]: the delivery tag acknowledged.
+_ACK = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+"""
+
+
 class LeaseKeeper(threading.Thread):
     """Renews this consumer's lease and puts back what dead consumers held; one per worker main process.
 
@@ -264,6 +273,14 @@ class QoS(kombu_redis.QoS):
                 self.unacked_key, delivery_tag, dumps([message._raw, exchange, routing_key])
             ).hset(OWNERS, delivery_tag, self.owner).execute()
             virtual.QoS.append(self, message, delivery_tag)
+
+    def ack(self, delivery_tag: str) -> None:
+        # kombu's ack is MULTI, ZREM, HDEL, EXEC, and the owner's HDEL: one script makes the three removals, as
+        # atomically, in four commands instead of five (a task message's own cost: bench/pipeline_throughput.py).
+        qos: Any = self  # kombu's private names are not in its stubs
+        with qos.channel.conn_or_acquire() as client:
+            client.eval(_ACK, 3, self.unacked_index_key, self.unacked_key, OWNERS, delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
 
     def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
         # Used by ack, reject and restore_by_tag alike. (The stubs leave out kombu's private names.)
