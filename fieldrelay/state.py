@@ -16,7 +16,7 @@ from typing import Any, TypedDict
 import orjson
 import redis
 
-from fieldrelay.batch import TRACE_APPEND, WriteBatch, WriterScript
+from fieldrelay.batch import TRACE_APPEND, VersionConflict, WriteBatch, WriterScript
 from fieldrelay.bounds import bounded
 from fieldrelay.entitystate import TOKEN_LENGTH, EntityStore, EntityVersion
 from fieldrelay.metrics import log_step, observe, record
@@ -139,7 +139,10 @@ class PipelineState:
             self._rules_written.clear()  # the rule records of a failed step may not have been written
             self._depth -= 1
             if not self._depth:
-                self.end_batch()
+                # What the step wrote before it failed; refused whole if its version write lost meanwhile (the
+                # step runs again either way, and the failure it raised is the one to handle).
+                with contextlib.suppress(VersionConflict):
+                    self.end_batch()
             raise
         self._depth -= 1
         if self._depth:
@@ -160,6 +163,9 @@ class PipelineState:
         except (redis.ConnectionError, redis.TimeoutError):
             if not batch.held:
                 self.batch = None
+            raise
+        except VersionConflict:  # refused whole: nothing of it is kept, the step evaluates again
+            self.batch = None
             raise
         self.batch = None
 

@@ -22,6 +22,7 @@ from typing import Literal
 import redis
 from celery.exceptions import Reject
 
+from fieldrelay.batch import VersionConflict
 from workers.admission import Deferred
 from workers.alerts import alert_exception
 from workers.connectors.errors import RateLimited, Unavailable
@@ -63,6 +64,8 @@ class RetryPolicy:
     def decide(self, exc: Exception, attempt: int) -> Next:
         if isinstance(exc, Deferred):
             return Next("defer", attempt, exc.seconds + random.uniform(0, 0.25), exc.reason)
+        if isinstance(exc, VersionConflict):  # another event of the record wrote first: evaluate again, soon
+            return Next("defer", attempt, 1.0 + random.uniform(0, 0.25), "busy")
         if isinstance(exc, Unavailable) and attempt < self.max_retries:
             return Next("retry", attempt + 1, self.backoff(attempt, exc), str(exc))
         return Next("fail", attempt + 1, reason=f"{type(exc).__name__}: {exc}")

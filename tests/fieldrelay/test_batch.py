@@ -310,3 +310,15 @@ def test_a_guarded_send_makes_all_its_writes_or_none(redis_client, stored):
     assert redis_client.get("fieldrelay:servicetrade:job:1") == b"0000000000000003{}"
     assert not redis_client.exists("fieldrelay:trace:ev2") and state.load_event("ev2") is None
     assert ran == ["logged"]
+
+
+def test_a_failed_steps_writes_refused_by_a_lost_version_race_leave_its_own_failure_to_handle(redis_client):
+    state = PipelineState(redis_client)
+    redis_client.set("fieldrelay:servicetrade:job:1", b"0000000000000009{}")
+    with pytest.raises(KeyError), state.batched():
+        assert state.batch is not None
+        state.batch.guard("fieldrelay:servicetrade:job:1", "0000000000000001", b"0000000000000002{}", 60, 16)
+        state.trace("ev1", Step.REPLAYED)
+        raise KeyError("what the step raised")
+    assert state.batch is None and redis_client.get("fieldrelay:servicetrade:job:1") == b"0000000000000009{}"
+    assert not redis_client.exists("fieldrelay:trace:ev1")

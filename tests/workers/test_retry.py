@@ -7,6 +7,7 @@ import time
 import pytest
 import redis
 
+from fieldrelay.batch import VersionConflict
 from workers.admission import Deferred
 from workers.connectors.errors import RateLimited, Rejected, Unavailable
 from workers.retry import Next, RetryPolicy, run_step
@@ -18,6 +19,13 @@ def test_a_deferral_keeps_its_attempt_and_waits_what_the_target_asked():
     decision = POLICY.decide(Deferred(3.0, "quota"), attempt=1)
     assert (decision.kind, decision.attempt, decision.reason) == ("defer", 1, "quota")
     assert 3.0 <= decision.delay <= 3.25
+
+
+def test_a_lost_version_race_that_escapes_a_step_is_put_off_never_failed():
+    # The event step evaluates again itself (workers/pipeline.py); should the refusal surface anywhere else,
+    # the step runs again shortly, as a `busy` deferral that spends no retry.
+    decision = POLICY.decide(VersionConflict("FIELDRELAY_VERSION_CONFLICT"), attempt=2)
+    assert (decision.kind, decision.attempt, decision.reason) == ("defer", 2, "busy")
 
 
 def test_unavailable_is_retried_until_the_budget_is_spent():
