@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
 import functools
 import hashlib
 import json
@@ -20,6 +19,7 @@ from fieldrelay.batch import TRACE_APPEND, VersionConflict, WriteBatch, WriterSc
 from fieldrelay.bounds import bounded
 from fieldrelay.entitystate import TOKEN_LENGTH, EntityStore, EntityVersion
 from fieldrelay.metrics import log_step, observe, record
+from fieldrelay.records import EVENT_FIELD, SUMMARIES, Claim, Results, result_field, result_fields, step_results
 from fieldrelay.redaction import Redactor
 from fieldrelay.steps import FAILURES, Step
 
@@ -32,44 +32,6 @@ REWRITE_RULE = 10.0  # seconds: a matched rule's record is written again at most
 # more than the clocks of this process and Redis can drift apart in a lease.
 UNLOCK_MARGIN = 10.0
 RULES_CACHED = 128  # rule versions a process keeps in memory (a rule may be large: bounded by rules/bounds.py)
-
-
-EVENT_FIELD = "event"
-RESULT_PREFIX = "r:"
-# Each record's fields but the event and the step results: `PipelineState.summaries`.
-SUMMARIES = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local all, kept = redis.call('HGETALL', key), {}
-  for j = 1, #all, 2 do
-    if all[j] ~= 'event' and string.sub(all[j], 1, 2) ~= 'r:' then
-      kept[#kept + 1] = all[j]
-      kept[#kept + 1] = all[j + 1]
-    end
-  end
-  out[i] = kept
-end
-return out
-"""
-
-
-def result_field(digest: str, step: int | str) -> str:
-    """A step result's field in its event's record: by index (its ledger entry) or by step id."""
-    return f"{RESULT_PREFIX}{digest}:{step}"
-
-
-class Claim(enum.Enum):
-    """How `claim_and_read` went: NEW (first claim of the event), AGAIN (this token held it already: a
-    redelivery or a retry), TAKEN (another token holds it: a duplicate), NONE (nothing was claimed)."""
-
-    NEW = "new"
-    AGAIN = "again"
-    TAKEN = "taken"
-    NONE = "none"
-
-    @property
-    def claimed(self) -> bool:
-        return self in (Claim.NEW, Claim.AGAIN)
 
 
 class RulesStatus(TypedDict):
@@ -347,7 +309,7 @@ class PipelineState:
         fields = {result_field(digest, index): dumped, **({result_field(digest, step_id): dumped} if step_id else {})}
         self._writer().hset(self.record_key(event_id), mapping=fields)
 
-    def done_and_steps(self, event_id: str, digest: str, index: int) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    def done_and_steps(self, event_id: str, digest: str, index: int) -> Results:
         """`action_done` and `load_steps` in one round trip, or none if `run_and_prefetch` read them."""
         read = self._prefetched.pop((event_id, digest, index), None)
         if read is not None:
@@ -355,24 +317,10 @@ class PipelineState:
         [fields] = self.read_after_writes(lambda pipe: pipe.hgetall(self.record_key(event_id)))
         return self._results(event_id, digest, index, fields)
 
-    def _results(
-        self, event_id: str, digest: str, index: int | None, fields: dict[Any, Any]
-    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        """(step `index`'s result if it is done, every step result by index and step id) of rule version
-        `digest`, from the record's `fields`."""
-        prefix = result_field(digest, "").encode()
-        steps = {k[len(prefix) :].decode(): orjson.loads(v) for k, v in fields.items() if k.startswith(prefix)}
-        done = steps.get(str(index)) if index is not None else None
-        if fields and EVENT_FIELD.encode() not in fields:  # a record from before it held the steps (LEGACY)
-            pipe = self.r.pipeline(transaction=False)
-            pipe.hgetall(self.key("steps", event_id, digest))
-            if index is not None:
-                pipe.get(self.key("ledger", event_id, digest, index))
-            old, *ledger = pipe.execute()
-            steps = {**{_text(k): orjson.loads(v) for k, v in old.items()}, **steps}
-            if done is None and ledger and ledger[0] is not None:  # then, the ledger alone said a step was done
-                done = orjson.loads(ledger[0])
-        return done, steps
+    def _results(self, event_id: str, digest: str, index: int | None, fields: dict[Any, Any]) -> Results:
+        legacy_ledger = self.key("ledger", event_id, digest, index) if index is not None else None
+        steps = self.key("steps", event_id, digest)
+        return step_results(self.r, fields, digest, index, legacy_steps=steps, legacy_ledger=legacy_ledger)
 
     def run_and_prefetch(
         self, step: tuple[str, str, int], *, new: bool = False
@@ -407,22 +355,18 @@ class PipelineState:
         """Clear step results, so a replayed action runs again instead of being skipped: step `index` of rule
         version `digest`, or every step of `digest`, or of every version. Returns how many were cleared."""
         record = self.record_key(event_id)
-        prefix = result_field(digest, "" if index is None else index) if digest else RESULT_PREFIX
-        names = [k for k in map(_text, self.r.hkeys(record)) if k.startswith(prefix)]
-        if index is not None:
-            names = [k for k in names if k == prefix]
-        legacy = [self.key("ledger", event_id, digest, index)] if digest and index is not None else []
-        if index is None:  # LEGACY keys: the steps hash and ledger entries of each rule version
-            pattern = f"{digest}:*" if digest else "*"
-            legacy = [*self.r.scan_iter(match=self.key("ledger", event_id, pattern), count=500)]
+        names = result_fields(self.r.hkeys(record), digest, index)
+        if digest is not None and index is not None:  # LEGACY: its ledger entry
+            legacy = [self.key("ledger", event_id, digest, index)]
+        else:  # LEGACY: the steps hash and the ledger entries of each rule version
+            legacy = [*self.r.scan_iter(match=self.key("ledger", event_id, f"{digest or '*'}:*"), count=500)]
             legacy += [*self.r.scan_iter(match=self.key("steps", event_id, digest or "*"), count=500)]
         pipe = self.r.pipeline(transaction=True)
         if names:
             pipe.hdel(record, *names)
         if legacy:
             pipe.delete(*legacy)
-        answers = pipe.execute() if names or legacy else []
-        return int(sum(answers))
+        return int(sum(pipe.execute())) if names or legacy else 0
 
     def lock_step(self, key: str, owner: str | None = None, lease: int = 120) -> str | None:
         """A lease on one (entity, rule, step); None when another task holds it.

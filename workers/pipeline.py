@@ -10,7 +10,7 @@ from typing import Any
 from fieldrelay.batch import VersionConflict
 from fieldrelay.entitystate import MODIFIED_FIELD, VOLATILE_FIELDS, EntityVersion, canonical, comparable, successor
 from fieldrelay.events import ChangeEvent
-from fieldrelay.state import Claim
+from fieldrelay.records import Claim
 from fieldrelay.steps import Step
 from rules import rule_from_json
 from rules.context import LazyEntity

@@ -241,49 +241,6 @@ def test_a_lock_freed_near_the_end_of_its_lease_is_freed_only_if_it_is_still_its
     assert not redis_client.exists("fieldrelay:steplock:k")
 
 
-def test_an_events_record_holds_the_event_and_its_step_results_under_one_ttl(redis_client):
-    state = PipelineState(redis_client)
-    with state.batched():
-        state.save_event("ev1", {"a": 1})
-        state.trace("ev1", Step.RECEIVED, via="webhook")
-    with state.batched():
-        state.mark_action_done("ev1", "d1", 0, "first", {"id": 7})
-        state.mark_action_done("ev1", "d2", 0, None, {"id": 8})
-    # The record, the trace and the console's index: no key for the event, its steps or its ledger.
-    assert set(redis_client.keys("fieldrelay:*")) == {
-        b"fieldrelay:evsum:ev1",
-        b"fieldrelay:trace:ev1",
-        b"fieldrelay:events",
-    }
-    assert 0 < redis_client.ttl("fieldrelay:evsum:ev1") <= state.retention
-    assert state.load_event("ev1") == {"a": 1}
-    assert state.done_and_steps("ev1", "d1", 0) == ({"id": 7}, {"0": {"id": 7}, "first": {"id": 7}})
-    assert state.done_and_steps("ev1", "d1", 1) == (None, {"0": {"id": 7}, "first": {"id": 7}})
-    assert state.load_steps("ev1", "d2") == {"0": {"id": 8}}
-    assert state.forget_results("ev1", "d1", 0) == 1  # that step only: its step-id result stays for templates
-    assert state.done_and_steps("ev1", "d1", 0) == (None, {"first": {"id": 7}})
-    assert state.action_done("ev1", "d2", 0) == {"id": 8}
-    assert state.forget_results("ev1") == 2 and state.load_steps("ev1", "d2") == {}
-    assert state.load_event("ev1") == {"a": 1}  # the event and its summary stay
-
-
-def test_records_written_before_they_held_the_steps_are_still_read(redis_client):
-    # LEGACY: an event saved, and a step done, by a version that kept them in keys of their own.
-    state = PipelineState(redis_client)
-    redis_client.set("fieldrelay:event:ev1", b'{"a":1}', ex=60)
-    redis_client.hset("fieldrelay:evsum:ev1", mapping={"source": "servicetrade", "at": "1"})
-    redis_client.set("fieldrelay:ledger:ev1:d1:0", b'{"id":7}', ex=60)
-    redis_client.hset("fieldrelay:steps:ev1:d1", mapping={"0": b'{"id":7}', "first": b'{"id":7}'})
-    assert state.load_event("ev1") == {"a": 1}
-    assert state.done_and_steps("ev1", "d1", 0) == ({"id": 7}, {"0": {"id": 7}, "first": {"id": 7}})
-    state.mark_action_done("ev1", "d1", 1, None, {"id": 9})  # a step run by this version
-    assert state.done_and_steps("ev1", "d1", 1) == ({"id": 9}, {"0": {"id": 7}, "first": {"id": 7}, "1": {"id": 9}})
-    state.forget_action("ev1", "d1", 0)  # `dlq retry` / a replay: the old ledger entry goes
-    assert state.action_done("ev1", "d1", 0) is None
-    assert state.forget_results("ev1") >= 2
-    assert not redis_client.exists("fieldrelay:steps:ev1:d1")
-
-
 @pytest.mark.parametrize("stored", [None, b"0000000000000001{}"])
 def test_a_guarded_send_makes_all_its_writes_or_none(redis_client, stored):
     if stored is not None:
