@@ -10,7 +10,9 @@ through `known` (times this step recorded, which the metrics of a later entry of
 The writes go as one script call (`APPLY`), in the order they were collected: a client-side command
 costs far more than a server-side one, and a step has twenty or more. Redis runs them as one step, so
 no reader sees half of a step's writes. When the step needs a script's answer (a run's offer, a target's
-slot), the writes go inside that script's own call (`WriterScript`): one command, not two.
+slot), the writes go inside that script's own call (`WriterScript`): one command, not two. A record's new
+version (`WriteBatch.guard`) goes first and is checked there: if another writer changed the record since it
+was read, the call makes none of the step's writes and the send raises VersionConflict.
 """
 
 from __future__ import annotations
@@ -118,8 +120,8 @@ class WriterScript:
         )
         self._script = client.register_script(self.source)
 
-    def __call__(self, keys: list[str], args: Sequence[Any], *, client: Any = None) -> Any:
-        return self._script(keys=keys, args=[0, *args], client=client)
+    def __call__(self, keys: list[str], args: Sequence[Any]) -> Any:
+        return self._script(keys=keys, args=[0, *args])
 
 
 def _key_fields(command: tuple[Any, ...]) -> tuple[Any, set[Any] | None]:
