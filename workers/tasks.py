@@ -104,7 +104,9 @@ def evaluate_events(events: Any, task_id: str, *, budget: float = EVENTS_BUDGET)
             )
         )
         return
-    started, state = time.monotonic(), _state()
+    started, state = time.monotonic(), _state(events)
+    if state is None:
+        return
     with state.list_together() as list_them:
         try:
             for position, event in enumerate(events):
@@ -116,10 +118,17 @@ def evaluate_events(events: Any, task_id: str, *, budget: float = EVENTS_BUDGET)
             through_redis_outages(list_them)  # one ZADD for the console's index, before the message is acked
 
 
-def _state() -> PipelineState:
+def _state(events: list[Any]) -> PipelineState | None:
+    """The process's pipeline state; None if the runtime cannot be built, the message then dead-lettered whole
+    (`dlq retry` runs it again). Building it talks to Redis: an outage is waited out, as in any step."""
     states: list[PipelineState] = []
-    through_redis_outages(lambda: states.append(runtime().state))  # building the runtime talks to Redis
-    return states[0]
+    run_once(
+        lambda: states.append(runtime().state),
+        lambda exc, _: lifecycle.fail_task(
+            failure_state(), "ingest", PROCESS_EVENTS_TASK, [events], EVENTS_QUEUE, exc, what="a message of events"
+        ),
+    )
+    return states[0] if states else None
 
 
 def _hand_off(events: list[Any]) -> None:

@@ -111,3 +111,20 @@ def test_the_events_of_one_message_are_listed_for_the_console_with_one_command(r
         state.save_event("ev3", {"n": 3})
         state.trace("ev3", Step.RECEIVED, via="webhook")
     assert redis_client.zscore("fieldrelay:events", "ev3") is not None
+
+
+def test_a_grouped_message_whose_runtime_cannot_be_built_is_dead_lettered_whole(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str, redis_client
+) -> None:
+    monkeypatch.setenv("FIELDRELAY_REDIS_URL", redis_url)
+    tasks = importlib.import_module("workers.tasks")
+
+    def broken() -> None:
+        raise ValueError("a bug while building the runtime")
+
+    monkeypatch.setattr(tasks, "runtime", broken)
+    events = [{"n": 1}, {"n": 2}]
+    tasks.evaluate_events(events, "task-4")  # returns: Celery acks, and the dead letter holds the events
+    (letter,) = PipelineState(redis_client).dead_letters()
+    assert letter["task"]["name"] == tasks.PROCESS_EVENTS_TASK and "a bug while building" in letter["error"]
+    assert PipelineState(redis_client).dead_letter_args(letter["id"]) == [events]
