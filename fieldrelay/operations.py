@@ -50,7 +50,7 @@ def retry_dead_letter(state: PipelineState, dlq_id: str, enqueue: Enqueue | None
         raise OperationError(
             f"dead letter {dlq_id}: its event or rule version expired from the store; replay the event instead"
         )
-    state.forget_action(event_id, digest, index)
+    state.forget_results(event_id, digest, index)
     state.remove_dead_letter(dlq_id)
     try:
         (enqueue or redis_enqueue(state))(event_id, digest, index, ACTION_QUEUES[target])

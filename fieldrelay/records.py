@@ -21,12 +21,12 @@ EVENT_FIELD = "event"
 RESULT_PREFIX = "r:"
 # Each record's fields but the event and the step results (PipelineState.summaries): a list of thousands of
 # events reads only what it shows.
-SUMMARIES = """
-local out = {}
+SUMMARIES = f"""
+local out = {{}}
 for i, key in ipairs(KEYS) do
-  local all, kept = redis.call('HGETALL', key), {}
+  local all, kept = redis.call('HGETALL', key), {{}}
   for j = 1, #all, 2 do
-    if all[j] ~= 'event' and string.sub(all[j], 1, 2) ~= 'r:' then
+    if all[j] ~= '{EVENT_FIELD}' and string.sub(all[j], 1, {len(RESULT_PREFIX)}) ~= '{RESULT_PREFIX}' then
       kept[#kept + 1] = all[j]
       kept[#kept + 1] = all[j + 1]
     end

@@ -159,11 +159,7 @@ class PipelineState:
     # An event is processed by the first task that claims it; a redelivery of that same
     # task (same task id, after a crash) may claim again, a duplicate delivery may not.
     def claim_event(self, event_id: str, task_id: str) -> bool:
-        key = self.key("claim", event_id)
-        if self.r.set(key, task_id, nx=True, ex=self.retention):
-            return True
-        owner = self.r.get(key)
-        return owner is not None and _text(owner) == task_id
+        return self.claim_and_read(event_id, task_id)[0].claimed
 
     def claim_and_read(self, event_id: str, task_id: str | None, *keys: str) -> tuple[Claim, list[Any]]:
         """`claim_event` (unless `task_id` is None), and the values of `keys` (one MGET), in one round trip:
@@ -405,13 +401,11 @@ class PipelineState:
         return RedisLinkStore(self.r, self.key("link"), self.retention * 52)
 
     def prepared_trace(self, event_id: str, step: Step, **detail: Any) -> tuple[list[Any], Callable[[], None]]:
-        """One trace entry's writes (its own and its console summary's) as `WriteBatch.words`, for a script
-        that makes them only if it grants the step (workers/gate.py), and what logs it, to call once it did.
-        Counters the entry adds to, if any, count now."""
+        """One trace entry's writes (and its console summary's, if its step has any) as `WriteBatch.words`, for
+        a script that makes them only if it grants the step (workers/gate.py), and what logs it, to call once it
+        did. What the entry records in the process (counters, an action's start time) is recorded now."""
         entry, raw = self.redactor.redacted(bounded({"at": time.time(), "step": str(step), **detail}))
         writes = WriteBatch(self.r)
-        if self.batch is not None:
-            writes.known = self.batch.known  # the step's later entries read the times this one sets
         writes.trace(self.key("trace", event_id), raw, self._ttl(step), extend=step in FAILURES)
         record(self, event_id, entry, writes)
         return writes.words(), functools.partial(log_step, self, event_id, entry)
@@ -491,10 +485,6 @@ class PipelineState:
 
     def dlq_size(self) -> int:
         return int(self.r.zcard(self.key("dlq")))
-
-    def forget_action(self, event_id: str, digest: str, index: int) -> None:
-        """Clear one step's ledger entry, so a replayed action runs again instead of being skipped."""
-        self.forget_results(event_id, digest, index)
 
     # A paused target's actions wait (the pipeline checks `target_paused` before calling it).
     def pause_target(self, target: str, *, until: float | None = None, reason: str = "") -> None:

@@ -45,7 +45,7 @@ def test_records_written_before_they_held_the_steps_are_still_read(redis_client)
     assert state.done_and_steps("ev1", "d1", 0) == ({"id": 7}, {"0": {"id": 7}, "first": {"id": 7}})
     state.mark_action_done("ev1", "d1", 1, None, {"id": 9})  # a step run by this version
     assert state.done_and_steps("ev1", "d1", 1) == ({"id": 9}, {"0": {"id": 7}, "first": {"id": 7}, "1": {"id": 9}})
-    state.forget_action("ev1", "d1", 0)  # `dlq retry` / a replay: the old ledger entry goes
+    state.forget_results("ev1", "d1", 0)  # `dlq retry`: the old ledger entry goes
     assert state.action_done("ev1", "d1", 0) is None
     assert state.forget_results("ev1") >= 2
     assert not redis_client.exists("fieldrelay:steps:ev1:d1")
